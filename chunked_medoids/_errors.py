@@ -1,0 +1,56 @@
+"""Typed exceptions of chunked_medoids.
+
+Every error raised on bad user input is one of these.  They subclass the builtin
+``ValueError`` / ``TypeError`` / ``LookupError`` / ``OSError`` so callers can catch either
+the precise class or the broad builtin one.  Messages name the parameter (or file), the
+rule, the value received and, where possible, the fix.
+"""
+
+from __future__ import annotations
+
+
+class ChunkedMedoidsError(Exception):
+    """Base class of every error raised by chunked_medoids."""
+
+
+class InvalidParameterError(ChunkedMedoidsError, ValueError):
+    """A parameter has an invalid value (wrong range, wrong length, duplicates, ...)."""
+
+
+class InvalidTypeError(ChunkedMedoidsError, TypeError):
+    """A parameter has an unsupported type."""
+
+
+class UnknownNameError(ChunkedMedoidsError, LookupError, ValueError):
+    """A name (metric, method, init, source kind, dataset) is not registered."""
+
+    def __str__(self) -> str:  # LookupError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class DissimilarityError(ChunkedMedoidsError, ValueError):
+    """The dissimilarity data violates the contract (NaN, negative, asymmetric, ...)."""
+
+
+class UnsupportedDtypeError(ChunkedMedoidsError, TypeError):
+    """The dissimilarity or feature array has a dtype that is not supported."""
+
+
+class IncompleteStoreError(DissimilarityError):
+    """A chunked store was opened for clustering but not every stripe has been written."""
+
+
+class StoreCorruptionError(ChunkedMedoidsError, OSError):
+    """A chunk of a store is missing or cannot be decoded."""
+
+
+class StoreExistsError(ChunkedMedoidsError, FileExistsError):
+    """The output store already exists and ``overwrite=False``."""
+
+
+class StoreLockedError(ChunkedMedoidsError, OSError):
+    """Another process holds the build claim of this store."""
+
+
+class CheckpointMismatchError(ChunkedMedoidsError, ValueError):
+    """A checkpoint belongs to another matrix or other parameters."""

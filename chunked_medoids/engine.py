@@ -1,0 +1,296 @@
+"""The only module that talks to Dask.
+
+An :class:`Engine` maps a *block function* over the row stripes of a
+:class:`~chunked_medoids.sources.DissimilaritySource` and returns the small per-block
+results **in block order**, so every reduction done by a driver is a fixed-order reduction
+whose result never depends on scheduling, worker count or block size.
+
+Block functions have the signature ``func(block, start, stop, state) -> result`` where
+``block`` is the (stop - start, n) row stripe of D, ``state`` a dict of small broadcast
+arrays (O(n) caches, the n×k medoid table...).  They must be module-level functions (so a
+distributed worker can unpickle them) and should call nogil numba kernels.
+
+Schedulers
+----------
+* default: Dask's local threaded scheduler with ``num_workers`` threads (default: the
+  number of cores).
+* ``client=``: a ``distributed.Client``; ``scheduler_address=`` / ``scheduler_file=``
+  connect a new client to an existing cluster (dask-jobqueue, dask-mpi).  Broadcast state is
+  scattered once per pass (``broadcast=True``) and released after it; the source pickles
+  as a path, so workers open zarr/HDF5 stores themselves.
+
+Memory
+------
+The block height is chosen from ``memory_limit``: at most ``blocks_in_flight`` row blocks
+(one per worker thread plus one being read ahead) of ``n * itemsize`` bytes per row, with a
+factor 2 for the decode buffer of compressed stores, fit in the budget.  State arrays
+(n×k medoid table, O(n) caches) come on top and are not counted against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._errors import InvalidParameterError, InvalidTypeError
+from ._util import check_int, format_bytes, parse_memory_limit
+
+logger = logging.getLogger(__name__)
+
+#: bytes of working memory per stored byte of a block (decoded chunk + output array).
+DECODE_FACTOR = 2
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def connect_client(client=None, scheduler_address=None, scheduler_file=None):
+    """Return ``(client, owned)`` for the given cluster options (``(None, False)`` for threads).
+
+    At most one of the three may be given.  ``owned`` is True when this call created the
+    client (the caller closes it).
+    """
+    given = [x is not None for x in (client, scheduler_address, scheduler_file)]
+    if sum(given) > 1:
+        raise InvalidParameterError(
+            "give at most one of client=, scheduler_address=, scheduler_file= "
+            f"(got client={client!r}, scheduler_address={scheduler_address!r}, scheduler_file={scheduler_file!r})"
+        )
+    if client is not None:
+        from distributed import Client
+
+        if not isinstance(client, Client):
+            raise InvalidTypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        return client, False
+    if scheduler_address is not None or scheduler_file is not None:
+        from distributed import Client
+
+        if scheduler_file is not None and not os.path.exists(os.fspath(scheduler_file)):
+            raise FileNotFoundError(f"scheduler_file {os.fspath(scheduler_file)!r} does not exist")
+        try:
+            if scheduler_file is not None:
+                c = Client(scheduler_file=os.fspath(scheduler_file), timeout="30s")
+            else:
+                c = Client(scheduler_address, timeout="30s")
+        except OSError as exc:
+            raise OSError(
+                f"could not connect to the Dask scheduler "
+                f"({scheduler_address or scheduler_file!r}): {exc}"
+            ) from exc
+        return c, True
+    return None, False
+
+
+class Engine:
+    """Maps block functions over row stripes of a source with Dask.
+
+    Parameters
+    ----------
+    memory_limit : int or str, default "1GiB"
+        Budget for row blocks held at once (see module notes).
+    client : distributed.Client, optional
+        Run block tasks on this cluster.
+    scheduler_address, scheduler_file : str, optional
+        Connect to an existing cluster (the engine owns and closes that client).
+    num_workers : int, optional
+        Threads of the local scheduler (default: number of cores).  Ignored with a client.
+    progress : bool, default False
+        Show a tqdm bar over the blocks of each pass.
+    block_rows : int, optional
+        Force a block height (rows); by default it is derived from ``memory_limit``.
+    """
+
+    def __init__(self, *, memory_limit="1GiB", client=None, scheduler_address=None,
+                 scheduler_file=None, num_workers=None, progress=False, block_rows=None):
+        self.memory_limit = parse_memory_limit(memory_limit)
+        self.client, self._owns_client = connect_client(client, scheduler_address, scheduler_file)
+        if num_workers is not None:
+            num_workers = check_int(num_workers, "num_workers", minimum=1)
+        self.num_workers = num_workers or _default_threads()
+        self.progress = bool(progress)
+        self.forced_block_rows = None if block_rows is None else check_int(block_rows, "block_rows", minimum=1)
+        self._pool = None
+        self.bytes_read = 0
+        self._lock = threading.Lock()
+
+    # -- sizing -------------------------------------------------------------------------
+    @property
+    def parallelism(self) -> int:
+        if self.client is not None:
+            try:
+                return max(1, sum(self.client.nthreads().values()))
+            except Exception:  # pragma: no cover - scheduler gone
+                return 1
+        return self.num_workers
+
+    def block_rows_for(self, source, blocks_in_flight: int | None = None) -> int:
+        """Rows per block so that ``blocks_in_flight`` decoded blocks fit in the budget."""
+        if self.forced_block_rows is not None:
+            return min(self.forced_block_rows, source.n)
+        if blocks_in_flight is None:
+            blocks_in_flight = (self.num_workers if self.client is None else 1) + 1
+        row_bytes = source.n * source.dtype.itemsize * DECODE_FACTOR
+        rows = max(1, self.memory_limit // (row_bytes * blocks_in_flight))
+        natural = max(1, int(source.block_rows))
+        if rows >= natural:
+            rows = (rows // natural) * natural  # read each stored chunk exactly once
+        elif natural * row_bytes > self.memory_limit:
+            logger.warning(
+                "storage chunks of %d rows (%s decoded) exceed memory_limit=%s; "
+                "rebuild the store with a smaller memory_limit to stay within budget",
+                natural, format_bytes(natural * row_bytes), format_bytes(self.memory_limit),
+            )
+        return int(min(rows, source.n))
+
+    def blocks(self, source, block_rows: int | None = None) -> list[tuple[int, int]]:
+        b = block_rows or self.block_rows_for(source)
+        return [(s, min(s + b, source.n)) for s in range(0, source.n, b)]
+
+    # -- parallel map -------------------------------------------------------------------
+    def map_blocks(self, source, func, state=None, *, blocks=None, desc: str | None = None):
+        """Apply ``func(block, start, stop, state)`` to every row block; results in block order.
+
+        One Dask graph (one task per row stripe) and one compute per call.
+        """
+        state = {} if state is None else state
+        blocks = self.blocks(source) if blocks is None else blocks
+        t0 = time.perf_counter()
+        if self.client is None:
+            results = self._map_threads(source, func, state, blocks, desc)
+        else:
+            results = self._map_distributed(source, func, state, blocks, desc)
+        nbytes = sum((b - a) * source.n * source.dtype.itemsize for a, b in blocks)
+        with self._lock:
+            self.bytes_read += nbytes
+        logger.debug("%s: %d blocks, %s in %.3fs", desc or func.__name__, len(blocks),
+                     format_bytes(nbytes), time.perf_counter() - t0)
+        return results
+
+    def _map_threads(self, source, func, state, blocks, desc):
+        import dask
+
+        bar = self._bar(len(blocks), desc)
+        # Threads share memory: the state dict is passed by reference, never copied.
+        def task(a, b):
+            res = func(source.read_rows(a, b), a, b, state)
+            if bar is not None:
+                bar.update(1)
+            return res
+
+        tasks = [dask.delayed(task, pure=False)(a, b) for a, b in blocks]
+        try:
+            results = dask.compute(*tasks, scheduler="threads", num_workers=self.num_workers)
+        finally:
+            if bar is not None:
+                bar.close()
+        return list(results)
+
+    def _map_distributed(self, source, func, state, blocks, desc):
+        client = self.client
+        state_future = client.scatter(state, broadcast=True, hash=False) if state else None
+        futures = [client.submit(_run_block, source, func, a, b, state_future, pure=False,
+                                 retries=2, key=f"cm-{func.__name__}-{a}-{b}-{id(state)}-{time.monotonic_ns()}")
+                   for a, b in blocks]
+        try:
+            if self.progress:
+                from distributed import progress as dprogress
+
+                dprogress(futures, notebook=False)
+            results = client.gather(futures)
+        finally:
+            del futures
+            if state_future is not None:
+                client.cancel(state_future)
+        return list(results)
+
+    # -- sequential streaming with read-ahead ------------------------------------------
+    def iter_blocks(self, source, blocks=None, prefetch: int = 1, desc: str | None = None):
+        """Yield ``(start, stop, block)`` in the given order, reading ``prefetch`` blocks ahead.
+
+        Reads run in a background thread (numpy/zarr/h5py release the GIL while decoding), so
+        I/O overlaps the caller's compute.
+        """
+        blocks = self.blocks(source) if blocks is None else list(blocks)
+        pool = self._get_pool()
+        pending = deque()
+        bar = self._bar(len(blocks), desc)
+        it = iter(blocks)
+        try:
+            for _ in range(max(1, prefetch + 1)):
+                nxt = next(it, None)
+                if nxt is None:
+                    break
+                pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+            while pending:
+                (a, b), fut = pending.popleft()
+                block = fut.result()
+                with self._lock:
+                    self.bytes_read += block.nbytes
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+                yield a, b, block
+                del block
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            if bar is not None:
+                bar.close()
+
+    def _get_pool(self):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")
+        return self._pool
+
+    def thread_pool(self):
+        """A pool of ``num_workers`` compute threads for drivers (e.g. speculative FasterPAM)."""
+        if getattr(self, "_cpool", None) is None:
+            self._cpool = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="cm-compute")
+        return self._cpool
+
+    def _bar(self, total, desc):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc or "blocks", unit="block", leave=False)
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if getattr(self, "_cpool", None) is not None:
+            self._cpool.shutdown(wait=True)
+            self._cpool = None
+        if self._owns_client and self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _run_block(source, func, start, stop, state):
+    return func(source.read_rows(start, stop), start, stop, {} if state is None else state)
+
+
+def make_engine(engine=None, **options) -> Engine:
+    """Return ``engine`` if given, else a new :class:`Engine` built from ``options``."""
+    if engine is not None:
+        return engine
+    return Engine(**options)

@@ -1,0 +1,149 @@
+"""Where dissimilarities come from.
+
+One registry of source kinds (:data:`SOURCE_KINDS`) feeds :func:`open_dissimilarity`,
+validation messages, the CLI and the conformance tests.  Each entry says which objects or
+paths it recognises and how to open them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .._errors import InvalidTypeError, UnknownNameError
+from .base import SUPPORTED_DTYPES, DissimilaritySource, check_dtype
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A registered kind of dissimilarity source.
+
+    ``matches(obj)`` says whether ``obj`` (an array object or a path) is of this kind;
+    ``open(obj, **options)`` returns a :class:`DissimilaritySource`.
+    """
+
+    name: str
+    matches: Callable[[Any], bool]
+    open: Callable[..., DissimilaritySource]
+    description: str
+
+
+#: name -> SourceKind, in matching order.
+SOURCE_KINDS: dict[str, SourceKind] = {}
+
+
+def register_source_kind(name: str, matches, opener, description: str) -> None:
+    """Register a source kind (later registrations are tried after earlier ones)."""
+    SOURCE_KINDS[name] = SourceKind(name, matches, opener, description)
+
+
+def _path_suffix(obj) -> str | None:
+    if isinstance(obj, (str, os.PathLike)):
+        return os.fspath(obj).rstrip("/\\").lower()
+    return None
+
+
+def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = False, **options) -> DissimilaritySource:
+    """Open anything that holds a symmetric n×n dissimilarity as a streaming source.
+
+    Parameters
+    ----------
+    obj : array-like, dask array, zarr.Array, h5py.Dataset, path, or DissimilaritySource
+        The matrix.  Paths ending in ``.zarr`` open a zarr array, ``.h5``/``.hdf5`` an HDF5
+        dataset (``dataset="dissimilarity"`` by default), ``.npy`` a memory-mapped array.
+        A :class:`DissimilaritySource` is returned as is.
+    kind : str, optional
+        Force a registered source kind (see :data:`SOURCE_KINDS`) instead of detecting it.
+    validate : bool, default False
+        Stream the matrix in bounded-memory blocks and reject NaN/inf, negative values, a
+        non-zero diagonal and asymmetry (on sampled block pairs); see
+        :func:`chunked_medoids.sources.validate.validate_source`.
+    **options
+        Passed to the kind's opener (e.g. ``dataset=`` for HDF5, ``allow_incomplete=`` for
+        stores written by :func:`~chunked_medoids.build_dissimilarity`).
+
+    Returns
+    -------
+    DissimilaritySource
+    """
+    if isinstance(obj, DissimilaritySource) and kind is None:
+        if options:
+            raise InvalidTypeError(
+                f"options {sorted(options)} cannot be applied to an already opened source {obj!r}"
+            )
+        src = obj
+    else:
+        if kind is not None:
+            if kind not in SOURCE_KINDS:
+                raise UnknownNameError(
+                    f"kind must be one of {list(SOURCE_KINDS)}, got {kind!r}"
+                )
+            src = SOURCE_KINDS[kind].open(obj, **options)
+        else:
+            for entry in SOURCE_KINDS.values():
+                if entry.matches(obj):
+                    src = entry.open(obj, **options)
+                    break
+            else:
+                what = repr(obj) if isinstance(obj, (str, os.PathLike)) else type(obj).__name__
+                raise InvalidTypeError(
+                    f"cannot open {what} as a dissimilarity matrix; supported: "
+                    + "; ".join(f"{k.name} ({k.description})" for k in SOURCE_KINDS.values())
+                )
+    if validate:
+        from .validate import validate_source
+
+        validate_source(src)
+    return src
+
+
+def _is_numpy(obj) -> bool:
+    import numpy as np
+
+    return isinstance(obj, np.ndarray)
+
+
+def _open_numpy(obj, **options):
+    from .memory import NumpySource
+
+    if options:
+        raise InvalidTypeError(f"in-memory arrays take no options, got {sorted(options)}")
+    return NumpySource(obj)
+
+
+def _is_npy_path(obj) -> bool:
+    s = _path_suffix(obj)
+    return s is not None and s.endswith(".npy")
+
+
+def _open_npy(obj, **options):
+    import numpy as np
+
+    from .._errors import InvalidParameterError
+    from .memory import NumpySource
+
+    if options:
+        raise InvalidTypeError(f".npy files take no options, got {sorted(options)}")
+    path = os.fspath(obj)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dissimilarity file {path!r} does not exist")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except ValueError as exc:
+        raise InvalidParameterError(f"cannot read {path!r} as a .npy array: {exc}") from exc
+    return NumpySource(arr)
+
+
+register_source_kind("numpy", _is_numpy, _open_numpy, "an in-memory numpy array or np.memmap")
+register_source_kind("npy", _is_npy_path, _open_npy, "a path to a .npy file, memory-mapped")
+
+__all__ = [
+    "DissimilaritySource",
+    "SOURCE_KINDS",
+    "SUPPORTED_DTYPES",
+    "SourceKind",
+    "check_dtype",
+    "open_dissimilarity",
+    "register_source_kind",
+]

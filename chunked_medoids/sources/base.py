@@ -1,0 +1,163 @@
+"""The source contract: a symmetric n×n dissimilarity streamed in row blocks.
+
+See DESIGN.md section 3.  A source never holds more than the rows it was asked for
+(unless it wraps an array that already is in memory), pickles cheaply (file-backed sources
+carry a path, never an open handle), and yields identical values whatever the block
+boundaries are.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
+
+#: dtypes a dissimilarity may have; everything else is refused with the dtype named.
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def check_dtype(dtype, what: str = "dissimilarity") -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.newbyteorder("=") not in SUPPORTED_DTYPES:
+        raise UnsupportedDtypeError(
+            f"{what} dtype {dt} is not supported; use one of "
+            f"{', '.join(str(d) for d in SUPPORTED_DTYPES)} (convert with .astype('float32'))"
+        )
+    return dt.newbyteorder("=")
+
+
+class DissimilaritySource(abc.ABC):
+    """Abstract symmetric n×n dissimilarity matrix, read in row blocks.
+
+    Attributes
+    ----------
+    n : int
+        Number of points (rows = columns).
+    dtype : numpy.dtype
+        Element type of the rows returned (float32, float64, int32 or int64).
+    block_rows : int
+        Natural row-stripe height (the storage chunk height); readers that ask for
+        multiples of it, aligned to it, read every chunk exactly once.
+    kind : str
+        Registry name of the source kind.
+
+    Notes
+    -----
+    By symmetry a row of D is also a column: the distances of all points to point ``m`` are
+    ``take_rows([m])[0]``.
+    """
+
+    kind: str = "abstract"
+    n: int
+    dtype: np.dtype
+    block_rows: int
+
+    # -- the contract -------------------------------------------------------------------
+    @abc.abstractmethod
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Return rows ``start:stop`` (already validated) as an array of shape (stop-start, n)."""
+
+    def _take_rows(self, indices: np.ndarray) -> np.ndarray:
+        """Rows at ``indices`` (validated, any order, duplicates allowed).
+
+        Default: read each maximal run of consecutive sorted indices once, then scatter.
+        """
+        out = np.empty((indices.shape[0], self.n), dtype=self.dtype)
+        if indices.shape[0] == 0:
+            return out
+        order = np.argsort(indices, kind="stable")
+        sorted_idx = indices[order]
+        uniq, inverse = np.unique(sorted_idx, return_inverse=True)
+        # runs of consecutive unique indices
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        stops = np.concatenate((breaks, [uniq.shape[0]]))
+        rows = np.empty((uniq.shape[0], self.n), dtype=self.dtype)
+        for a, b in zip(starts, stops):
+            rows[a:b] = self._read_rows(int(uniq[a]), int(uniq[b - 1]) + 1)
+        out[order] = rows[inverse]
+        return out
+
+    @abc.abstractmethod
+    def _fingerprint_parts(self) -> list:
+        """Things that identify the data (path, shape, dtype, creation attributes...)."""
+
+    # -- public API built on the contract ----------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.n)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.n * self.dtype.itemsize
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of D as a C-contiguous array of shape (stop - start, n)."""
+        start = int(start)
+        stop = int(stop)
+        if not (0 <= start <= stop <= self.n):
+            raise InvalidParameterError(
+                f"read_rows needs 0 <= start <= stop <= n = {self.n}, got start={start}, stop={stop}"
+            )
+        block = self._read_rows(start, stop)
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+        return block
+
+    def take_rows(self, indices) -> np.ndarray:
+        """Rows at ``indices`` (any order, duplicates allowed), shape (len(indices), n)."""
+        idx = np.asarray(indices)
+        if idx.ndim != 1:
+            raise InvalidParameterError(f"take_rows needs a 1-D index array, got shape {idx.shape}")
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise InvalidTypeError(f"take_rows needs integer indices, got dtype {idx.dtype}")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise InvalidParameterError(
+                f"take_rows indices must lie in [0, {self.n}), got min {idx.min()} max {idx.max()}"
+            )
+        block = self._take_rows(idx)
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+        return block
+
+    def fingerprint(self) -> str:
+        """Stable identity of the data (for checkpoints): a hex digest.
+
+        Equal for the same data opened twice the same way; different after the data change
+        (where the storage lets us tell: file-backed stores hash their metadata and a
+        sample of values; in-memory arrays hash their contents).
+        """
+        h = hashlib.sha256()
+        h.update(f"{self.n}|{self.dtype.str}|".encode())
+        for part in self._fingerprint_parts():
+            if isinstance(part, np.ndarray):
+                h.update(np.ascontiguousarray(part).view(np.uint8).tobytes())
+            else:
+                h.update(repr(part).encode())
+            h.update(b"|")
+        return h.hexdigest()[:32]
+
+    def sample_fingerprint_rows(self, count: int = 3) -> list:
+        """A few deterministic rows (first, middle, last) whose values go into fingerprints."""
+        idx = sorted({0, self.n // 2, self.n - 1})[:count]
+        return [self.read_rows(i, i + 1) for i in idx]
+
+    def row_blocks(self, block_rows: int | None = None):
+        """Yield ``(start, stop)`` row ranges of height ``block_rows`` (default the natural one)."""
+        b = int(block_rows or self.block_rows)
+        for start in range(0, self.n, b):
+            yield start, min(start + b, self.n)
+
+    def close(self) -> None:  # pragma: no cover - default: nothing to release
+        """Release any open handle (file-backed sources reopen lazily)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} kind={self.kind!r} n={self.n} dtype={self.dtype} block_rows={self.block_rows}>"
