@@ -120,6 +120,7 @@ class Engine:
         self.progress = bool(progress)
         self.forced_block_rows = None if block_rows is None else check_int(block_rows, "block_rows", minimum=1)
         self._pool = None
+        self.last_state_key = None
         self.bytes_read = 0
         self._lock = threading.Lock()
 
@@ -197,7 +198,10 @@ class Engine:
 
     def _map_distributed(self, source, func, state, blocks, desc):
         client = self.client
-        state_future = client.scatter(state, broadcast=True, hash=False) if state else None
+        # Scatter the state dict as ONE object (a dict passed to scatter would use its keys
+        # as cluster-wide data keys and collide across passes).
+        state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
+        self.last_state_key = None if state_future is None else state_future.key
         futures = [client.submit(_run_block, source, func, a, b, state_future, pure=False,
                                  retries=2, key=f"cm-{func.__name__}-{a}-{b}-{id(state)}-{time.monotonic_ns()}")
                    for a, b in blocks]
