@@ -159,7 +159,7 @@ def test_worker_killed_mid_pass_result_identical(rng):
     w = np.linspace(0, 1, src.n)
     ref = Engine(block_rows=10).map_blocks(src, row_sums, {"w": w})
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=50) as cluster, Client(cluster) as client:
+                      dashboard_address=":0", silence_logs=50) as cluster, Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         killer = threading.Timer(0.8, os.kill, args=(pids[0], signal.SIGKILL))
         killer.start()

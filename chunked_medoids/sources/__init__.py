@@ -50,9 +50,12 @@ def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = False, 
     Parameters
     ----------
     obj : array-like, dask array, zarr.Array, h5py.Dataset, path, or DissimilaritySource
-        The matrix.  Paths ending in ``.zarr`` open a zarr array, ``.h5``/``.hdf5`` an HDF5
-        dataset (``dataset="dissimilarity"`` by default), ``.npy`` a memory-mapped array.
-        A :class:`DissimilaritySource` is returned as is.
+        The matrix.  Paths ending in ``.zarr`` open a zarr array (a group's array
+        ``dataset="dissimilarity"`` by default), ``.h5``/``.hdf5`` an HDF5 dataset
+        (``dataset="dissimilarity"`` by default), ``.npy`` a memory-mapped array.
+        A :class:`DissimilaritySource` is returned as is.  With ``kind="features"``, ``obj``
+        is an (n, d) feature array and the options are those of
+        :func:`~chunked_medoids.from_features` (``metric=``, ``dtype=``, ...).
     kind : str, optional
         Force a registered source kind (see :data:`SOURCE_KINDS`) instead of detecting it.
     validate : bool, default False
@@ -137,6 +140,30 @@ def _open_npy(obj, **options):
 
 register_source_kind("numpy", _is_numpy, _open_numpy, "an in-memory numpy array or np.memmap")
 register_source_kind("npy", _is_npy_path, _open_npy, "a path to a .npy file, memory-mapped")
+
+
+def _lazy(module: str, attr: str):
+    """A matcher/opener that imports its module on first call (keeps import cheap)."""
+
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)(*args, **kwargs)
+
+    call.__name__ = f"{module}.{attr}"
+    return call
+
+
+register_source_kind("dask", _lazy("dask_array", "_matches"), _lazy("dask_array", "_open"),
+                     "a dask.array.Array of shape (n, n), read stripe by stripe")
+register_source_kind("zarr", _lazy("zarr_store", "_matches"), _lazy("zarr_store", "_open"),
+                     "a zarr.Array/Group or a path to a .zarr store; options dataset=, allow_incomplete=")
+register_source_kind("hdf5", _lazy("hdf5", "_matches"), _lazy("hdf5", "_open"),
+                     "an h5py.Dataset or a path to a .h5/.hdf5 file; options dataset= "
+                     "(default 'dissimilarity'), allow_incomplete=")
+register_source_kind("features", _lazy("features", "_matches"), _lazy("features", "_open"),
+                     "an (n, d) feature array computed on the fly; only with kind='features', "
+                     "options metric=, dtype=, ... (see from_features)")
 
 __all__ = [
     "DissimilaritySource",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
+import os
+
 import numpy as np
 
 from .._errors import InvalidParameterError
@@ -20,6 +23,16 @@ def _check_square(shape, what="dissimilarity matrix") -> int:
     if shape[0] == 0:
         raise InvalidParameterError(f"{what} is empty (shape {tuple(shape)}); need at least one point")
     return int(shape[0])
+
+
+def _is_whole_memmap(arr) -> bool:
+    """True for an ``np.memmap`` that maps a file region itself (not a view of another one).
+
+    Only such arrays can be re-mapped from ``(filename, offset, dtype, shape, order)``; a
+    slice of a memmap keeps its parent's offset and must pickle with its data.
+    """
+    return (isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap)
+            and isinstance(getattr(arr, "filename", None), (str, os.PathLike)))
 
 
 class NumpySource(DissimilaritySource):
@@ -66,9 +79,9 @@ class NumpySource(DissimilaritySource):
     def __getstate__(self):
         state = self.__dict__.copy()
         arr = self._array
-        if isinstance(arr, np.memmap) and isinstance(getattr(arr, "filename", None), str):
+        if _is_whole_memmap(arr):
             state["_array"] = None
-            state["_memmap"] = (arr.filename, arr.offset, arr.dtype.str, arr.shape,
+            state["_memmap"] = (os.fspath(arr.filename), arr.offset, arr.dtype.str, arr.shape,
                                 "F" if (arr.flags.f_contiguous and not arr.flags.c_contiguous) else "C")
         return state
 

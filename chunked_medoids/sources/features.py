@@ -1,0 +1,452 @@
+"""Dissimilarities computed on the fly from a feature array with a metric.
+
+:func:`from_features` wraps an (n, d) feature array -- in memory, memory-mapped, a dask
+array, a zarr array or an HDF5 dataset, or a path to one -- and a metric from
+:mod:`chunked_medoids.metrics` as a :class:`~chunked_medoids.sources.DissimilaritySource`.
+Row block ``D[start:stop]`` is computed against the feature rows in column chunks of
+``feature_block_rows`` points, so a feature array on disk is never loaded whole.
+
+Every entry is computed as ``d(X[min(i, j)], X[max(i, j)])`` and the diagonal is set to 0,
+so the matrix is exactly (bitwise) symmetric with a zero diagonal whatever the metric
+kernel's rounding is and whatever the block boundaries are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+
+import numpy as np
+
+from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
+from .._util import check_int
+from .base import DissimilaritySource, check_dtype
+from .memory import _is_whole_memmap
+
+logger = logging.getLogger(__name__)
+
+#: bytes of float64 work buffers per computed row block (a few of these are live at once).
+_WORK_BYTES = 32 << 20
+#: natural row-block size target of the dissimilarity rows (like in-memory arrays).
+_BLOCK_BYTES = 64 << 20
+
+
+def _check_feature_dtype(dtype, where: str) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt == bool or np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating):
+        return dt
+    raise UnsupportedDtypeError(
+        f"{where} has dtype {dt}; features must be real numbers (bool, integer or float); "
+        "encode categories as integer codes (and use metric='gower' with categorical=...)"
+    )
+
+
+class FeatureArray:
+    """Read-only, picklable view of an (n, d) feature array, read in row ranges as float64.
+
+    Parameters
+    ----------
+    X : ndarray, np.memmap, dask array, zarr.Array, h5py.Dataset, path or array-like
+        Paths: ``.npy`` (memory-mapped), ``.zarr`` (directory store), ``.h5``/``.hdf5``
+        (``dataset=`` names the dataset; optional when the file holds only one).
+    dataset : str, optional
+        Dataset/array name inside an HDF5 file or zarr group.
+
+    Notes
+    -----
+    File-backed arrays pickle as their path and are reopened in the receiving process;
+    in-memory numpy arrays pickle with their data.
+    """
+
+    def __init__(self, X, dataset: str | None = None):
+        from . import hdf5, zarr_store
+        from .dask_array import _is_dask_array
+
+        self.dataset = dataset
+        self._mode = None
+        self._arr = None  # numpy array / dask array
+        self._ref = None  # zarr / h5 reference
+        self._npy = None  # path of a memory-mapped .npy
+        if dataset is not None and not isinstance(dataset, str):
+            raise InvalidTypeError(f"dataset must be a string, got {type(dataset).__name__} {dataset!r}")
+        if isinstance(X, DissimilaritySource):
+            raise InvalidTypeError(
+                "from_features needs a feature array X of shape (n, d), got a dissimilarity source; "
+                "pass the dissimilarity to the clustering function directly"
+            )
+        if isinstance(X, (str, os.PathLike)):
+            path = os.fspath(X)
+            low = path.rstrip("/\\").lower()
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"feature file {path!r} does not exist")
+            if low.endswith(".npy"):
+                self._no_dataset(dataset, path)
+                try:
+                    arr = np.load(path, mmap_mode="r")
+                except ValueError as exc:
+                    raise InvalidParameterError(f"cannot read {path!r} as a .npy array: {exc}") from exc
+                self._mode, self._npy = "npy", os.path.abspath(path)
+                self._arr = arr
+            elif low.endswith(".zarr"):
+                self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(path, dataset, default=None)
+            elif low.endswith((".h5", ".hdf5", ".he5")):
+                fname, name = hdf5.resolve_h5(path, dataset, default=None)
+                self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
+            else:
+                raise InvalidParameterError(
+                    f"feature path {path!r} must end in .npy, .zarr, .h5 or .hdf5"
+                )
+        elif isinstance(X, np.ndarray):
+            self._no_dataset(dataset, "a numpy array")
+            if _is_whole_memmap(X):
+                self._mode = "memmap"
+                self._memmap_args = (os.fspath(X.filename), X.offset, X.dtype.str, X.shape,
+                                     "F" if (X.flags.f_contiguous and not X.flags.c_contiguous) else "C")
+            else:
+                self._mode = "numpy"
+            self._arr = X
+        elif _is_dask_array(X):
+            self._no_dataset(dataset, "a dask array")
+            self._mode, self._arr = "dask", X
+        elif zarr_store._is_zarr_object(X):
+            self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(X, dataset, default=None)
+        elif hdf5._is_h5py_object(X):
+            fname, name = hdf5.resolve_h5(X, dataset, default=None)
+            self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
+        else:
+            self._no_dataset(dataset, type(X).__name__)
+            try:
+                arr = np.asarray(X)
+            except Exception as exc:
+                raise InvalidTypeError(
+                    f"X must be an (n, d) array (numpy, dask, zarr, h5py) or a path, got {type(X).__name__}"
+                ) from exc
+            if arr.dtype == object:
+                raise UnsupportedDtypeError(
+                    f"X ({type(X).__name__}) converts to a numpy object array; features must be real numbers"
+                )
+            self._mode, self._arr = "numpy", arr
+        a = self._get()
+        shape = tuple(int(s) for s in a.shape)
+        if len(shape) != 2:
+            raise InvalidParameterError(
+                f"X must be a 2-D array of shape (n, d) (rows = points), got shape {shape}; "
+                "reshape 1-D data with X.reshape(-1, 1)"
+            )
+        if shape[0] == 0:
+            raise InvalidParameterError(f"X is empty (shape {shape}); need at least one point")
+        if shape[1] == 0:
+            raise InvalidParameterError(f"X has no features (shape {shape}); need d >= 1 columns")
+        self.n, self.d = shape
+        self.dtype = _check_feature_dtype(a.dtype, "X")
+        chunks = getattr(a, "chunks", None)
+        if self._mode == "dask":
+            self.chunk_rows = int(a.chunks[0][0])
+        elif self._mode == "zarr":
+            shards = getattr(a, "shards", None)
+            self.chunk_rows = int((shards or chunks)[0])
+        elif self._mode == "hdf5" and chunks:
+            self.chunk_rows = int(chunks[0])
+        else:
+            self.chunk_rows = 1
+
+    @staticmethod
+    def _no_dataset(dataset, what):
+        if dataset is not None:
+            raise InvalidParameterError(
+                f"dataset={dataset!r} only applies to HDF5 files and zarr groups, not to {what}; drop it"
+            )
+
+    @property
+    def in_memory(self) -> bool:
+        return self._mode == "numpy"
+
+    def _get(self):
+        if self._ref is not None:
+            return self._ref.get()
+        return self._arr
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a float64 C-contiguous array (a view when possible)."""
+        a = self._get()
+        if self._mode == "dask":
+            block = np.asarray(a[start:stop].compute(scheduler="synchronous"))
+        elif self._mode == "zarr":
+            block = a[start:stop] if stop > start else np.empty((0, self.d), self.dtype)
+        elif self._mode == "hdf5":
+            block = a[start:stop] if stop > start else np.empty((0, self.d), self.dtype)
+        else:
+            block = a[start:stop]
+        return np.ascontiguousarray(block, dtype=np.float64)
+
+    def iter_blocks(self, rows: int):
+        """Yield ``(start, stop, float64 block)`` over all rows."""
+        for start in range(0, self.n, rows):
+            stop = min(start + rows, self.n)
+            yield start, stop, self.read(start, stop)
+
+    def describe(self) -> str:
+        if self._mode == "npy":
+            return self._npy
+        if self._mode in ("zarr",):
+            return self._ref.location
+        if self._mode == "hdf5":
+            return f"{self._ref.filename}:{self._ref.dataset}"
+        return f"<{self._mode} array>"
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self._mode in ("npy", "memmap"):
+            state["_arr"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._mode == "npy":
+            self._arr = np.load(self._npy, mmap_mode="r")
+        elif self._mode == "memmap":
+            filename, offset, dtype, shape, order = self._memmap_args
+            self._arr = np.memmap(filename, mode="r", dtype=np.dtype(dtype), shape=shape,
+                                  offset=offset, order=order)
+
+
+def _scan(features: FeatureArray, rows: int) -> str:
+    """One streaming pass: reject NaN/inf (naming the first one) and hash the contents."""
+    h = hashlib.sha256()
+    h.update(f"{features.n}|{features.d}|{features.dtype.str}|".encode())
+    for start, stop, block in features.iter_blocks(rows):
+        finite = np.isfinite(block)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            raise InvalidParameterError(
+                f"X ({features.describe()}) contains {block[r, c].item()!r} at X[{start + r}, {c}]; "
+                "features must be finite: impute or drop missing values before computing distances"
+            )
+        h.update(block.tobytes())
+    return h.hexdigest()
+
+
+class FeatureSource(DissimilaritySource):
+    """``D[i, j] = metric(X[min(i, j)], X[max(i, j)])`` computed block by block.
+
+    Made by :func:`from_features` (see there for parameters).
+
+    Attributes
+    ----------
+    features : FeatureArray
+        The (n, d) feature rows.
+    metric : chunked_medoids.metrics.BoundMetric
+        The metric, fitted when it needed data-dependent parameters.
+    feature_block_rows : int
+        Feature rows per column chunk.
+    features_hash : str
+        Contents hash of X (part of :meth:`fingerprint`).
+    """
+
+    kind = "features"
+
+    def __init__(self, X, metric="euclidean", *, dtype="float32", block_rows=None,
+                 feature_block_rows=None, dataset=None, **metric_params):
+        from ..metrics import resolve_metric
+
+        self.features = FeatureArray(X, dataset=dataset)
+        self.n = self.features.n
+        self.dtype = check_dtype(dtype, "dtype")
+        n, d = self.n, self.features.d
+        if block_rows is None:
+            block_rows = max(1, min(n, _BLOCK_BYTES // (n * self.dtype.itemsize)))
+        self.block_rows = check_int(block_rows, "block_rows", minimum=1)
+        self.block_rows = min(self.block_rows, n)
+        if feature_block_rows is None:
+            feature_block_rows = max(1, _WORK_BYTES // (8 * max(d, self.block_rows)))
+            cr = self.features.chunk_rows
+            if cr > 1 and feature_block_rows > cr:  # whole stored chunks per read
+                feature_block_rows -= feature_block_rows % cr
+        self.feature_block_rows = min(n, check_int(feature_block_rows, "feature_block_rows", minimum=1))
+        metric = resolve_metric(metric, **metric_params)
+        scan_rows = max(1, min(n, _WORK_BYTES // (8 * d)))
+        self._x_hash = _scan(self.features, scan_rows)
+        if metric.needs_fit:
+            feats = self.features
+            metric = metric.fit(lambda: (blk for _, _, blk in feats.iter_blocks(scan_rows)))
+        self.metric = metric
+        if np.issubdtype(self.dtype, np.integer):
+            self._imax = float(np.iinfo(self.dtype).max)
+        else:
+            self._imax = None
+
+    @property
+    def features_hash(self) -> str:
+        """SHA-256 (hex) of X's shape, dtype and values, streamed once at creation."""
+        return self._x_hash
+
+    # -- computing ---------------------------------------------------------------------
+    def _store(self, target, values):
+        """Write float64 ``values`` into the view ``target``, cast to the source dtype."""
+        if self._imax is not None:
+            np.rint(values, out=values)
+            if values.size and values.max() > self._imax:
+                raise DissimilarityError(
+                    f"distance {values.max().item()!r} overflows dtype {self.dtype}; use dtype='int64' or a float dtype"
+                )
+        target[...] = values
+
+    def _read_rows(self, start, stop):
+        n, m = self.n, stop - start
+        out = np.empty((m, n), dtype=self.dtype)
+        if m == 0:
+            return out
+        metric, feats, fbr = self.metric, self.features, self.feature_block_rows
+        XA = feats.read(start, stop)
+        work = np.empty(m * min(fbr, n), dtype=np.float64)
+        # the diagonal square D[start:stop, start:stop] in pieces of fbr rows: each piece
+        # pair p <= q is computed once as d(x_i, x_j), i < j, and mirrored.
+        pieces = [(a, min(a + fbr, stop)) for a in range(start, stop, fbr)]
+        for pi, (a0, a1) in enumerate(pieces):
+            XP = XA[a0 - start: a1 - start]
+            for b0, b1 in pieces[pi:]:
+                buf = work[: (a1 - a0) * (b1 - b0)].reshape(a1 - a0, b1 - b0)
+                metric.pairwise(XP, XA[b0 - start: b1 - start], buf)
+                if a0 == b0:
+                    for i in range(1, a1 - a0):  # mirror the upper triangle
+                        buf[i, :i] = buf[:i, i]
+                    np.fill_diagonal(buf, 0.0)
+                    self._store(out[a0 - start: a1 - start, a0:a1], buf)
+                else:
+                    self._store(out[a0 - start: a1 - start, b0:b1], buf)
+                    self._store(out[b0 - start: b1 - start, a0:a1], buf.T)
+        # the columns left (j < start) and right (j >= stop) of the block, in chunks of X.
+        for c0 in range(0, n, fbr):
+            c1 = min(c0 + fbr, n)
+            if start <= c0 and c1 <= stop:
+                continue
+            XB = feats.read(c0, c1)
+            lo, hi = c0, min(c1, start)  # left: d(x_j, x_i), j < i
+            if lo < hi:
+                buf = work[: (hi - lo) * m].reshape(hi - lo, m)
+                metric.pairwise(XB[lo - c0: hi - c0], XA, buf)
+                self._store(out[:, lo:hi], buf.T)
+            lo, hi = max(c0, stop), c1  # right: d(x_i, x_j), i < j
+            if lo < hi:
+                buf = work[: m * (hi - lo)].reshape(m, hi - lo)
+                metric.pairwise(XA, XB[lo - c0: hi - c0], buf)
+                self._store(out[:, lo:hi], buf)
+        return out
+
+    def _take_rows(self, indices):
+        """Scattered rows in one pass over X (not one pass per run of indices)."""
+        K = indices.shape[0]
+        out = np.empty((K, self.n), dtype=self.dtype)
+        if K == 0:
+            return out
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        if uniq.shape[0] == uniq[-1] - uniq[0] + 1:
+            out[:] = self._read_rows(int(uniq[0]), int(uniq[-1]) + 1)[inverse]
+            return out
+        n, u, fbr = self.n, uniq.shape[0], self.feature_block_rows
+        metric, feats = self.metric, self.features
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        run_starts = np.concatenate(([0], breaks))
+        run_stops = np.concatenate((breaks, [u]))
+        XS = np.vstack([feats.read(int(uniq[a]), int(uniq[b - 1]) + 1) for a, b in zip(run_starts, run_stops)])
+        rows = np.empty((u, n), dtype=self.dtype)
+        work = np.empty(u * min(fbr, n), dtype=np.float64)
+        for c0 in range(0, n, fbr):
+            c1 = min(c0 + fbr, n)
+            w = c1 - c0
+            XB = feats.read(c0, c1)
+            ia = int(np.searchsorted(uniq, c0))  # rows i < c0: d(x_i, x_j)
+            ib = int(np.searchsorted(uniq, c1))  # rows i >= c1: d(x_j, x_i)
+            if ia > 0:
+                buf = work[: ia * w].reshape(ia, w)
+                metric.pairwise(XS[:ia], XB, buf)
+                self._store(rows[:ia, c0:c1], buf)
+            if ib < u:
+                buf = work[: w * (u - ib)].reshape(w, u - ib)
+                metric.pairwise(XB, XS[ib:], buf)
+                self._store(rows[ib:, c0:c1], buf.T)
+            if ia < ib:  # rows inside the chunk need both orientations
+                r = ib - ia
+                P1 = metric.pairwise(XS[ia:ib], XB, np.empty((r, w), np.float64))
+                P2 = metric.pairwise(XB, XS[ia:ib], np.empty((w, r), np.float64))
+                j = np.arange(c0, c1)
+                for t in range(r):
+                    i = int(uniq[ia + t])
+                    vals = np.where(j > i, P1[t], P2[:, t])
+                    vals[i - c0] = 0.0
+                    self._store(rows[ia + t, c0:c1], vals)
+        out[:] = rows[inverse]
+        return out
+
+    def _fingerprint_parts(self):
+        return ["features", self._x_hash, self.metric.describe()]
+
+    def __repr__(self) -> str:
+        return (f"<FeatureSource X={self.features.describe()} n={self.n} d={self.features.d} "
+                f"metric={self.metric.name!r} dtype={self.dtype} block_rows={self.block_rows}>")
+
+
+def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
+                  feature_block_rows=None, dataset=None, **metric_params) -> FeatureSource:
+    """A dissimilarity source computing ``D[i, j] = metric(X[i], X[j])`` on the fly.
+
+    Parameters
+    ----------
+    X : array of shape (n, d), or path
+        Feature rows: a numpy array (used directly, no copy), ``np.memmap``, dask array,
+        ``zarr.Array``, ``h5py.Dataset``, or a path to a ``.npy`` file, ``.zarr`` store or
+        ``.h5``/``.hdf5`` file.  Values must be finite (checked once, streaming).
+    metric : str or numba.njit function, default "euclidean"
+        A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
+    dtype : {"float32", "float64", "int32", "int64"}, default "float32"
+        Element type of the returned rows.  Distances are computed in float64 and cast;
+        integer dtypes round to the nearest integer (overflow raises).
+    block_rows : int, optional
+        Natural row-block height (default: about 64 MiB of output rows).
+    feature_block_rows : int, optional
+        Feature rows read per column chunk when computing a row block (default: about
+        32 MiB of float64 work buffer, whole storage chunks of X).
+    dataset : str, optional
+        Dataset name inside an HDF5 file or zarr group holding X (optional when the file
+        holds a single array).
+    **metric_params
+        Metric parameters (e.g. ``p=3`` for minkowski, ``categorical=`` for gower).
+        Data-dependent parameters (gower ``ranges``) are fitted once here in a streaming
+        pass over X.
+
+    Returns
+    -------
+    FeatureSource
+        ``kind == "features"``.  Pickles as the path of file-backed X (in-memory X pickles
+        with the source).
+
+    Notes
+    -----
+    Memory per row block of height ``m``: the output ``m × n`` plus a float64 buffer of
+    ``m × feature_block_rows`` plus ``(m + feature_block_rows) × d`` features.
+    ``take_rows`` of scattered rows makes one pass over X for all of them.
+    Creation streams X once (finite check, contents hash for :meth:`fingerprint`, metric fit).
+    Each entry is ``metric(X[min(i, j)], X[max(i, j)])`` and the diagonal is exactly 0, so D
+    is bitwise symmetric and does not depend on block sizes.
+
+    Raises
+    ------
+    InvalidParameterError
+        X is not 2-D, is empty, or holds NaN/inf (the first position is named).
+    UnsupportedDtypeError
+        X is not numeric, or ``dtype`` is not supported.
+    UnknownNameError
+        Unknown metric name.
+    """
+    return FeatureSource(X, metric, dtype=dtype, block_rows=block_rows,
+                         feature_block_rows=feature_block_rows, dataset=dataset, **metric_params)
+
+
+def _matches(obj) -> bool:
+    return False
+
+
+def _open(obj, **options):
+    return from_features(obj, **options)

@@ -1,0 +1,290 @@
+"""HDF5 datasets (h5py), opened lazily per process by filename.
+
+The source stores only the file name and the dataset path.  The h5py file handle is opened
+on first read in each process (cached keyed by ``os.getpid()``, so a forked or unpickled
+copy reopens it) and is dropped when pickling: a Dask worker never receives an open h5py
+object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from .._store_meta import check_complete, read_meta
+from .base import DissimilaritySource, check_dtype
+from .memory import _DEFAULT_BLOCK_BYTES, _check_square
+
+#: dataset read by default from an HDF5 file given by path.
+DEFAULT_DATASET = "dissimilarity"
+
+
+def _is_h5py_object(obj) -> bool:
+    h5py = sys.modules.get("h5py")
+    return h5py is not None and isinstance(obj, (h5py.Dataset, h5py.Group))
+
+
+def dataset_shapes(h5file) -> list[tuple[str, tuple]]:
+    """``(path, shape)`` of every dataset in an open h5py file or group."""
+    import h5py
+
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            found.append((name, tuple(obj.shape)))
+
+    h5file.visititems(visit)
+    return found
+
+
+def list_datasets(h5file) -> list[str]:
+    """``"path (shape)"`` of every dataset in an open h5py file or group (for messages)."""
+    return [f"{name} {shape}" for name, shape in dataset_shapes(h5file)]
+
+
+def _open_file(filename: str):
+    import h5py
+
+    if not os.path.exists(filename):
+        raise FileNotFoundError(f"HDF5 file {filename!r} does not exist")
+    if os.path.isdir(filename) or not h5py.is_hdf5(filename):
+        raise InvalidParameterError(
+            f"{filename!r} is not an HDF5 file; pass a .h5/.hdf5 file written by h5py (or a "
+            ".zarr / .npy store with the matching path suffix)"
+        )
+    return h5py.File(filename, "r")
+
+
+def _get_dataset(h5file, dataset: str, filename: str):
+    import h5py
+
+    obj = h5file.get(dataset)
+    if not isinstance(obj, h5py.Dataset):
+        what = "is a group, not a dataset" if obj is not None else "does not exist"
+        present = list_datasets(h5file)
+        raise UnknownNameError(
+            f"dataset {dataset!r} in HDF5 file {filename!r} {what}; datasets present: "
+            f"{present if present else 'none'}; pick one with dataset='name'"
+        )
+    return obj
+
+
+class H5DatasetRef:
+    """A picklable reference to one dataset of an HDF5 file (filename + dataset path).
+
+    ``get()`` returns the open ``h5py.Dataset`` of the current process, opening the file
+    read-only on first use.  Pickling drops the handle.
+    """
+
+    def __init__(self, filename, dataset: str):
+        self.filename = os.path.abspath(os.fspath(filename))
+        self.dataset = str(dataset)
+        self._pid = None
+        self._file = None
+        self._dset = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        pid = os.getpid()
+        if self._pid == pid and self._dset is not None:
+            return self._dset
+        if self._pid != pid:  # new process (fork): a fresh lock, never the parent's handle
+            self._lock = threading.Lock()
+            self._file = self._dset = None
+            self._pid = pid
+        with self._lock:
+            if self._dset is None:
+                f = _open_file(self.filename)
+                try:
+                    self._dset = _get_dataset(f, self.dataset, self.filename)
+                except Exception:
+                    f.close()
+                    raise
+                self._file = f
+        return self._dset
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            try:
+                self._file.close()
+            except Exception:  # pragma: no cover - already closed
+                pass
+        self._file = self._dset = None
+
+    def __getstate__(self):
+        return {"filename": self.filename, "dataset": self.dataset}
+
+    def __setstate__(self, state):
+        self.filename = state["filename"]
+        self.dataset = state["dataset"]
+        self._pid = None
+        self._file = None
+        self._dset = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"H5DatasetRef({self.filename!r}, {self.dataset!r})"
+
+
+def resolve_h5(obj, dataset: str | None, default: str | None = DEFAULT_DATASET) -> tuple[str, str]:
+    """``(filename, dataset path)`` from a path, an ``h5py.Dataset`` or an ``h5py.Group``."""
+    if _is_h5py_object(obj):
+        import h5py
+
+        filename = obj.file.filename
+        if isinstance(obj, h5py.Dataset):
+            if dataset is not None and dataset.strip("/") != obj.name.strip("/"):
+                raise InvalidParameterError(
+                    f"dataset={dataset!r} cannot be combined with the h5py.Dataset {obj.name!r}; "
+                    "pass either the Dataset object or the file name with dataset="
+                )
+            name = obj.name
+        else:
+            name = dataset if dataset is not None else default
+            if name is None:
+                raise InvalidParameterError(
+                    f"an h5py group needs dataset='name'; datasets present: {list_datasets(obj)}"
+                )
+            name = obj.name.rstrip("/") + "/" + name.lstrip("/")
+        if not os.path.exists(filename):
+            raise InvalidParameterError(
+                f"the h5py object lives in {filename!r}, which is not a file on disk (in-memory "
+                "HDF5 files cannot be reopened by worker processes); write it to a file first"
+            )
+        return filename, name
+    if isinstance(obj, (str, os.PathLike)):
+        if dataset is not None and not isinstance(dataset, str):
+            raise InvalidTypeError(f"dataset must be a string, got {type(dataset).__name__} {dataset!r}")
+        filename = os.fspath(obj)
+        name = dataset if dataset is not None else default
+        if name is None:
+            with _open_file(filename) as f:
+                shapes = dataset_shapes(f)
+                present = list_datasets(f)
+            if len(shapes) == 1:
+                return filename, shapes[0][0]
+            raise InvalidParameterError(
+                f"HDF5 file {filename!r} holds {len(present)} datasets {present}; pick one with dataset='name'"
+            )
+        return filename, name
+    raise InvalidTypeError(
+        f"expected a path to an HDF5 file or an h5py.Dataset, got {type(obj).__name__}"
+    )
+
+
+def _meta_of(dset) -> dict | None:
+    meta = read_meta(dset.attrs)
+    if meta is None and dset.parent is not None:
+        meta = read_meta(dset.parent.attrs)
+    return meta
+
+
+class HDF5Source(DissimilaritySource):
+    """A dissimilarity stored as a 2-D HDF5 dataset.
+
+    Parameters
+    ----------
+    obj : str, os.PathLike, h5py.Dataset or h5py.Group
+        Path of the HDF5 file, or an open h5py object (only its file name and dataset path
+        are kept; the file must exist on disk).
+    dataset : str, optional
+        Dataset path inside the file; default ``"dissimilarity"``.  Not allowed together
+        with an ``h5py.Dataset``.
+    allow_incomplete : bool, default False
+        Open a store written by :func:`~chunked_medoids.build_dissimilarity` even if some of
+        its stripes were never written (for inspection).
+
+    Notes
+    -----
+    ``block_rows`` is the dataset's chunk height (for contiguous datasets a height of about
+    64 MiB of rows).  The file is opened read-only, lazily on the first read, once per
+    process; pickling keeps only ``(filename, dataset)``.  Call :meth:`close` to release the
+    handle (e.g. before writing to the same file from this process); a later read reopens it.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    UnknownNameError
+        The dataset does not exist (the message lists the datasets present).
+    InvalidParameterError
+        The dataset is not square or is empty; the file is not HDF5.
+    UnsupportedDtypeError
+        The dataset dtype is not float32/float64/int32/int64.
+    IncompleteStoreError
+        The store carries chunked_medoids metadata that says it is unfinished.
+    """
+
+    kind = "hdf5"
+
+    def __init__(self, obj, dataset: str | None = None, *, allow_incomplete: bool = False):
+        filename, name = resolve_h5(obj, dataset)
+        self._ref = H5DatasetRef(filename, name)
+        try:
+            dset = self._ref.get()
+            where = f"{self._ref.filename}:{dset.name}"
+            self.n = _check_square(dset.shape, f"HDF5 dataset {where!r}")
+            self.dtype = check_dtype(dset.dtype, f"HDF5 dataset {where!r}")
+            self.meta = _meta_of(dset)
+            if not allow_incomplete:
+                check_complete(self.meta, where)
+            self.chunks = tuple(dset.chunks) if dset.chunks else None
+        finally:
+            # reopened lazily on the first read: an opened-but-unused source does not hold
+            # the file (HDF5 refuses to open a file for writing while it is open read-only
+            # in the same process, e.g. to resume a build)
+            self._ref.close()
+        if self.chunks:
+            self.block_rows = int(min(self.n, self.chunks[0]))
+        else:
+            self.block_rows = max(1, min(self.n, _DEFAULT_BLOCK_BYTES // (self.n * self.dtype.itemsize)))
+
+    @property
+    def filename(self) -> str:
+        return self._ref.filename
+
+    @property
+    def dataset(self) -> str:
+        return self._ref.dataset
+
+    def _read_rows(self, start, stop):
+        dset = self._ref.get()
+        if start == stop:
+            return np.empty((0, self.n), dtype=self.dtype)
+        out = np.empty((stop - start, self.n), dtype=self.dtype)
+        dset.read_direct(out, np.s_[start:stop], np.s_[:])
+        return out
+
+    def _fingerprint_parts(self):
+        meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
+        return ["chunked-matrix", self.chunks, meta, *self.sample_fingerprint_rows()]
+
+    def close(self) -> None:
+        self._ref.close()
+
+    def __repr__(self) -> str:
+        return (f"<HDF5Source {self.filename!r}:{self.dataset} n={self.n} dtype={self.dtype} "
+                f"block_rows={self.block_rows}>")
+
+
+def _matches(obj) -> bool:
+    if _is_h5py_object(obj):
+        return True
+    if isinstance(obj, (str, os.PathLike)):
+        s = os.fspath(obj).rstrip("/\\").lower()
+        return s.endswith((".h5", ".hdf5", ".he5"))
+    return False
+
+
+def _open(obj, *, dataset=None, allow_incomplete=False, **options):
+    if options:
+        raise InvalidTypeError(
+            f"HDF5 sources take the options dataset=, allow_incomplete=; got unknown {sorted(options)}"
+        )
+    return HDF5Source(obj, dataset, allow_incomplete=allow_incomplete)

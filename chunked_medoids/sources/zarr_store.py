@@ -1,0 +1,239 @@
+"""Zarr arrays (zarr-python 3): a path to a ``.zarr`` store or a ``zarr.Array`` object.
+
+Arrays in a local directory store pickle as ``(store root, array path)`` and are reopened
+lazily in the receiving process; arrays in other stores (in-memory, remote) pickle as
+themselves (zarr knows how).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from .._store_meta import check_complete, read_meta
+from .base import DissimilaritySource, check_dtype
+from .memory import _check_square
+
+#: array read by default when the store root is a group.
+DEFAULT_ARRAY = "dissimilarity"
+
+
+def _zarr_types():
+    zarr = sys.modules.get("zarr")
+    if zarr is None:
+        return ()
+    return (zarr.Array, zarr.Group)
+
+
+def _is_zarr_object(obj) -> bool:
+    types = _zarr_types()
+    return bool(types) and isinstance(obj, types)
+
+
+def _array_shapes(group) -> list[tuple[str, tuple]]:
+    import zarr
+
+    return [(name, tuple(member.shape)) for name, member in group.members(max_depth=None)
+            if isinstance(member, zarr.Array)]
+
+
+def _list_arrays(group) -> list[str]:
+    return [f"{name} {shape}" for name, shape in _array_shapes(group)]
+
+
+def _pick_array(group, dataset, where, default):
+    import zarr
+
+    name = dataset if dataset is not None else default
+    if name is None:
+        shapes = _array_shapes(group)
+        present = _list_arrays(group)
+        if len(shapes) == 1:
+            name = shapes[0][0]
+        else:
+            raise InvalidParameterError(
+                f"zarr group {where!r} holds {len(present)} arrays {present}; pick one with dataset='name'"
+            )
+    try:
+        member = group[name]
+    except KeyError:
+        member = None
+    if not isinstance(member, zarr.Array):
+        what = "is a group, not an array" if member is not None else "does not exist"
+        present = _list_arrays(group)
+        raise UnknownNameError(
+            f"array {name!r} in zarr group {where!r} {what}; arrays present: "
+            f"{present if present else 'none'}; pick one with dataset='name'"
+        )
+    return member
+
+
+class ZarrArrayRef:
+    """A picklable reference to a zarr array.
+
+    Local directory stores are kept as ``(root, path)`` and reopened lazily (read-only) in
+    each process that unpickles the reference; any other store keeps the Array object.
+    """
+
+    def __init__(self, obj, dataset: str | None = None, default: str | None = DEFAULT_ARRAY):
+        import zarr
+
+        self.root = None
+        self.path = None
+        self._array = None
+        self.group_meta = None
+        if isinstance(obj, (str, os.PathLike)):
+            root = os.path.abspath(os.fspath(obj))
+            if not os.path.exists(root):
+                raise FileNotFoundError(f"zarr store {root!r} does not exist")
+            try:
+                node = zarr.open(store=root, mode="r")
+            except Exception as exc:  # zarr raises several types for non-stores
+                raise InvalidParameterError(
+                    f"cannot open {root!r} as a zarr store ({type(exc).__name__}: {exc}); pass "
+                    "the directory of a zarr array or group"
+                ) from exc
+        elif _is_zarr_object(obj):
+            node = obj
+            root = None
+        else:
+            raise InvalidTypeError(f"expected a .zarr path or a zarr.Array, got {type(obj).__name__}")
+        if isinstance(node, zarr.Group):
+            where = root or repr(node)
+            self.group_meta = read_meta(node.attrs)
+            node = _pick_array(node, dataset, where, default)
+        elif node.path:  # an array inside a group: the build metadata may sit on the group
+            try:
+                parent = zarr.open_group(store=node.store, path=node.path.rpartition("/")[0] or None, mode="r")
+                self.group_meta = read_meta(parent.attrs)
+            except Exception:  # no readable parent group: a foreign layout
+                self.group_meta = None
+        elif dataset is not None and (root is not None or dataset.strip("/") != node.path.strip("/")):
+            raise InvalidParameterError(
+                f"dataset={dataset!r} was given but {root or node!r} is a single zarr array, not a "
+                "group; drop dataset="
+            )
+        store = node.store
+        local_root = getattr(store, "root", None)
+        if type(store).__name__ == "LocalStore" and local_root is not None:
+            self.root = str(local_root)
+            self.path = node.path
+        self._array = node
+
+    @property
+    def location(self) -> str:
+        if self.root is not None:
+            return self.root + (f"/{self.path}" if self.path else "")
+        return repr(self._array)
+
+    def get(self):
+        if self._array is None:
+            import zarr
+
+            self._array = zarr.open_array(store=self.root, path=self.path or None, mode="r")
+        return self._array
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.root is not None:
+            state["_array"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"ZarrArrayRef({self.location!r})"
+
+
+class ZarrSource(DissimilaritySource):
+    """A dissimilarity stored as a 2-D zarr array.
+
+    Parameters
+    ----------
+    obj : str, os.PathLike, zarr.Array or zarr.Group
+        A path to the store directory (``.zarr``) or an opened array/group.  When the root
+        is a group, the array ``dataset`` (default ``"dissimilarity"``) is used.
+    dataset : str, optional
+        Array path inside a group.
+    allow_incomplete : bool, default False
+        Open a store written by :func:`~chunked_medoids.build_dissimilarity` even if some of
+        its stripes were never written (missing chunks read as the fill value).
+
+    Notes
+    -----
+    ``block_rows`` is the chunk height, or the shard height for sharded arrays, so aligned
+    row stripes decode every stored chunk exactly once.  Local stores pickle as their path.
+
+    Raises
+    ------
+    FileNotFoundError, UnknownNameError, InvalidParameterError, UnsupportedDtypeError,
+    IncompleteStoreError
+    """
+
+    kind = "zarr"
+
+    def __init__(self, obj, dataset: str | None = None, *, allow_incomplete: bool = False):
+        self._ref = ZarrArrayRef(obj, dataset)
+        arr = self._ref.get()
+        where = self._ref.location
+        self.n = _check_square(arr.shape, f"zarr array {where!r}")
+        self.dtype = check_dtype(arr.dtype, f"zarr array {where!r}")
+        meta = read_meta(arr.attrs)
+        self.meta = meta if meta is not None else self._ref.group_meta
+        if not allow_incomplete:
+            check_complete(self.meta, where)
+        self.chunks = tuple(int(c) for c in arr.chunks)
+        shards = getattr(arr, "shards", None)
+        self.shards = tuple(int(c) for c in shards) if shards else None
+        self.block_rows = int(min(self.n, (self.shards or self.chunks)[0]))
+
+    @property
+    def array(self):
+        return self._ref.get()
+
+    def _read_rows(self, start, stop):
+        if start == stop:
+            return np.empty((0, self.n), dtype=self.dtype)
+        return self._ref.get()[start:stop]
+
+    def _take_rows(self, indices):
+        out = np.empty((indices.shape[0], self.n), dtype=self.dtype)
+        if indices.shape[0] == 0:
+            return out
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        if uniq.shape[0] == uniq[-1] - uniq[0] + 1:  # one run: a plain slice
+            rows = self._read_rows(int(uniq[0]), int(uniq[-1]) + 1)
+        else:  # orthogonal selection decodes each touched chunk once
+            rows = self._ref.get().get_orthogonal_selection((uniq, slice(None)))
+        out[:] = rows[inverse]
+        return out
+
+    def _fingerprint_parts(self):
+        meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
+        return ["chunked-matrix", self.shards or self.chunks, meta, *self.sample_fingerprint_rows()]
+
+    def __repr__(self) -> str:
+        return (f"<ZarrSource {self._ref.location!r} n={self.n} dtype={self.dtype} "
+                f"block_rows={self.block_rows}>")
+
+
+def _matches(obj) -> bool:
+    if _is_zarr_object(obj):
+        return True
+    if isinstance(obj, (str, os.PathLike)):
+        s = os.fspath(obj).rstrip("/\\").lower()
+        return s.endswith(".zarr")
+    return False
+
+
+def _open(obj, *, dataset=None, allow_incomplete=False, **options):
+    if options:
+        raise InvalidTypeError(
+            f"zarr sources take the options dataset=, allow_incomplete=; got unknown {sorted(options)}"
+        )
+    return ZarrSource(obj, dataset, allow_incomplete=allow_incomplete)
