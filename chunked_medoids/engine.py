@@ -91,6 +91,26 @@ def connect_client(client=None, scheduler_address=None, scheduler_file=None):
     return None, False
 
 
+def start_local_cluster(n_workers: int, threads_per_worker: int = 1, **cluster_options):
+    """Start a ``distributed.LocalCluster`` of ``n_workers`` processes and return its Client.
+
+    The caller closes both (``client.close(); client.cluster.close()``).  The dashboard
+    binds a free port so several runs can share a machine.
+    """
+    from distributed import Client, LocalCluster
+
+    n_workers = check_int(n_workers, "n_workers", minimum=1)
+    threads_per_worker = check_int(threads_per_worker, "threads_per_worker", minimum=1)
+    options = {"processes": True, "dashboard_address": ":0", "silence_logs": logging.ERROR}
+    options.update(cluster_options)
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, **options)
+    try:
+        return Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+
 class Engine:
     """Maps block functions over row stripes of a source with Dask.
 

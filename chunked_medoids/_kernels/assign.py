@@ -1,0 +1,246 @@
+"""numba kernels for the nearest / second-nearest medoid caches.
+
+Pure numba, numpy in / numpy out (no package, dask, zarr or h5py imports).
+
+Notation (DESIGN.md §4): ``M`` is the (n, k) medoid table, ``M[o, s] = D[o, medoids[s]]``,
+in the dtype of the dissimilarity.  The caches are
+
+* ``dn[o]``, ``ds[o]`` -- distance to the nearest / second-nearest medoid (source dtype),
+* ``nn[o]``, ``sn[o]`` -- their slots (int32; ``sn = -1`` and ``ds = big`` when k = 1),
+
+Ties: on equal distances the lowest slot is the nearest (strict ``<`` while scanning slots
+in increasing order); a medoid is always assigned to its own slot, even when another
+medoid is a duplicate of it.  Distances are compared in the stored dtype; sums are
+accumulated in float64.
+
+Every function is ``@njit(nogil=True, cache=True)`` and allocation-free unless it says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+
+def _big_of(x):  # pragma: no cover - python fallback, replaced by the overload in numba
+    """The "no second medoid" distance for the dtype of ``x``: inf, or the integer max."""
+    if isinstance(x, (np.floating, float)):
+        return np.inf
+    return np.iinfo(type(x)).max
+
+
+@overload(_big_of, jit_options={"nogil": True, "cache": True})
+def _ov_big_of(x):
+    from numba import types
+
+    if isinstance(x, types.Float):
+        if x.bitwidth == 32:
+            def impl32(x):
+                return np.float32(np.inf)
+            return impl32
+
+        def impl64(x):
+            return np.float64(np.inf)
+        return impl64
+    if isinstance(x, types.Integer):
+        if x.bitwidth == 32:
+            mx32 = np.iinfo(np.int32).max
+
+            def impli32(x):
+                return np.int32(mx32)
+            return impli32
+        mx64 = np.iinfo(np.int64).max
+
+        def impli64(x):
+            return np.int64(mx64)
+        return impli64
+    return None
+
+
+@njit(nogil=True, cache=True)
+def rescan_point(M, o, medoid_slot, dn, ds, nn, sn):
+    """Recompute nearest / second-nearest of point ``o`` from row ``o`` of ``M``.
+
+    ``medoid_slot`` is the slot of which ``o`` is the medoid (-1 if ``o`` is no medoid);
+    such a point is forced into its own slot.
+    """
+    k = M.shape[1]
+    big = _big_of(M[o, 0])
+    bn = big
+    bs = big
+    ibn = -1
+    ibs = -1
+    if medoid_slot >= 0:
+        bn = M[o, medoid_slot]
+        ibn = medoid_slot
+        for s in range(k):
+            if s == medoid_slot:
+                continue
+            d = M[o, s]
+            if d < bs or ibs < 0:
+                bs = d
+                ibs = s
+    else:
+        for s in range(k):
+            d = M[o, s]
+            if d < bn or ibn < 0:
+                bs = bn
+                ibs = ibn
+                bn = d
+                ibn = s
+            elif d < bs or ibs < 0:
+                bs = d
+                ibs = s
+    dn[o] = bn
+    nn[o] = ibn
+    if ibs < 0:
+        ds[o] = big
+        sn[o] = -1
+    else:
+        ds[o] = bs
+        sn[o] = ibs
+
+
+@njit(nogil=True, cache=True)
+def assign_all(M, medoids, dn, ds, nn, sn):
+    """Fill the caches of every point from the medoid table (O(n·k)).
+
+    Parameters
+    ----------
+    M : (n, k) array, C-contiguous, source dtype
+    medoids : (k,) int64
+    dn, ds : (n,) source dtype (output)
+    nn, sn : (n,) int32 (output)
+    """
+    n = M.shape[0]
+    k = M.shape[1]
+    for o in range(n):
+        rescan_point(M, o, -1, dn, ds, nn, sn)
+    for s in range(k):
+        rescan_point(M, medoids[s], s, dn, ds, nn, sn)
+
+
+@njit(nogil=True, cache=True)
+def _second_excluding(M, o, exclude, ds, sn):
+    """Rescan the second nearest of ``o`` over every slot but ``exclude`` (= nn[o])."""
+    k = M.shape[1]
+    best = _big_of(M[o, 0])
+    ib = -1
+    for s in range(k):
+        if s == exclude:
+            continue
+        d = M[o, s]
+        if ib < 0 or d < best:
+            best = d
+            ib = s
+    ds[o] = best
+    sn[o] = ib
+
+
+@njit(nogil=True, cache=True)
+def swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn):
+    """Swap slot ``b`` for point ``j`` whose row of D is ``row``, updating every cache.
+
+    DESIGN.md §4 rules, with ``d = row[o] = D[o, j]``:
+
+    * ``nn[o] == b``: the nearest becomes ``j`` if ``d < ds[o]`` (staying in slot b), else
+      the old second; the second is then rescanned from M (excluding the new nearest).
+    * else ``d < dn[o]``: j (slot b) becomes nearest, the old nearest becomes second.
+    * else ``d < ds[o]``: j becomes second.
+    * else ``sn[o] == b``: the second is rescanned from M.
+
+    Finally point ``j`` is forced into its own slot.  ``M[:, b]``, ``medoids[b]`` and
+    ``is_medoid`` are updated in place.  O(n) plus O(k) per rescan; no allocation.
+    """
+    n = M.shape[0]
+    k = M.shape[1]
+    old = medoids[b]
+    is_medoid[old] = False
+    is_medoid[j] = True
+    medoids[b] = j
+    for o in range(n):
+        M[o, b] = row[o]
+    if k == 1:
+        for o in range(n):
+            dn[o] = row[o]
+        return
+    for o in range(n):
+        d = row[o]
+        if nn[o] == b:
+            if d < ds[o]:
+                dn[o] = d
+                _second_excluding(M, o, b, ds, sn)
+            else:
+                dn[o] = ds[o]
+                nn[o] = sn[o]
+                _second_excluding(M, o, sn[o], ds, sn)
+        elif d < dn[o]:
+            ds[o] = dn[o]
+            sn[o] = nn[o]
+            dn[o] = d
+            nn[o] = b
+        elif d < ds[o]:
+            ds[o] = d
+            sn[o] = b
+        elif sn[o] == b:
+            _second_excluding(M, o, nn[o], ds, sn)
+    if nn[j] != b:
+        rescan_point(M, j, b, dn, ds, nn, sn)
+
+
+@njit(nogil=True, cache=True)
+def removal_loss(dn, ds, nn, w, weighted, R):
+    """``R[s] = Σ_{o: nn[o]=s} w_o·(ds[o] − dn[o])`` in float64 (R is zeroed first).
+
+    With k = 1 there is no second medoid and R stays 0 (the swap kernels handle k = 1
+    separately).
+    """
+    k = R.shape[0]
+    for s in range(k):
+        R[s] = 0.0
+    if k == 1:
+        return
+    n = dn.shape[0]
+    for o in range(n):
+        diff = np.float64(ds[o]) - np.float64(dn[o])
+        if weighted:
+            R[nn[o]] += w[o] * diff
+        else:
+            R[nn[o]] += diff
+
+
+@njit(nogil=True, cache=True)
+def loss_sum(dn, w, weighted):
+    """``Σ_o w_o·dn[o]`` accumulated in float64, in index order."""
+    acc = 0.0
+    n = dn.shape[0]
+    if weighted:
+        for o in range(n):
+            acc += w[o] * np.float64(dn[o])
+    else:
+        for o in range(n):
+            acc += np.float64(dn[o])
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def nearest_block(block, medoids, labels, dist):
+    """Nearest medoid of each row of ``block`` given the full rows (lowest slot on ties).
+
+    ``block`` is (m, n) (rows of D); ``labels`` (m,) int32 and ``dist`` (m,) source dtype are
+    outputs.  A row that is itself a medoid is not special-cased here (callers do that).
+    """
+    m = block.shape[0]
+    k = medoids.shape[0]
+    for i in range(m):
+        best = block[i, medoids[0]]
+        ib = 0
+        for s in range(1, k):
+            d = block[i, medoids[s]]
+            if d < best:
+                best = d
+                ib = s
+        labels[i] = ib
+        dist[i] = best

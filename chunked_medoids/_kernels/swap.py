@@ -1,0 +1,254 @@
+"""numba kernels of the swap phase: PAM, FastPAM1/2 and FasterPAM (DESIGN.md §4).
+
+Pure numba, numpy in / numpy out.  A *candidate* ``j`` is evaluated from its row of D
+(``row[o] = D[o, j]``, D symmetric), against the caches ``dn, ds, nn`` and the removal
+loss ``R`` (see :mod:`.assign`).  Every per-candidate reduction runs over one full row in
+index order, so results never depend on how rows are grouped into blocks.
+
+Arithmetic: distances are compared in the stored dtype; differences are formed in float64
+(``float64(a) - float64(b)``, exact for float32 and for integers below 2**53) and
+accumulated in float64 in index order.  Weighted and unweighted loops are written out
+separately so the unweighted hot loop carries no multiplication.
+
+Ties: lowest slot between slots (strict ``<`` scanning slots upwards); earliest candidate
+between candidates (strict ``<`` scanning candidates in order).  A swap is taken iff
+``ΔTD < threshold`` with ``threshold = -tol·TD`` (``tol = 0``: strictly improving).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .assign import loss_sum, removal_loss, swap_update
+
+
+@njit(nogil=True, cache=True)
+def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
+    """FastPAM1 kernel: fill ``P`` (k,) and return ``acc`` so that ΔTD(s) = P[s] + acc.
+
+    ``P = R.copy(); acc = 0``; for each point o with ``d = row[o]``: if ``d < dn[o]``:
+    ``acc += d − dn[o]; P[nn[o]] += dn[o] − ds[o]``; elif ``d < ds[o]``:
+    ``P[nn[o]] += d − ds[o]`` (each term times ``w[o]`` when weighted).  With k = 1
+    (no second medoid) ``P[0] = 0`` and ``acc = Σ w_o (d − dn[o])``.  O(n + k).
+
+    Implementation (branch-light): a first branch-free loop collects into the scratch
+    ``buf`` (n,) int32 the points with ``d < ds[o]`` (the only ones that contribute); a
+    second loop adds ``min(d, dn) − dn`` to acc and ``max(d, dn) − ds`` to ``P[nn]`` for
+    them, in increasing o.  Both are exactly the terms above (the extra terms are exact
+    zeros), summed in the same order, so the result is bitwise that of the textbook loop.
+    """
+    k = R.shape[0]
+    n = row.shape[0]
+    acc = 0.0
+    if k == 1:
+        P[0] = 0.0
+        if weighted:
+            for o in range(n):
+                acc += w[o] * (np.float64(row[o]) - np.float64(dn[o]))
+        else:
+            for o in range(n):
+                acc += np.float64(row[o]) - np.float64(dn[o])
+        return acc
+    for s in range(k):
+        P[s] = R[s]
+    cnt = 0
+    for o in range(n):
+        buf[cnt] = o
+        cnt += row[o] < ds[o]
+    if weighted:
+        for t in range(cnt):
+            o = buf[t]
+            d = np.float64(row[o])
+            a = np.float64(dn[o])
+            wo = w[o]
+            acc += wo * (min(d, a) - a)
+            P[nn[o]] += wo * (max(d, a) - np.float64(ds[o]))
+    else:
+        for t in range(cnt):
+            o = buf[t]
+            d = np.float64(row[o])
+            a = np.float64(dn[o])
+            acc += min(d, a) - a
+            P[nn[o]] += max(d, a) - np.float64(ds[o])
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def best_slot(P, acc):
+    """``(slot, ΔTD)`` minimising ``P[s] + acc``; lowest slot on ties."""
+    k = P.shape[0]
+    bs = 0
+    bd = P[0] + acc
+    for s in range(1, k):
+        v = P[s] + acc
+        if v < bd:
+            bd = v
+            bs = s
+    return bs, bd
+
+
+@njit(nogil=True, cache=True)
+def fastpam1_block(block, start, is_medoid, dn, ds, nn, R, w, weighted):
+    """Best (ΔTD, candidate, slot) over the rows of ``block`` (candidates start..start+m).
+
+    Medoids are skipped.  Earliest candidate wins ties.  Returns ``(inf, -1, -1)`` when the
+    block holds only medoids.
+    """
+    k = R.shape[0]
+    P = np.empty(k, dtype=np.float64)
+    buf = np.empty(dn.shape[0], dtype=np.int32)
+    bd = np.inf
+    bj = -1
+    bsl = -1
+    for i in range(block.shape[0]):
+        j = start + i
+        if is_medoid[j]:
+            continue
+        acc = eval_candidate(block[i], dn, ds, nn, R, w, weighted, P, buf)
+        s, dlt = best_slot(P, acc)
+        if dlt < bd:
+            bd = dlt
+            bj = j
+            bsl = s
+    return bd, bj, bsl
+
+
+@njit(nogil=True, cache=True)
+def fastpam2_block(block, start, is_medoid, dn, ds, nn, R, w, weighted, best_delta, best_cand):
+    """Per slot, the best candidate of this block: fills ``best_delta`` (k,) float64 and
+    ``best_cand`` (k,) int64 (``inf`` / ``-1`` when none).  Earliest candidate wins ties."""
+    k = R.shape[0]
+    P = np.empty(k, dtype=np.float64)
+    buf = np.empty(dn.shape[0], dtype=np.int32)
+    for s in range(k):
+        best_delta[s] = np.inf
+        best_cand[s] = -1
+    for i in range(block.shape[0]):
+        j = start + i
+        if is_medoid[j]:
+            continue
+        acc = eval_candidate(block[i], dn, ds, nn, R, w, weighted, P, buf)
+        for s in range(k):
+            v = P[s] + acc
+            if v < best_delta[s]:
+                best_delta[s] = v
+                best_cand[s] = j
+
+
+@njit(nogil=True, cache=True)
+def pam_delta(row, s, dn, ds, nn, w, weighted):
+    """Classic PAM: ΔTD of swapping slot ``s`` for the candidate whose row is ``row``.
+
+    ``Σ_o w_o·(new_o − dn[o])`` with ``new_o = min(d, ds[o])`` if ``nn[o] == s`` else
+    ``min(d, dn[o])``.  O(n) per (slot, candidate) pair, so O(k·n) per candidate.
+    """
+    n = row.shape[0]
+    acc = 0.0
+    for o in range(n):
+        d = row[o]
+        a = dn[o]
+        if nn[o] == s:
+            b = ds[o]
+            new = d if d < b else b
+        else:
+            new = d if d < a else a
+        diff = np.float64(new) - np.float64(a)
+        if weighted:
+            acc += w[o] * diff
+        else:
+            acc += diff
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def pam_block(block, start, is_medoid, dn, ds, nn, k, w, weighted):
+    """Best (ΔTD, candidate, slot) of this block by the original O(k·n²)-per-iteration PAM
+    evaluation (every (slot, candidate) pair separately).  Same tie rules as
+    :func:`fastpam1_block`: candidates in order, slots in order, strict ``<``."""
+    bd = np.inf
+    bj = -1
+    bsl = -1
+    for i in range(block.shape[0]):
+        j = start + i
+        if is_medoid[j]:
+            continue
+        for s in range(k):
+            dlt = pam_delta(block[i], s, dn, ds, nn, w, weighted)
+            if dlt < bd:
+                bd = dlt
+                bj = j
+                bsl = s
+    return bd, bj, bsl
+
+
+@njit(nogil=True, cache=True)
+def apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
+    """Swap slot ``b`` for ``j`` (row in hand), recompute R, return the new TD = Σ w·dn."""
+    swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
+    removal_loss(dn, ds, nn, w, weighted, R)
+    return loss_sum(dn, w, weighted)
+
+
+@njit(nogil=True, cache=True)
+def fasterpam_block(block, visit, cand, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted,
+                    tol, P, buf, counters, td_box):
+    """Sequential eager FasterPAM over the candidates of one block.
+
+    Position ``i`` visits candidate ``cand[i]`` whose row is ``block[visit[i]]``.  Medoids
+    are skipped.  A candidate is swapped in (best slot by the FastPAM1 kernel, lowest slot
+    on ties) as soon as ``ΔTD < -tol·TD``; the caches, R and TD (recomputed as Σ w·dn) are
+    updated with the row in hand.
+
+    ``counters`` (int64): ``[since, n_swap]`` where ``since`` counts positions visited since
+    the last swap (the swap position counts as 1).  The pass stops as soon as
+    ``since >= n`` (a full cycle without a swap).  ``td_box[0]`` holds TD.  Returns the
+    number of positions consumed (``len(visit)`` unless converged earlier).
+    """
+    n = M.shape[0]
+    m = visit.shape[0]
+    since = counters[0]
+    nsw = counters[1]
+    td = td_box[0]
+    consumed = m
+    for i in range(m):
+        j = cand[i]
+        if not is_medoid[j]:
+            row = block[visit[i]]
+            acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
+            s, dlt = best_slot(P, acc)
+            if dlt < -tol * td:
+                td = apply_swap(row, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
+                nsw += 1
+                since = 0
+        since += 1
+        if since >= n:
+            consumed = i + 1
+            break
+    counters[0] = since
+    counters[1] = nsw
+    td_box[0] = td
+    return consumed
+
+
+@njit(nogil=True, cache=True)
+def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, weighted,
+                    threshold, P, buf, out):
+    """Speculative FasterPAM helper: first position in ``[lo, hi)`` whose candidate has
+    ``ΔTD < threshold`` against the current (unchanged) caches.
+
+    Same per-candidate arithmetic as :func:`fasterpam_block` (same functions), so the
+    result is bitwise identical.  Returns the position or -1; ``out[0]`` = slot,
+    ``out[1]`` = ΔTD.
+    """
+    for i in range(lo, hi):
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        acc = eval_candidate(block[visit[i]], dn, ds, nn, R, w, weighted, P, buf)
+        s, dlt = best_slot(P, acc)
+        if dlt < threshold:
+            out[0] = s
+            out[1] = dlt
+            return i
+    return -1

@@ -1,0 +1,257 @@
+"""Helpers shared by every clustering driver (exact PAM family, CLARA, silhouettes...).
+
+Typical driver skeleton::
+
+    source, engine, owns = prepare(D, k, memory_limit=..., client=..., progress=...,
+                                   num_workers=..., block_rows=..., engine=engine)
+    try:
+        rng = check_random_state(random_state)
+        w = check_weights(weights, source.n)
+        medoids = resolve_init(init, source, k, rng, engine, w)
+        M = medoid_table(source, medoids)
+        labels, dn, ds, nn, sn = assign_table(M, medoids)
+        ...
+        return make_result(M, medoids, w, n_iter=..., n_swap=..., loss_history=...,
+                           algorithm="...")
+    finally:
+        if owns:
+            engine.close()
+
+Memory: the medoid table ``M`` is n×k in the source dtype; the caches are O(n).  Nothing
+here reads more than the k medoid rows of D.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import numbers
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError
+from .._kernels.assign import assign_all, loss_sum, removal_loss
+from .._result import MedoidsResult
+from .._util import check_int, check_k, check_medoids
+from ..engine import make_engine
+from ..sources import open_dissimilarity
+
+logger = logging.getLogger(__name__)
+
+
+def prepare(D, k, *, memory_limit="1GiB", client=None, progress=False, num_workers=None,
+            block_rows=None, engine=None):
+    """Open ``D`` as a source, validate ``k`` against it, and get an engine.
+
+    Parameters
+    ----------
+    D : anything :func:`~chunked_medoids.open_dissimilarity` accepts
+    k : int
+        Number of medoids, validated as ``1 <= k <= n`` (``None`` skips the check).
+    memory_limit, client, progress, num_workers, block_rows
+        Options of a new :class:`~chunked_medoids.Engine` (used only when ``engine`` is None).
+    engine : Engine, optional
+        An existing engine to reuse (its own settings apply).  Passing ``client``,
+        ``num_workers`` or ``block_rows`` together with ``engine`` is an error.
+
+    Returns
+    -------
+    source : DissimilaritySource
+    engine : Engine
+    owns_engine : bool
+        True when the engine was created here (the caller must ``engine.close()`` it).
+    """
+    source = open_dissimilarity(D)
+    if k is not None:
+        check_k(k, source.n)
+    if engine is not None:
+        extra = {name: v for name, v in (("client", client), ("num_workers", num_workers),
+                                         ("block_rows", block_rows)) if v is not None}
+        if extra:
+            raise InvalidParameterError(
+                f"engine= was given together with {sorted(extra)}; configure the engine "
+                "itself (Engine(...)) or omit engine="
+            )
+        return source, engine, False
+    eng = make_engine(None, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows)
+    return source, eng, True
+
+
+def medoid_table(source, medoids) -> np.ndarray:
+    """The (n, k) medoid table ``M[o, s] = D[o, medoids[s]]``, C-contiguous, source dtype.
+
+    Reads the k medoid rows of D (``take_rows``; a row is a column by symmetry).
+    Memory: n·k·itemsize bytes (plus the same for the transposition).
+    """
+    medoids = np.asarray(medoids, dtype=np.int64)
+    rows = source.take_rows(medoids)
+    return np.ascontiguousarray(rows.T)
+
+
+def assign_table(M, medoids):
+    """Nearest / second-nearest medoid of every point from the medoid table.
+
+    Parameters
+    ----------
+    M : (n, k) array
+    medoids : (k,) int64
+
+    Returns
+    -------
+    labels : (n,) int32
+        Slot of the nearest medoid: lowest slot on ties; a medoid is always in its own slot.
+    dn, ds : (n,) arrays of M's dtype
+        Distance to the nearest / second-nearest medoid (``ds`` = inf, or the integer
+        maximum, when k = 1).
+    nn, sn : (n,) int32
+        Their slots (``sn = -1`` when k = 1).  ``nn`` equals ``labels`` (separate array).
+    """
+    M = np.ascontiguousarray(M)
+    medoids = np.asarray(medoids, dtype=np.int64)
+    n = M.shape[0]
+    dn = np.empty(n, dtype=M.dtype)
+    ds = np.empty(n, dtype=M.dtype)
+    nn = np.empty(n, dtype=np.int32)
+    sn = np.empty(n, dtype=np.int32)
+    assign_all(M, medoids, dn, ds, nn, sn)
+    return nn.copy(), dn, ds, nn, sn
+
+
+def kernel_weights(weights):
+    """``(w, weighted)`` as the kernels take them: a float64 array (empty when unweighted)."""
+    if weights is None:
+        return np.empty(0, dtype=np.float64), False
+    return np.ascontiguousarray(weights, dtype=np.float64), True
+
+
+def total_loss(dn, weights=None) -> float:
+    """Σ_o w_o·dn[o].  Integer distances without weights are summed exactly in int64;
+    otherwise the sum is accumulated in float64 in index order."""
+    dn = np.asarray(dn)
+    if weights is None and np.issubdtype(dn.dtype, np.integer):
+        return float(np.sum(dn, dtype=np.int64))
+    w, weighted = kernel_weights(weights)
+    return float(loss_sum(dn, w, weighted))
+
+
+def resolve_init(init, source, k, rng, engine, weights=None) -> np.ndarray:
+    """Initial medoids: a registered init name (``"random"``, ``"build"``, ``"lab"``) or an
+    explicit array of k distinct indices in [0, n).  Returns int64 (k,)."""
+    from ._registry import get_init
+
+    if isinstance(init, str):
+        spec = get_init(init)
+        medoids = spec.func(source, k, rng=rng, engine=engine, weights=weights)
+        return check_medoids(medoids, source.n, k, name=f"init {init!r} result")
+    if init is None:
+        raise InvalidParameterError("init must be a registered name or an array of k distinct indices, got None")
+    if isinstance(init, (numbers.Number, bytes)):
+        raise InvalidTypeError(
+            f"init must be a registered name or an array of k distinct point indices, got {init!r}"
+        )
+    return check_medoids(init, source.n, k, name="init")
+
+
+def check_max_iter(max_iter, name: str = "max_iter") -> int:
+    """A non-negative integer iteration bound."""
+    return check_int(max_iter, name, minimum=0)
+
+
+def check_tol(tol, name: str = "tol") -> float:
+    """A finite non-negative relative tolerance."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise InvalidTypeError(f"{name} must be a non-negative number, got {type(tol).__name__} {tol!r}")
+    tol = float(tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise InvalidParameterError(f"{name} must be a finite number >= 0 (0 = strict improvement), got {tol!r}")
+    return tol
+
+
+def weights_hash(weights) -> str | None:
+    """Short digest of the weights (for checkpoint parameters); None when unweighted."""
+    if weights is None:
+        return None
+    return hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float64).tobytes()).hexdigest()[:24]
+
+
+def init_param(init):
+    """``init`` as a checkpoint parameter (a name, or the list of indices)."""
+    if isinstance(init, str):
+        return init
+    return np.asarray(init).astype(np.int64).tolist()
+
+
+def seed_param(random_state):
+    """An int seed as a checkpoint parameter (other random states: None)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
+
+
+class SwapState:
+    """The O(n·k) state of the swap methods (DESIGN.md §4).
+
+    Attributes
+    ----------
+    M : (n, k) source dtype -- medoid table.
+    medoids : (k,) int64.     is_medoid : (n,) bool.
+    dn, ds : (n,) source dtype.   nn, sn : (n,) int32.
+    R : (k,) float64 -- removal loss.
+    w, weighted : kernel weights (see :func:`kernel_weights`).
+    td : float -- current loss Σ w·dn (float64 accumulation).
+    """
+
+    def __init__(self, source, medoids, weights=None, M=None, caches=None):
+        self.n = source.n
+        self.medoids = np.array(medoids, dtype=np.int64)
+        self.k = self.medoids.shape[0]
+        self.M = medoid_table(source, self.medoids) if M is None else np.ascontiguousarray(M)
+        self.is_medoid = np.zeros(self.n, dtype=np.bool_)
+        self.is_medoid[self.medoids] = True
+        if caches is None:
+            _, self.dn, self.ds, self.nn, self.sn = assign_table(self.M, self.medoids)
+        else:  # restored from a checkpoint: bitwise the caches of the interrupted run
+            self.dn = np.ascontiguousarray(caches["dn"], dtype=self.M.dtype)
+            self.ds = np.ascontiguousarray(caches["ds"], dtype=self.M.dtype)
+            self.nn = np.ascontiguousarray(caches["nn"], dtype=np.int32)
+            self.sn = np.ascontiguousarray(caches["sn"], dtype=np.int32)
+        self.w, self.weighted = kernel_weights(weights)
+        self.R = np.zeros(self.k, dtype=np.float64)
+        removal_loss(self.dn, self.ds, self.nn, self.w, self.weighted, self.R)
+        self.td = float(loss_sum(self.dn, self.w, self.weighted))
+
+    def caches(self) -> dict:
+        """Copies of the caches (for checkpoints)."""
+        return {"dn": self.dn.copy(), "ds": self.ds.copy(), "nn": self.nn.copy(), "sn": self.sn.copy()}
+
+    def block_state(self) -> dict:
+        """The small broadcast dict handed to block functions."""
+        return {"is_medoid": self.is_medoid, "dn": self.dn, "ds": self.ds, "nn": self.nn,
+                "R": self.R, "w": self.w, "weighted": self.weighted, "k": self.k}
+
+    def refresh(self):
+        """Recompute R and TD after the caches changed."""
+        removal_loss(self.dn, self.ds, self.nn, self.w, self.weighted, self.R)
+        self.td = float(loss_sum(self.dn, self.w, self.weighted))
+
+
+def make_result(M, medoids, weights, *, n_iter, n_swap, loss_history, algorithm, extra=None):
+    """Final :class:`MedoidsResult` from the medoid table.
+
+    Labels are recomputed from ``M`` with the tie rules (lowest slot; a medoid in its own
+    slot) and the loss recomputed from them with :func:`total_loss`.
+    """
+    medoids = np.asarray(medoids, dtype=np.int64).copy()
+    labels, dn, _, _, _ = assign_table(M, medoids)
+    loss = total_loss(dn, weights)
+    return MedoidsResult(
+        medoids=medoids,
+        labels=labels.astype(np.int32, copy=False),
+        loss=loss,
+        n_iter=int(n_iter),
+        n_swap=int(n_swap),
+        loss_history=[float(x) for x in loss_history],
+        algorithm=algorithm,
+        extra={} if extra is None else dict(extra),
+    )

@@ -1,0 +1,376 @@
+"""FasterMSC and DynMSC: direct optimisation of the medoid silhouette, and choice of k.
+
+Lenssen & Schubert, "Medoid silhouette clustering with automatic cluster number
+selection" (Information Systems, 2024).
+
+Objective.  The *average medoid silhouette* of medoids m is
+``S = 1 − L / W`` with ``L = Σ_o w_o · d1(o) / d2(o)`` (``d1 <= d2`` the distances of o
+to its nearest and second-nearest medoid; a term is 0 when ``d2 = 0``) and ``W = Σ_o w_o``
+(n when unweighted).  FasterMSC maximises S (minimises L); it does **not** minimise the
+total deviation TD = Σ w·d1 that the other methods of :data:`~chunked_medoids.METHODS`
+minimise.
+
+FasterMSC (eager, like FasterPAM).  Candidates are visited in the fixed order 0..n−1
+(medoids skipped); the change of L for swapping candidate j into each of the k slots is
+computed at once in O(n + k) from j's row and caches of the three nearest medoids
+(see :mod:`chunked_medoids._kernels.msc`); j is swapped into the best slot (lowest on ties)
+as soon as ``ΔL < −(tol·L + EPS·W)``.  The run stops after a full cycle of n positions
+without a swap, or after ``max_iter`` passes.  The pass over candidates is the pass over
+the row blocks (read ahead in a background thread), so one pass = one read of D; a swap
+uses the row already in hand.
+
+DynMSC.  Start with ``kmax`` medoids, optimise with FasterMSC and record S; then remove the
+medoid whose removal increases L the least (computed exactly from the caches: for a point
+whose nearest medoid goes, the new pair is (d2, d3); for one whose second goes, (d1, d3)),
+re-optimise, record -- down to ``kmin``.  The k with the highest S is returned (smallest k
+on exact ties).  Removing a medoid drops a column of the n×k medoid table: no extra read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .._errors import InvalidParameterError
+from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
+from .._util import check_int, check_random_state, check_weights, format_bytes
+from ..checkpoint import open_checkpoint
+from ._common import (check_max_iter, check_tol, init_param, make_result, medoid_table, prepare,
+                      resolve_init, seed_param, weights_hash)
+from ._registry import register_method
+
+logger = logging.getLogger(__name__)
+
+#: default bound on passes over D (per k for DynMSC).
+DEFAULT_MAX_ITER = 100
+#: row blocks held at once by a pass (current + read-ahead).
+BLOCKS_IN_FLIGHT = 3
+#: absolute swap guard per unit of weight: improvements of the average medoid silhouette
+#: below 1e-12 are treated as floating-point noise (prevents swapping back and forth on
+#: rounding differences between mathematically equal configurations).
+EPS = 1e-12
+
+
+class _MSCState:
+    """O(n·k) state: medoid table, three-nearest caches, removal loss R, loss L."""
+
+    def __init__(self, source, medoids, weights=None, M=None):
+        self.n = source.n
+        self.medoids = np.array(medoids, dtype=np.int64)
+        self.M = medoid_table(source, self.medoids) if M is None else np.ascontiguousarray(M)
+        self.is_medoid = np.zeros(self.n, dtype=np.bool_)
+        self.is_medoid[self.medoids] = True
+        if weights is None:
+            self.w, self.weighted, self.wsum = np.empty(0, dtype=np.float64), False, float(self.n)
+        else:
+            self.w, self.weighted = np.ascontiguousarray(weights, dtype=np.float64), True
+            self.wsum = float(np.sum(self.w))
+        n = self.n
+        self.d1 = np.empty(n, dtype=np.float64)
+        self.d2 = np.empty(n, dtype=np.float64)
+        self.d3 = np.empty(n, dtype=np.float64)
+        self.n1 = np.empty(n, dtype=np.int32)
+        self.n2 = np.empty(n, dtype=np.int32)
+        self.n3 = np.empty(n, dtype=np.int32)
+        self.refresh()
+
+    @property
+    def k(self) -> int:
+        return int(self.medoids.shape[0])
+
+    def refresh(self):
+        """Recompute caches, R and L from M (O(n·k))."""
+        top3_all(self.M, self.d1, self.d2, self.d3, self.n1, self.n2, self.n3)
+        self.R = np.zeros(self.k, dtype=np.float64)
+        msc_removal(self.d1, self.d2, self.d3, self.n1, self.n2, self.w, self.weighted, self.R)
+        self.L = float(msc_loss(self.d1, self.d2, self.w, self.weighted))
+
+    def score(self) -> float:
+        return 1.0 - self.L / self.wsum
+
+    def td(self) -> float:
+        d = self.d1
+        return float(np.dot(self.w, d)) if self.weighted else float(np.sum(d))
+
+    def remove(self, slot: int):
+        """Drop medoid slot ``slot`` (later slots shift down by one)."""
+        self.is_medoid[self.medoids[slot]] = False
+        self.medoids = np.delete(self.medoids, slot)
+        self.M = np.ascontiguousarray(np.delete(self.M, slot, axis=1))
+        self.refresh()
+
+
+def _check_k_msc(k, n, name="k"):
+    k = check_int(k, name, minimum=2)
+    if k > n:
+        raise InvalidParameterError(f"{name} (number of medoids) must be <= n = {n}, got {k}")
+    return k
+
+
+def _new_run():
+    """Progress of one FasterMSC optimisation (checkpointable, JSON-able)."""
+    return {"n_iter": 0, "n_swap": 0, "pos": 0, "since": 0, "td_hist": [], "score_hist": [], "done": False}
+
+
+def _optimise(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
+    """Run FasterMSC passes on ``st`` in place, continuing the progress dict ``run``.
+
+    ``run["td_hist"]`` / ``run["score_hist"]`` get the values after each pass.  The walk
+    can stop and resume at any block boundary (``ckpt.step(snapshot)``): the state after
+    a position is a function of the medoids alone (the caches are rebuilt from M, equal
+    up to the slot order of exactly tied distances, which no computation depends on).
+    """
+    n = st.n
+    brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
+    counters = np.array([run["since"], run["n_swap"]], dtype=np.int64)
+    loss_box = np.array([st.L], dtype=np.float64)
+    P = np.empty(st.k, dtype=np.float64)
+    eps_abs = EPS * st.wsum
+    while not run["done"] and (run["pos"] > 0 or run["n_iter"] < max_iter):
+        if run["pos"] == 0:
+            run["n_iter"] += 1
+        t0 = time.perf_counter()
+        read0 = eng.bytes_read
+        swaps0 = int(counters[1])
+        blocks = [(a, min(a + brows, n)) for a in range(run["pos"], n, brows)]
+        for a, b, block in eng.iter_blocks(source, blocks=blocks, prefetch=1,
+                                           desc=f"{desc} pass {run['n_iter']}"):
+            consumed = fastermsc_block(block, a, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
+                                       st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P,
+                                       counters, loss_box)
+            st.L = float(loss_box[0])
+            run["pos"] = a + int(consumed)
+            run["since"], run["n_swap"] = int(counters[0]), int(counters[1])
+            if counters[0] >= n:
+                run["done"] = True
+                break
+            ckpt.step(snapshot)
+        run["pos"] = 0
+        run["td_hist"].append(st.td())
+        run["score_hist"].append(st.score())
+        logger.info("%s pass %d: medoid silhouette=%.10g swaps=%d %.2fs read %s", desc, run["n_iter"],
+                    st.score(), int(counters[1]) - swaps0, time.perf_counter() - t0,
+                    format_bytes(eng.bytes_read - read0))
+        ckpt.step(snapshot, force=True)
+    # exact values from fresh caches (the incremental ones agree up to rounding)
+    st.refresh()
+    return run
+
+
+def _params(init, random_state, tol, max_iter, w, **more):
+    out = {"init": init_param(init), "seed": seed_param(random_state), "tol": tol, "max_iter": max_iter,
+           "weights": weights_hash(w)}
+    out.update(more)
+    return out
+
+
+def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
+              tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
+              block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+    """FasterMSC: k-medoids maximising the average medoid silhouette, streaming D.
+
+    Parameters
+    ----------
+    D : array-like, path or DissimilaritySource
+        Symmetric n×n dissimilarity (anything :func:`~chunked_medoids.open_dissimilarity`
+        accepts).
+    k : int
+        Number of medoids, ``2 <= k <= n`` (the medoid silhouette needs a second medoid).
+    init : {"random", "build", "lab"} or array of k distinct ints, default "random"
+        Initial medoids (BUILD and LAB minimise the total deviation, a good start).
+    max_iter : int, default 100
+        Maximum number of passes over D.
+    random_state : None, int, SeedSequence or Generator
+        Used by the random and LAB inits.
+    weights : (n,) array, optional
+        Non-negative point weights: the weighted average ``1 − Σ w·d1/d2 / Σ w`` is
+        maximised.
+    tol : float, default 0.0
+        Swap iff ``ΔL < −(tol·L + 1e-12·W)`` (L = Σ w·d1/d2, W = Σ w); 0 = any strict
+        improvement beyond floating-point noise.
+    memory_limit, client, progress, num_workers, block_rows, engine
+        Engine options.  The pass is sequential by definition (eager swaps); blocks are
+        read ahead in a background thread.  A distributed ``client`` is only used to
+        create the engine (the walk runs in this process).
+    checkpoint : path, optional
+        Saved at block boundaries (every ``checkpoint_interval`` seconds) and at pass ends;
+        rerunning with the same path and parameters resumes to the identical result.
+    checkpoint_interval : float, default 60.0
+
+    Returns
+    -------
+    MedoidsResult
+        ``algorithm="fastermsc"``.  ``loss`` is the total deviation Σ w·d1 of the final
+        medoids (recomputed; as for every method), ``loss_history`` the total deviation
+        after the init and after each pass (it need not decrease: TD is not the objective).
+        ``extra``: ``score`` (average medoid silhouette, the objective), ``score_history``
+        (after the init and each pass, non-decreasing), ``converged``.
+
+    Notes
+    -----
+    Memory: n×k medoid table (source dtype) + six O(n) caches (three float64 distances,
+    three int32 slots) + up to 3 row blocks.  I/O: one read of D per pass plus the k
+    initial medoid rows.
+    """
+    source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
+                                num_workers=num_workers, block_rows=block_rows, engine=engine)
+    try:
+        n = source.n
+        k = _check_k_msc(k, n)
+        max_iter = check_max_iter(max_iter)
+        tol = check_tol(tol)
+        w = check_weights(weights, n)
+        rng = check_random_state(random_state)
+        ckpt = open_checkpoint(checkpoint, algorithm="fastermsc", source=source,
+                               params=_params(init, random_state, tol, max_iter, w, k=k),
+                               interval=checkpoint_interval)
+        saved = ckpt.load()
+        if saved is not None:
+            medoids = np.asarray(saved["medoids"], dtype=np.int64)
+            run, td0, s0 = saved["run"], float(saved["td0"]), float(saved["s0"])
+        else:
+            medoids = resolve_init(init, source, k, rng, eng, w)
+            run = _new_run()
+        st = _MSCState(source, medoids, w)
+        if saved is None:
+            td0, s0 = st.td(), st.score()
+
+        def snapshot():
+            return {"medoids": st.medoids.copy(), "run": run, "td0": td0, "s0": s0}
+
+        _optimise(source, eng, st, run, max_iter=max_iter, tol=tol, desc="fastermsc", ckpt=ckpt,
+                  snapshot=snapshot)
+        result = make_result(st.M, st.medoids, w, n_iter=run["n_iter"], n_swap=run["n_swap"],
+                             loss_history=[td0] + list(run["td_hist"]), algorithm="fastermsc",
+                             extra={"score": st.score(), "score_history": [s0] + list(run["score_hist"]),
+                                    "converged": bool(run["done"])})
+        ckpt.complete(snapshot())
+        return result
+    finally:
+        if owns:
+            eng.close()
+
+
+def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
+           tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
+           checkpoint=None, checkpoint_interval=60.0, engine=None):
+    """DynMSC: choose k by the average medoid silhouette, from ``kmax`` down to ``kmin``.
+
+    Starts from ``kmax`` medoids (``init``), optimises them with FasterMSC and records the
+    average medoid silhouette; then repeatedly removes the medoid whose removal lowers the
+    medoid silhouette least (exact, from the caches), re-optimises with FasterMSC and
+    records, until ``kmin`` medoids remain.  Returns the best k (highest score; the
+    smallest k on exact ties).
+
+    Parameters
+    ----------
+    D : array-like, path or DissimilaritySource
+    kmax : int
+        Largest number of medoids tried, ``kmin <= kmax <= n``.
+    kmin : int, default 2
+        Smallest number of medoids tried (>= 2).
+    init : {"build", "random", "lab"} or array of kmax distinct ints, default "build"
+        Initial kmax medoids.
+    max_iter : int, default 100
+        Maximum FasterMSC passes per k.
+    random_state, weights, tol
+        As in :func:`fastermsc`.
+    memory_limit, client, progress, num_workers, block_rows, engine
+        Engine options (see :func:`fastermsc`).
+    checkpoint : path, optional
+        Saved at block boundaries (every ``checkpoint_interval`` seconds), at pass ends and
+        after each k; rerunning with the same path and parameters resumes to the identical
+        result.
+    checkpoint_interval : float, default 60.0
+
+    Returns
+    -------
+    MedoidsResult
+        ``algorithm="dynmsc"``; ``medoids``/``labels``/``loss`` (total deviation) of the best
+        k, so ``result.k`` is the chosen number of clusters; ``loss_history`` the total
+        deviation after the start and each pass of the best k's optimisation.
+        ``n_iter``/``n_swap`` are totals over all k.  ``extra``: ``score`` (best average
+        medoid silhouette), ``scores`` (dict k -> score, k increasing), ``medoids_by_k``
+        (dict k -> medoids), ``losses`` (dict k -> total deviation), ``kmin``, ``kmax``.
+
+    Notes
+    -----
+    Memory: as :func:`fastermsc` with k = kmax.  I/O: the kmax initial medoid rows, then
+    one read of D per FasterMSC pass (at least one pass per k), and the best k's medoid
+    rows again at the end.
+    """
+    source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
+                                num_workers=num_workers, block_rows=block_rows, engine=engine)
+    try:
+        n = source.n
+        kmin = check_int(kmin, "kmin", minimum=2)
+        kmax = _check_k_msc(kmax, n, "kmax")
+        if kmin > kmax:
+            raise InvalidParameterError(f"kmin must be <= kmax, got kmin={kmin} and kmax={kmax}")
+        max_iter = check_max_iter(max_iter)
+        tol = check_tol(tol)
+        w = check_weights(weights, n)
+        rng = check_random_state(random_state)
+        ckpt = open_checkpoint(checkpoint, algorithm="dynmsc", source=source,
+                               params=_params(init, random_state, tol, max_iter, w, kmin=kmin, kmax=kmax),
+                               interval=checkpoint_interval)
+        saved = ckpt.load()
+        if saved is not None:
+            medoids = np.asarray(saved["medoids"], dtype=np.int64)
+            run, rec = saved["run"], saved["rec"]
+        else:
+            medoids = resolve_init(init, source, kmax, rng, eng, w)
+            run = _new_run()
+            # records of the finished k (lists of [k, value]: JSON-able for checkpoints)
+            rec = {"scores": [], "medoids": [], "losses": [], "total_iter": 0, "total_swap": 0,
+                   "best": None, "td0": None}
+        st = _MSCState(source, medoids, w)
+        if rec["td0"] is None:
+            rec["td0"] = st.td()
+
+        def snapshot():
+            return {"medoids": st.medoids.copy(), "run": run, "rec": rec}
+
+        while not rec.get("finished", False):
+            k = st.k
+            _optimise(source, eng, st, run, max_iter=max_iter, tol=tol, desc=f"dynmsc k={k}", ckpt=ckpt,
+                      snapshot=snapshot)
+            sc = st.score()
+            rec["total_iter"] += run["n_iter"]
+            rec["total_swap"] += run["n_swap"]
+            rec["scores"].append([k, sc])
+            rec["medoids"].append([k, st.medoids.tolist()])
+            rec["losses"].append([k, st.td()])
+            logger.info("dynmsc k=%d: average medoid silhouette %.10g (%d swaps)", k, sc, run["n_swap"])
+            if rec["best"] is None or sc >= rec["best"]["score"]:  # >=: smaller k wins exact ties
+                rec["best"] = {"score": sc, "k": k, "history": [rec["td0"]] + list(run["td_hist"])}
+            if k == kmin:
+                rec["finished"] = True
+                break
+            st.remove(int(np.argmin(st.R)))  # first minimum: lowest slot on ties
+            run = _new_run()
+            rec["td0"] = st.td()
+            ckpt.step(snapshot, force=True)
+        best = rec["best"]
+        medoids_by_k = {int(kk): np.asarray(m, dtype=np.int64) for kk, m in sorted(rec["medoids"])}
+        med = medoids_by_k[int(best["k"])]
+        M = st.M if int(best["k"]) == st.k else medoid_table(source, med)
+        result = make_result(M, med, w, n_iter=rec["total_iter"], n_swap=rec["total_swap"],
+                             loss_history=best["history"], algorithm="dynmsc",
+                             extra={"score": float(best["score"]),
+                                    "scores": {int(kk): float(v) for kk, v in sorted(rec["scores"])},
+                                    "medoids_by_k": medoids_by_k,
+                                    "losses": {int(kk): float(v) for kk, v in sorted(rec["losses"])},
+                                    "kmin": kmin, "kmax": kmax})
+        ckpt.complete(snapshot())
+        return result
+    finally:
+        if owns:
+            eng.close()
+
+
+register_method("fastermsc", fastermsc, family="swap",
+                description="FasterMSC: eager swaps maximising the average medoid silhouette "
+                            "(objective: medoid silhouette, not total deviation; k >= 2)")

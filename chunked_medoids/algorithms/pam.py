@@ -1,0 +1,304 @@
+"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (DESIGN.md §4).
+
+Every iteration is one block-parallel pass over D (one Dask graph): each row stripe
+evaluates its rows as swap candidates against the broadcast caches and returns a small
+result; the driver reduces the results in block order (earliest candidate wins ties), so
+results are independent of the block size, the number of threads and the scheduler.  The
+swap itself needs the chosen candidate's row (read once) and updates the caches with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError
+from .._kernels.swap import apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
+from .._util import check_random_state, check_weights, format_bytes
+from ..checkpoint import open_checkpoint
+from ._common import (SwapState, check_max_iter, check_tol, init_param, make_result, prepare,
+                      resolve_init, seed_param, weights_hash)
+from ._registry import register_method
+
+logger = logging.getLogger(__name__)
+
+#: default iteration bound of PAM / FastPAM1 / FastPAM2 (one iteration = one pass over D).
+DEFAULT_MAX_ITER = 100
+
+
+# -- block functions ------------------------------------------------------------------------
+def _pam_block(block, start, stop, st):
+    return pam_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["k"],
+                     st["w"], st["weighted"])
+
+
+def _fastpam1_block(block, start, stop, st):
+    return fastpam1_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
+                          st["w"], st["weighted"])
+
+
+def _fastpam2_block(block, start, stop, st):
+    k = st["k"]
+    bd = np.empty(k, dtype=np.float64)
+    bc = np.empty(k, dtype=np.int64)
+    fastpam2_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
+                   st["w"], st["weighted"], bd, bc)
+    return bd, bc
+
+
+def _reduce_best(results):
+    """Fixed-order reduction of per-block (ΔTD, candidate, slot): strict < keeps the earliest."""
+    bd, bj, bs = np.inf, -1, -1
+    for d, j, s in results:
+        if j >= 0 and d < bd:
+            bd, bj, bs = d, int(j), int(s)
+    return bd, bj, bs
+
+
+def _check_init(init, n, k):
+    """Validate ``init`` early (before any I/O): a registered name or k distinct indices."""
+    from .._util import check_medoids
+    from ._registry import get_init
+
+    if isinstance(init, str):
+        get_init(init)
+        return
+    if init is None or isinstance(init, (numbers.Number, bytes)):
+        raise InvalidTypeError(
+            f"init must be a registered name or an array of k distinct point indices, got {init!r}"
+        )
+    check_medoids(init, n, k, name="init")
+
+
+def check_tau(tau) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
+        raise InvalidTypeError(f"tau must be a number in (0, 1], got {type(tau).__name__} {tau!r}")
+    tau = float(tau)
+    if not (0.0 < tau <= 1.0):
+        raise InvalidParameterError(f"tau must lie in (0, 1] (1 = run every still-improving swap), got {tau!r}")
+    return tau
+
+
+# -- the shared driver ------------------------------------------------------------------------
+def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memory_limit, client,
+         progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine):
+    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                                num_workers=num_workers, block_rows=block_rows, engine=engine)
+    try:
+        k = int(k)
+        max_iter = check_max_iter(max_iter)
+        tol = check_tol(tol)
+        w = check_weights(weights, source.n)
+        _check_init(init, source.n, k)
+        rng = check_random_state(random_state)
+        params = {"k": k, "init": init_param(init), "tol": tol, "max_iter": max_iter,
+                  "seed": seed_param(random_state), "weights": weights_hash(w)}
+        if variant == "fastpam2":
+            params["tau"] = tau
+        ckpt = open_checkpoint(checkpoint, algorithm=variant, source=source, params=params,
+                               interval=checkpoint_interval)
+        saved = ckpt.load()
+        if saved is not None:
+            medoids = np.asarray(saved["medoids"], dtype=np.int64)
+            n_iter, n_swap = int(saved["n_iter"]), int(saved["n_swap"])
+            history = list(saved["loss_history"])
+            done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
+            caches = saved["caches"]
+        else:
+            medoids = resolve_init(init, source, k, rng, eng, w)
+            n_iter, n_swap, history, done, caches = 0, 0, [], False, None
+        state = SwapState(source, medoids, w, caches=caches)
+        if not history:
+            history.append(state.td)
+
+        def snapshot(done_flag=False):
+            return {"medoids": state.medoids.copy(), "n_iter": n_iter, "n_swap": n_swap,
+                    "loss_history": list(history), "done": done_flag,
+                    "caches": state.caches()}
+
+        block_fn = {"pam": _pam_block, "fastpam1": _fastpam1_block, "fastpam2": _fastpam2_block}[variant]
+        while not done and n_iter < max_iter:
+            t0 = time.perf_counter()
+            read0 = eng.bytes_read
+            n_iter += 1
+            threshold = -tol * state.td
+            results = eng.map_blocks(source, block_fn, state.block_state(), desc=f"{variant} {n_iter}")
+            swaps = 0
+            if variant in ("pam", "fastpam1"):
+                bd, bj, bs = _reduce_best(results)
+                if bj >= 0 and bd < threshold:
+                    row = source.take_rows([bj])[0]
+                    state.td = float(apply_swap(row, bs, bj, state.M, state.medoids, state.is_medoid,
+                                                state.dn, state.ds, state.nn, state.sn, state.R,
+                                                state.w, state.weighted))
+                    swaps = 1
+            else:
+                swaps = _fastpam2_execute(results, state, source, threshold, tol, tau)
+            n_swap += swaps
+            history.append(state.td)
+            if swaps == 0:
+                done = True
+            logger.info("%s iteration %d: loss=%.10g swaps=%d %.2fs read %s", variant, n_iter,
+                        state.td, swaps, time.perf_counter() - t0, format_bytes(eng.bytes_read - read0))
+            ckpt.step(lambda: snapshot(done), force=True)
+        result = make_result(state.M, state.medoids, w, n_iter=n_iter, n_swap=n_swap,
+                             loss_history=history, algorithm=variant,
+                             extra={"converged": bool(done)})
+        ckpt.complete(snapshot(True))
+        return result
+    finally:
+        if owns:
+            eng.close()
+
+
+def _fastpam2_execute(results, state, source, threshold, tol, tau):
+    """Execute FastPAM2's swaps for one iteration; returns how many ran.
+
+    Per slot s the pass recorded the best candidate c_s and its ΔTD_s (block-order
+    reduction, earliest candidate on ties).  Slots with ΔTD_s below the threshold are
+    processed by increasing recorded ΔTD (lowest slot on ties).  The first one is the best
+    swap of the iteration and always runs.  Each later one is skipped if c_s became a
+    medoid, else its ΔTD is recomputed exactly under the updated caches (fresh ΔTD of
+    swapping slot s for c_s) and it runs iff ``fresh < -tol·TD`` (TD current) and
+    ``fresh <= (1 − τ)·ΔTD_s``.  With τ = 1 (default) every still-improving swap runs; with
+    τ → 0 only swaps whose gain did not shrink (independent swaps) run.  The k candidate
+    rows are read once (k rows: within the O(n·k) memory budget).
+    """
+    k = state.k
+    best_d = np.full(k, np.inf)
+    best_c = np.full(k, -1, dtype=np.int64)
+    for bd, bc in results:
+        better = (bc >= 0) & (bd < best_d)
+        best_d[better] = bd[better]
+        best_c[better] = bc[better]
+    slots = [s for s in np.argsort(best_d, kind="stable") if best_c[s] >= 0 and best_d[s] < threshold]
+    if not slots:
+        return 0
+    cands = np.unique(best_c[slots])
+    rows = source.take_rows(cands)
+    row_of = {int(c): i for i, c in enumerate(cands)}
+    P = np.empty(k, dtype=np.float64)
+    buf = np.empty(state.n, dtype=np.int32)
+    swaps = 0
+    for idx, s in enumerate(slots):
+        j = int(best_c[s])
+        if state.is_medoid[j]:
+            continue
+        row = rows[row_of[j]]
+        if idx > 0:
+            acc = eval_candidate(row, state.dn, state.ds, state.nn, state.R, state.w, state.weighted, P, buf)
+            fresh = P[s] + acc
+            if not (fresh < -tol * state.td and fresh <= (1.0 - tau) * best_d[s]):
+                continue
+        state.td = float(apply_swap(row, int(s), j, state.M, state.medoids, state.is_medoid,
+                                    state.dn, state.ds, state.nn, state.sn, state.R,
+                                    state.w, state.weighted))
+        swaps += 1
+    return swaps
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    D : array-like, path or DissimilaritySource
+        Symmetric n×n dissimilarity (anything :func:`~chunked_medoids.open_dissimilarity`
+        accepts: numpy/memmap, zarr, HDF5, dask array, features source...).
+    k : int
+        Number of medoids, 1 <= k <= n.
+    init : {"random", "build", "lab"} or array of k distinct ints, default %(init)r
+    max_iter : int, default 100
+        Maximum number of iterations (one iteration = one pass over D + at most %(per)s).
+    random_state : None, int, SeedSequence or Generator
+        Used by the random and LAB inits.
+    weights : (n,) array, optional
+        Non-negative point weights; the loss is Σ_o w_o·d(o, medoid(o)).
+    tol : float, default 0.0
+        A swap runs iff ΔTD < -tol·TD (0 = any strict improvement).%(extra)s
+    memory_limit : int or str, default "1GiB"
+        Budget for the row blocks in flight (the n×k medoid table and O(n) caches come on top).
+    client : distributed.Client, optional
+        Run the block tasks on this cluster.
+    progress : bool, default False
+    num_workers : int, optional
+        Threads of the local scheduler (default: number of cores).
+    block_rows : int, optional
+        Force the row-block height (results do not depend on it).
+    checkpoint : path, optional
+        Save the state after every iteration; rerunning with the same path and parameters
+        resumes (and returns the identical result).
+    checkpoint_interval : float, default 60.0
+    engine : Engine, optional
+        Reuse an existing engine instead of the options above.
+
+    Returns
+    -------
+    MedoidsResult
+
+    Notes
+    -----
+    Memory: the n×k medoid table in the source dtype + O(n) caches + the row blocks in flight.
+    I/O per iteration: one full read of D plus the rows of the swapped-in candidates.
+"""
+
+
+def pam(D, k, *, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None, tol=0.0,
+        memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
+        checkpoint=None, checkpoint_interval=60.0, engine=None):
+    return _run("pam", D, k, init=init, max_iter=max_iter, random_state=random_state, weights=weights,
+                tol=tol, tau=None, memory_limit=memory_limit, client=client, progress=progress,
+                num_workers=num_workers, block_rows=block_rows, checkpoint=checkpoint,
+                checkpoint_interval=checkpoint_interval, engine=engine)
+
+
+pam.__doc__ = """Original PAM SWAP (Kaufman & Rousseeuw): per iteration the single best
+    (slot, candidate) swap, every pair evaluated separately in O(n), so O(k·n²) per
+    iteration.  Provided for reference; FastPAM1 finds the same swaps O(k) times faster.
+""" + _PARAMS_DOC % {"init": "build", "per": "one row", "extra": ""}
+
+
+def fastpam1(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
+             tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
+             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+    return _run("fastpam1", D, k, init=init, max_iter=max_iter, random_state=random_state,
+                weights=weights, tol=tol, tau=None, memory_limit=memory_limit, client=client,
+                progress=progress, num_workers=num_workers, block_rows=block_rows,
+                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine)
+
+
+fastpam1.__doc__ = """FastPAM1: the same swap as PAM each iteration (identical results in exact
+    arithmetic), each candidate evaluated against all k slots at once in O(n + k), so
+    O(n²) per iteration.
+""" + _PARAMS_DOC % {"init": "random", "per": "one row", "extra": ""}
+
+
+def fastpam2(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
+             tol=0.0, tau=1.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
+             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+    tau = check_tau(tau)
+    return _run("fastpam2", D, k, init=init, max_iter=max_iter, random_state=random_state,
+                weights=weights, tol=tol, tau=tau, memory_limit=memory_limit, client=client,
+                progress=progress, num_workers=num_workers, block_rows=block_rows,
+                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine)
+
+
+fastpam2.__doc__ = """FastPAM2: one pass records the best candidate per slot, then several swaps
+    run per iteration (see :func:`_fastpam2_execute` for the exact acceptance rule).
+""" + _PARAMS_DOC % {
+    "init": "random", "per": "k rows",
+    "extra": "\n    tau : float in (0, 1], default 1.0\n        After the best swap, a recorded swap "
+             "(slot s, candidate c, gain ΔTD_s) runs iff its\n        fresh ΔTD < -tol·TD and "
+             "fresh ΔTD <= (1 - tau)·ΔTD_s; tau = 1 runs every still-improving\n        swap.",
+}
+
+#: FastPAM (Schubert & Rousseeuw) usually means FastPAM2.
+fastpam = fastpam2
+
+register_method("pam", pam, family="swap", default_init="build",
+                description="original PAM SWAP, O(k·n²) per iteration (reference)")
+register_method("fastpam1", fastpam1, family="swap",
+                description="FastPAM1: PAM's swaps in O(n²) per iteration")
+register_method("fastpam2", fastpam2, family="swap", aliases=("fastpam",),
+                description="FastPAM2: several swaps per iteration (tau controls how many)")
