@@ -222,7 +222,10 @@ class Engine:
         # as cluster-wide data keys and collide across passes).
         state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
         self.last_state_key = None if state_future is None else state_future.key
-        futures = [client.submit(_run_block, source, func, a, b, state_future, pure=False,
+        # The source is scattered once per pass too: file-backed sources pickle as a path,
+        # but an on-the-fly features source carries its feature array.
+        source_future = client.scatter([source], broadcast=True, hash=False)[0]
+        futures = [client.submit(_run_block, source_future, func, a, b, state_future, pure=False,
                                  retries=2, key=f"cm-{func.__name__}-{a}-{b}-{id(state)}-{time.monotonic_ns()}")
                    for a, b in blocks]
         try:
@@ -233,6 +236,7 @@ class Engine:
             results = client.gather(futures)
         finally:
             del futures
+            client.cancel(source_future)
             if state_future is not None:
                 client.cancel(state_future)
         return list(results)

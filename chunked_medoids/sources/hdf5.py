@@ -51,6 +51,11 @@ def list_datasets(h5file) -> list[str]:
 def _open_file(filename: str):
     import h5py
 
+    try:  # registers the blosc/zstd filters that stores built with those compressors need
+        import hdf5plugin  # noqa: F401
+    except ImportError:
+        pass
+
     if not os.path.exists(filename):
         raise FileNotFoundError(f"HDF5 file {filename!r} does not exist")
     if os.path.isdir(filename) or not h5py.is_hdf5(filename):

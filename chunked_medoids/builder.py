@@ -1,0 +1,1089 @@
+"""Features -> full n×n dissimilarity matrix in a chunked store (zarr or HDF5).
+
+:func:`build_dissimilarity` computes the matrix stripe by stripe with
+:func:`~chunked_medoids.sources.features.from_features` (so a built store is bit-identical to
+the on-the-fly source with the same ``dtype``), in parallel through the
+:class:`~chunked_medoids.engine.Engine` (local threads or a distributed client), with bounded
+memory, and resumably.  :func:`store_info` describes a store (CLI ``info``).
+
+Store layout
+------------
+zarr (``store`` ends in ``.zarr``)
+    A zarr v3 array at the root of a local directory store.  Shape ``(n, n)``, chunks
+    ``(stripe_rows, n)``: **one chunk is one row stripe**, written by exactly one task (a
+    thread or a distributed worker that opens the store by path; workers must share the
+    file system).  Chunk keys use the default v3 encoding ``c/<stripe>/0``.  Codecs:
+    ``compressor`` (default blosc-lz4 with byte shuffle, see :data:`COMPRESSORS`).
+    Fill value NaN for float dtypes, ``-1`` for integer dtypes (distances are never
+    negative, so a lost chunk reads as NaN / -1, never as a plausible 0, and
+    :func:`~chunked_medoids.validate_source` rejects it).
+HDF5 (``store`` ends in ``.h5`` or ``.hdf5``)
+    Dataset ``dataset`` (default ``"dissimilarity"``), shape ``(n, n)``, chunked with
+    chunks of ``(h5_chunk_rows, n)`` (about :data:`HDF5_CHUNK_BYTES` per chunk, so single
+    rows read cheaply); ``stripe_rows`` is a multiple of the chunk height, so every stripe
+    covers whole chunks.  Compression: ``compressor`` (default lzf with shuffle); same fill
+    values as zarr.  The file is written by the driver process only (HDF5 has one writer).
+    With ``compressor=None`` or ``"gzip"`` the stripe tasks encode the chunks themselves
+    (shuffle + zlib, bit-compatible with HDF5's filters) in parallel and the driver writes
+    the encoded chunks raw (``H5Dwrite_chunk``); other filters run in the driver.
+
+Metadata
+    The attribute ``"chunked_medoids"`` (zarr: a JSON object in ``zarr.json``; HDF5: a JSON
+    string attribute of the dataset) follows :mod:`chunked_medoids._store_meta`::
+
+        {"format": 1, "n", "dtype", "metric", "metric_params", "features_fingerprint",
+         "version", "stripe_rows", "n_stripes", "completed_stripes", "complete",
+         "compressor", "features_shape"}
+
+    ``features_fingerprint`` is the SHA-256 of X's shape, dtype and contents (streamed once
+    by the features source, which also rejects NaN/inf).
+
+Completion and resumption
+    The store is created with ``complete=False`` before any stripe is computed.
+
+    * zarr: the chunk files themselves are the completion records.  zarr's local store
+      writes every chunk to a temporary file and renames it into place, so a chunk key
+      exists only once its stripe was fully written; no marker files, no driver round
+      trip per stripe, and it works the same with distributed writers.  The driver
+      mirrors the set of present stripes into ``completed_stripes`` every
+      :data:`RECORD_INTERVAL` seconds, at the end, and when the build fails.
+    * HDF5: the driver writes stripes in waves of at most ``parallelism`` stripes (never
+      gathering more) and after each wave flushes the data and then records the wave in
+      ``completed_stripes``.
+
+    ``complete=True`` is written last, in one atomic metadata write (zarr writes
+    ``zarr.json`` by rename; HDF5 after a flush of every stripe), and only after every
+    stripe is verified present, so an interrupted build never claims completeness.  A
+    process crash (not an OS crash: no fsync is issued) loses at most the stripes in
+    flight.  An HDF5 file whose writer was killed mid-write may be unreadable (HDF5 keeps
+    no journal); rebuild it with ``overwrite=True``.
+
+    A rerun with the same X (fingerprint), metric, parameters, dtype, compressor and
+    library version computes only the missing stripes, reusing the store's
+    ``stripe_rows`` (an explicit different ``block_rows`` is an error; a store whose
+    stripes no longer fit ``memory_limit`` is an error naming the budget needed).
+    A concurrent second build of the same store fails with
+    :class:`~chunked_medoids.StoreLockedError` (an advisory ``flock`` on ``<store>.lock``).
+
+Overwrite rules (``overwrite=False``)
+    * no store: created.
+    * HDF5 file without ``dataset``: the dataset is added; other datasets are untouched.
+    * complete store built from the same X, metric, parameters and dtype: returned
+      unchanged (no recomputation, whatever ``memory_limit``/``compressor`` say) -- except
+      that a zarr store whose chunk files went missing is marked incomplete and only the
+      missing stripes are recomputed.
+    * incomplete store with matching arguments: resumed.
+    * anything else (a foreign store, a complete or incomplete store of other arguments):
+      :class:`~chunked_medoids.StoreExistsError` naming the differences.
+
+    ``overwrite=True`` deletes the zarr directory (or only ``dataset`` inside the HDF5
+    file; HDF5 does not give the space back, use ``h5repack``; a file holding nothing else
+    is recreated) and builds afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+
+import numpy as np
+
+from ._errors import (
+    InvalidParameterError,
+    InvalidTypeError,
+    StoreCorruptionError,
+    StoreExistsError,
+    StoreLockedError,
+    UnknownNameError,
+    UnsupportedDtypeError,
+)
+from ._store_meta import ATTR, FORMAT, read_meta
+from ._util import check_int, format_bytes, parse_memory_limit
+from ._version import __version__
+from .engine import DECODE_FACTOR, Engine
+from .sources.base import check_dtype
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_dissimilarity", "store_info", "COMPRESSORS", "plan_stripes"]
+
+#: largest row stripe (= zarr chunk) in bytes, whatever the budget: keeps chunks readable
+#: by smaller-budget readers, resumption fine-grained, and far from codec size limits.
+MAX_STRIPE_BYTES = 64 << 20
+#: target HDF5 chunk size in bytes (stripes are whole multiples of it).
+HDF5_CHUNK_BYTES = 4 << 20
+#: seconds between refreshes of ``completed_stripes`` during a zarr build.
+RECORD_INTERVAL = 5.0
+
+_ZARR_SUFFIXES = (".zarr",)
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+# ---------------------------------------------------------------------------------------
+# compressors: one registry for both formats
+# ---------------------------------------------------------------------------------------
+def _zarr_blosc(cname, clevel):
+    def make():
+        from zarr.codecs import BloscCodec
+
+        return [BloscCodec(cname=cname, clevel=clevel, shuffle="shuffle")]
+
+    return make
+
+
+def _zarr_zstd():
+    from zarr.codecs import ZstdCodec
+
+    return [ZstdCodec(level=1)]
+
+
+def _zarr_gzip():
+    from zarr.codecs import GzipCodec
+
+    return [GzipCodec(level=1)]
+
+
+def _h5_gzip():
+    return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def _h5_lzf():
+    return {"compression": "lzf", "shuffle": True}
+
+
+def _h5_plugin(name):
+    def make():
+        try:
+            import hdf5plugin
+        except ImportError as exc:
+            raise InvalidParameterError(
+                f"compressor={name!r} for HDF5 needs the hdf5plugin package (pip install "
+                "hdf5plugin); readers need it too. Use 'lzf' or 'gzip' instead."
+            ) from exc
+        if name == "zstd":
+            return dict(hdf5plugin.Zstd(clevel=1))
+        cname = name.split("-", 1)[1] if "-" in name else "lz4"
+        return dict(hdf5plugin.Blosc(cname=cname, clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+
+    return make
+
+
+#: name -> (description, zarr codec factory or None, HDF5 create_dataset-kwargs factory or None).
+#: ``"default"`` maps to "lz4" for zarr and "lzf" for HDF5, the fastest measured on distance
+#: matrices (benchmarks/bench_build.py, 2 cores): zarr blosc-lz4 + byte shuffle wrote
+#: ~670 MB/s vs ~460 MB/s for zstd level 1 and decodes ~2x faster; HDF5 lzf ~60-75 MB/s vs
+#: gzip level 1 ~26-31 MB/s (even with the chunks deflated in parallel tasks).  Float
+#: distances compress only ~1.2-1.4x anyway.
+COMPRESSORS = {
+    "lz4": ("blosc lz4, clevel 5, byte shuffle", _zarr_blosc("lz4", 5), _h5_plugin("blosc-lz4")),
+    "blosc-zstd": ("blosc zstd, clevel 1, byte shuffle", _zarr_blosc("zstd", 1), _h5_plugin("blosc-zstd")),
+    "zstd": ("zstd level 1", _zarr_zstd, _h5_plugin("zstd")),
+    "gzip": ("gzip level 1 (HDF5: with shuffle)", _zarr_gzip, _h5_gzip),
+    "lzf": ("lzf with shuffle (HDF5 only)", None, _h5_lzf),
+}
+_DEFAULT_COMPRESSOR = {"zarr": "lz4", "hdf5": "lzf"}
+
+
+def _resolve_compressor(compressor, fmt: str):
+    """``(name, codecs-or-h5kwargs)`` for ``compressor`` in format ``fmt``."""
+    if compressor is None:
+        return "none", (None if fmt == "zarr" else {})
+    if isinstance(compressor, str):
+        name = _DEFAULT_COMPRESSOR[fmt] if compressor == "default" else compressor
+        entry = COMPRESSORS.get(name)
+        if entry is None:
+            raise UnknownNameError(
+                f"compressor must be None, 'default' or one of {sorted(COMPRESSORS)}, got {compressor!r}"
+            )
+        factory = entry[1] if fmt == "zarr" else entry[2]
+        if factory is None:
+            ok = sorted(k for k, v in COMPRESSORS.items() if (v[1] if fmt == "zarr" else v[2]) is not None)
+            raise InvalidParameterError(
+                f"compressor={compressor!r} is not available for {fmt} stores; use one of {ok} or None"
+            )
+        return name, factory()
+    if fmt == "hdf5" and isinstance(compressor, dict):
+        allowed = {"compression", "compression_opts", "shuffle", "fletcher32", "scaleoffset"}
+        bad = sorted(set(compressor) - allowed)
+        if bad:
+            raise InvalidParameterError(
+                f"compressor as a dict holds h5py.create_dataset keywords {sorted(allowed)}; got unknown {bad}"
+            )
+        return f"h5py:{json.dumps(compressor, sort_keys=True, default=str)}", dict(compressor)
+    if fmt == "zarr" and not isinstance(compressor, (dict, bytes)):
+        from zarr.abc.codec import BytesBytesCodec
+
+        codecs = list(compressor) if isinstance(compressor, (list, tuple)) else [compressor]
+        if not codecs or not all(isinstance(c, BytesBytesCodec) for c in codecs):
+            raise InvalidTypeError(
+                "compressor for a zarr store must be None, a name from "
+                f"{sorted(COMPRESSORS)} or zarr bytes-to-bytes codec object(s) (e.g. "
+                f"zarr.codecs.ZstdCodec(level=3)); got {compressor!r}"
+            )
+        try:
+            desc = json.dumps([c.to_dict() if hasattr(c, "to_dict") else repr(c) for c in codecs],
+                              sort_keys=True, default=str)
+        except Exception:  # pragma: no cover - odd codec objects
+            desc = repr(codecs)
+        return f"zarr:{desc}", codecs
+    raise InvalidTypeError(
+        f"compressor must be None, a name from {sorted(COMPRESSORS)}, a zarr codec (zarr stores) or "
+        f"a dict of h5py compression keywords (HDF5 stores); got {type(compressor).__name__} {compressor!r}"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------
+def _check_store_path(store) -> tuple[str, str]:
+    if not isinstance(store, (str, os.PathLike)):
+        raise InvalidTypeError(
+            f"store must be a path ending in .zarr, .h5 or .hdf5, got {type(store).__name__} {store!r}"
+        )
+    path = os.path.abspath(os.fspath(store).rstrip("/\\") or os.fspath(store))
+    low = path.lower()
+    if low.endswith(_ZARR_SUFFIXES):
+        return path, "zarr"
+    if low.endswith(_HDF5_SUFFIXES):
+        return path, "hdf5"
+    raise InvalidParameterError(
+        f"store must end in .zarr (zarr directory store), .h5 or .hdf5 (HDF5 file), got {os.fspath(store)!r}; "
+        "add the suffix of the format you want"
+    )
+
+
+def _fill_value(dt: np.dtype):
+    return float("nan") if dt.kind == "f" else -1
+
+
+def plan_stripes(n: int, d: int, itemsize: int, memory_limit: int, parallelism: int,
+                 block_rows: int | None = None, fmt: str = "zarr") -> dict:
+    """Choose the stripe height (rows) and feature work-block size for a build.
+
+    The stripe height ``m`` is the largest one for which ``parallelism`` stripes in flight
+    fit in ``memory_limit``, each needing the larger of
+
+    * its compute phase: the ``m × n`` output, float64 buffers of ``m × m`` (diagonal
+      square) and ``m × f`` (``f = max(256, n // 4)`` feature rows per column chunk), and
+      ``(m + f) × d`` float64 features;
+    * its write phase: the output plus two more ``m × n`` buffers (zarr's write path holds
+      a chunk copy and the encoded chunk beside the array -- measured with zarr 3.1; the
+      HDF5 driver holds the wave's ``parallelism`` outputs and small per-chunk buffers).
+
+    It is also no taller than what a reader with the same budget and thread count reads as
+    one block (:meth:`Engine.block_rows_for`, so such a reader decodes every chunk once),
+    than :data:`MAX_STRIPE_BYTES`, and than ``ceil(n / (4 * parallelism))`` rows unless
+    that is under 4 MiB of rows (at least 4 stripes per thread for load balance).  At least
+    1.  An explicit ``block_rows`` wins over all of this (capped at ``n``).  For HDF5 the
+    stripe is a multiple of the chunk height (``HDF5_CHUNK_BYTES`` of rows).
+
+    Returns
+    -------
+    dict
+        ``stripe_rows``, ``feature_block_rows``, ``n_stripes``, ``max_rows`` (largest stripe
+        the budget allows, ignoring the chunk cap), ``h5_chunk_rows`` and
+        ``estimated_peak`` (bytes of the accounting above), ``fits`` (whether that is
+        within ``memory_limit``; False when even one-row stripes do not fit, or an explicit
+        ``block_rows`` is too tall) and ``parallelism``.
+    """
+    row = n * itemsize
+    f = min(n, max(256, n // 4))
+    p = max(1, int(parallelism))
+
+    def cost(m):
+        compute = m * row + 8 * m * m + 8 * m * f + 8 * (m + f) * d
+        return p * max(compute, 3 * m * row)
+
+    lo, hi = 1, n
+    while lo < hi:  # largest m with cost(m) <= memory_limit
+        mid = (lo + hi + 1) // 2
+        if cost(mid) <= memory_limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    max_rows = lo
+    read_rows = max(1, memory_limit // (row * DECODE_FACTOR * (p + 1)))
+    max_rows = max(1, min(max_rows, read_rows))
+    if block_rows is not None:
+        m = min(int(block_rows), n)
+    else:
+        balance = max(-(-n // (4 * p)), (4 << 20) // row)
+        m = max(1, min(max_rows, MAX_STRIPE_BYTES // row, balance, n))
+    h5_rows = max(1, min(m, HDF5_CHUNK_BYTES // row))
+    if fmt == "hdf5" and block_rows is None:
+        m = max(h5_rows, (m // h5_rows) * h5_rows)
+    elif fmt == "hdf5":
+        # explicit stripe height: chunk height must divide it
+        while m % h5_rows:
+            h5_rows -= 1
+    return {
+        "parallelism": p,
+        "fits": bool(cost(m) <= memory_limit),
+        "stripe_rows": int(m),
+        "feature_block_rows": int(f),
+        "n_stripes": int(-(-n // m)),
+        "max_rows": int(max_rows),
+        "h5_chunk_rows": int(h5_rows),
+        "estimated_peak": int(cost(m)),
+    }
+
+
+def _stripe_ranges(n, m, indices):
+    return [(i * m, min((i + 1) * m, n)) for i in indices]
+
+
+# ---------------------------------------------------------------------------------------
+# locking
+# ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _build_lock(path: str):
+    """Advisory exclusive lock on ``<path>.lock`` for the duration of a build."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: no cross-process claim
+        yield
+        return
+    lock_path = path + ".lock"
+    parent = os.path.dirname(lock_path)
+    if parent and not os.path.isdir(parent):
+        raise FileNotFoundError(f"the directory of store {path!r} does not exist: {parent!r}")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise StoreLockedError(
+                f"store {path!r} is being built by another process (lock {lock_path!r} is held); "
+                "wait for it to finish or stop it, then rerun to resume"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------
+# stripe tasks (module level: picklable for distributed workers)
+# ---------------------------------------------------------------------------------------
+def _write_zarr_stripe(block, start, stop, state):
+    """Write one computed row stripe into its zarr chunk (opens the store by path)."""
+    import zarr
+
+    arr = zarr.open_array(store=state["path"], mode="r+")
+    if block.shape != (stop - start, arr.shape[1]):  # pragma: no cover - contract breach
+        raise StoreCorruptionError(f"stripe {start}:{stop} has shape {block.shape}, expected {(stop - start, arr.shape[1])}")
+    arr[start:stop] = block
+    return start
+
+
+def _return_block(block, start, stop, state):
+    """HDF5 stripes: the computed block goes back to the driver, which writes it."""
+    return block
+
+
+def _encode_h5_stripe(block, start, stop, state):
+    """HDF5 stripes with a filter pipeline we can reproduce (none, or shuffle + deflate):
+    encode every chunk of the stripe in the task -- in parallel -- and return
+    ``[(row offset, encoded bytes), ...]`` for ``H5Dwrite_chunk`` in the driver.
+
+    The bytes are exactly what HDF5's own filters produce for the chunk: the shuffle filter
+    is the byte transpose of the (elements, itemsize) view, deflate is a zlib stream, and
+    edge chunks are stored full-size (padded with the fill value).
+    """
+    import zlib
+
+    rows, n = block.shape
+    hc, level, shuffle, fill = state["chunk_rows"], state["level"], state["shuffle"], state["fill"]
+    isz = block.dtype.itemsize
+    out = []
+    for r0 in range(0, rows, hc):
+        piece = block[r0:r0 + hc]
+        if piece.shape[0] < hc:
+            padded = np.full((hc, n), fill, dtype=block.dtype)
+            padded[: piece.shape[0]] = piece
+            piece = padded
+        buf = np.ascontiguousarray(piece)
+        if shuffle:
+            buf = np.ascontiguousarray(buf.view(np.uint8).reshape(-1, isz).T)
+        data = zlib.compress(buf, level) if level is not None else buf.tobytes()
+        out.append((start + r0, data))
+        del buf
+    return out
+
+
+def _direct_chunk_state(h5kw, dt, chunk_rows):
+    """State for :func:`_encode_h5_stripe` when the filters are reproducible, else None."""
+    keys = set(h5kw)
+    if not keys:
+        return {"chunk_rows": chunk_rows, "level": None, "shuffle": False, "fill": _fill_value(dt)}
+    if h5kw.get("compression") == "gzip" and keys <= {"compression", "compression_opts", "shuffle"}:
+        level = h5kw.get("compression_opts", 4)
+        level = 4 if level is None else int(level)
+        return {"chunk_rows": chunk_rows, "level": level, "shuffle": bool(h5kw.get("shuffle", False)),
+                "fill": _fill_value(dt)}
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# existing-store inspection
+# ---------------------------------------------------------------------------------------
+def _zarr_chunk_path(path, i):
+    return os.path.join(path, "c", str(i), "0")
+
+
+def _zarr_present(path, n_stripes):
+    return [i for i in range(n_stripes) if os.path.exists(_zarr_chunk_path(path, i))]
+
+
+def _inspect_zarr(path):
+    """('absent'|'foreign'|'ours', meta)."""
+    if not os.path.exists(path):
+        return "absent", None
+    if os.path.isdir(path) and not os.listdir(path):
+        return "absent", None
+    if not os.path.isdir(path):
+        return "foreign", None
+    import zarr
+
+    try:
+        arr = zarr.open_array(store=path, mode="r")
+    except Exception:
+        return "foreign", None
+    meta = read_meta(arr.attrs)
+    return ("ours", meta) if meta is not None else ("foreign", None)
+
+
+def _inspect_hdf5(path, dataset):
+    if not os.path.exists(path):
+        return "absent", None
+    import h5py
+
+    if os.path.isdir(path) or not h5py.is_hdf5(path):
+        return "foreign-file", None
+    with h5py.File(path, "r") as f:
+        obj = f.get(dataset)
+        if obj is None:
+            return "absent-dataset", None
+        if not isinstance(obj, h5py.Dataset):
+            return "foreign", None
+        meta = read_meta(obj.attrs)
+    return ("ours", meta) if meta is not None else ("foreign", None)
+
+
+_IDENTITY = ("n", "dtype", "metric", "metric_params", "features_fingerprint")
+_RESUME = _IDENTITY + ("version", "compressor")
+
+
+def _differences(old: dict, new: dict, keys) -> list[str]:
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            if k == "features_fingerprint":
+                out.append("features X (contents fingerprint differs)")
+            else:
+                out.append(f"{k}: store has {a!r}, requested {b!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the builder
+# ---------------------------------------------------------------------------------------
+def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory_limit="1GiB",
+                        block_rows=None, compressor="default", overwrite=False, client=None,
+                        progress=False, dataset="dissimilarity", num_workers=None,
+                        features_dataset=None, **metric_params):
+    """Compute the full symmetric n×n dissimilarity of ``X`` into a chunked store on disk.
+
+    Parameters
+    ----------
+    X : array of shape (n, d), or path
+        Feature rows, anything :func:`~chunked_medoids.from_features` accepts (numpy, memmap,
+        dask, zarr, h5py, ``.npy``/``.zarr``/``.h5`` path).  Must be finite: NaN/inf are
+        rejected (position named) before anything is written.
+    store : str or os.PathLike
+        Output path: ``*.zarr`` (zarr v3 directory store) or ``*.h5``/``*.hdf5`` (HDF5 file).
+        See the module notes for the layout.
+    metric : str or numba.njit function, default "euclidean"
+        A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.  A
+        custom function is identified in the metadata by its qualified name only.
+    dtype : {"float32", "float64", "int32", "int64"}, default "float32"
+        Element type stored.  Integer dtypes round every distance to the nearest integer
+        (overflow raises): only meaningful for integer-valued metrics (e.g. ``hamming`` on
+        counts via ``manhattan`` on integer features) -- otherwise use a float dtype.
+    memory_limit : int or str, default "1GiB"
+        Budget for the stripes in flight (see :func:`plan_stripes`); stripes are sized so
+        ``parallelism`` stripes being computed plus their work and codec buffers fit.  The
+        interpreter, X itself (when in memory) and library code come on top.
+    block_rows : int, optional
+        Force the stripe height (rows per stripe = rows per zarr chunk) instead of deriving
+        it from ``memory_limit``.
+    compressor : str, None, zarr codec(s) or dict, default "default"
+        ``"default"`` is blosc-lz4 + byte shuffle for zarr and lzf + shuffle for HDF5; other
+        names in :data:`COMPRESSORS` (``"zstd"``, ``"blosc-zstd"``, ``"gzip"``; ``"lzf"``
+        HDF5 only; blosc/zstd in HDF5 need ``hdf5plugin`` imported by readers too);
+        ``None`` stores raw values; zarr stores accept zarr codec objects, HDF5 stores a
+        dict of ``h5py`` compression keywords.
+    overwrite : bool, default False
+        Replace an existing store (see the module notes for what happens otherwise).
+    client : distributed.Client, optional
+        Compute stripes on this cluster.  zarr: workers write their chunks themselves and
+        must see ``store`` at the same path (shared file system).  HDF5: stripes travel
+        back to the driver, which writes them.  Default: local threads.
+    progress : bool, default False
+        Show a tqdm progress bar over the stripes.
+    dataset : str, default "dissimilarity"
+        HDF5 dataset name.  zarr stores hold a single array at the root, so only the default
+        is accepted there.
+    num_workers : int, optional
+        Local threads (default: number of cores).  Not allowed with ``client``.
+    features_dataset : str, optional
+        Dataset/array name of ``X`` inside an HDF5 file or zarr group given by path.
+    **metric_params
+        Metric parameters (e.g. ``p=3`` for minkowski).
+
+    Returns
+    -------
+    DissimilaritySource
+        The finished store opened with :func:`~chunked_medoids.open_dissimilarity`.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad ``store`` suffix, ``memory_limit``, ``block_rows``, ``dataset``; X not 2-D,
+        empty or not finite.
+    UnsupportedDtypeError
+        ``dtype`` not one of float32/float64/int32/int64, or X not numeric.
+    UnknownNameError
+        Unknown metric or compressor name.
+    StoreExistsError
+        ``store`` exists and may not be touched (foreign, or built with other arguments).
+    StoreLockedError
+        Another process is building the same store.
+
+    Notes
+    -----
+    Memory: about ``memory_limit`` plus X when X is in memory.  I/O: X is streamed once to
+    validate and fingerprint it (and once more per stripe when X lives on disk); the
+    matrix is written once.  Each stripe is computed by the features source, so the store
+    holds exactly the values ``from_features(X, metric, dtype=dtype).read_rows`` returns:
+    bitwise symmetric with an exactly zero diagonal.
+    """
+    # -- parameter validation (nothing touched yet) ---------------------------------------
+    path, fmt = _check_store_path(store)
+    try:
+        np.dtype(dtype)
+    except TypeError as exc:
+        raise UnsupportedDtypeError(
+            f"dtype must be one of float32, float64, int32, int64, got {dtype!r}"
+        ) from exc
+    dt = check_dtype(dtype, "dtype")
+    limit = parse_memory_limit(memory_limit, "memory_limit")
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", minimum=1)
+    if not isinstance(overwrite, bool):
+        raise InvalidTypeError(f"overwrite must be True or False, got {type(overwrite).__name__} {overwrite!r}")
+    if fmt == "hdf5":
+        if not isinstance(dataset, str) or not dataset.strip("/"):
+            raise InvalidParameterError(f"dataset must be a non-empty HDF5 dataset name, got {dataset!r}")
+    elif dataset not in (None, "dissimilarity"):
+        raise InvalidParameterError(
+            f"dataset={dataset!r} applies to HDF5 output only; a .zarr store holds one array at its root "
+            "(drop dataset= or write to a .h5 file)"
+        )
+    if client is not None and num_workers is not None:
+        raise InvalidParameterError("num_workers= sets local threads and cannot be combined with client=")
+    comp_name, comp = _resolve_compressor(compressor, fmt)
+
+    from .sources import open_dissimilarity
+    from .sources.features import FeatureArray, from_features
+
+    # cheap peek at (n, d) to size the stripes before the (streaming) validation pass
+    peek = FeatureArray(X, dataset=features_dataset)
+    n, d = peek.n, peek.d
+    del peek
+    engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
+                    progress=progress and fmt == "zarr")
+    try:
+        plan = plan_stripes(n, d, dt.itemsize, limit, engine.parallelism, block_rows, fmt)
+        if not plan["fits"]:
+            logger.warning(
+                "memory_limit=%s is below the estimated need of %s for %d parallel stripes of %d rows "
+                "(n=%d); the build may use more memory than asked", format_bytes(limit),
+                format_bytes(plan["estimated_peak"]), plan["parallelism"], plan["stripe_rows"], n)
+        fsrc = from_features(X, metric, dtype=dt, block_rows=plan["stripe_rows"],
+                             feature_block_rows=plan["feature_block_rows"],
+                             dataset=features_dataset, **metric_params)
+        mdesc = fsrc.metric.describe()
+        meta = {
+            "format": FORMAT,
+            "n": int(n),
+            "dtype": str(dt),
+            "metric": mdesc["metric"],
+            "metric_params": mdesc["params"],
+            "features_fingerprint": _features_hash(fsrc),
+            "version": __version__,
+            "stripe_rows": plan["stripe_rows"],
+            "n_stripes": plan["n_stripes"],
+            "completed_stripes": [],
+            "complete": False,
+            "compressor": comp_name,
+            "features_shape": [int(n), int(d)],
+        }
+        with _build_lock(path):
+            meta = _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit)
+            if meta is None:  # complete store with the same arguments
+                logger.info("store %s is complete and matches the request; returned unchanged", path)
+            elif fmt == "zarr":
+                _run_zarr(path, meta, comp, fsrc, engine)
+            else:
+                _run_hdf5(path, dataset, meta, comp, plan, fsrc, engine, progress)
+    finally:
+        engine.close()
+    if fmt == "hdf5":
+        return open_dissimilarity(path, dataset=dataset)
+    return open_dissimilarity(path)
+
+
+def _features_hash(fsrc) -> str:
+    return str(fsrc.features_hash)
+
+
+def _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit):
+    """Apply the overwrite/resume rules; return the metadata to build with or None (done)."""
+    where = path if fmt == "zarr" else f"{path}:{dataset}"
+    if fmt == "zarr":
+        state, old = _inspect_zarr(path)
+    else:
+        state, old = _inspect_hdf5(path, dataset)
+    if state in ("absent", "absent-dataset"):
+        meta["_create"] = True
+        return meta
+    if overwrite:
+        logger.info("overwrite=True: replacing %s", where)
+        _delete(path, fmt, dataset, state)
+        meta["_create"] = True
+        return meta
+    if state in ("foreign", "foreign-file"):
+        raise StoreExistsError(
+            f"store {where!r} exists and was not written by build_dissimilarity; pass overwrite=True "
+            "to replace it or choose another path"
+        )
+    if old.get("complete", False):
+        diff = _differences(old, meta, _IDENTITY)
+        if not diff:
+            lost = _lost_zarr_stripes(path, old) if fmt == "zarr" else []
+            if not lost:
+                return None
+            # a complete zarr store whose chunk files went missing: recompute just those
+            logger.warning("store %s claims completeness but stripes %s are missing; recomputing them",
+                           where, lost[:10])
+            healed = dict(old, complete=False, _create=False, _reset=True)
+            healed["completed_stripes"] = [i for i in range(int(old["n_stripes"])) if i not in set(lost)]
+            return healed
+        raise StoreExistsError(
+            f"store {where!r} already holds a complete matrix built with other arguments ("
+            + "; ".join(diff) + "); pass overwrite=True to replace it or choose another path"
+        )
+    diff = _differences(old, meta, _RESUME)
+    old_rows = int(old.get("stripe_rows", 0))
+    if not diff:
+        if block_rows is not None and min(block_rows, meta["n"]) != old_rows:
+            diff.append(f"stripe_rows: store has {old_rows}, requested block_rows={block_rows}")
+        elif block_rows is None and old_rows > plan["max_rows"]:
+            raise InvalidParameterError(
+                f"memory_limit is too small to resume {where!r}: its stripes have {old_rows} rows but the "
+                f"budget allows {plan['max_rows']} with {plan['parallelism']} parallel stripes; rerun with "
+                f"a larger memory_limit (about {format_bytes(limit * old_rows / max(plan['max_rows'], 1))}), "
+                "fewer num_workers, or overwrite=True"
+            )
+    if diff:
+        raise StoreExistsError(
+            f"store {where!r} is an unfinished build with other arguments ("
+            + "; ".join(diff) + "); rerun with the original arguments to resume it, or pass overwrite=True"
+        )
+    resumed = dict(old)
+    resumed["_create"] = False
+    return resumed
+
+
+def _lost_zarr_stripes(path, meta) -> list[int]:
+    n_stripes = int(meta.get("n_stripes", 0))
+    present = set(_zarr_present(path, n_stripes))
+    return [i for i in range(n_stripes) if i not in present]
+
+
+def _delete(path, fmt, dataset, state):
+    if fmt == "zarr":
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        return
+    if state == "foreign-file":
+        if os.path.isdir(path):
+            raise StoreExistsError(f"store {path!r} is a directory, not an HDF5 file; remove it yourself")
+        os.unlink(path)
+        return
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        others = [k for k in f.keys() if k != dataset.strip("/").split("/")[0]] or list(f.attrs.keys())
+        only = not others and "/" not in dataset.strip("/")
+    if only:
+        os.unlink(path)
+    else:
+        with h5py.File(path, "a") as f:
+            del f[dataset]
+
+
+def h5kw_of(dset) -> dict:
+    """The filter keywords of an existing h5py dataset (none / gzip+shuffle / other)."""
+    kw = {}
+    if dset.compression is not None:
+        kw["compression"] = dset.compression
+        if dset.compression_opts is not None:
+            kw["compression_opts"] = dset.compression_opts
+    if dset.shuffle:
+        kw["shuffle"] = True
+    if dset.fletcher32 or dset.scaleoffset is not None or (dset.compression is None and _has_other_filters(dset)):
+        kw["other"] = True
+    return kw
+
+
+def _has_other_filters(dset) -> bool:
+    try:
+        plist = dset.id.get_create_plist()
+        return plist.get_nfilters() > (1 if dset.shuffle else 0)
+    except Exception:  # pragma: no cover - be safe: take the generic path
+        return True
+
+
+def _public_meta(meta):
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
+
+
+# -- zarr ---------------------------------------------------------------------------------
+def _run_zarr(path, meta, codecs, fsrc, engine):
+    import zarr
+
+    n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
+    dt = np.dtype(meta["dtype"])
+    if meta.pop("_create"):
+        arr = zarr.create_array(
+            store=path, shape=(n, n), chunks=(m, n), dtype=dt, compressors=codecs,
+            fill_value=_fill_value(dt), attributes={ATTR: _public_meta(meta)},
+            chunk_key_encoding={"name": "default", "separator": "/"},
+            config={"write_empty_chunks": True}, overwrite=False,
+        )
+    else:
+        arr = zarr.open_array(store=path, mode="r+")
+        if tuple(arr.chunks) != (m, n) or arr.shape != (n, n):
+            raise StoreCorruptionError(
+                f"store {path!r}: chunks {arr.chunks} / shape {arr.shape} do not match its metadata "
+                f"(stripe_rows={m}, n={n}); rebuild with overwrite=True"
+            )
+        if meta.pop("_reset", False):  # withdraw a completeness claim before repairing
+            arr.attrs[ATTR] = _public_meta(meta)
+    done = set(_zarr_present(path, n_stripes))
+    missing = [i for i in range(n_stripes) if i not in done]
+    logger.info("building %s: %d of %d stripes of %d rows to compute", path, len(missing), n_stripes, m)
+    lock = threading.Lock()
+    recorded = {"set": set(meta.get("completed_stripes", []))}
+
+    def record(final=False):
+        with lock:
+            present = _zarr_present(path, n_stripes)
+            if set(present) == recorded["set"] and not final:
+                return present
+            meta["completed_stripes"] = present
+            arr.attrs[ATTR] = _public_meta(meta)
+            recorded["set"] = set(present)
+            return present
+
+    stop = threading.Event()
+
+    def recorder():
+        while not stop.wait(RECORD_INTERVAL):
+            try:
+                record()
+            except Exception:  # pragma: no cover - keep building; the final record reports
+                logger.exception("could not record completed stripes of %s", path)
+
+    thread = threading.Thread(target=recorder, name="cm-build-record", daemon=True)
+    thread.start()
+    ok = False
+    try:
+        if missing:
+            engine.map_blocks(fsrc, _write_zarr_stripe, {"path": path},
+                              blocks=_stripe_ranges(n, m, missing), desc="build stripes")
+        ok = True
+    finally:
+        stop.set()
+        thread.join()
+        present = record(final=True)
+        if not ok:
+            logger.warning("build of %s interrupted: %d of %d stripes written; rerun to resume",
+                           path, len(present), n_stripes)
+    if len(present) != n_stripes:
+        lost = sorted(set(range(n_stripes)) - set(present))
+        raise StoreCorruptionError(
+            f"store {path!r}: stripes {lost[:10]} are missing after the build although their tasks "
+            "succeeded (file system trouble?); rerun to compute them"
+        )
+    meta["complete"] = True
+    meta["completed_stripes"] = list(range(n_stripes))
+    arr.attrs[ATTR] = _public_meta(meta)
+    logger.info("store %s complete (%d stripes)", path, n_stripes)
+
+
+# -- HDF5 ---------------------------------------------------------------------------------
+def _run_hdf5(path, dataset, meta, h5kw, plan, fsrc, engine, progress):
+    import h5py
+
+    n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
+    dt = np.dtype(meta["dtype"])
+    create = meta.pop("_create")
+    row = n * dt.itemsize
+    try:
+        f = h5py.File(path, "a", libver=("v108", "latest"), rdcc_nbytes=max(1 << 20, 2 * m * row))
+    except OSError as exc:
+        if "already open" in str(exc):
+            raise StoreLockedError(
+                f"HDF5 file {path!r} is open read-only in this process (HDF5 cannot reopen it for "
+                "writing); close the sources reading it (source.close()) and retry"
+            ) from exc
+        raise
+    with f:
+        if create:
+            h5_rows = plan["h5_chunk_rows"]  # a new store uses the plan's stripe height
+            dset = f.create_dataset(dataset, shape=(n, n), dtype=dt, chunks=(h5_rows, n),
+                                    fillvalue=_fill_value(dt), **h5kw)
+            dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+            f.flush()
+        else:
+            dset = f[dataset]
+            if dset.shape != (n, n) or m % dset.chunks[0]:
+                raise StoreCorruptionError(
+                    f"store {path}:{dataset}: shape {dset.shape} / chunks {dset.chunks} do not match its "
+                    f"metadata (n={n}, stripe_rows={m}); rebuild with overwrite=True"
+                )
+        done = set(int(i) for i in meta.get("completed_stripes", []))
+        missing = [i for i in range(n_stripes) if i not in done]
+        logger.info("building %s:%s: %d of %d stripes of %d rows to compute", path, dataset,
+                    len(missing), n_stripes, m)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_stripes, initial=n_stripes - len(missing), desc="build stripes",
+                       unit="stripe", leave=False)
+        wave = max(1, engine.parallelism)
+        direct = _direct_chunk_state(h5kw_of(dset), dt, int(dset.chunks[0]))
+        try:
+            for w0 in range(0, len(missing), wave):
+                ids = missing[w0:w0 + wave]
+                ranges = _stripe_ranges(n, m, ids)
+                if direct is not None:  # chunks encoded in the tasks, written raw here
+                    encoded = engine.map_blocks(fsrc, _encode_h5_stripe, direct, blocks=ranges,
+                                                desc="build stripes")
+                    for chunks in encoded:
+                        for r0, data in chunks:
+                            dset.id.write_direct_chunk((r0, 0), data, 0)
+                    del encoded, chunks
+                else:
+                    blocks = engine.map_blocks(fsrc, _return_block, None, blocks=ranges,
+                                               desc="build stripes")
+                    for (a, b), blk in zip(ranges, blocks):
+                        dset.write_direct(np.ascontiguousarray(blk), None, np.s_[a:b])
+                    del blocks, blk
+                f.flush()  # data first, then the record of it
+                done.update(ids)
+                meta["completed_stripes"] = sorted(done)
+                dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+                f.flush()
+                if bar is not None:
+                    bar.update(len(ids))
+        finally:
+            if bar is not None:
+                bar.close()
+        meta["complete"] = True
+        meta["completed_stripes"] = list(range(n_stripes))
+        dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+        f.flush()
+    logger.info("store %s:%s complete (%d stripes)", path, dataset, n_stripes)
+
+
+# ---------------------------------------------------------------------------------------
+# store_info
+# ---------------------------------------------------------------------------------------
+def _dir_size(path):
+    total = 0
+    for dp, _, files in os.walk(path):
+        for fn in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(dp, fn))
+    return total
+
+
+def store_info(path, dataset=None) -> dict:
+    """Describe a dissimilarity store (zarr or HDF5) without reading its values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``*.zarr`` directory or ``*.h5``/``*.hdf5`` file (built by
+        :func:`build_dissimilarity` or foreign).
+    dataset : str, optional
+        HDF5 dataset / zarr group member; default ``"dissimilarity"`` when present, else the
+        only array.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``path``, ``format``, ``dataset``, ``shape``, ``dtype``, ``chunks``,
+        ``compressor``, ``fill_value``, ``managed`` (carries chunked_medoids metadata),
+        ``metric``, ``metric_params``, ``features_fingerprint``, ``version``,
+        ``complete`` (foreign stores count as complete), ``stripe_rows``, ``n_stripes``,
+        ``completed_stripes`` / ``missing_stripes`` (counts; zarr: chunks actually on disk),
+        ``nbytes`` (uncompressed matrix), ``stored_bytes`` (uncompressed bytes of the chunks
+        written), ``size_on_disk`` and ``compression_ratio`` (stored_bytes / bytes of those
+        chunks on disk, None when nothing is stored).
+
+    Notes
+    -----
+    I/O: metadata and directory listings only; O(number of chunks).
+    """
+    p, fmt = _check_store_path(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"store {p!r} does not exist")
+    if fmt == "zarr":
+        info = _zarr_info(p, dataset)
+    else:
+        info = _hdf5_info(p, dataset)
+    info["path"] = p
+    info["format"] = fmt
+    stored, disk = info.pop("_stored"), info.pop("_disk_chunks")
+    info["stored_bytes"] = int(stored)
+    info["compression_ratio"] = (float(stored) / disk) if disk else None
+    return info
+
+
+def _common_meta(info, meta, n_chunks_rows, present_stripes=None):
+    info["managed"] = meta is not None
+    m = meta or {}
+    for k in ("metric", "metric_params", "features_fingerprint", "version", "compressor"):
+        info.setdefault(k, None)
+        if k in m:
+            info[k] = m[k]
+    info["complete"] = bool(m.get("complete", True)) if meta is not None else True
+    if meta is not None:
+        info["stripe_rows"] = int(m.get("stripe_rows", n_chunks_rows))
+        info["n_stripes"] = int(m.get("n_stripes", 0))
+        if present_stripes is not None:  # zarr: the chunks on disk are the truth
+            done = present_stripes
+        elif info["complete"]:
+            done = info["n_stripes"]
+        else:
+            done = len(set(m.get("completed_stripes", [])))
+        info["completed_stripes"] = int(done)
+        info["missing_stripes"] = int(info["n_stripes"] - done)
+    else:
+        info["stripe_rows"] = int(n_chunks_rows)
+        info["n_stripes"] = None
+        info["completed_stripes"] = None
+        info["missing_stripes"] = None
+    return info
+
+
+def _zarr_info(p, dataset):
+    from .sources.zarr_store import ZarrArrayRef
+
+    ref = ZarrArrayRef(p, dataset)
+    arr = ref.get()
+    meta = read_meta(arr.attrs)
+    if meta is None:
+        meta = ref.group_meta
+    shape = tuple(int(s) for s in arr.shape)
+    chunks = tuple(int(c) for c in arr.chunks)
+    dt = np.dtype(arr.dtype)
+    arr_dir = os.path.join(ref.root or p, ref.path or "")
+    present = None
+    if meta is not None and ref.path in (None, "") and chunks[1:] == shape[1:]:
+        present = len(_zarr_present(arr_dir, int(meta.get("n_stripes", 0))))
+    try:
+        comps = [c.to_dict() for c in arr.compressors]
+    except Exception:  # pragma: no cover
+        comps = [repr(c) for c in getattr(arr, "compressors", ())]
+    nchunks = int(arr.nchunks_initialized)
+    chunk_bytes = int(np.prod(chunks)) * dt.itemsize
+    size = _dir_size(arr_dir)
+    meta_bytes = sum(os.path.getsize(os.path.join(arr_dir, fn)) for fn in ("zarr.json", ".zarray", ".zattrs")
+                     if os.path.exists(os.path.join(arr_dir, fn)))
+    fill = arr.fill_value
+    fill = None if fill is None else (float(fill) if dt.kind == "f" else int(fill))
+    info = {
+        "dataset": ref.path or None,
+        "shape": list(shape),
+        "dtype": str(dt),
+        "chunks": list(chunks),
+        "codecs": comps,
+        "fill_value": fill if fill is None or not (isinstance(fill, float) and np.isnan(fill)) else "NaN",
+        "nbytes": int(np.prod(shape)) * dt.itemsize,
+        "size_on_disk": int(size),
+        "_stored": nchunks * chunk_bytes,
+        "_disk_chunks": max(0, size - meta_bytes),
+    }
+    return _common_meta(info, meta, chunks[0], present)
+
+
+def _hdf5_info(p, dataset):
+    import h5py
+
+    from .sources.hdf5 import _get_dataset, _open_file, resolve_h5
+
+    if dataset is None:
+        with _open_file(p) as f:
+            dataset = "dissimilarity" if isinstance(f.get("dissimilarity"), h5py.Dataset) else None
+    fname, name = resolve_h5(p, dataset, default=None)
+    with _open_file(fname) as f:
+        dset = _get_dataset(f, name, fname)
+        meta = read_meta(dset.attrs)
+        dt = np.dtype(dset.dtype)
+        shape = tuple(int(s) for s in dset.shape)
+        chunks = tuple(int(c) for c in dset.chunks) if dset.chunks else None
+        storage = int(dset.id.get_storage_size())
+        if chunks:
+            nchunks = int(dset.id.get_num_chunks())
+            stored = nchunks * int(np.prod(chunks)) * dt.itemsize
+        else:
+            stored = storage
+        fill = dset.fillvalue
+        fill = float(fill) if dt.kind == "f" else int(fill)
+        info = {
+            "dataset": dset.name,
+            "shape": list(shape),
+            "dtype": str(dt),
+            "chunks": list(chunks) if chunks else None,
+            "compression": dset.compression,
+            "compression_opts": dset.compression_opts if not isinstance(dset.compression_opts, tuple)
+            else list(dset.compression_opts),
+            "shuffle": bool(dset.shuffle),
+            "fill_value": "NaN" if isinstance(fill, float) and np.isnan(fill) else fill,
+            "nbytes": int(np.prod(shape)) * dt.itemsize,
+            "size_on_disk": int(os.path.getsize(fname)),
+            "dataset_storage_bytes": storage,
+            "_stored": stored,
+            "_disk_chunks": storage,
+        }
+    return _common_meta(info, meta, chunks[0] if chunks else shape[0])
