@@ -1,0 +1,225 @@
+"""CLARANS and FastCLARANS: randomised local search over swap neighbours (DESIGN.md §4).
+
+A *local search* starts from k medoids and examines random neighbours (a swap of one
+medoid slot for a non-medoid candidate).  An improving neighbour (ΔTD < 0) is taken at
+once and the failure counter resets; the search ends after ``maxneighbor`` consecutive
+non-improving neighbours.  ``numlocal`` independent local searches run (in parallel, as
+Dask tasks) and the one with the lowest loss wins (ties: the earliest).
+
+* CLARANS (Ng & Han): a neighbour is a random (slot, candidate) pair, its ΔTD computed from
+  the candidate's row of D in O(n).  ``maxneighbor`` is a fraction of k·(n − k).
+* FastCLARANS (Schubert & Rousseeuw): a neighbour is a random candidate scored against
+  all k slots at once with the FastPAM1 kernel (best slot = argmin of P[s] + acc, lowest
+  slot on ties), also O(n).  ``maxneighbor`` is a fraction of n − k.
+
+State per local search: the n×k medoid table and O(n) caches.  Candidate rows are read with
+``take_rows`` in memory-bounded batches.  The random neighbours are drawn in fixed chunks of
+:data:`DRAW_CHUNK` from a per-search Generator seeded by the driver, so results for a seed
+do not depend on the scheduler, the number of workers or the memory limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+
+import numpy as np
+
+from .._errors import InvalidParameterError, InvalidTypeError
+from .._kernels.clara import clarans_run
+from .._util import check_int, check_random_state, check_weights
+from ._common import SwapState, check_tol, make_result, medoid_table, prepare, resolve_init
+from ._registry import register_method
+from .clara import _Tasks
+
+logger = logging.getLogger(__name__)
+
+#: default relative swap tolerance: a neighbour is taken iff ΔTD < -tol·TD.  Exact ties
+#: (a medoid swapped for a duplicate point) evaluate to rounding noise of either sign; with a
+#: strict ``< 0`` such swaps would reset the failure counter forever.
+DEFAULT_TOL = 1e-10
+#: neighbours drawn per random-number call (a constant: results never depend on batching).
+DRAW_CHUNK = 256
+
+
+def resolve_maxneighbor(maxneighbor, per: int, name: str = "maxneighbor") -> int:
+    """Number of consecutive failures that ends a local search.
+
+    ``0 < maxneighbor <= 1``: a fraction of ``per`` (k·(n − k) for CLARANS, n − k for
+    FastCLARANS), rounded up, at least 1.  ``maxneighbor > 1``: an absolute count (an
+    integer).
+    """
+    if isinstance(maxneighbor, bool) or not isinstance(maxneighbor, numbers.Real):
+        raise InvalidTypeError(f"{name} must be a positive number, got {type(maxneighbor).__name__} {maxneighbor!r}")
+    m = float(maxneighbor)
+    if not math.isfinite(m) or m <= 0:
+        raise InvalidParameterError(
+            f"{name} must be > 0 (a fraction in (0, 1] or a count > 1), got {maxneighbor!r}"
+        )
+    if m <= 1.0:
+        return max(1, int(math.ceil(m * per)))
+    if m != int(m):
+        raise InvalidParameterError(
+            f"{name} > 1 is an absolute number of neighbours and must be an integer, got {maxneighbor!r}; "
+            "use a value in (0, 1] for a fraction"
+        )
+    return int(m)
+
+
+def _local_search(block, start, stop, st):
+    """One local search (task ``start``): returns (medoids, loss, n_eval, n_swap, init_loss)."""
+    i = int(block[0])
+    source, k, n = st["source"], st["k"], st["source"].n
+    rng = np.random.default_rng(int(st["seeds"][i]))
+    init = st["init"]
+    medoids = rng.choice(n, size=k, replace=False).astype(np.int64) if init is None else init.copy()
+    state = SwapState(source, medoids, st["weights"])
+    init_loss = state.td
+    stv = np.zeros(4, dtype=np.int64)  # counter, n_eval, n_swap, done
+    td_box = np.array([state.td], dtype=np.float64)
+    P = np.empty(k, dtype=np.float64)
+    fetch = st["fetch"]
+    fast = st["fast"]
+    maxneighbor = st["maxneighbor"]
+    if n > k:
+        while not stv[3]:
+            slots = rng.integers(0, k, size=DRAW_CHUNK, dtype=np.int64)
+            cands = rng.integers(0, n, size=DRAW_CHUNK, dtype=np.int64)
+            for a in range(0, DRAW_CHUNK, fetch):
+                b = min(a + fetch, DRAW_CHUNK)
+                # every drawn candidate's row (those that are medoids when examined are
+                # skipped; reading them anyway keeps the batch independent of the state)
+                rows = source.take_rows(cands[a:b])
+                clarans_run(rows, np.arange(b - a, dtype=np.int64), slots[a:b], cands[a:b], fast,
+                            maxneighbor, st["tol"], state.M, state.medoids, state.is_medoid, state.dn, state.ds,
+                            state.nn, state.sn, state.R, state.w, state.weighted, P, stv, td_box)
+                if stv[3]:
+                    break
+    state.td = float(td_box[0])
+    return state.medoids.copy(), state.td, int(stv[1]), int(stv[2]), float(init_loss)
+
+
+def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol, memory_limit, client,
+         progress, num_workers, block_rows, engine):
+    fast = name == "fastclarans"
+    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                                num_workers=num_workers, block_rows=block_rows, engine=engine)
+    try:
+        t0 = time.perf_counter()
+        k = int(k)
+        n = source.n
+        numlocal = check_int(numlocal, "numlocal", minimum=1)
+        per = (n - k) if fast else k * (n - k)
+        mn = resolve_maxneighbor(maxneighbor, max(per, 1))
+        w = check_weights(weights, n)
+        tol = check_tol(tol)
+        rng = check_random_state(random_state)
+        if isinstance(init, str) and init == "random":
+            init_arr = None
+        else:
+            init_arr = resolve_init(init, source, k, rng, eng, w)
+        seeds = rng.integers(0, 2**63 - 1, size=numlocal, dtype=np.int64)
+        conc = max(1, min(numlocal, eng.parallelism))
+        row_bytes = n * source.dtype.itemsize
+        fetch = int(max(1, min(DRAW_CHUNK, (eng.memory_limit // (4 * conc)) // max(1, row_bytes))))
+        st = {"source": source, "k": k, "seeds": seeds, "init": init_arr, "weights": w,
+              "fetch": fetch, "fast": fast, "maxneighbor": mn, "tol": tol}
+        results = eng.map_blocks(_Tasks(numlocal), _local_search, st,
+                                 blocks=[(i, i + 1) for i in range(numlocal)], desc=name)
+        best = 0
+        for i, r in enumerate(results):
+            if r[1] < results[best][1]:
+                best = i
+        medoids, loss, n_eval, n_swap, init_loss = results[best]
+        M = medoid_table(source, medoids)
+        extra = {"restart_losses": [float(r[1]) for r in results],
+                 "restart_n_eval": [int(r[2]) for r in results],
+                 "restart_n_swap": [int(r[3]) for r in results],
+                 "restart_init_losses": [float(r[4]) for r in results],
+                 "best_restart": int(best), "numlocal": numlocal, "maxneighbor": int(mn)}
+        res = make_result(M, medoids, w, n_iter=n_eval, n_swap=n_swap,
+                          loss_history=[init_loss, loss], algorithm=name, extra=extra)
+        logger.info("%s: n=%d k=%d numlocal=%d maxneighbor=%d loss=%.10g (%.2fs)", name, n, k,
+                    numlocal, mn, res.loss, time.perf_counter() - t0)
+        return res
+    finally:
+        if owns:
+            eng.close()
+
+
+_DOC = """
+    Parameters
+    ----------
+    D : array-like, path or DissimilaritySource
+        Symmetric n×n dissimilarity (anything :func:`~chunked_medoids.open_dissimilarity`
+        accepts).  For features use ``from_features(X, metric)``.
+    k : int
+        Number of medoids, 1 <= k <= n.
+    numlocal : int, default 2
+        Independent local searches (run in parallel); the best loss wins (ties: earliest).
+    maxneighbor : float, default %(mn)s
+        Consecutive non-improving neighbours that end a local search: a fraction of
+        %(per)s when in (0, 1] (rounded up, at least 1), an absolute count when > 1.
+    random_state : None, int, SeedSequence or Generator
+        Seeds every local search (starting medoids and neighbour draws).
+    weights : (n,) array, optional
+        Non-negative point weights; the loss is Σ_o w_o·d(o, medoid(o)).
+    init : "random", "build", "lab" or array of k distinct ints, default "random"
+        Starting medoids: "random" draws fresh ones for every local search; anything else
+        is resolved once and every local search starts from it.
+    tol : float, default 1e-10
+        A neighbour is taken iff ΔTD < -tol·TD (TD the current loss).  The tiny default
+        absorbs float rounding noise on exact ties (duplicate points); 0 = strict.
+    memory_limit : int or str, default "1GiB"
+        Budget for the candidate rows fetched at once (the n×k tables come on top).
+    client, progress, num_workers, block_rows, engine
+        Engine options (see :class:`~chunked_medoids.Engine`).
+
+    Returns
+    -------
+    MedoidsResult
+        ``n_iter`` = neighbours evaluated in the winning search, ``n_swap`` its swaps,
+        ``loss_history`` = [its starting loss, its final loss]; ``extra``:
+        ``restart_losses``, ``restart_n_eval``, ``restart_n_swap``,
+        ``restart_init_losses``, ``best_restart``, ``numlocal``, ``maxneighbor`` (count).
+
+    Notes
+    -----
+    Memory per local search: the n×k medoid table + O(n) caches + a batch of candidate
+    rows.  I/O: the k starting rows plus one row of D per evaluated neighbour (random
+    access: on chunked stores each row decodes its chunk).
+"""
+
+
+def clarans(D, k, *, numlocal=2, maxneighbor=0.0125, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
+            memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
+            engine=None):
+    return _run("clarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor, random_state=random_state,
+                weights=weights, init=init, tol=tol, memory_limit=memory_limit, client=client, progress=progress,
+                num_workers=num_workers, block_rows=block_rows, engine=engine)
+
+
+clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbours, each ΔTD
+    computed with the candidate's row in O(n).
+""" + _DOC % {"mn": "0.0125", "per": "k·(n − k)"}
+
+
+def fastclarans(D, k, *, numlocal=2, maxneighbor=0.025, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
+                memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
+                engine=None):
+    return _run("fastclarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor,
+                random_state=random_state, weights=weights, init=init, tol=tol, memory_limit=memory_limit,
+                client=client, progress=progress, num_workers=num_workers, block_rows=block_rows,
+                engine=engine)
+
+
+fastclarans.__doc__ = """FastCLARANS (Schubert & Rousseeuw): a random candidate scored against
+    all k slots with the FastPAM1 kernel (best slot = argmin P[s] + acc, lowest slot on ties).
+""" + _DOC % {"mn": "0.025", "per": "n − k"}
+
+register_method("clarans", clarans, family="sampling", default_init="random",
+                description="CLARANS: randomised search over (slot, candidate) swap neighbours")
+register_method("fastclarans", fastclarans, family="sampling", default_init="random",
+                description="FastCLARANS: random candidates scored against all k slots (FastPAM1 kernel)")
