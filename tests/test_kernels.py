@@ -248,7 +248,7 @@ def test_fasterpam_block_and_first_improving(rng):
     i, nsw = 0, 0
     while i < n:
         p = first_improving(np.ascontiguousarray(D), visit, cand, i, min(n, i + 5), is_med2, dn2, ds2,
-                            nn2, R2, w2, False, -0.0 * td2, P, buf, out)
+                            nn2, R2, w2, False, td2, 0.0, P, buf, out)
         if p < 0:
             i = min(n, i + 5)
             continue

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .swap import apply_swap, best_slot, eval_candidate, pam_delta
+from .swap import accept_swap, apply_swap, best_slot, eval_candidate, pam_delta
 
 #: capacity of one Shewchuk expansion (float64 needs at most ~40 non-overlapping parts).
 PARTIALS = 64
@@ -182,7 +182,7 @@ def clarans_run(rows, row_of, slots, cands, fast, maxneighbor, tol, M, medoids, 
             s = slots[i]
             dlt = pam_delta(row, s, dn, ds, nn, w, weighted)
         n_eval += 1
-        if dlt < -tol * td:
+        if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
             td = apply_swap(row, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
             n_swap += 1
             counter = 0

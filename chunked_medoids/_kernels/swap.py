@@ -11,8 +11,13 @@ accumulated in float64 in index order.  Weighted and unweighted loops are writte
 separately so the unweighted hot loop carries no multiplication.
 
 Ties: lowest slot between slots (strict ``<`` scanning slots upwards); earliest candidate
-between candidates (strict ``<`` scanning candidates in order).  A swap is taken iff
-``ΔTD < threshold`` with ``threshold = -tol·TD`` (``tol = 0``: strictly improving).
+between candidates (strict ``<`` scanning candidates in order).  A swap is taken iff it
+strictly improves the loss beyond ``tol·TD`` (:func:`accept_swap`): ``ΔTD < -tol·TD``,
+where a ΔTD within :data:`NOISE`·TD of that bound is confirmed by recomputing the loss
+after the swap exactly as TD itself is computed (an ordered Σ w·dn).  Without this guard
+the float64 sums ``R[s] + Σ(dn − ds)`` leave a rounding residue of either sign when a
+candidate is an exact duplicate of a medoid (ΔTD = 0 mathematically), and the eager loop
+would swap duplicates back and forth forever.
 """
 
 from __future__ import annotations
@@ -72,6 +77,54 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
             acc += min(d, a) - a
             P[nn[o]] += max(d, a) - np.float64(ds[o])
     return acc
+
+
+#: relative band (of TD) below which a computed ΔTD may be float64 rounding residue of the
+#: O(n) sums; swaps whose ΔTD falls in it are confirmed by an exact loss recomputation.
+NOISE = 1e-9
+
+
+@njit(nogil=True, cache=True)
+def swapped_loss(row, s, dn, ds, nn, w, weighted):
+    """The loss Σ_o w_o·new_o after swapping slot ``s`` for the candidate whose row is ``row``.
+
+    ``new_o = min(d, ds[o])`` if ``nn[o] == s`` else ``min(d, dn[o])`` -- exactly the new
+    nearest distance the cache update would store, summed in index order in float64 like
+    :func:`~chunked_medoids._kernels.assign.loss_sum`, so it equals the TD that
+    :func:`apply_swap` would return.  With k = 1 the new loss is Σ w·d.
+    """
+    n = row.shape[0]
+    acc = 0.0
+    for o in range(n):
+        d = row[o]
+        if nn[o] == s:
+            b = ds[o]  # "no second medoid" (k = 1) is inf / the integer max: new = d
+            new = d if d < b else b
+        else:
+            a = dn[o]
+            new = d if d < a else a
+        if weighted:
+            acc += w[o] * np.float64(new)
+        else:
+            acc += np.float64(new)
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, delta):
+    """Whether the swap (slot ``s`` ← candidate ``row``) with computed ``delta`` is taken.
+
+    Taken iff it improves the loss by more than ``tol·TD``: ``delta < -tol·TD`` and, when
+    ``delta`` lies within ``NOISE·TD`` of that bound (where float64 rounding of the O(n)
+    sums could fake an improvement), the exactly recomputed loss after the swap satisfies
+    ``new < TD − tol·TD``.  With TD = 0 no swap can improve.
+    """
+    bound = -tol * td
+    if not (delta < bound) or td <= 0.0:
+        return False
+    if delta < bound - NOISE * td:
+        return True
+    return swapped_loss(row, s, dn, ds, nn, w, weighted) < td + bound
 
 
 @njit(nogil=True, cache=True)
@@ -217,7 +270,7 @@ def fasterpam_block(block, visit, cand, M, medoids, is_medoid, dn, ds, nn, sn, R
             row = block[visit[i]]
             acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
             s, dlt = best_slot(P, acc)
-            if dlt < -tol * td:
+            if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
                 td = apply_swap(row, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
                 nsw += 1
                 since = 0
@@ -233,9 +286,10 @@ def fasterpam_block(block, visit, cand, M, medoids, is_medoid, dn, ds, nn, sn, R
 
 @njit(nogil=True, cache=True)
 def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, weighted,
-                    threshold, P, buf, out):
-    """Speculative FasterPAM helper: first position in ``[lo, hi)`` whose candidate has
-    ``ΔTD < threshold`` against the current (unchanged) caches.
+                    td, tol, P, buf, out):
+    """Speculative FasterPAM helper: first position in ``[lo, hi)`` whose candidate's best
+    swap is accepted (:func:`accept_swap` with loss ``td``) against the current (unchanged)
+    caches.
 
     Same per-candidate arithmetic as :func:`fasterpam_block` (same functions), so the
     result is bitwise identical.  Returns the position or -1; ``out[0]`` = slot,
@@ -245,9 +299,10 @@ def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, wei
         j = cand[i]
         if is_medoid[j]:
             continue
-        acc = eval_candidate(block[visit[i]], dn, ds, nn, R, w, weighted, P, buf)
+        row = block[visit[i]]
+        acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
         s, dlt = best_slot(P, acc)
-        if dlt < threshold:
+        if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
             return i

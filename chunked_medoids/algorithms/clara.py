@@ -73,10 +73,10 @@ SAMPLE_MEMORY_SHARE = 0.125
 TARGET_SAMPLED_POINTS = 50000
 #: ... using at least / at most this many samples.
 MIN_DEFAULT_SAMPLES, MAX_DEFAULT_SAMPLES = 3, 50
-#: relative swap tolerance of the inner optimisers (swap iff ΔTD < -INNER_TOL·TD).  Exact
-#: ties (e.g. swapping a medoid for a duplicate point, frequent in image data) evaluate to
-#: float rounding noise of either sign; a strict ``< 0`` would swap back and forth.
-INNER_TOL = 1e-10
+#: relative swap tolerance of the inner optimisers: 0, i.e. the exact optimisers' strict
+#: rule (rounding noise on exact ties -- duplicate points, frequent in image data -- is
+#: refused by :func:`~chunked_medoids._kernels.swap.accept_swap`).
+INNER_TOL = 0.0
 #: classic CLARA's number of samples (Kaufman & Rousseeuw).
 CLASSIC_SAMPLES = 5
 
@@ -410,9 +410,8 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
         Number of medoids, 1 <= k <= n.
     variant : {"fasterclara", "fastclara", "clara"}, default "fasterclara"
         Inner optimiser on each sample: FasterPAM from a random init ("fasterclara"),
-        FastPAM2 from a LAB init ("fastclara"), PAM from BUILD ("clara", classic).  The
-        inner runs swap iff ΔTD < -1e-10·TD (:data:`INNER_TOL`), so that rounding noise on
-        exact ties (duplicate points) cannot make them swap back and forth.
+        FastPAM2 from a LAB init ("fastclara"), PAM from BUILD ("clara", classic), each
+        with its default strict swap rule.
     n_samples : int, optional
         Number of samples.  Default: 5 for "clara" (classic; known to be too few for small
         samples); for the fast variants ``ceil(min(n, 50000) / sample_size)`` clipped to

@@ -36,10 +36,10 @@ from .clara import _Tasks
 
 logger = logging.getLogger(__name__)
 
-#: default relative swap tolerance: a neighbour is taken iff ΔTD < -tol·TD.  Exact ties
-#: (a medoid swapped for a duplicate point) evaluate to rounding noise of either sign; with a
-#: strict ``< 0`` such swaps would reset the failure counter forever.
-DEFAULT_TOL = 1e-10
+#: default relative swap tolerance: a neighbour is taken iff it improves the loss by more
+#: than tol·TD (0 = strictly; rounding noise on exact ties, e.g. a medoid swapped for a
+#: duplicate point, is refused by :func:`~chunked_medoids._kernels.swap.accept_swap`).
+DEFAULT_TOL = 0.0
 #: neighbours drawn per random-number call (a constant: results never depend on batching).
 DRAW_CHUNK = 256
 
@@ -169,9 +169,11 @@ _DOC = """
     init : "random", "build", "lab" or array of k distinct ints, default "random"
         Starting medoids: "random" draws fresh ones for every local search; anything else
         is resolved once and every local search starts from it.
-    tol : float, default 1e-10
-        A neighbour is taken iff ΔTD < -tol·TD (TD the current loss).  The tiny default
-        absorbs float rounding noise on exact ties (duplicate points); 0 = strict.
+    tol : float, default 0.0
+        A neighbour is taken iff ΔTD < -tol·TD (TD the current loss; 0 = any strict
+        improvement).  A ΔTD within float rounding noise of the bound is confirmed by
+        recomputing the loss exactly, so exact ties (duplicate points) never count as
+        improvements.
     memory_limit : int or str, default "1GiB"
         Budget for the candidate rows fetched at once (the n×k tables come on top).
     client, progress, num_workers, block_rows, engine

@@ -150,7 +150,7 @@ class _Speculator:
                 continue
             chunk = int(min(self.max_chunk, max(self.min_chunk, self.gap / (4 * T))))
             hi = min(L, i + chunk * T, i + remaining)
-            threshold = -tol * float(td_box[0])
+            td_now = float(td_box[0])
             bounds = np.linspace(i, hi, T + 1).astype(np.int64)
             futures = []
             for t in range(1, T):
@@ -158,11 +158,11 @@ class _Speculator:
                 if hi_t > lo_t:
                     futures.append(self.pool.submit(
                         first_improving, block, visit, cand, lo_t, hi_t, st.is_medoid, st.dn, st.ds,
-                        st.nn, st.R, st.w, st.weighted, threshold, self.P[t], self.buf[t], self.out[t]))
+                        st.nn, st.R, st.w, st.weighted, td_now, tol, self.P[t], self.buf[t], self.out[t]))
                 else:
                     futures.append(None)
             hits = [(first_improving(block, visit, cand, int(bounds[0]), int(bounds[1]), st.is_medoid,
-                                     st.dn, st.ds, st.nn, st.R, st.w, st.weighted, threshold,
+                                     st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td_now, tol,
                                      self.P[0], self.buf[0], self.out[0]), 0)]
             for t, f in enumerate(futures, start=1):
                 hits.append((-1 if f is None else f.result(), t))

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
-from .._kernels.swap import apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
+from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
 from .._util import check_random_state, check_weights, format_bytes
 from ..checkpoint import open_checkpoint
 from ._common import (SwapState, check_max_iter, check_tol, init_param, make_result, prepare,
@@ -131,10 +131,12 @@ def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memo
                 bd, bj, bs = _reduce_best(results)
                 if bj >= 0 and bd < threshold:
                     row = source.take_rows([bj])[0]
-                    state.td = float(apply_swap(row, bs, bj, state.M, state.medoids, state.is_medoid,
-                                                state.dn, state.ds, state.nn, state.sn, state.R,
-                                                state.w, state.weighted))
-                    swaps = 1
+                    if accept_swap(row, bs, state.dn, state.ds, state.nn, state.w, state.weighted,
+                                   state.td, tol, bd):
+                        state.td = float(apply_swap(row, bs, bj, state.M, state.medoids,
+                                                    state.is_medoid, state.dn, state.ds, state.nn,
+                                                    state.sn, state.R, state.w, state.weighted))
+                        swaps = 1
             else:
                 swaps = _fastpam2_execute(results, state, source, threshold, tol, tau)
             n_swap += swaps
@@ -160,10 +162,12 @@ def _fastpam2_execute(results, state, source, threshold, tol, tau):
     Per slot s the pass recorded the best candidate c_s and its ΔTD_s (block-order
     reduction, earliest candidate on ties).  Slots with ΔTD_s below the threshold are
     processed by increasing recorded ΔTD (lowest slot on ties).  The first one is the best
-    swap of the iteration and always runs.  Each later one is skipped if c_s became a
-    medoid, else its ΔTD is recomputed exactly under the updated caches (fresh ΔTD of
-    swapping slot s for c_s) and it runs iff ``fresh < -tol·TD`` (TD current) and
-    ``fresh <= (1 − τ)·ΔTD_s``.  With τ = 1 (default) every still-improving swap runs; with
+    swap of the iteration and runs if accepted (:func:`~chunked_medoids._kernels.swap.accept_swap`:
+    strictly improving beyond ``tol·TD``, confirmed exactly when within rounding noise).
+    Each later one is skipped if c_s became a medoid, else its ΔTD is recomputed exactly
+    under the updated caches (fresh ΔTD of swapping slot s for c_s) and it runs iff
+    ``fresh <= (1 − τ)·ΔTD_s`` and the swap is accepted.  With τ = 1 (default) every
+    still-improving swap runs; with
     τ → 0 only swaps whose gain did not shrink (independent swaps) run.  The k candidate
     rows are read once (k rows: within the O(n·k) memory budget).
     """
@@ -191,8 +195,13 @@ def _fastpam2_execute(results, state, source, threshold, tol, tau):
         if idx > 0:
             acc = eval_candidate(row, state.dn, state.ds, state.nn, state.R, state.w, state.weighted, P, buf)
             fresh = P[s] + acc
-            if not (fresh < -tol * state.td and fresh <= (1.0 - tau) * best_d[s]):
+            if not fresh <= (1.0 - tau) * best_d[s]:
                 continue
+        else:
+            fresh = best_d[s]
+        if not accept_swap(row, int(s), state.dn, state.ds, state.nn, state.w, state.weighted,
+                           state.td, tol, fresh):
+            continue
         state.td = float(apply_swap(row, int(s), j, state.M, state.medoids, state.is_medoid,
                                     state.dn, state.ds, state.nn, state.sn, state.R,
                                     state.w, state.weighted))
