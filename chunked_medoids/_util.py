@@ -121,12 +121,18 @@ def check_medoids(medoids, n: int, k: int | None = None, name: str = "init") -> 
     """Validate an explicit medoid index array: integers in [0, n), distinct, length k."""
     arr = np.asarray(medoids)
     if arr.ndim != 1:
-        raise InvalidParameterError(f"{name} must be a 1-D array of point indices, got shape {arr.shape}")
+        shown = repr(medoids) if arr.size <= 10 else f"an array of {arr.size} elements"
+        raise InvalidParameterError(
+            f"{name} must be a 1-D array of point indices, got shape {arr.shape}: {shown}"
+        )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
-            raise InvalidTypeError(f"{name} must hold integer point indices, got dtype {arr.dtype}")
+            raise InvalidTypeError(
+                f"{name} must hold integer point indices, got dtype {arr.dtype}: {arr[:5].tolist()}"
+                + (" ..." if arr.size > 5 else "")
+            )
     arr = arr.astype(np.int64, copy=True)
     if k is not None and arr.shape[0] != k:
         raise InvalidParameterError(f"{name} must have length k = {k}, got length {arr.shape[0]}")
@@ -155,12 +161,23 @@ def check_weights(weights, n: int, name: str = "weights") -> np.ndarray | None:
     w = w.astype(np.float64)
     if w.ndim != 1 or w.shape[0] != n:
         raise InvalidParameterError(f"{name} must have shape (n,) = ({n},), got shape {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise InvalidParameterError(f"{name} must be finite; found NaN or inf")
+    finite = np.isfinite(w)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise InvalidParameterError(
+            f"{name} must be finite; found {w[i].item()!r} at {name}[{i}] "
+            f"({int((~finite).sum())} non-finite entries)"
+        )
     if (w < 0).any():
-        raise InvalidParameterError(f"{name} must be non-negative; found minimum {w.min()!r}")
+        i = int(np.flatnonzero(w < 0)[0])
+        raise InvalidParameterError(
+            f"{name} must be non-negative; found {w[i].item()!r} at {name}[{i}] "
+            f"({int((w < 0).sum())} negative entries)"
+        )
     if not (w > 0).any():
-        raise InvalidParameterError(f"{name} must have at least one positive entry")
+        raise InvalidParameterError(
+            f"{name} must have at least one positive entry, got all {n} weights equal to 0"
+        )
     return w
 
 

@@ -19,6 +19,17 @@ Schedulers
   scattered once per pass (``broadcast=True``) and released after it; the source pickles
   as a path, so workers open zarr/HDF5 stores themselves.
 
+Faults (distributed)
+--------------------
+* A worker process that dies mid-pass: its blocks are recomputed elsewhere (the scheduler
+  reschedules them; every block task also has ``retries=2``), and since results are
+  reduced in block order the pass result is identical.
+* The scheduler going away: the client cancels the pass's futures; the pass then raises
+  :class:`SchedulerLostError` (a ``ConnectionError``) naming the scheduler address, at once
+  rather than after the client's reconnect timeout, and so does any later pass while the
+  client is not connected.  Drivers run with ``checkpoint=`` resume from their last
+  checkpoint when rerun.
+
 Memory
 ------
 The block height is chosen from ``memory_limit``: at most ``blocks_in_flight`` row blocks
@@ -34,17 +45,49 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
 
-from ._errors import InvalidParameterError, InvalidTypeError
+from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)
 
 #: bytes of working memory per stored byte of a block (decoded chunk + output array).
 DECODE_FACTOR = 2
+
+
+class SchedulerLostError(ChunkedMedoidsError, ConnectionError):
+    """The distributed scheduler went away (or the client lost it) during a pass.
+
+    A ``ConnectionError`` (hence ``OSError``).  The pass's results are lost; a run given
+    ``checkpoint=`` resumes from its last saved state when rerun with the same checkpoint.
+    """
+
+
+def _scheduler_address(client) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover - client torn down
+        return "<unknown address>"
+
+
+def _scheduler_lost(client, desc, cause=None) -> SchedulerLostError:
+    status = getattr(client, "status", "?")
+    because = f" ({type(cause).__name__}: {cause})" if cause is not None and str(cause) else (
+        f" ({type(cause).__name__})" if cause is not None else "")
+    return SchedulerLostError(
+        f"lost the Dask scheduler at {_scheduler_address(client)} (client status {status!r}) "
+        f"during pass {desc!r}{because}; the pass's results are lost. Restart the cluster (or "
+        "run on local threads) and rerun: a fit given checkpoint= resumes from its last "
+        "checkpoint when rerun with the same checkpoint path (without one it starts over); a "
+        "build_dissimilarity resumes from the stripes already written"
+    )
+
+
+def _client_alive(client) -> bool:
+    return getattr(client, "status", "running") == "running"
 
 
 def _default_threads() -> int:
@@ -218,6 +261,23 @@ class Engine:
 
     def _map_distributed(self, source, func, state, blocks, desc):
         client = self.client
+        desc = desc or func.__name__
+        if not _client_alive(client):  # fail now, not after the client's reconnect timeout
+            raise _scheduler_lost(client, desc)
+        try:
+            return self._map_distributed_run(client, source, func, state, blocks, desc)
+        except (ChunkedMedoidsError, MemoryError):
+            raise
+        except Exception as exc:
+            # a dead scheduler shows up as cancelled futures (the client drops them when the
+            # connection breaks) or as a comm / timeout error; tell it apart from a failing task
+            if _client_alive(client) and isinstance(exc, (CancelledError, OSError, TimeoutError)):
+                time.sleep(0.2)  # the status flips on the client's event loop; let it settle
+            if not _client_alive(client):
+                raise _scheduler_lost(client, desc, exc) from exc
+            raise
+
+    def _map_distributed_run(self, client, source, func, state, blocks, desc):
         # Scatter the state dict as ONE object (a dict passed to scatter would use its keys
         # as cluster-wide data keys and collide across passes).
         state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
@@ -236,9 +296,10 @@ class Engine:
             results = client.gather(futures)
         finally:
             del futures
-            client.cancel(source_future)
-            if state_future is not None:
-                client.cancel(state_future)
+            if _client_alive(client):
+                client.cancel(source_future)
+                if state_future is not None:
+                    client.cancel(state_future)
         return list(results)
 
     # -- sequential streaming with read-ahead ------------------------------------------

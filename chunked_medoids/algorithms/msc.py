@@ -40,6 +40,7 @@ from ..checkpoint import open_checkpoint
 from ._common import (check_max_iter, check_tol, init_param, make_result, medoid_table, prepare,
                       resolve_init, seed_param, weights_hash)
 from ._registry import register_method
+from .pam import _check_init
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         max_iter = check_max_iter(max_iter)
         tol = check_tol(tol)
         w = check_weights(weights, n)
+        _check_init(init, n, k)
         rng = check_random_state(random_state)
         ckpt = open_checkpoint(checkpoint, algorithm="fastermsc", source=source,
                                params=_params(init, random_state, tol, max_iter, w, k=k),
@@ -312,6 +314,7 @@ def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_s
         max_iter = check_max_iter(max_iter)
         tol = check_tol(tol)
         w = check_weights(weights, n)
+        _check_init(init, n, kmax)
         rng = check_random_state(random_state)
         ckpt = open_checkpoint(checkpoint, algorithm="dynmsc", source=source,
                                params=_params(init, random_state, tol, max_iter, w, kmin=kmin, kmax=kmax),

@@ -27,6 +27,12 @@ def _silhouette_rows(block, start, stop, state):
     return out
 
 
+def _check_samples(samples) -> bool:
+    if not isinstance(samples, (bool, np.bool_)):
+        raise InvalidTypeError(f"samples must be True or False, got {type(samples).__name__} {samples!r}")
+    return bool(samples)
+
+
 def _check_labels(labels, n):
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != n:
@@ -85,6 +91,7 @@ def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, pr
     accumulated in float64 in index order, so the result does not depend on block sizes
     or the scheduler.
     """
+    samples = _check_samples(samples)
     source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
                                 num_workers=num_workers, block_rows=block_rows, engine=engine)
     try:
@@ -132,6 +139,7 @@ def medoid_silhouette(D, medoids, *, samples=False):
     I/O: only the k medoid rows of D (``take_rows``), no pass over D, so no engine is
     involved.  Memory: the n×k medoid table.
     """
+    samples = _check_samples(samples)
     source = open_dissimilarity(D)
     med = check_medoids(medoids, source.n, name="medoids")
     if med.shape[0] < 2:

@@ -224,7 +224,7 @@ def _scan(features: FeatureArray, rows: int) -> str:
                 f"X ({features.describe()}) contains {block[r, c].item()!r} at X[{start + r}, {c}]; "
                 "features must be finite: impute or drop missing values before computing distances"
             )
-        h.update(block.tobytes())
+        h.update(memoryview(np.ascontiguousarray(block)).cast("B"))  # no copy
     return h.hexdigest()
 
 

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from .._errors import InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype
 from .memory import _DEFAULT_BLOCK_BYTES, _check_square
@@ -59,11 +59,22 @@ def _open_file(filename: str):
     if not os.path.exists(filename):
         raise FileNotFoundError(f"HDF5 file {filename!r} does not exist")
     if os.path.isdir(filename) or not h5py.is_hdf5(filename):
+        size = "" if os.path.isdir(filename) else f" ({os.path.getsize(filename)} bytes, no HDF5 signature)"
         raise InvalidParameterError(
-            f"{filename!r} is not an HDF5 file; pass a .h5/.hdf5 file written by h5py (or a "
+            f"{filename!r} is not an HDF5 file{size}; pass a .h5/.hdf5 file written by h5py (or a "
             ".zarr / .npy store with the matching path suffix)"
         )
-    return h5py.File(filename, "r")
+    try:
+        return h5py.File(filename, "r")
+    except OSError as exc:
+        # h5py reports damage (e.g. "truncated file: eof = ..., stored_eof = ...") as a plain
+        # OSError without errno; permission and locking problems keep their own type
+        if exc.errno is not None or "unable to lock" in str(exc).lower():
+            raise
+        raise StoreCorruptionError(
+            f"HDF5 file {filename!r} cannot be opened: it is truncated or damaged ({exc}); "
+            "restore it from a copy or rebuild it (build_dissimilarity(..., overwrite=True))"
+        ) from exc
 
 
 def _get_dataset(h5file, dataset: str, filename: str):
@@ -224,6 +235,9 @@ class HDF5Source(DissimilaritySource):
         The dataset dtype is not float32/float64/int32/int64.
     IncompleteStoreError
         The store carries chunked_medoids metadata that says it is unfinished.
+    StoreCorruptionError
+        The file is truncated or damaged (at open), or a chunk cannot be read or decoded
+        (on reads; the message names the chunk's row range).
     """
 
     kind = "hdf5"
@@ -263,8 +277,32 @@ class HDF5Source(DissimilaritySource):
         if start == stop:
             return np.empty((0, self.n), dtype=self.dtype)
         out = np.empty((stop - start, self.n), dtype=self.dtype)
-        dset.read_direct(out, np.s_[start:stop], np.s_[:])
+        try:
+            dset.read_direct(out, np.s_[start:stop], np.s_[:])
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            raise self._read_error(dset, exc, start, stop) from exc
         return out
+
+    def _read_error(self, dset, exc, start, stop) -> StoreCorruptionError:
+        """Locate the HDF5 chunk that fails (rereading chunk by chunk) and describe it."""
+        where = f"rows {start}:{stop}"
+        cr = self.chunks[0] if self.chunks else None
+        if cr:
+            buf = np.empty((cr, self.n), dtype=self.dtype)
+            for r0 in range((start // cr) * cr, stop, cr):
+                r1 = min(r0 + cr, self.n)
+                try:
+                    dset.read_direct(buf[: r1 - r0], np.s_[r0:r1], np.s_[:])
+                except OSError as inner:
+                    where, exc = f"the chunk holding rows {r0}:{r1}", inner
+                    break
+        return StoreCorruptionError(
+            f"HDF5 dataset {self.filename!r}:{self.dataset}: cannot read {where} ({exc}); the "
+            "file is damaged -- restore it from a copy or rebuild it "
+            "(build_dissimilarity(..., overwrite=True))"
+        )
 
     def _fingerprint_parts(self):
         meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None

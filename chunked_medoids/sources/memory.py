@@ -76,6 +76,14 @@ class NumpySource(DissimilaritySource):
             self._fp = h.hexdigest()
         return ["array", self._fp]
 
+    def __repr__(self) -> str:
+        arr = self._array
+        where = ""
+        if isinstance(arr, np.memmap) and getattr(arr, "filename", None) is not None:
+            where = f" file={os.fspath(arr.filename)!r}"
+        return (f"<{type(self).__name__} kind={self.kind!r}{where} n={self.n} dtype={self.dtype} "
+                f"block_rows={self.block_rows}>")
+
     def __getstate__(self):
         state = self.__dict__.copy()
         arr = self._array

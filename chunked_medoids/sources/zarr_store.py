@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from .._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype
 from .memory import _check_square
@@ -70,6 +70,15 @@ def _pick_array(group, dataset, where, default):
             f"{present if present else 'none'}; pick one with dataset='name'"
         )
     return member
+
+
+def _is_decode_error(exc: BaseException) -> bool:
+    """Whether a read error means damaged chunk bytes (codec / checksum / size failures:
+    RuntimeError, ValueError, gzip's OSError without errno...) rather than an I/O or
+    permission problem (OSError with an errno), memory, or one of our own errors."""
+    if isinstance(exc, (ChunkedMedoidsError, MemoryError)):
+        return False
+    return not (isinstance(exc, OSError) and exc.errno is not None)
 
 
 class ZarrArrayRef:
@@ -169,10 +178,27 @@ class ZarrSource(DissimilaritySource):
     ``block_rows`` is the chunk height, or the shard height for sharded arrays, so aligned
     row stripes decode every stored chunk exactly once.  Local stores pickle as their path.
 
+    Lost and damaged chunks (see :meth:`_check_fill`):
+
+    * zarr reads a missing chunk as the array's fill value.  When that fill value can never
+      be a distance -- NaN, or a negative number; stores written by
+      :func:`~chunked_medoids.build_dissimilarity` use NaN / -1 -- every read checks one
+      element per stored chunk it touched (a missing chunk is uniformly fill, so one
+      element is enough; cost O(rows × n / chunk_width), about 1e-4 of the read) and
+      raises :class:`~chunked_medoids.StoreCorruptionError` naming the store and the row
+      range of the missing chunk.  With ``allow_incomplete=True`` (inspection) missing
+      chunks read as the fill value, unchecked.  Foreign stores whose fill value is a
+      plausible distance (e.g. 0) cannot be checked by value; :func:`store_info` counts
+      the chunks actually present.
+    * A chunk that fails to decode (garbage bytes, truncated file, checksum mismatch --
+      stores built by ``build_dissimilarity`` carry a crc32c checksum per chunk, so even a
+      decodable bit flip is caught) raises ``StoreCorruptionError`` naming the store, the
+      chunk's row range and the codec's own error (chained).
+
     Raises
     ------
     FileNotFoundError, UnknownNameError, InvalidParameterError, UnsupportedDtypeError,
-    IncompleteStoreError
+    IncompleteStoreError, StoreCorruptionError (on reads)
     """
 
     kind = "zarr"
@@ -191,15 +217,113 @@ class ZarrSource(DissimilaritySource):
         shards = getattr(arr, "shards", None)
         self.shards = tuple(int(c) for c in shards) if shards else None
         self.block_rows = int(min(self.n, (self.shards or self.chunks)[0]))
+        # fill marker of missing chunks, checked on every read (None: not checkable by value)
+        self._fill = None
+        if not allow_incomplete:
+            fill = arr.fill_value
+            if fill is not None:
+                fill = fill.item() if hasattr(fill, "item") else fill
+                if isinstance(fill, float) and np.isnan(fill):
+                    self._fill = "nan"
+                elif isinstance(fill, (int, float)) and fill < 0:
+                    self._fill = fill
 
     @property
     def array(self):
         return self._ref.get()
 
+    # -- fault detection ------------------------------------------------------------------
+    def _chunk_desc(self, row: int, col: int = 0) -> str:
+        """'rows a:b' (and 'columns c:d' when chunks are narrower than n) of a stored chunk."""
+        cr, cc = self.shards or self.chunks
+        a = (row // cr) * cr
+        desc = f"rows {a}:{min(a + cr, self.n)}"
+        if cc < self.n:
+            c0 = (col // cc) * cc
+            desc += f", columns {c0}:{min(c0 + cc, self.n)}"
+        return desc
+
+    def _chunk_key_present(self, row: int, col: int):
+        """True/False when the chunk (shard) file of a local store is present, None if unknown."""
+        ref = self._ref
+        if ref.root is None:
+            return None
+        try:
+            arr = ref.get()
+            cr, cc = self.shards or self.chunks
+            key = arr.metadata.encode_chunk_key((row // cr, col // cc))
+            return os.path.exists(os.path.join(ref.root, ref.path or "", *key.split("/")))
+        except Exception:  # pragma: no cover - odd key encodings
+            return None
+
+    def _check_fill(self, block: np.ndarray, rows) -> None:
+        """Raise StoreCorruptionError when ``block`` holds the fill value of a missing chunk.
+
+        ``rows`` maps block row i to matrix row ``rows[i]`` (a range or an index array).  A
+        missing chunk reads as the fill value everywhere, so one element per (row, stored
+        chunk column) suffices: ``block[:, ::chunk_width]``.
+        """
+        if self._fill is None or block.size == 0:
+            return
+        cc = self.chunks[1]
+        sample = block[:, ::cc]
+        bad = np.isnan(sample) if self._fill == "nan" else (sample == self._fill)
+        if not bad.any():
+            return
+        i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        row, col = int(rows[int(i)]), int(j) * cc
+        where = self._chunk_desc(row, col)
+        present = self._chunk_key_present(row, col)
+        fill = "NaN" if self._fill == "nan" else self._fill
+        if present is False:
+            what = f"the chunk holding {where} is missing (its file was deleted or never written)"
+        elif present is True:
+            what = (f"the chunk holding {where} is present but holds the fill value {fill}, "
+                    f"which is never a valid distance (row {row}, column {col})")
+        else:
+            what = f"the chunk holding {where} reads as the fill value {fill} (missing chunk)"
+        fix = ("rerun build_dissimilarity(...) with the same arguments: it recomputes exactly the "
+               "missing stripes" if self.meta is not None else
+               "restore the chunk or rebuild the matrix")
+        raise StoreCorruptionError(f"zarr store {self._ref.location!r}: {what}; {fix}")
+
+    def _decode_error(self, exc, row_ranges) -> StoreCorruptionError:
+        """Locate the chunk that fails to decode (rereading chunk by chunk) and describe it."""
+        arr = self._ref.get()
+        cr, cc = self.shards or self.chunks
+        where = None
+        for a, b in row_ranges:
+            for r0 in range((a // cr) * cr, b, cr):
+                for c0 in range(0, self.n, cc):
+                    try:
+                        arr[r0:min(r0 + cr, self.n), c0:min(c0 + cc, self.n)]
+                    except Exception as inner:  # noqa: BLE001 - any codec failure
+                        where, exc = self._chunk_desc(r0, c0), inner
+                        break
+                if where:
+                    break
+            if where:
+                break
+        if where is None:  # could not reproduce chunk by chunk: name the whole request
+            where = ", ".join(f"rows {a}:{b}" for a, b in row_ranges[:5])
+        return StoreCorruptionError(
+            f"zarr store {self._ref.location!r}: the chunk holding {where} cannot be decoded "
+            f"({type(exc).__name__}: {exc}); the chunk file is damaged -- "
+            + ("rerun build_dissimilarity(...) with overwrite=True to rebuild the store"
+               if self.meta is not None else "restore it from a copy or rebuild the matrix")
+        )
+
     def _read_rows(self, start, stop):
         if start == stop:
             return np.empty((0, self.n), dtype=self.dtype)
-        return self._ref.get()[start:stop]
+        try:
+            block = self._ref.get()[start:stop]
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError/ValueError/OSError
+            if not _is_decode_error(exc):
+                raise
+            raise self._decode_error(exc, [(start, stop)]) from exc
+        self._check_fill(block, range(start, stop))
+        return block
 
     def _take_rows(self, indices):
         out = np.empty((indices.shape[0], self.n), dtype=self.dtype)
@@ -209,7 +333,13 @@ class ZarrSource(DissimilaritySource):
         if uniq.shape[0] == uniq[-1] - uniq[0] + 1:  # one run: a plain slice
             rows = self._read_rows(int(uniq[0]), int(uniq[-1]) + 1)
         else:  # orthogonal selection decodes each touched chunk once
-            rows = self._ref.get().get_orthogonal_selection((uniq, slice(None)))
+            try:
+                rows = self._ref.get().get_orthogonal_selection((uniq, slice(None)))
+            except Exception as exc:  # noqa: BLE001
+                if not _is_decode_error(exc):
+                    raise
+                raise self._decode_error(exc, [(int(i), int(i) + 1) for i in uniq]) from exc
+            self._check_fill(rows, uniq)
         out[:] = rows[inverse]
         return out
 
