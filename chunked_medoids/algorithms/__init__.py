@@ -24,11 +24,7 @@ def _load_all():
     if _loaded:
         return
     for mod in _ALGORITHM_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:  # a module not written yet
-            if exc.name != f"{__name__}.{mod}":
-                raise
+        importlib.import_module(f"{__name__}.{mod}")
     _loaded = True
 
 
