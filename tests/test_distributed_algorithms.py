@@ -59,3 +59,22 @@ def test_sources_hold_identical_values(sources):
 
 def test_registry_covers_the_exact_family():
     assert {"pam", "fastpam1", "fastpam2", "fasterpam", "alternating"} <= set(METHODS)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("kind", ["zarr", "hdf5", "features"])
+def test_inits_silhouette_dynmsc_same_on_every_scheduler(kind, sources, local_cluster):
+    """The public functions outside METHODS: BUILD, LAB, silhouette, DynMSC."""
+    src = sources[kind]
+    runs = [{}, {"num_workers": 1}, {"client": local_cluster}]
+    builds = [cm.build(src, K, memory_limit=2**16, **s) for s in runs]
+    labs = [cm.lab(src, K, random_state=5, memory_limit=2**16, **s) for s in runs]
+    labels = cm.fasterpam(src, K, random_state=0).labels
+    sils = [cm.silhouette(src, labels, samples=True, memory_limit=2**16, **s) for s in runs]
+    dyn = [cm.dynmsc(src, 5, memory_limit=2**16, **s) for s in runs]
+    for other in range(1, 3):
+        np.testing.assert_array_equal(builds[other], builds[0])
+        np.testing.assert_array_equal(labs[other], labs[0])
+        np.testing.assert_array_equal(sils[other], sils[0])
+        np.testing.assert_array_equal(dyn[other].medoids, dyn[0].medoids)
+        assert dyn[other].scores == dyn[0].scores
