@@ -27,6 +27,7 @@ _LAZY = {
     "METRICS": "chunked_medoids.metrics",
     "resolve_metric": "chunked_medoids.metrics",
     "build_dissimilarity": "chunked_medoids.builder",
+    "store_info": "chunked_medoids.builder",
     # exact algorithms (issue: PAM family)
     "pam": "chunked_medoids.algorithms.pam",
     "fastpam1": "chunked_medoids.algorithms.pam",
