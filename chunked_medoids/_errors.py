@@ -54,3 +54,11 @@ class StoreLockedError(ChunkedMedoidsError, OSError):
 
 class CheckpointMismatchError(ChunkedMedoidsError, ValueError):
     """A checkpoint belongs to another matrix or other parameters."""
+
+
+class SchedulerLostError(ChunkedMedoidsError, ConnectionError):
+    """The distributed scheduler went away (or the client lost it) during a pass.
+
+    A ``ConnectionError`` (hence ``OSError``).  The pass's results are lost; a run given
+    ``checkpoint=`` resumes from its last saved state when rerun with the same checkpoint.
+    """

@@ -49,21 +49,13 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
 
-from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
+from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, SchedulerLostError
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)
 
 #: bytes of working memory per stored byte of a block (decoded chunk + output array).
 DECODE_FACTOR = 2
-
-
-class SchedulerLostError(ChunkedMedoidsError, ConnectionError):
-    """The distributed scheduler went away (or the client lost it) during a pass.
-
-    A ``ConnectionError`` (hence ``OSError``).  The pass's results are lost; a run given
-    ``checkpoint=`` resumes from its last saved state when rerun with the same checkpoint.
-    """
 
 
 def _scheduler_address(client) -> str:
