@@ -62,3 +62,11 @@ class SchedulerLostError(ChunkedMedoidsError, ConnectionError):
     A ``ConnectionError`` (hence ``OSError``).  The pass's results are lost; a run given
     ``checkpoint=`` resumes from its last saved state when rerun with the same checkpoint.
     """
+
+
+class MissingFileError(ChunkedMedoidsError, FileNotFoundError):
+    """An input file, store, directory or scheduler file does not exist."""
+
+
+class ReadOnlyLocationError(ChunkedMedoidsError, PermissionError):
+    """An output store, checkpoint or directory cannot be written."""

@@ -89,6 +89,8 @@ Overwrite rules (``overwrite=False``)
 
 from __future__ import annotations
 
+from ._errors import MissingFileError, ReadOnlyLocationError
+
 import contextlib
 import json
 import logging
@@ -357,7 +359,7 @@ def _build_lock(path: str):
     lock_path = path + ".lock"
     parent = os.path.dirname(lock_path)
     if parent and not os.path.isdir(parent):
-        raise FileNotFoundError(f"the directory of store {path!r} does not exist: {parent!r}")
+        raise MissingFileError(f"the directory of store {path!r} does not exist: {parent!r}")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -720,7 +722,7 @@ def _check_writable(path: str, fmt: str) -> None:
     """
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
-        raise FileNotFoundError(f"the directory of store {path!r} does not exist: {parent!r}; create it first")
+        raise MissingFileError(f"the directory of store {path!r} does not exist: {parent!r}; create it first")
     targets = [parent]  # the lock file <store>.lock lives there, and a new store
     if fmt == "zarr" and os.path.isdir(path):
         targets.append(path)
@@ -735,12 +737,12 @@ def _check_writable(path: str, fmt: str) -> None:
             except OSError as exc:
                 problem = f"cannot be written ({type(exc).__name__}: {exc.strerror or exc})"
         if problem:
-            raise PermissionError(
+            raise ReadOnlyLocationError(
                 f"cannot build store {path!r}: directory {directory!r} {problem}; nothing was "
                 "computed. Choose a writable location or fix the permissions"
             )
     if os.path.isfile(path) and not os.access(path, os.W_OK):
-        raise PermissionError(
+        raise ReadOnlyLocationError(
             f"cannot build store {path!r}: the file is read-only; nothing was computed. Choose "
             "a writable location or fix the permissions"
         )
@@ -1071,7 +1073,7 @@ def store_info(path, dataset=None) -> dict:
     """
     p, fmt = _check_store_path(path)
     if not os.path.exists(p):
-        raise FileNotFoundError(f"store {p!r} does not exist")
+        raise MissingFileError(f"store {p!r} does not exist")
     if fmt == "zarr":
         info = _zarr_info(p, dataset)
     else:

@@ -18,6 +18,8 @@ after saving, which the CLI turns into exit code 3.
 
 from __future__ import annotations
 
+from ._errors import MissingFileError, ReadOnlyLocationError
+
 import io
 import json
 import logging
@@ -169,11 +171,11 @@ class Checkpoint:
             raise InvalidParameterError(f"checkpoint_interval must be a number of seconds >= 0, got {interval!r}")
         directory = os.path.dirname(os.path.abspath(self.path)) or "."
         if not os.path.isdir(directory):
-            raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist; create it first")
+            raise MissingFileError(f"checkpoint directory {directory!r} does not exist; create it first")
         if not os.access(directory, os.W_OK):
-            raise PermissionError(f"checkpoint directory {directory!r} is not writable; choose another checkpoint path")
+            raise ReadOnlyLocationError(f"checkpoint directory {directory!r} is not writable; choose another checkpoint path")
         if os.path.exists(self.path) and not os.access(self.path, os.W_OK):
-            raise PermissionError(f"checkpoint file {self.path!r} is read-only; it could not be updated")
+            raise ReadOnlyLocationError(f"checkpoint file {self.path!r} is read-only; it could not be updated")
         self.algorithm = algorithm
         self.fingerprint = fingerprint
         self.params = _jsonable(params)

@@ -15,6 +15,8 @@ same command to resume.
 
 from __future__ import annotations
 
+from ._errors import MissingFileError, ReadOnlyLocationError
+
 import argparse
 import contextlib
 import io
@@ -399,7 +401,7 @@ def _suffix(path) -> str:
 
 def _require_exists(path, what):
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} {path!r} does not exist")
+        raise MissingFileError(f"{what} {path!r} does not exist")
 
 
 def read_csv(path, *, chunk_rows: int = 65536):
@@ -696,7 +698,7 @@ def _check_output_dirs(*dirs):
             continue
         os.makedirs(d, exist_ok=True)
         if not os.access(d, os.W_OK):
-            raise PermissionError(f"output directory {d!r} is not writable")
+            raise ReadOnlyLocationError(f"output directory {d!r} is not writable")
 
 
 def _write_plots(plots_dir, result, source):

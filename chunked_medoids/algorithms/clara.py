@@ -89,6 +89,7 @@ class _Tasks:
 
     dtype = np.dtype(np.uint8)
     n = 1  # bytes accounted per task by the engine
+    block_rows = 1  # no storage chunks: any task grouping reads nothing extra
 
     def __init__(self, count):
         self.count = int(count)
@@ -104,6 +105,7 @@ class _FeatureRows:
     """
 
     dtype = np.dtype(np.float64)
+    block_rows = 1  # row ranges of X cost what they hold (the reader decodes per range)
 
     def __init__(self, features):
         self.features = features
@@ -687,14 +689,26 @@ def _sample_features(sample, gathered, best, best_X):
 
 # -- registered thin wrappers ------------------------------------------------------------------
 def _variant_func(name):
+    import inspect
+
+    sig = inspect.signature(clara)
+    sig = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "variant"])
+    accepted = set(sig.parameters)
+
     def method(X_or_D, k, **options):
         if "variant" in options:
             raise InvalidParameterError(f"method {name!r} fixes variant={name!r}; use method='clara' with variant=")
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise InvalidParameterError(
+                f"method {name!r} does not take {unknown}; accepted options: {sorted(accepted - {'X_or_D', 'k'})}"
+            )
         return clara(X_or_D, k, variant=name, **options)
 
     method.__name__ = name
     method.__qualname__ = name
-    method.__doc__ = f"``clara(X_or_D, k, variant={name!r}, **options)``; see :func:`clara`."
+    method.__signature__ = sig  # what the CLI and KMedoids check options against
+    method.__doc__ = f"``clara(X_or_D, k, variant={name!r}, ...)``; see :func:`clara` for the options."
     return method
 
 

@@ -7,6 +7,8 @@ paths it recognises and how to open them.
 
 from __future__ import annotations
 
+from .._errors import MissingFileError
+
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -130,7 +132,7 @@ def _open_npy(obj, **options):
         raise InvalidTypeError(f".npy files take no options, got {sorted(options)}")
     path = os.fspath(obj)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"dissimilarity file {path!r} does not exist")
+        raise MissingFileError(f"dissimilarity file {path!r} does not exist")
     try:
         arr = np.load(path, mmap_mode="r")
     except ValueError as exc:

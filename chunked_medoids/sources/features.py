@@ -13,6 +13,8 @@ kernel's rounding is and whatever the block boundaries are.
 
 from __future__ import annotations
 
+from .._errors import MissingFileError
+
 import hashlib
 import logging
 import os
@@ -80,7 +82,7 @@ class FeatureArray:
             path = os.fspath(X)
             low = path.rstrip("/\\").lower()
             if not os.path.exists(path):
-                raise FileNotFoundError(f"feature file {path!r} does not exist")
+                raise MissingFileError(f"feature file {path!r} does not exist")
             if low.endswith(".npy"):
                 self._no_dataset(dataset, path)
                 try:
@@ -283,15 +285,49 @@ class FeatureSource(DissimilaritySource):
         return self._x_hash
 
     # -- computing ---------------------------------------------------------------------
+    def _check_values(self, block, row_ids):
+        """Refuse NaN, inf (e.g. float32 overflow) and negative computed dissimilarities.
+
+        Two reductions per block (no temporaries); only on failure is the first offending
+        entry located for the message.  ``row_ids(r)`` maps a block row to its point index.
+        """
+        if block.size == 0:
+            return
+        lo = block.min()
+        ok = lo >= 0
+        if ok and self._imax is None:
+            ok = block.max() < np.inf
+        if ok:
+            return
+        bad = ~(block >= 0) if self._imax is not None else ~((block >= 0) & (block < np.inf))
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        i, val = int(row_ids(r)), block[r, c].item()
+        if val == np.inf:
+            fix = (f"the features are too large for metric {self.metric.name!r} in dtype {self.dtype}: "
+                   "rescale X (e.g. standardise it)" + (" or use dtype='float64'" if self.dtype.itemsize < 8 else ""))
+        else:
+            fix = f"metric {self.metric.name!r} must return finite values >= 0; fix the metric function"
+        raise DissimilarityError(
+            f"the dissimilarity computed from X ({self.features.describe()}) is {val!r} at D[{i}, {c}] "
+            f"(metric {self.metric.name!r}, dtype {self.dtype}); dissimilarities must be finite and >= 0: {fix}"
+        )
+
     def _store(self, target, values):
         """Write float64 ``values`` into the view ``target``, cast to the source dtype."""
         if self._imax is not None:
+            if np.isnan(values).any():
+                raise DissimilarityError(
+                    f"metric {self.metric.name!r} returned NaN for features of X ({self.features.describe()}); "
+                    "it must return finite values >= 0: fix the metric function"
+                )
             np.rint(values, out=values)
             if values.size and values.max() > self._imax:
                 raise DissimilarityError(
-                    f"distance {values.max().item()!r} overflows dtype {self.dtype}; use dtype='int64' or a float dtype"
+                    f"distance {values.max().item()!r} overflows dtype {self.dtype}; use "
+                    + ("dtype='int64' or " if self.dtype.itemsize < 8 else "") + "a float dtype"
                 )
-        target[...] = values
+        with np.errstate(over="ignore"):  # float32 overflow -> inf, refused by _check_values
+            target[...] = values
 
     def _read_rows(self, start, stop):
         n, m = self.n, stop - start
@@ -333,6 +369,7 @@ class FeatureSource(DissimilaritySource):
                 buf = work[: m * (hi - lo)].reshape(m, hi - lo)
                 metric.pairwise(XA, XB[lo - c0: hi - c0], buf)
                 self._store(out[:, lo:hi], buf)
+        self._check_values(out, lambda r: start + r)
         return out
 
     def _take_rows(self, indices):
@@ -377,6 +414,7 @@ class FeatureSource(DissimilaritySource):
                     vals = np.where(j > i, P1[t], P2[:, t])
                     vals[i - c0] = 0.0
                     self._store(rows[ia + t, c0:c1], vals)
+        self._check_values(rows, lambda r: uniq[r])
         out[:] = rows[inverse]
         return out
 

@@ -8,6 +8,8 @@ object.
 
 from __future__ import annotations
 
+from .._errors import MissingFileError
+
 import json
 import os
 import sys
@@ -57,7 +59,7 @@ def _open_file(filename: str):
         pass
 
     if not os.path.exists(filename):
-        raise FileNotFoundError(f"HDF5 file {filename!r} does not exist")
+        raise MissingFileError(f"HDF5 file {filename!r} does not exist")
     if os.path.isdir(filename) or not h5py.is_hdf5(filename):
         size = "" if os.path.isdir(filename) else f" ({os.path.getsize(filename)} bytes, no HDF5 signature)"
         raise InvalidParameterError(

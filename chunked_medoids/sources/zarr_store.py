@@ -7,6 +7,8 @@ themselves (zarr knows how).
 
 from __future__ import annotations
 
+from .._errors import MissingFileError
+
 import json
 import os
 import sys
@@ -98,7 +100,7 @@ class ZarrArrayRef:
         if isinstance(obj, (str, os.PathLike)):
             root = os.path.abspath(os.fspath(obj))
             if not os.path.exists(root):
-                raise FileNotFoundError(f"zarr store {root!r} does not exist")
+                raise MissingFileError(f"zarr store {root!r} does not exist")
             try:
                 node = zarr.open(store=root, mode="r")
             except Exception as exc:  # zarr raises several types for non-stores
@@ -332,14 +334,23 @@ class ZarrSource(DissimilaritySource):
         uniq, inverse = np.unique(indices, return_inverse=True)
         if uniq.shape[0] == uniq[-1] - uniq[0] + 1:  # one run: a plain slice
             rows = self._read_rows(int(uniq[0]), int(uniq[-1]) + 1)
-        else:  # orthogonal selection decodes each touched chunk once
-            try:
-                rows = self._ref.get().get_orthogonal_selection((uniq, slice(None)))
-            except Exception as exc:  # noqa: BLE001
-                if not _is_decode_error(exc):
-                    raise
-                raise self._decode_error(exc, [(int(i), int(i) + 1) for i in uniq]) from exc
-            self._check_fill(rows, uniq)
+        else:
+            # One stored row stripe (chunk or shard) at a time: zarr decodes every chunk an
+            # orthogonal selection touches concurrently, so selecting k scattered rows at once
+            # would hold k decoded chunks (k medoids in k stripes: k × chunk bytes) in memory.
+            rows = np.empty((uniq.shape[0], self.n), dtype=self.dtype)
+            stripe = uniq // self.block_rows
+            cuts = np.flatnonzero(np.diff(stripe)) + 1
+            for part in np.split(np.arange(uniq.shape[0]), cuts):
+                sel = uniq[part]
+                try:
+                    got = self._ref.get().get_orthogonal_selection((sel, slice(None)))
+                except Exception as exc:  # noqa: BLE001
+                    if not _is_decode_error(exc):
+                        raise
+                    raise self._decode_error(exc, [(int(i), int(i) + 1) for i in sel]) from exc
+                self._check_fill(got, sel)
+                rows[part] = got
         out[:] = rows[inverse]
         return out
 
