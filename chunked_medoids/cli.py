@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run DynMSC for k = KMIN..KMAX and print the best k, its average medoid "
                     "silhouette and the score of every k.\n\nexamples:\n"
                     "  chunked-medoids dynmsc D.zarr --kmax 20\n"
-                    "  chunked-medoids dynmsc X.npy --metric euclidean --kmin 3 --kmax 12 -o out/",
+                    "  chunked-medoids dynmsc X.npy --metric euclidean --kmin 3 --kmax 12 -o out/\n"
+                    "  chunked-medoids dynmsc D.h5 --kmax 30 --checkpoint dyn.ckpt -o out/",
     )
     _add_input(p)
     p.add_argument("--kmax", type=int, required=True, metavar="K", help="largest k tried")
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help="random seed")
     p.add_argument("--max-iter", type=int, metavar="N", help="maximum number of passes")
     _add_memory(p)
+    _add_checkpoint(p)
     _add_outputs(p)
     _add_progress(p)
     _add_common(p)
@@ -738,6 +740,14 @@ def _print_result(result, seconds, out=None):
     print(f"time:     {seconds:.3f} s", file=out)
 
 
+def _checkpoint_given(args) -> dict:
+    """The ``given`` entries of the --checkpoint / --checkpoint-interval options (see _add_checkpoint)."""
+    if args.checkpoint_interval is not None and args.checkpoint is None:
+        raise UsageError("--checkpoint-interval needs --checkpoint FILE")
+    return {"checkpoint": (args.checkpoint, "--checkpoint"),
+            "checkpoint_interval": (args.checkpoint_interval, "--checkpoint-interval")}
+
+
 def _with_checkpoint_signals(args):
     """Install the SIGTERM/SIGUSR1 checkpoint handlers when a checkpoint is in play."""
     if getattr(args, "checkpoint", None) is not None:
@@ -874,11 +884,8 @@ def cmd_fit(args) -> int:
         "random_state": (args.seed, "--seed"),
         "max_iter": (args.max_iter, "--max-iter"),
         "memory_limit": (args.memory_limit, "--memory-limit"),
-        "checkpoint": (args.checkpoint, "--checkpoint"),
-        "checkpoint_interval": (args.checkpoint_interval, "--checkpoint-interval"),
+        **_checkpoint_given(args),
     }
-    if args.checkpoint_interval is not None and args.checkpoint is None:
-        raise UsageError("--checkpoint-interval needs --checkpoint FILE")
     factory = _sampling_features if spec.family == "sampling" else None
     return _run_clustering(args, command="fit", method_name=spec.name, func=spec.func,
                            positional_extra=(), given=given, source_factory=factory)
@@ -893,11 +900,8 @@ def cmd_clara(args) -> int:
         "sample_size": (args.sample_size, "--sample-size"),
         "random_state": (args.seed, "--seed"),
         "memory_limit": (args.memory_limit, "--memory-limit"),
-        "checkpoint": (args.checkpoint, "--checkpoint"),
-        "checkpoint_interval": (args.checkpoint_interval, "--checkpoint-interval"),
+        **_checkpoint_given(args),
     }
-    if args.checkpoint_interval is not None and args.checkpoint is None:
-        raise UsageError("--checkpoint-interval needs --checkpoint FILE")
     return _run_clustering(args, command="clara", method_name="clara", func=clara,
                            positional_extra=(), given=given, source_factory=_sampling_features)
 
@@ -970,8 +974,10 @@ def cmd_dynmsc(args) -> int:
         "random_state": (args.seed, "--seed"),
         "max_iter": (args.max_iter, "--max-iter"),
         "memory_limit": (args.memory_limit, "--memory-limit"),
+        **_checkpoint_given(args),
     }
     _check_output_dirs(args.output)
+    _with_checkpoint_signals(args)
     with _cluster(args) as client:
         source, desc = _open_input(args, memory_limit=args.memory_limit)
         given["client"] = (client, "--workers/--scheduler-file/--scheduler-address")

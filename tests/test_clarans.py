@@ -177,3 +177,80 @@ def test_registry():
     for name, func in (("clarans", clarans), ("fastclarans", fastclarans)):
         spec = get_method(name)
         assert spec.family == "sampling" and spec.func is func
+
+
+# -- checkpoint resume ---------------------------------------------------------------------------
+def _same_result(a, b):
+    np.testing.assert_array_equal(a.medoids, b.medoids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.loss == b.loss and a.n_iter == b.n_iter and a.n_swap == b.n_swap
+    assert a.loss_history == b.loss_history and a.extra == b.extra
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("init", ["random", "lab"])
+def test_checkpoint_resume_equals_uninterrupted(func, init, data, tmp_path, monkeypatch):
+    """Interrupted after the 2nd of 4 local searches (SIGTERM simulated): the rerun redoes
+    only searches 3-4 and returns exactly the uninterrupted result."""
+    from chunked_medoids import checkpoint as ck
+    from chunked_medoids.algorithms import clarans as mod
+
+    X, D = data
+    kw = dict(numlocal=4, init=init, random_state=11, num_workers=1)  # 1 worker: 1 search per wave
+    full = func(D, 5, **kw)
+    path = str(tmp_path / "c.ckpt")
+    calls = {"n": 0}
+    orig = ck.Checkpoint.step
+
+    def step(self, state_fn, force=False):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            ck._signal_event.set()
+        return orig(self, state_fn, force)
+
+    monkeypatch.setattr(ck.Checkpoint, "step", step)
+    try:
+        with pytest.raises(ck.CheckpointInterrupt):
+            func(D, 5, checkpoint=path, **kw)
+    finally:
+        ck.clear_interrupt()
+    monkeypatch.setattr(ck.Checkpoint, "step", orig)
+    assert (tmp_path / "c.ckpt").exists()
+    searched = []
+    real = mod._local_search
+
+    def counting(block, start, stop, st):
+        searched.append(int(block[0]))
+        return real(block, start, stop, st)
+
+    monkeypatch.setattr(mod, "_local_search", counting)
+    resumed = func(D, 5, checkpoint=path, **kw)
+    assert sorted(searched) == [2, 3]
+    _same_result(full, resumed)
+    searched.clear()
+    again = func(D, 5, checkpoint=path, **{**kw, "num_workers": 2})  # finished: no search rerun
+    assert searched == []
+    _same_result(full, again)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_checkpoint_mismatch_refused(func, data, tmp_path, rng):
+    from chunked_medoids import CheckpointMismatchError
+
+    X, D = data
+    path = str(tmp_path / "c.ckpt")
+    base = dict(numlocal=2, random_state=1, checkpoint=path)
+    ref = func(D, 4, **base)
+    _same_result(ref, func(D, 4, **base))
+    other = fastclarans if func is clarans else clarans
+    for call in (lambda: func(D, 5, **base),
+                 lambda: func(D, 4, **{**base, "random_state": 2}),
+                 lambda: func(D, 4, **{**base, "numlocal": 3}),
+                 lambda: func(D, 4, **{**base, "maxneighbor": 0.5}),
+                 lambda: func(D, 4, **{**base, "tol": 1e-3}),
+                 lambda: func(D, 4, **{**base, "init": [0, 1, 2, 3]}),
+                 lambda: func(D, 4, **{**base, "weights": rng.random(400)}),
+                 lambda: func(2 * D, 4, **base),
+                 lambda: other(D, 4, **base)):
+        with pytest.raises(CheckpointMismatchError):
+            call()

@@ -203,6 +203,87 @@ def test_dynmsc_command(work):
     assert ref.k == 4  # four well separated blobs
 
 
+def _result_lines(stdout):
+    return [line for line in stdout.splitlines() if not line.startswith(("time:", "outputs:"))]
+
+
+def test_dynmsc_checkpoint_and_resume(work, tmp_path):
+    d, X = work
+    ckpt = tmp_path / "dyn.ckpt"
+    args = ("dynmsc", d / "D.zarr", "--kmin", 2, "--kmax", 5, "--seed", 1, "--init", "random")
+    first = ok(run_cli(*args, "--checkpoint", ckpt, "--checkpoint-interval", 0, "-o", tmp_path / "a"))
+    assert ckpt.exists()
+    again = ok(run_cli(*args, "--checkpoint", ckpt, "-o", tmp_path / "b"))  # finished checkpoint
+    assert _result_lines(first.stdout) == _result_lines(again.stdout)
+    for name in ("medoids.npy", "labels.npy"):
+        assert np.array_equal(np.load(tmp_path / "a" / name), np.load(tmp_path / "b" / name))
+    ref = cm.dynmsc(str(d / "D.zarr"), 5, kmin=2, random_state=1, init="random")
+    assert np.array_equal(np.load(tmp_path / "a" / "medoids.npy"), ref.medoids)
+    proc = run_cli(*args[:-2], "--checkpoint", ckpt)  # other parameters (init): refused
+    assert proc.returncode == 2 and "does not match" in proc.stderr
+    assert_usage_error(run_cli("dynmsc", d / "D.zarr", "--kmax", 3, "--checkpoint-interval", 1),
+                       "--checkpoint-interval needs --checkpoint")
+
+
+def test_dynmsc_checkpoint_interrupt_exit_3_then_resume(work, tmp_path, monkeypatch, capsys):
+    """A stop signal during dynmsc saves the checkpoint and exits 3; the rerun resumes and
+    prints exactly what an uninterrupted run prints (in-process, signal simulated)."""
+    import logging
+    import signal
+
+    from chunked_medoids import checkpoint as ck
+
+    d, X = work
+    sigs = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    log = logging.getLogger("chunked_medoids")
+    saved_log = (list(log.handlers), log.level, log.propagate)
+    ckpt = tmp_path / "dyn.ckpt"
+    args = ["dynmsc", str(d / "D.zarr"), "--kmin", "2", "--kmax", "5", "--memory-limit", "256KiB",
+            "--no-progress"]
+    try:
+        assert cli.main(args) == 0
+        full = _result_lines(capsys.readouterr().out)
+        calls = {"n": 0}
+        orig = ck.Checkpoint.step
+
+        def step(self, state_fn, force=False):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                ck._signal_event.set()
+            return orig(self, state_fn, force)
+
+        monkeypatch.setattr(ck.Checkpoint, "step", step)
+        try:
+            assert cli.main(args + ["--checkpoint", str(ckpt), "--checkpoint-interval", "0"]) == 3
+        finally:
+            ck.clear_interrupt()
+        assert "interrupted by signal" in capsys.readouterr().err and ckpt.exists()
+        monkeypatch.setattr(ck.Checkpoint, "step", orig)
+        assert cli.main(args + ["--checkpoint", str(ckpt), "--checkpoint-interval", "0"]) == 0
+        assert _result_lines(capsys.readouterr().out) == full
+    finally:
+        for s, h in sigs.items():
+            signal.signal(s, h)
+        log.handlers[:], log.level, log.propagate = saved_log
+
+
+@pytest.mark.parametrize("method", ["fastclarans", "clarans"])
+def test_fit_clarans_checkpoint(work, tmp_path, method):
+    d, X = work
+    ckpt = tmp_path / "c.ckpt"
+    args = ("fit", d / "D.zarr", "-k", 4, "--method", method, "--seed", 5, "--checkpoint", ckpt)
+    ok(run_cli(*args, "-o", tmp_path / "a"))
+    assert ckpt.exists()
+    ok(run_cli(*args, "-o", tmp_path / "b"))
+    ref = getattr(cm, method)(str(d / "D.zarr"), 4, random_state=5)
+    for out in ("a", "b"):
+        assert np.array_equal(np.load(tmp_path / out / "medoids.npy"), ref.medoids)
+        assert np.array_equal(np.load(tmp_path / out / "labels.npy"), ref.labels)
+        assert json.loads((tmp_path / out / "summary.json").read_text())["loss"] == ref.loss
+    proc = run_cli(*args[:-4], "--seed", 6, "--checkpoint", ckpt)
+    assert proc.returncode == 2 and "does not match" in proc.stderr
+
+
 def test_clara_command_matches_api(work):
     d, X = work
     out = d / "clara"

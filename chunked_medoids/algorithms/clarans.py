@@ -30,8 +30,10 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._util import check_int, check_random_state, check_weights
-from ._common import SwapState, check_tol, make_result, medoid_table, prepare, resolve_init
-from ._registry import register_method
+from ..checkpoint import open_checkpoint
+from ._common import (SwapState, check_tol, make_result, medoid_table, prepare, resolve_init, seed_param,
+                      weights_hash)
+from ._registry import get_init, register_method
 from .clara import _Tasks
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def _local_search(block, start, stop, st):
 
 
 def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol, memory_limit, client,
-         progress, num_workers, block_rows, engine):
+         progress, num_workers, block_rows, engine, checkpoint, checkpoint_interval):
     fast = name == "fastclarans"
     source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
                                 num_workers=num_workers, block_rows=block_rows, engine=engine)
@@ -116,18 +118,58 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
         w = check_weights(weights, n)
         tol = check_tol(tol)
         rng = check_random_state(random_state)
-        if isinstance(init, str) and init == "random":
-            init_arr = None
+        init_arr = None
+        if isinstance(init, str):
+            if init != "random":
+                get_init(init)  # an unknown name fails before any work
+            init_p = init
         else:
-            init_arr = resolve_init(init, source, k, rng, eng, w)
-        seeds = rng.integers(0, 2**63 - 1, size=numlocal, dtype=np.int64)
+            init_arr = resolve_init(init, source, k, rng, eng, w)  # validation only (no rng use)
+            init_p = init_arr.tolist()
+        params = {"k": k, "numlocal": numlocal, "maxneighbor": int(mn), "tol": tol, "init": init_p,
+                  "seed": seed_param(random_state), "weights": weights_hash(w), "fast": fast}
+        ckpt = open_checkpoint(checkpoint, algorithm=name, source=source, params=params,
+                               interval=checkpoint_interval)
+        saved = ckpt.load()
+        if saved is not None:
+            seeds = np.asarray(saved["seeds"], dtype=np.int64)
+            if saved["has_init"]:
+                init_arr = np.asarray(saved["init"], dtype=np.int64)
+            done = int(saved["done"])
+            results = [(np.asarray(saved["medoids"][i], dtype=np.int64), float(saved["losses"][i]),
+                        int(saved["n_eval"][i]), int(saved["n_swap"][i]), float(saved["init_losses"][i]))
+                       for i in range(done)]
+        else:
+            if isinstance(init, str) and init != "random":
+                init_arr = resolve_init(init, source, k, rng, eng, w)
+            # every local search's seed, drawn up front: a resumed run redoes only the
+            # unfinished searches, with the seeds an uninterrupted run would use
+            seeds = rng.integers(0, 2**63 - 1, size=numlocal, dtype=np.int64)
+            done, results = 0, []
+
+        def snapshot():
+            return {"seeds": seeds, "has_init": init_arr is not None,
+                    "init": init_arr if init_arr is not None else np.zeros(0, dtype=np.int64),
+                    "done": done,
+                    "medoids": (np.stack([r[0] for r in results]) if results
+                                else np.zeros((0, k), dtype=np.int64)),
+                    "losses": [r[1] for r in results], "n_eval": [r[2] for r in results],
+                    "n_swap": [r[3] for r in results], "init_losses": [r[4] for r in results]}
+
         conc = max(1, min(numlocal, eng.parallelism))
         row_bytes = n * source.dtype.itemsize
         fetch = int(max(1, min(DRAW_CHUNK, (eng.memory_limit // (4 * conc)) // max(1, row_bytes))))
         st = {"source": source, "k": k, "seeds": seeds, "init": init_arr, "weights": w,
               "fetch": fetch, "fast": fast, "maxneighbor": mn, "tol": tol}
-        results = eng.map_blocks(_Tasks(numlocal), _local_search, st,
-                                 blocks=[(i, i + 1) for i in range(numlocal)], desc=name)
+        # with a checkpoint the searches run in waves of `conc` (saved after each wave);
+        # each search depends only on its seed, so the grouping never changes the result
+        wave = conc if ckpt.enabled else numlocal
+        while done < numlocal:
+            stop = min(done + wave, numlocal)
+            results.extend(eng.map_blocks(_Tasks(numlocal), _local_search, st,
+                                          blocks=[(i, i + 1) for i in range(done, stop)], desc=name))
+            done = stop
+            ckpt.step(snapshot, force=True)
         best = 0
         for i, r in enumerate(results):
             if r[1] < results[best][1]:
@@ -141,6 +183,7 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
                  "best_restart": int(best), "numlocal": numlocal, "maxneighbor": int(mn)}
         res = make_result(M, medoids, w, n_iter=n_eval, n_swap=n_swap,
                           loss_history=[init_loss, loss], algorithm=name, extra=extra)
+        ckpt.complete(snapshot())
         logger.info("%s: n=%d k=%d numlocal=%d maxneighbor=%d loss=%.10g (%.2fs)", name, n, k,
                     numlocal, mn, res.loss, time.perf_counter() - t0)
         return res
@@ -178,6 +221,14 @@ _DOC = """
         Budget for the candidate rows fetched at once (the n×k tables come on top).
     client, progress, num_workers, block_rows, engine
         Engine options (see :class:`~chunked_medoids.Engine`).
+    checkpoint : path, optional
+        Saved after each finished wave of local searches (as many as run in parallel) with
+        the results so far and every search's seed; a rerun with the same file resumes
+        (redoing only unfinished searches, so the result equals an uninterrupted run) and a
+        finished file returns its result at once.  A file written for other data or other
+        result-affecting parameters raises ``CheckpointMismatchError``.
+    checkpoint_interval : float, default 60.0
+        Seconds between saves (waves always end with a save).
 
     Returns
     -------
@@ -197,10 +248,11 @@ _DOC = """
 
 def clarans(D, k, *, numlocal=2, maxneighbor=0.0125, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
             memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-            engine=None):
+            engine=None, checkpoint=None, checkpoint_interval=60.0):
     return _run("clarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor, random_state=random_state,
                 weights=weights, init=init, tol=tol, memory_limit=memory_limit, client=client, progress=progress,
-                num_workers=num_workers, block_rows=block_rows, engine=engine)
+                num_workers=num_workers, block_rows=block_rows, engine=engine, checkpoint=checkpoint,
+                checkpoint_interval=checkpoint_interval)
 
 
 clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbours, each ΔTD
@@ -210,11 +262,11 @@ clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbour
 
 def fastclarans(D, k, *, numlocal=2, maxneighbor=0.025, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
                 memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-                engine=None):
+                engine=None, checkpoint=None, checkpoint_interval=60.0):
     return _run("fastclarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor,
                 random_state=random_state, weights=weights, init=init, tol=tol, memory_limit=memory_limit,
                 client=client, progress=progress, num_workers=num_workers, block_rows=block_rows,
-                engine=engine)
+                engine=engine, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval)
 
 
 fastclarans.__doc__ = """FastCLARANS (Schubert & Rousseeuw): a random candidate scored against
