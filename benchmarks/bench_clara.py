@@ -9,9 +9,7 @@ Times and FULL-data losses (Σ_o min_m ‖x_o − x_m‖, float64, correctly rou
   capped to fit ``--onebatch-gb`` (reported),
 * FasterPAM on the full data is O(n²) per pass (~4·10^12 distances per pass at 2M): it is
   run on a uniform subsample of ``--fasterpam-n`` points instead (reported as such), its
-  medoids scored on the full data.  It runs with ``tol=1e-10``: the retina pixels hold
-  many exact duplicates, and with a strict ΔTD < 0 rounding noise on exact ties makes
-  FasterPAM swap duplicates back and forth until ``max_iter``.
+  medoids scored on the full data.
 
 A second mode checks the memory claim at full size: ``--synthetic 10000000`` writes a
 10^7 × 8 float32 zarr feature store (Gaussian blobs) and runs fasterclara on it with
@@ -103,7 +101,7 @@ def run(method, X, k, seed, args):
         idx = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
         Xs = X[idx]
         D = resolve_metric("euclidean").pairwise_new(Xs, Xs)
-        r = fasterpam(D, k, random_state=seed, tol=1e-10)  # tol: see note
+        r = fasterpam(D, k, random_state=seed)
         medoids = idx[r.medoids]
         info = {"subsample": m, "note": f"FasterPAM on a uniform subsample of {m} points "
                                         "(full data is O(n^2) per pass); medoids scored on all points"}

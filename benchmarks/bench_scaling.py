@@ -25,12 +25,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PeakRSS, emit, timer  # noqa: E402
+from _common import emit, timer  # noqa: E402
 
 
 def hubble_sample(n, seed=0):

@@ -53,7 +53,6 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
-import numpy as np
 
 from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, SchedulerLostError
 from ._util import check_int, format_bytes, parse_memory_limit

@@ -83,6 +83,25 @@ def _validate(est, X, **kwargs):
         raise cls(msg) from exc
 
 
+def _precomputed_source(est, X):
+    """The dissimilarity source of a ``metric="precomputed"`` fit input.
+
+    Lazy inputs (dask/zarr/h5py arrays, paths, sources) are opened as they are; an in-memory
+    array goes through scikit-learn's input checks, must be square, and is validated
+    (NaN/inf, negative, diagonal, symmetry) before use.
+    """
+    from .sources import open_dissimilarity
+
+    if _is_lazy(X):
+        return open_dissimilarity(X)
+    Xv = _validate(est, X, dtype=[np.float64, np.float32, np.int64, np.int32], ensure_min_samples=1)
+    if Xv.shape[0] != Xv.shape[1]:
+        raise InvalidParameterError(
+            f"metric='precomputed' needs a square (n, n) dissimilarity matrix, got shape {Xv.shape}"
+        )
+    return open_dissimilarity(np.ascontiguousarray(Xv), validate=True)
+
+
 def _check_extra_params(params: dict, func, what: str, reserved=()) -> None:
     """Refuse keys of ``params`` that ``func`` (after its two positional arguments) does not take."""
     sig = inspect.signature(func).parameters
@@ -392,7 +411,6 @@ class KMedoids(_MedoidsEstimator):
         self
         """
         from .algorithms import get_method
-        from .sources import open_dissimilarity
         from .sources.features import from_features
 
         k = _check_n_clusters(self.n_clusters)
@@ -404,16 +422,7 @@ class KMedoids(_MedoidsEstimator):
         if self._precomputed:
             if metric_params:
                 raise InvalidParameterError("metric_params cannot be used with metric='precomputed'")
-            if _is_lazy(X):
-                source = open_dissimilarity(X)
-            else:
-                Xv = _validate(self, X, dtype=[np.float64, np.float32, np.int64, np.int32],
-                                   ensure_min_samples=1)
-                if Xv.shape[0] != Xv.shape[1]:
-                    raise InvalidParameterError(
-                        f"metric='precomputed' needs a square (n, n) dissimilarity matrix, got shape {Xv.shape}"
-                    )
-                source = open_dissimilarity(np.ascontiguousarray(Xv), validate=True)
+            source = _precomputed_source(self, X)
             self.n_features_in_ = source.n
         else:
             if _is_lazy(X):
@@ -518,7 +527,6 @@ class CLARA(_MedoidsEstimator):
         """
         from .algorithms.clara import clara
         from .metrics import resolve_metric
-        from .sources import open_dissimilarity
         from .sources.features import FeatureArray
 
         k = _check_n_clusters(self.n_clusters)
@@ -538,16 +546,7 @@ class CLARA(_MedoidsEstimator):
         if self._precomputed:
             if metric_params:
                 raise InvalidParameterError("metric_params cannot be used with metric='precomputed'")
-            if _is_lazy(X):
-                data = open_dissimilarity(X)
-            else:
-                Xv = _validate(self, X, dtype=[np.float64, np.float32, np.int64, np.int32],
-                                   ensure_min_samples=1)
-                if Xv.shape[0] != Xv.shape[1]:
-                    raise InvalidParameterError(
-                        f"metric='precomputed' needs a square (n, n) dissimilarity matrix, got shape {Xv.shape}"
-                    )
-                data = open_dissimilarity(np.ascontiguousarray(Xv), validate=True)
+            data = _precomputed_source(self, X)
             n = self.n_features_in_ = data.n
         else:
             if _is_lazy(X):

@@ -32,7 +32,7 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.assign import assign_all, loss_sum, removal_loss
 from .._result import MedoidsResult
-from .._util import check_int, check_k, check_medoids
+from .._util import check_int, check_k, check_medoids, check_random_state, check_weights
 from ..engine import make_engine
 from ..sources import open_dissimilarity
 
@@ -151,6 +151,40 @@ def resolve_init(init, source, k, rng, engine, weights=None) -> np.ndarray:
             f"init must be a registered name or an array of k distinct point indices, got {init!r}"
         )
     return check_medoids(init, source.n, k, name="init")
+
+
+def check_init(init, n, k):
+    """Validate ``init`` early (before any I/O): a registered name or k distinct indices."""
+    from ._registry import get_init
+
+    if isinstance(init, str):
+        get_init(init)
+        return
+    if init is None or isinstance(init, (numbers.Number, bytes)):
+        raise InvalidTypeError(
+            f"init must be a registered name or an array of k distinct point indices, got {init!r}"
+        )
+    check_medoids(init, n, k, name="init")
+
+
+def check_run(source, k, *, init, max_iter, tol, weights, random_state, init_k=None, **more_params):
+    """Validate the options every iterative driver shares, before any I/O.
+
+    Returns ``(max_iter, tol, w, rng, params)``: the validated bound and tolerance, the
+    float64 weights (or None), the Generator, and the checkpoint parameters (``k`` unless
+    it is None, init, tol, max_iter, int seed, weights digest, plus ``more_params``).
+    ``init`` is checked against ``init_k`` medoids (default ``k``).
+    """
+    max_iter = check_max_iter(max_iter)
+    tol = check_tol(tol)
+    w = check_weights(weights, source.n)
+    check_init(init, source.n, k if init_k is None else init_k)
+    rng = check_random_state(random_state)
+    params = {"init": init_param(init), "tol": tol, "max_iter": max_iter,
+              "seed": seed_param(random_state), "weights": weights_hash(w), **more_params}
+    if k is not None:
+        params["k"] = int(k)
+    return max_iter, tol, w, rng, params
 
 
 def check_max_iter(max_iter, name: str = "max_iter") -> int:

@@ -17,11 +17,10 @@ import time
 import numpy as np
 
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
-from .._util import check_random_state, check_weights, format_bytes
+from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (assign_table, check_max_iter, check_tol, init_param, kernel_weights,
-                      make_result, medoid_table, prepare, resolve_init, seed_param, total_loss,
-                      weights_hash)
+from ._common import (assign_table, check_run, kernel_weights,
+                      make_result, medoid_table, prepare, resolve_init, total_loss)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -78,15 +77,8 @@ def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=
                                 num_workers=num_workers, block_rows=block_rows, engine=engine)
     try:
         k = int(k)
-        max_iter = check_max_iter(max_iter)
-        tol = check_tol(tol)
-        w = check_weights(weights, source.n)
-        from .pam import _check_init
-
-        _check_init(init, source.n, k)
-        rng = check_random_state(random_state)
-        params = {"k": k, "init": init_param(init), "tol": tol, "max_iter": max_iter,
-                  "seed": seed_param(random_state), "weights": weights_hash(w)}
+        max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
+                                                  weights=weights, random_state=random_state)
         ckpt = open_checkpoint(checkpoint, algorithm="alternating", source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()

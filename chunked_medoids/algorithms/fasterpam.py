@@ -29,10 +29,10 @@ import time
 import numpy as np
 
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
-from .._util import check_choice, check_random_state, check_weights, format_bytes
+from .._util import check_choice, format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, check_max_iter, check_tol, init_param, make_result, prepare,
-                      resolve_init, seed_param, weights_hash)
+from ._common import (SwapState, check_run, make_result, prepare,
+                      resolve_init)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -253,15 +253,9 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
     try:
         k = int(k)
         n = source.n
-        max_iter = check_max_iter(max_iter)
-        tol = check_tol(tol)
-        w = check_weights(weights, n)
-        from .pam import _check_init
-
-        _check_init(init, n, k)
-        rng = check_random_state(random_state)
-        params = {"k": k, "init": init_param(init), "tol": tol, "max_iter": max_iter,
-                  "order": order_name, "seed": seed_param(random_state), "weights": weights_hash(w)}
+        max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
+                                                  weights=weights, random_state=random_state,
+                                                  order=order_name)
         ckpt = open_checkpoint(checkpoint, algorithm="fasterpam", source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()

@@ -35,12 +35,11 @@ import numpy as np
 
 from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
-from .._util import check_int, check_random_state, check_weights, format_bytes
+from .._util import check_int, format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (check_max_iter, check_tol, init_param, make_result, medoid_table, prepare,
-                      resolve_init, seed_param, weights_hash)
+from ._common import (check_run, make_result, medoid_table, prepare,
+                      resolve_init)
 from ._registry import register_method
-from .pam import _check_init
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +159,6 @@ def _optimise(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
     return run
 
 
-def _params(init, random_state, tol, max_iter, w, **more):
-    out = {"init": init_param(init), "seed": seed_param(random_state), "tol": tol, "max_iter": max_iter,
-           "weights": weights_hash(w)}
-    out.update(more)
-    return out
-
-
 def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
               tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
               block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
@@ -220,13 +212,9 @@ def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
     try:
         n = source.n
         k = _check_k_msc(k, n)
-        max_iter = check_max_iter(max_iter)
-        tol = check_tol(tol)
-        w = check_weights(weights, n)
-        _check_init(init, n, k)
-        rng = check_random_state(random_state)
-        ckpt = open_checkpoint(checkpoint, algorithm="fastermsc", source=source,
-                               params=_params(init, random_state, tol, max_iter, w, k=k),
+        max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
+                                                  weights=weights, random_state=random_state)
+        ckpt = open_checkpoint(checkpoint, algorithm="fastermsc", source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()
         if saved is not None:
@@ -311,13 +299,10 @@ def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_s
         kmax = _check_k_msc(kmax, n, "kmax")
         if kmin > kmax:
             raise InvalidParameterError(f"kmin must be <= kmax, got kmin={kmin} and kmax={kmax}")
-        max_iter = check_max_iter(max_iter)
-        tol = check_tol(tol)
-        w = check_weights(weights, n)
-        _check_init(init, n, kmax)
-        rng = check_random_state(random_state)
-        ckpt = open_checkpoint(checkpoint, algorithm="dynmsc", source=source,
-                               params=_params(init, random_state, tol, max_iter, w, kmin=kmin, kmax=kmax),
+        max_iter, tol, w, rng, params = check_run(source, None, init=init, max_iter=max_iter, tol=tol,
+                                                  weights=weights, random_state=random_state,
+                                                  init_k=kmax, kmin=kmin, kmax=kmax)
+        ckpt = open_checkpoint(checkpoint, algorithm="dynmsc", source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()
         if saved is not None:

@@ -17,10 +17,10 @@ import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
-from .._util import check_random_state, check_weights, format_bytes
+from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, check_max_iter, check_tol, init_param, make_result, prepare,
-                      resolve_init, seed_param, weights_hash)
+from ._common import (SwapState, check_run, make_result, prepare,
+                      resolve_init)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -58,21 +58,6 @@ def _reduce_best(results):
     return bd, bj, bs
 
 
-def _check_init(init, n, k):
-    """Validate ``init`` early (before any I/O): a registered name or k distinct indices."""
-    from .._util import check_medoids
-    from ._registry import get_init
-
-    if isinstance(init, str):
-        get_init(init)
-        return
-    if init is None or isinstance(init, (numbers.Number, bytes)):
-        raise InvalidTypeError(
-            f"init must be a registered name or an array of k distinct point indices, got {init!r}"
-        )
-    check_medoids(init, n, k, name="init")
-
-
 def check_tau(tau) -> float:
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise InvalidTypeError(f"tau must be a number in (0, 1], got {type(tau).__name__} {tau!r}")
@@ -89,15 +74,9 @@ def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memo
                                 num_workers=num_workers, block_rows=block_rows, engine=engine)
     try:
         k = int(k)
-        max_iter = check_max_iter(max_iter)
-        tol = check_tol(tol)
-        w = check_weights(weights, source.n)
-        _check_init(init, source.n, k)
-        rng = check_random_state(random_state)
-        params = {"k": k, "init": init_param(init), "tol": tol, "max_iter": max_iter,
-                  "seed": seed_param(random_state), "weights": weights_hash(w)}
-        if variant == "fastpam2":
-            params["tau"] = tau
+        extra = {"tau": tau} if variant == "fastpam2" else {}
+        max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
+                                                  weights=weights, random_state=random_state, **extra)
         ckpt = open_checkpoint(checkpoint, algorithm=variant, source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()
