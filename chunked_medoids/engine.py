@@ -198,13 +198,22 @@ class Engine:
         return self.num_workers
 
     def block_rows_for(self, source, blocks_in_flight: int | None = None) -> int:
-        """Rows per block so that ``blocks_in_flight`` decoded blocks fit in the budget."""
+        """Rows per block so that the blocks in flight fit in the budget.
+
+        ``blocks_in_flight=None`` sizes blocks for :meth:`map_blocks`: every worker thread
+        may be reading (decoding, :data:`DECODE_FACTOR` × the block) at once.  An integer
+        sizes them for sequential streaming (:meth:`iter_blocks`): one block being read and
+        ``blocks_in_flight - 1`` held decoded (the one processed, the one read ahead).
+        """
         if self.forced_block_rows is not None:
             return min(self.forced_block_rows, source.n)
         if blocks_in_flight is None:
-            blocks_in_flight = (self.num_workers if self.client is None else 1) + 1
-        row_bytes = source.n * source.dtype.itemsize * DECODE_FACTOR
-        rows = max(1, self.memory_limit // (row_bytes * blocks_in_flight))
+            units = DECODE_FACTOR * (self.num_workers if self.client is None else 1)
+        else:
+            units = DECODE_FACTOR + max(0, int(blocks_in_flight) - 1)
+        raw_row = source.n * source.dtype.itemsize
+        row_bytes = raw_row * DECODE_FACTOR
+        rows = max(1, self.memory_limit // (raw_row * units))
         natural = max(1, int(source.block_rows))
         if rows >= natural:
             rows = (rows // natural) * natural  # read each stored chunk exactly once
