@@ -11,7 +11,8 @@ Parts (``--part``):
               (seconds, peak RSS) against one plain sequential zarr read of every chunk
               (the I/O floor), and their ratio.
 ``scaleout``  One FastPAM2 iteration on a distributed ``LocalCluster`` with 1 vs 2 worker
-              processes (1 thread each) over a zarr store; the speedup.
+              processes (1 thread each, zarr/blosc internal threads off so each worker
+              uses one core) over a zarr store; the speedup.
 
 Reproduce the README figures with::
 
@@ -170,6 +171,10 @@ def part_ooc(n, k, out_dir, seed, limit="512MiB"):
     }
 
 
+ONE_CORE_ENV = {"ZARR_THREADING__MAX_WORKERS": "1", "BLOSC_NTHREADS": "1", "OMP_NUM_THREADS": "1",
+                "NUMBA_NUM_THREADS": "1"}
+
+
 def part_scaleout(n, k, out_dir, seed):
     import chunked_medoids as cm
     from distributed import Client, LocalCluster
@@ -181,8 +186,11 @@ def part_scaleout(n, k, out_dir, seed):
     out = {"n": n, "k": k}
     meds = {}
     for workers in (1, 2):
+        # one core per worker: zarr decodes chunks on its own thread pool and blosc has
+        # internal threads, which would let a single "1-thread" worker use both cores
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+                          dashboard_address=":0", silence_logs=40, env=ONE_CORE_ENV) as cluster, \
+                Client(cluster) as client:
             cm.fastpam2(store, k, init=init, max_iter=1, client=client, memory_limit="256MiB")  # warm up
             with timer() as t:
                 res = cm.fastpam2(store, k, init=init, max_iter=1, client=client, memory_limit="256MiB")
