@@ -585,3 +585,25 @@ def test_scheduler_lost_mid_fit_errors_clearly_and_checkpoint_resumes(tmp_path, 
     np.testing.assert_array_equal(got.medoids, ref.medoids)
     np.testing.assert_array_equal(got.labels, ref.labels)
     assert got.loss == ref.loss and got.loss_history == ref.loss_history and got.n_iter == ref.n_iter
+
+
+def test_hdf5_never_written_chunk_is_detected_not_read_as_fill(tmp_path):
+    """HDF5 reads an unallocated chunk as the fill value: with a NaN fill it must be reported."""
+    import h5py
+
+    import chunked_medoids as cm
+
+    X = np.random.default_rng(3).normal(size=(60, 3))
+    D = cm.from_features(X).read_rows(0, 60)
+    path = tmp_path / "F.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("dissimilarity", shape=(60, 60), dtype="f4", chunks=(10, 60),
+                              fillvalue=np.nan)
+        ds[:30] = D[:30]
+        ds[40:] = D[40:]  # rows 30:40 never written
+    src = cm.open_dissimilarity(path)
+    np.testing.assert_array_equal(src.read_rows(0, 30), D[:30])
+    with pytest.raises(cm.StoreCorruptionError, match=r"rows 30:40.*fill value NaN"):
+        src.read_rows(25, 45)
+    with pytest.raises(cm.StoreCorruptionError, match=r"rows 30:40"):
+        cm.fasterpam(path, 3, random_state=0)

@@ -256,6 +256,15 @@ class HDF5Source(DissimilaritySource):
             if not allow_incomplete:
                 check_complete(self.meta, where)
             self.chunks = tuple(dset.chunks) if dset.chunks else None
+            # fill marker of never-written chunks (NaN / negative: never a valid distance)
+            self._fill = None
+            fill = dset.fillvalue if (dset.chunks and not allow_incomplete) else None
+            if fill is not None:
+                fill = fill.item() if hasattr(fill, "item") else fill
+                if isinstance(fill, float) and np.isnan(fill):
+                    self._fill = "nan"
+                elif isinstance(fill, (int, float)) and fill < 0:
+                    self._fill = fill
         finally:
             # reopened lazily on the first read: an opened-but-unused source does not hold
             # the file (HDF5 refuses to open a file for writing while it is open read-only
@@ -285,7 +294,30 @@ class HDF5Source(DissimilaritySource):
             if exc.errno is not None:
                 raise
             raise self._read_error(dset, exc, start, stop) from exc
+        self._check_fill(out, start)
         return out
+
+    def _check_fill(self, block, start) -> None:
+        """Raise StoreCorruptionError when ``block`` holds the fill value of a never-written
+        chunk (HDF5 reads unallocated chunks as the fill value).  One element per (row,
+        stored chunk column) suffices, as a missing chunk is fill everywhere."""
+        if getattr(self, "_fill", None) is None or block.size == 0:
+            return
+        cc = self.chunks[1]
+        sample = block[:, ::cc]
+        bad = np.isnan(sample) if self._fill == "nan" else (sample == self._fill)
+        if not bad.any():
+            return
+        i = int(np.argmax(bad.any(axis=1)))
+        cr = self.chunks[0]
+        r0 = ((start + i) // cr) * cr
+        fill = "NaN" if self._fill == "nan" else self._fill
+        fix = ("rerun build_dissimilarity(...) with the same arguments to recompute it"
+               if self.meta is not None else "restore the file or rebuild the matrix")
+        raise StoreCorruptionError(
+            f"HDF5 dataset {self._ref.filename}:{self._ref.dataset}: the chunk holding rows "
+            f"{r0}:{min(r0 + cr, self.n)} reads as the fill value {fill} (never written or lost); {fix}"
+        )
 
     def _read_error(self, dset, exc, start, stop) -> StoreCorruptionError:
         """Locate the HDF5 chunk that fails (rereading chunk by chunk) and describe it."""
