@@ -111,20 +111,23 @@ def part_memory(n, ks, seed):
 OOC_CHILD = r"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {bench!r})
-from _common import PeakRSS
 import chunked_medoids as cm
 store, k, limit, seed = {store!r}, {k}, {limit!r}, {seed}
 src = cm.open_dissimilarity(store)
 n = src.n
 init = np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-# warm the numba kernels on a tiny matrix so compile time is not counted
-small = np.abs(np.subtract.outer(np.arange(50.0), np.arange(50.0))).astype(np.float32)
-cm.fasterpam(small, 3, init=[0, 1, 2], max_iter=1)
-with PeakRSS() as m:
-    t0 = time.perf_counter()
-    res = cm.fasterpam(src, k, init=init, max_iter=1, memory_limit=limit)
-    sec = time.perf_counter() - t0
-print(json.dumps({{"seconds": sec, "peak_rss": m.peak, "start_rss": m.start, "loss": res.loss,
+# warm up (numba kernels loaded from the cache, thread pools, zarr) on a small float32
+# matrix with swaps and speculative batches, so one-time start-up is not counted
+small = cm.from_features(np.random.default_rng(1).normal(size=(3000, 3))).read_rows(0, 3000)
+cm.fasterpam(small, k, random_state=1, max_iter=2)
+# peak RSS from the kernel's lifetime maximum (ru_maxrss): a sampling thread would compete
+# with the pass's own threads for the GIL and distort the timing
+from _common import current_rss, ru_maxrss_bytes
+start = current_rss()
+t0 = time.perf_counter()
+res = cm.fasterpam(src, k, init=init, max_iter=1, memory_limit=limit)
+sec = time.perf_counter() - t0
+print(json.dumps({{"seconds": sec, "peak_rss": ru_maxrss_bytes(), "start_rss": start, "loss": res.loss,
                   "n_swap": res.n_swap}}))
 """
 

@@ -62,8 +62,9 @@ logger = logging.getLogger(__name__)
 #: bytes of working memory per stored byte of a block while it is being read.  Measured on
 #: a blosc-compressed zarr store (benchmarks/bench_scaling.py): the compressed chunk bytes,
 #: the checksum-stripped copy, the decoded chunk and the output array are alive together,
-#: about 3.9× the block for a one-chunk read.
-DECODE_FACTOR = 4
+#: about 3.9× the block for a one-chunk read; one more block's worth covers what the
+#: allocator keeps mapped after concurrent decodes (seen as RSS above the live data).
+DECODE_FACTOR = 5
 
 
 def _scheduler_address(client) -> str:
