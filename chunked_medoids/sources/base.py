@@ -29,6 +29,38 @@ def check_dtype(dtype, what: str = "dissimilarity") -> np.dtype:
     return dt.newbyteorder("=")
 
 
+def fill_marker(fill):
+    """The marker of never-written chunks for a store fill value, or None if not checkable.
+
+    A NaN fill gives ``"nan"``; a negative fill is returned as is (neither is ever a valid
+    distance); anything else (0, None) cannot be told apart from data.
+    """
+    if fill is None:
+        return None
+    fill = fill.item() if hasattr(fill, "item") else fill
+    if isinstance(fill, float) and np.isnan(fill):
+        return "nan"
+    if isinstance(fill, (int, float)) and fill < 0:
+        return fill
+    return None
+
+
+def first_fill_position(block: np.ndarray, marker, chunk_cols: int):
+    """``(block row, column)`` of the first sampled element equal to the fill ``marker``.
+
+    A missing chunk reads as the fill value everywhere, so one element per (row, stored
+    chunk column) suffices: ``block[:, ::chunk_cols]``.  None when nothing matches.
+    """
+    if marker is None or block.size == 0:
+        return None
+    sample = block[:, ::chunk_cols]
+    bad = np.isnan(sample) if marker == "nan" else (sample == marker)
+    if not bad.any():
+        return None
+    i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    return int(i), int(j) * chunk_cols
+
+
 class DissimilaritySource(abc.ABC):
     """Abstract symmetric n×n dissimilarity matrix, read in row blocks.
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
 from .._store_meta import check_complete, read_meta
-from .base import DissimilaritySource, check_dtype
+from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _DEFAULT_BLOCK_BYTES, _check_square
 
 #: dataset read by default from an HDF5 file given by path.
@@ -257,14 +257,7 @@ class HDF5Source(DissimilaritySource):
                 check_complete(self.meta, where)
             self.chunks = tuple(dset.chunks) if dset.chunks else None
             # fill marker of never-written chunks (NaN / negative: never a valid distance)
-            self._fill = None
-            fill = dset.fillvalue if (dset.chunks and not allow_incomplete) else None
-            if fill is not None:
-                fill = fill.item() if hasattr(fill, "item") else fill
-                if isinstance(fill, float) and np.isnan(fill):
-                    self._fill = "nan"
-                elif isinstance(fill, (int, float)) and fill < 0:
-                    self._fill = fill
+            self._fill = fill_marker(dset.fillvalue) if (dset.chunks and not allow_incomplete) else None
         finally:
             # reopened lazily on the first read: an opened-but-unused source does not hold
             # the file (HDF5 refuses to open a file for writing while it is open read-only
@@ -301,16 +294,11 @@ class HDF5Source(DissimilaritySource):
         """Raise StoreCorruptionError when ``block`` holds the fill value of a never-written
         chunk (HDF5 reads unallocated chunks as the fill value).  One element per (row,
         stored chunk column) suffices, as a missing chunk is fill everywhere."""
-        if getattr(self, "_fill", None) is None or block.size == 0:
+        hit = first_fill_position(block, self._fill, self.chunks[1] if self.chunks else 1)
+        if hit is None:
             return
-        cc = self.chunks[1]
-        sample = block[:, ::cc]
-        bad = np.isnan(sample) if self._fill == "nan" else (sample == self._fill)
-        if not bad.any():
-            return
-        i = int(np.argmax(bad.any(axis=1)))
         cr = self.chunks[0]
-        r0 = ((start + i) // cr) * cr
+        r0 = ((start + hit[0]) // cr) * cr
         fill = "NaN" if self._fill == "nan" else self._fill
         fix = ("rerun build_dissimilarity(...) with the same arguments to recompute it"
                if self.meta is not None else "restore the file or rebuild the matrix")

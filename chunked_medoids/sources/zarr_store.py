@@ -17,7 +17,7 @@ import numpy as np
 
 from .._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
 from .._store_meta import check_complete, read_meta
-from .base import DissimilaritySource, check_dtype
+from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
 #: array read by default when the store root is a group.
@@ -220,15 +220,7 @@ class ZarrSource(DissimilaritySource):
         self.shards = tuple(int(c) for c in shards) if shards else None
         self.block_rows = int(min(self.n, (self.shards or self.chunks)[0]))
         # fill marker of missing chunks, checked on every read (None: not checkable by value)
-        self._fill = None
-        if not allow_incomplete:
-            fill = arr.fill_value
-            if fill is not None:
-                fill = fill.item() if hasattr(fill, "item") else fill
-                if isinstance(fill, float) and np.isnan(fill):
-                    self._fill = "nan"
-                elif isinstance(fill, (int, float)) and fill < 0:
-                    self._fill = fill
+        self._fill = None if allow_incomplete else fill_marker(arr.fill_value)
 
     @property
     def array(self):
@@ -265,15 +257,10 @@ class ZarrSource(DissimilaritySource):
         missing chunk reads as the fill value everywhere, so one element per (row, stored
         chunk column) suffices: ``block[:, ::chunk_width]``.
         """
-        if self._fill is None or block.size == 0:
+        hit = first_fill_position(block, self._fill, self.chunks[1])
+        if hit is None:
             return
-        cc = self.chunks[1]
-        sample = block[:, ::cc]
-        bad = np.isnan(sample) if self._fill == "nan" else (sample == self._fill)
-        if not bad.any():
-            return
-        i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        row, col = int(rows[int(i)]), int(j) * cc
+        row, col = int(rows[hit[0]]), hit[1]
         where = self._chunk_desc(row, col)
         present = self._chunk_key_present(row, col)
         fill = "NaN" if self._fill == "nan" else self._fill
