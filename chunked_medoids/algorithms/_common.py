@@ -187,6 +187,19 @@ def check_run(source, k, *, init, max_iter, tol, weights, random_state, init_k=N
     return max_iter, tol, w, rng, params
 
 
+def start_or_resume(saved, init, source, k, rng, engine, weights):
+    """The progress of a swap driver: restored from a checkpoint state, or a fresh start.
+
+    Returns ``(medoids, n_iter, n_swap, loss_history, done)``.  A fresh start resolves
+    ``init`` (reading the rows it needs); a resumed one takes the saved medoids.
+    """
+    if saved is None:
+        return resolve_init(init, source, k, rng, engine, weights), 0, 0, [], False
+    done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
+    return (np.asarray(saved["medoids"], dtype=np.int64), int(saved["n_iter"]),
+            int(saved["n_swap"]), list(saved["loss_history"]), done)
+
+
 def check_max_iter(max_iter, name: str = "max_iter") -> int:
     """A non-negative integer iteration bound."""
     return check_int(max_iter, name, minimum=0)

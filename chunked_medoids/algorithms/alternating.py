@@ -19,8 +19,8 @@ import numpy as np
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
 from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (assign_table, check_run, kernel_weights,
-                      make_result, medoid_table, prepare, resolve_init, total_loss)
+from ._common import (assign_table, start_or_resume, check_run, kernel_weights,
+                      make_result, medoid_table, prepare, total_loss)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -81,15 +81,7 @@ def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=
                                                   weights=weights, random_state=random_state)
         ckpt = open_checkpoint(checkpoint, algorithm="alternating", source=source, params=params,
                                interval=checkpoint_interval)
-        saved = ckpt.load()
-        if saved is not None:
-            medoids = np.asarray(saved["medoids"], dtype=np.int64)
-            n_iter, n_swap = int(saved["n_iter"]), int(saved["n_swap"])
-            history = list(saved["loss_history"])
-            done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
-        else:
-            medoids = resolve_init(init, source, k, rng, eng, w)
-            n_iter, n_swap, history, done = 0, 0, [], False
+        medoids, n_iter, n_swap, history, done = start_or_resume(ckpt.load(), init, source, k, rng, eng, w)
         kw, weighted = kernel_weights(w)
         M = medoid_table(source, medoids)
         labels, dn, _, _, _ = assign_table(M, medoids)

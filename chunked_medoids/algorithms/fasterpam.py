@@ -31,8 +31,7 @@ import numpy as np
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
 from .._util import check_choice, format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, check_run, make_result, prepare,
-                      resolve_init)
+from ._common import (SwapState, start_or_resume, check_run, make_result, prepare)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -263,19 +262,14 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         ckpt = open_checkpoint(checkpoint, algorithm="fasterpam", source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()
+        medoids, n_iter, n_swap, history, done = start_or_resume(saved, init, source, k, rng, eng, w)
         if saved is not None:
-            medoids = np.asarray(saved["medoids"], dtype=np.int64)
-            n_iter, n_swap, pos = int(saved["n_iter"]), int(saved["n_swap"]), int(saved["pos"])
-            since = int(saved["since"])
-            history = list(saved["loss_history"])
-            done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
+            pos, since, caches = int(saved["pos"]), int(saved["since"]), saved["caches"]
             rng_state = saved.get("rng_state")
-            caches = saved["caches"]
             if rng_state is not None:
                 rng.bit_generator.state = rng_state
         else:
-            medoids = resolve_init(init, source, k, rng, eng, w)
-            n_iter, n_swap, pos, since, history, done, caches = 0, 0, 0, 0, [], False, None
+            pos, since, caches = 0, 0, None
             rng_state = rng.bit_generator.state if order_name == "shuffle" else None
         cand_order = candidate_order(n, order_name, rng)
         st = SwapState(source, medoids, w, caches=caches)

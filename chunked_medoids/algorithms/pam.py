@@ -19,8 +19,7 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
 from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, check_run, make_result, prepare,
-                      resolve_init)
+from ._common import (SwapState, start_or_resume, check_run, make_result, prepare)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -80,15 +79,8 @@ def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memo
         ckpt = open_checkpoint(checkpoint, algorithm=variant, source=source, params=params,
                                interval=checkpoint_interval)
         saved = ckpt.load()
-        if saved is not None:
-            medoids = np.asarray(saved["medoids"], dtype=np.int64)
-            n_iter, n_swap = int(saved["n_iter"]), int(saved["n_swap"])
-            history = list(saved["loss_history"])
-            done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
-            caches = saved["caches"]
-        else:
-            medoids = resolve_init(init, source, k, rng, eng, w)
-            n_iter, n_swap, history, done, caches = 0, 0, [], False, None
+        medoids, n_iter, n_swap, history, done = start_or_resume(saved, init, source, k, rng, eng, w)
+        caches = None if saved is None else saved["caches"]
         state = SwapState(source, medoids, w, caches=caches)
         if not history:
             history.append(state.td)
