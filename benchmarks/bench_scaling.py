@@ -179,8 +179,9 @@ ONE_CORE_ENV = {"ZARR_THREADING__MAX_WORKERS": "1", "BLOSC_NTHREADS": "1", "OMP_
 
 
 def part_scaleout(n, k, out_dir, seed):
-    import chunked_medoids as cm
     from distributed import Client, LocalCluster
+
+    import chunked_medoids as cm
 
     store = os.path.join(out_dir, f"hubble_{n}.zarr")
     if not os.path.exists(store):

@@ -1,8 +1,8 @@
 """chunked_medoids: exact k-medoids for dissimilarity matrices larger than memory."""
 
 from ._errors import (
-    ChunkedMedoidsError,
     CheckpointMismatchError,
+    ChunkedMedoidsError,
     DissimilarityError,
     IncompleteStoreError,
     InvalidParameterError,

@@ -89,8 +89,6 @@ Overwrite rules (``overwrite=False``)
 
 from __future__ import annotations
 
-from ._errors import MissingFileError, ReadOnlyLocationError
-
 import contextlib
 import json
 import logging
@@ -104,6 +102,8 @@ from ._errors import (
     ChunkedMedoidsError,
     InvalidParameterError,
     InvalidTypeError,
+    MissingFileError,
+    ReadOnlyLocationError,
     StoreCorruptionError,
     StoreExistsError,
     StoreLockedError,

@@ -18,8 +18,6 @@ after saving, which the CLI turns into exit code 3.
 
 from __future__ import annotations
 
-from ._errors import MissingFileError, ReadOnlyLocationError
-
 import io
 import json
 import logging
@@ -31,7 +29,13 @@ import time
 
 import numpy as np
 
-from ._errors import CheckpointMismatchError, ChunkedMedoidsError, InvalidParameterError
+from ._errors import (
+    CheckpointMismatchError,
+    ChunkedMedoidsError,
+    InvalidParameterError,
+    MissingFileError,
+    ReadOnlyLocationError,
+)
 
 logger = logging.getLogger(__name__)
 

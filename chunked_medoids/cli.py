@@ -15,8 +15,6 @@ same command to resume.
 
 from __future__ import annotations
 
-from ._errors import MissingFileError, ReadOnlyLocationError
-
 import argparse
 import contextlib
 import io
@@ -26,6 +24,8 @@ import os
 import signal
 import sys
 import time
+
+from ._errors import MissingFileError, ReadOnlyLocationError
 
 PROG = "chunked-medoids"
 EXIT_OK = 0

@@ -44,8 +44,6 @@ factor 2 for the decode buffer of compressed stores, fit in the budget.  State a
 
 from __future__ import annotations
 
-from ._errors import MissingFileError
-
 import logging
 import os
 import threading
@@ -53,8 +51,13 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
-
-from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, SchedulerLostError
+from ._errors import (
+    ChunkedMedoidsError,
+    InvalidParameterError,
+    InvalidTypeError,
+    MissingFileError,
+    SchedulerLostError,
+)
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
-
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
 from ._util import check_weights

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -354,7 +355,7 @@ class BoundMetric:
         """JSON-able ``{"metric": name, "params": {...}}`` (store metadata, fingerprints)."""
         return {"metric": self.name, "params": _jsonable(self.params)}
 
-    def fit(self, iter_blocks) -> "BoundMetric":
+    def fit(self, iter_blocks) -> BoundMetric:
         """Return a new metric with data-dependent parameters computed from the data.
 
         Parameters

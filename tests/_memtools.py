@@ -79,11 +79,11 @@ def peak_rss():
     return _mt_peak()
 '''
 
-_EPILOGUE = r'''
+_EPILOGUE = rf'''
 _mt_sys.stdout.flush()
-print("%s" + _mt_json.dumps({"peak_rss": _mt_peak(), "baseline_rss": _MT_BASELINE[0],
-                             "final_rss": _mt_rss()}), flush=True)
-''' % MARKER
+print("{MARKER}" + _mt_json.dumps({{"peak_rss": _mt_peak(), "baseline_rss": _MT_BASELINE[0],
+                             "final_rss": _mt_rss()}}), flush=True)
+'''
 
 
 def run_and_measure(code: str, timeout: float = 300, *, env: dict | None = None,

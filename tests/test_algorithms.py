@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import chunked_medoids as cm
-from chunked_medoids._errors import (InvalidParameterError, InvalidTypeError, UnknownNameError)
+from chunked_medoids._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
 from chunked_medoids.algorithms.fasterpam import candidate_order
 from tests.conftest import random_symmetric
 

@@ -6,8 +6,6 @@ import os
 import h5py
 import numpy as np
 import pytest
-
-from chunked_medoids import StoreCorruptionError
 import zarr
 from scipy.spatial.distance import cdist
 
@@ -16,6 +14,7 @@ from chunked_medoids import (
     IncompleteStoreError,
     InvalidParameterError,
     InvalidTypeError,
+    StoreCorruptionError,
     StoreExistsError,
     StoreLockedError,
     UnknownNameError,

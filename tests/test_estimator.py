@@ -10,8 +10,15 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
-from chunked_medoids import (InvalidParameterError, KMedoids, UnknownNameError, fasterpam, fastermsc,
-                             from_features, pam)
+from chunked_medoids import (
+    InvalidParameterError,
+    KMedoids,
+    UnknownNameError,
+    fastermsc,
+    fasterpam,
+    from_features,
+    pam,
+)
 from chunked_medoids.algorithms import METHODS, _load_all, get_method
 
 _load_all()  # every registered method, for the parametrisation below

@@ -4,10 +4,23 @@ import numpy as np
 import pytest
 
 from chunked_medoids._kernels.assign import assign_all, loss_sum, removal_loss, swap_update
-from chunked_medoids._kernels.build import (argmin_per_cluster, build_gains, row_sums,
-                                            update_nearest, within_cluster_sums)
-from chunked_medoids._kernels.swap import (best_slot, eval_candidate, fasterpam_block, fastpam1_block,
-                                           fastpam2_block, first_improving, pam_block, pam_delta)
+from chunked_medoids._kernels.build import (
+    argmin_per_cluster,
+    build_gains,
+    row_sums,
+    update_nearest,
+    within_cluster_sums,
+)
+from chunked_medoids._kernels.swap import (
+    best_slot,
+    eval_candidate,
+    fasterpam_block,
+    fastpam1_block,
+    fastpam2_block,
+    first_improving,
+    pam_block,
+    pam_delta,
+)
 from tests.conftest import random_symmetric
 
 DTYPES = [np.float32, np.float64, np.int32, np.int64]
@@ -157,7 +170,7 @@ def test_swap_update_matches_full_recompute(dtype, k, rng):
     Mt, dn, ds, nn, sn = _caches(D, med)
     is_med = np.zeros(n, bool)
     is_med[med] = True
-    for step in range(6):
+    for _step in range(6):
         j = int(rng.choice(np.flatnonzero(~is_med)))
         b = int(rng.integers(k))
         swap_update(np.ascontiguousarray(D[j]), b, j, Mt, med, is_med, dn, ds, nn, sn)

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunked_medoids import METHODS, InvalidParameterError, dynmsc, fastermsc, from_features, medoid_silhouette
+from chunked_medoids import (
+    METHODS,
+    InvalidParameterError,
+    dynmsc,
+    fastermsc,
+    from_features,
+    medoid_silhouette,
+)
 from chunked_medoids._kernels.msc import eval_msc_candidate, msc_loss, msc_removal, top3_all
 from chunked_medoids.algorithms import get_method
 

@@ -6,8 +6,8 @@ documentation and test parametrisation.  Nothing lists the methods by hand elsew
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .._errors import UnknownNameError
 

@@ -19,8 +19,16 @@ import numpy as np
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
 from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (assign_table, start_or_resume, check_run, kernel_weights,
-                      make_result, medoid_table, prepare, total_loss)
+from ._common import (
+    assign_table,
+    check_run,
+    kernel_weights,
+    make_result,
+    medoid_table,
+    prepare,
+    start_or_resume,
+    total_loss,
+)
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -122,7 +130,7 @@ def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=
             logger.info("alternating iteration %d: loss=%.10g changed=%d %.2fs read %s", n_iter,
                         history[-1], changed.size, time.perf_counter() - t0,
                         format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)
+            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
         result = make_result(M, medoids, w, n_iter=n_iter, n_swap=n_swap, loss_history=history,
                              algorithm="alternating", extra={"converged": bool(done)})
         ckpt.complete(snapshot(True))

@@ -252,7 +252,7 @@ class _FeatureInput:
         if cr > 1 and rows > cr:
             rows -= rows % cr
         h = hashlib.sha256(f"{self.n}|{self.d}|{self.features.dtype.str}|".encode())
-        for start, stop, block in self.features.iter_blocks(rows):
+        for start, _stop, block in self.features.iter_blocks(rows):
             if not np.isfinite(block).all():
                 r, c = np.argwhere(~np.isfinite(block))[0]
                 raise InvalidParameterError(
@@ -628,7 +628,7 @@ def _clara(mode, src, metric, k, variant, s, n_samples, include_best, w, rng, en
         gathered = new_gathered
         done = b
         logger.info("%s wave %d (samples %d-%d): losses %s, best %.10g (%.2fs)", variant, wi, a, b - 1,
-                    ["%.6g" % x for x in losses], best_loss, time.perf_counter() - tw)
+                    [f"{x:.6g}" for x in losses], best_loss, time.perf_counter() - tw)
         ckpt.step(snapshot, force=True)
     # final labels of the winner
     if mode == "features":

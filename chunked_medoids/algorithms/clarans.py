@@ -31,8 +31,16 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._util import check_int, check_random_state, check_weights
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, check_tol, make_result, medoid_table, prepare, resolve_init, seed_param,
-                      weights_hash)
+from ._common import (
+    SwapState,
+    check_tol,
+    make_result,
+    medoid_table,
+    prepare,
+    resolve_init,
+    seed_param,
+    weights_hash,
+)
 from ._registry import get_init, register_method
 from .clara import _Tasks
 

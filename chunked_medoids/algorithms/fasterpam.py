@@ -31,7 +31,7 @@ import numpy as np
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
 from .._util import check_choice, format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, start_or_resume, check_run, make_result, prepare)
+from ._common import SwapState, check_run, make_result, prepare, start_or_resume
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
             logger.info("fasterpam pass %d: loss=%.10g swaps=%d %.2fs read %s", n_iter, st.td,
                         int(counters[1]) - swaps0, time.perf_counter() - t0,
                         format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)
+            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
         n_swap = int(counters[1])
         result = make_result(st.M, st.medoids, w, n_iter=n_iter, n_swap=n_swap, loss_history=history,
                              algorithm="fasterpam",

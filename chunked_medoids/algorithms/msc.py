@@ -37,8 +37,7 @@ from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
 from .._util import check_int, format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (check_run, make_result, medoid_table, prepare,
-                      resolve_init)
+from ._common import check_run, make_result, medoid_table, prepare, resolve_init
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ def _optimise(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
         read0 = eng.bytes_read
         swaps0 = int(counters[1])
         blocks = [(a, min(a + brows, n)) for a in range(run["pos"], n, brows)]
-        for a, b, block in eng.iter_blocks(source, blocks=blocks, prefetch=1,
+        for a, _b, block in eng.iter_blocks(source, blocks=blocks, prefetch=1,
                                            desc=f"{desc} pass {run['n_iter']}"):
             consumed = fastermsc_block(block, a, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
                                        st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P,

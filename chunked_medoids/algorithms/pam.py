@@ -19,7 +19,7 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
 from .._util import format_bytes
 from ..checkpoint import open_checkpoint
-from ._common import (SwapState, start_or_resume, check_run, make_result, prepare)
+from ._common import SwapState, check_run, make_result, prepare, start_or_resume
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memo
                 done = True
             logger.info("%s iteration %d: loss=%.10g swaps=%d %.2fs read %s", variant, n_iter,
                         state.td, swaps, time.perf_counter() - t0, format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)
+            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
         result = make_result(state.M, state.medoids, w, n_iter=n_iter, n_swap=n_swap,
                              loss_history=history, algorithm=variant,
                              extra={"converged": bool(done)})

@@ -7,13 +7,12 @@ paths it recognises and how to open them.
 
 from __future__ import annotations
 
-from .._errors import MissingFileError
-
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .._errors import InvalidTypeError, UnknownNameError
+from .._errors import InvalidTypeError, MissingFileError, UnknownNameError
 from .base import SUPPORTED_DTYPES, DissimilaritySource, check_dtype
 
 

@@ -188,7 +188,7 @@ class DissimilaritySource(abc.ABC):
         for start in range(0, self.n, b):
             yield start, min(start + b, self.n)
 
-    def close(self) -> None:  # pragma: no cover - default: nothing to release
+    def close(self) -> None:  # noqa: B027 - optional hook; default: nothing to release
         """Release any open handle (file-backed sources reopen lazily)."""
 
     def __repr__(self) -> str:

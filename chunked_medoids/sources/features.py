@@ -13,16 +13,19 @@ kernel's rounding is and whatever the block boundaries are.
 
 from __future__ import annotations
 
-from .._errors import MissingFileError
-
 import hashlib
 import logging
 import os
 
-
 import numpy as np
 
-from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
+from .._errors import (
+    DissimilarityError,
+    InvalidParameterError,
+    InvalidTypeError,
+    MissingFileError,
+    UnsupportedDtypeError,
+)
 from .._util import check_int
 from .base import DissimilaritySource, check_dtype
 from .memory import _is_whole_memmap
@@ -37,7 +40,7 @@ _BLOCK_BYTES = 64 << 20
 
 def _check_feature_dtype(dtype, where: str) -> np.dtype:
     dt = np.dtype(dtype)
-    if dt == bool or np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating):
+    if dt == np.bool_ or np.issubdtype(dt, np.integer) or np.issubdtype(dt, np.floating):
         return dt
     raise UnsupportedDtypeError(
         f"{where} has dtype {dt}; features must be real numbers (bool, integer or float); "
@@ -218,7 +221,7 @@ def _scan(features: FeatureArray, rows: int) -> str:
     """One streaming pass: reject NaN/inf (naming the first one) and hash the contents."""
     h = hashlib.sha256()
     h.update(f"{features.n}|{features.d}|{features.dtype.str}|".encode())
-    for start, stop, block in features.iter_blocks(rows):
+    for start, _stop, block in features.iter_blocks(rows):
         finite = np.isfinite(block)
         if not finite.all():
             r, c = np.argwhere(~finite)[0]

@@ -8,8 +8,6 @@ object.
 
 from __future__ import annotations
 
-from .._errors import MissingFileError
-
 import json
 import os
 import sys
@@ -17,7 +15,13 @@ import threading
 
 import numpy as np
 
-from .._errors import InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
+from .._errors import (
+    InvalidParameterError,
+    InvalidTypeError,
+    MissingFileError,
+    StoreCorruptionError,
+    UnknownNameError,
+)
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _DEFAULT_BLOCK_BYTES, _check_square

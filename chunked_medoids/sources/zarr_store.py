@@ -7,15 +7,20 @@ themselves (zarr knows how).
 
 from __future__ import annotations
 
-from .._errors import MissingFileError
-
 import json
 import os
 import sys
 
 import numpy as np
 
-from .._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError, StoreCorruptionError, UnknownNameError
+from .._errors import (
+    ChunkedMedoidsError,
+    InvalidParameterError,
+    InvalidTypeError,
+    MissingFileError,
+    StoreCorruptionError,
+    UnknownNameError,
+)
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _check_square
