@@ -1,27 +1,30 @@
-"""CLARA family on the ~2,000,000 pixels of scikit-image's retina image (RGB, Euclidean).
+"""CLARA for large n against OneBatchPAM, on several scikit-image pictures (issue 13).
 
-Times and FULL-data losses (Σ_o min_m ‖x_o − x_m‖, float64, correctly rounded) of
+Default mode (``--k 10``, then ``--k 100``; one run per k): for every data set of
+:data:`DATASETS` -- n real RGB pixels of a scikit-image picture (or of several pictures
+concatenated), drawn with a per-data-set seed -- run, each in its own subprocess,
 
-* fasterclara / fastclara / classic clara with their default settings (memory_limit 1GiB),
-* fasterclara with the paper's small samples (80 + 4k points, 5 samples),
-* OneBatchPAM (``onebatch`` package) when importable; its default batch (100·ln(n·k)
-  columns) needs an n × batch float64 matrix (27 GB at 2M points, k = 10), so the batch is
-  capped to fit ``--onebatch-gb`` (reported),
-* FasterPAM on the full data is O(n²) per pass (~4·10^12 distances per pass at 2M): it is
-  run on a uniform subsample of ``--fasterpam-n`` points instead (reported as such), its
-  medoids scored on the full data.
+* ``clara(X, k, random_state=seed)`` at its defaults (LargeCLARA for n >= 100000), and
+* ``OneBatchPAM(n_medoids=k, random_state=seed).fit(X)`` (the ``onebatch`` package, used
+  as a black box) at its defaults,
 
-A second mode checks the memory claim at full size: ``--synthetic 10000000`` writes a
-10^7 × 8 float32 zarr feature store (Gaussian blobs) and runs fasterclara on it with
-``--memory-limit`` (default 1GiB), reporting time, loss and the process's peak RSS growth
-over a baseline taken after a warm-up run.
+side by side (ours first, then OneBatchPAM, per data set).  Each child loads the pixels,
+times the fit alone and prints the medoid indices; the parent reads the child's peak RSS
+from ``os.wait4`` and scores both medoid sets EXACTLY on every point
+(Σ_o min_m ‖x_o − x_m‖, correctly rounded with ``math.fsum``).  Extra reference methods:
+``--methods ours,onebatch,fasterclara``.
+
+Legacy modes: ``--legacy`` runs the older single-image table (all CLARA variants on the
+~2M ``retina`` pixels, OneBatchPAM with a capped batch); ``--synthetic N`` checks the memory
+claim on an N × 8 float32 zarr store.
 
 Usage::
 
+    python benchmarks/bench_clara.py --k 10  > benchmarks/results/clara_large_k10.json
+    python benchmarks/bench_clara.py --k 100 > benchmarks/results/clara_large_k100.json
+    python benchmarks/bench_clara.py --k 10 --n 150000 --datasets retina,hubble   # quick
+    python benchmarks/bench_clara.py --legacy --k 10
     python benchmarks/bench_clara.py --synthetic 10000000 --k 10
-    python benchmarks/bench_clara.py                 # full image, k = 10
-    python benchmarks/bench_clara.py --k 100
-    python benchmarks/bench_clara.py --n 200000 --k 10 --methods fasterclara,clara
 
 Prints one JSON document.
 """
@@ -40,10 +43,121 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chunked_medoids.algorithms.clara import clara  # noqa: E402
-from chunked_medoids.metrics import resolve_metric  # noqa: E402
+# chunked_medoids is imported inside the functions that use it, so that the OneBatchPAM
+# child process does not carry numba / dask in its peak RSS.
 
 ALL = ("fasterclara", "fastclara", "clara", "fasterclara_paper", "onebatch", "fasterpam_subsample")
+
+#: the data sets of the comparison: name -> (pictures, pixel-sample seed).  n is --n
+#: (default 500000) capped at the pixels available.  At its default batch OneBatchPAM holds
+#: an n × 100·ln(n·k) matrix (about 6 GB at n = 500k, growing faster than n), which bounds n
+#: on a 23 GB machine shared with other jobs.
+DATASETS = {
+    "retina": (("retina",), 0),
+    "retina_s1": (("retina",), 1),
+    "hubble": (("hubble_deep_field",), 2),
+    "astronaut+coffee+rocket": (("astronaut", "coffee", "rocket"), 3),
+    "ihc+chelsea+colorwheel": (("immunohistochemistry", "chelsea", "colorwheel"), 4),
+}
+COMPARE = ("ours", "onebatch", "fasterclara")
+
+
+def picture_pixels(pictures, n, seed):
+    """n RGB pixels (float64) drawn without replacement, seed ``seed``, from the pictures."""
+    from skimage import data
+
+    X = np.concatenate([getattr(data, p)()[..., :3].reshape(-1, 3) for p in pictures]).astype(np.float64)
+    if n is not None and n < X.shape[0]:
+        idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=n, replace=False))
+        X = X[idx]
+    return np.ascontiguousarray(X)
+
+
+def _child(spec):
+    """Subprocess body: load the pixels, fit one method at its defaults, print the result."""
+    pictures, n, seed, k, method = spec["pictures"], spec["n"], spec["seed"], spec["k"], spec["method"]
+    X = picture_pixels(pictures, n, seed)
+    info = {}
+    if method == "onebatch":
+        from onebatch import OneBatchPAM
+
+        t0 = time.perf_counter()
+        est = OneBatchPAM(n_medoids=k, random_state=seed).fit(X)
+        sec = time.perf_counter() - t0
+        medoids = np.asarray(est.medoid_indices_, dtype=np.int64)
+    else:
+        from chunked_medoids.algorithms.clara import clara
+
+        variant = None if method == "ours" else method
+        t0 = time.perf_counter()
+        r = clara(X, k, variant=variant, random_state=seed)
+        sec = time.perf_counter() - t0
+        medoids = np.asarray(r.medoids, dtype=np.int64)
+        info = {"algorithm": r.algorithm, "reported_loss": r.loss,
+                **{key: r.extra[key] for key in ("sample_size", "n_samples", "init_size", "sample_passes",
+                                                  "sample_losses", "polish_losses") if key in r.extra}}
+    print(json.dumps({"seconds": sec, "medoids": medoids.tolist(), **info}))
+
+
+def compare(args):
+    ks = args.k
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else ["ours", "onebatch"]
+    names = list(DATASETS) if args.datasets is None else [d.strip() for d in args.datasets.split(",")]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import machine
+
+    out = {"mode": "compare", "k": ks, "n_requested": args.n, "machine": machine(), "datasets": {}}
+    for name in names:
+        pictures, seed = DATASETS[name]
+        X = picture_pixels(pictures, args.n, seed)
+        n = int(X.shape[0])
+        entry = {"pictures": list(pictures), "seed": seed, "n": n, "results": {}}
+        for method in methods:
+            spec = {"pictures": list(pictures), "n": n, "seed": seed, "k": ks, "method": method}
+            r = run_child_wait4(spec)
+            if "medoids" in r:
+                r["loss"] = full_loss(X, r["medoids"])
+                r["mean_distance"] = r["loss"] / n
+            entry["results"][method] = r
+            print(f"# {name} k={ks} {method}: " + json.dumps({key: v for key, v in r.items() if key != "medoids"}),
+                  file=sys.stderr, flush=True)
+        res = entry["results"]
+        if "loss" in res.get("ours", {}) and "loss" in res.get("onebatch", {}):
+            o, b = res["ours"], res["onebatch"]
+            entry["loss_ratio"] = o["loss"] / b["loss"]
+            entry["time_ratio"] = o["seconds"] / b["seconds"]
+            entry["rss_ratio"] = o["peak_rss_mib"] / b["peak_rss_mib"]
+            entry["targets_met"] = {"loss<=0.995x": entry["loss_ratio"] <= 0.995,
+                                    "time<=1x": entry["time_ratio"] <= 1.0,
+                                    "peak_rss<=1x": entry["rss_ratio"] <= 1.0}
+        out["datasets"][name] = entry
+    return out
+
+
+def run_child_wait4(spec):
+    """Run :func:`_child` in a fresh interpreter and add its own peak RSS (``wait4``)."""
+    import subprocess
+    import tempfile
+
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if proc.returncode != 0:
+        return {"error": err.strip().splitlines()[-5:] if err else f"exit {proc.returncode}"}
+    doc = json.loads(out.strip().splitlines()[-1])
+    scale = 1 if sys.platform == "darwin" else 1024
+    doc["peak_rss_mib"] = round(ru.ru_maxrss * scale / 2**20, 1)
+    doc["process_seconds"] = round(wall, 2)
+    doc["cpu_seconds"] = round(ru.ru_utime + ru.ru_stime, 2)
+    doc["seconds"] = round(doc["seconds"], 3)
+    return doc
 
 
 def retina_pixels(n=None, seed=0):
@@ -58,6 +172,8 @@ def retina_pixels(n=None, seed=0):
 
 def full_loss(X, medoids, chunk=200_000):
     """Σ_o min_m d(x_o, x_m) over all points (exactly rounded float64)."""
+    from chunked_medoids.metrics import resolve_metric
+
     metric = resolve_metric("euclidean")
     C = X[np.asarray(medoids)]
     parts = []
@@ -68,6 +184,9 @@ def full_loss(X, medoids, chunk=200_000):
 
 
 def run(method, X, k, seed, args):
+    from chunked_medoids.algorithms.clara import clara
+    from chunked_medoids.metrics import resolve_metric
+
     n = X.shape[0]
     t0 = time.perf_counter()
     info = {}
@@ -120,6 +239,8 @@ def synthetic(n, k, seed, memory_limit, store=None):
     import psutil
     import zarr
 
+    from chunked_medoids.algorithms.clara import clara
+
     tmp = None
     if store is None:
         tmp = tempfile.TemporaryDirectory()
@@ -156,20 +277,34 @@ def synthetic(n, k, seed, memory_limit, store=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=None, help="use a random subset of n pixels (default: all)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="pixels per data set (compare mode default 500000; legacy default: all)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
-    ap.add_argument("--methods", default=",".join(ALL), help=f"comma-separated subset of {ALL}")
+    ap.add_argument("--methods", default=None,
+                    help=f"compare mode: subset of {COMPARE} (default ours,onebatch); legacy: subset of {ALL}")
+    ap.add_argument("--datasets", default=None, help=f"compare mode: subset of {tuple(DATASETS)} (default all)")
+    ap.add_argument("--legacy", action="store_true", help="the older single-image table (retina, all variants)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--onebatch-gb", type=float, default=4.0, help="memory cap (GB) of OneBatchPAM's batch matrix")
     ap.add_argument("--fasterpam-n", type=int, default=20000)
     ap.add_argument("--synthetic", type=int, default=None, metavar="N",
                     help="instead: fasterclara on an N x 8 float32 zarr store, reporting peak RSS")
     ap.add_argument("--store", default=None, help="zarr path for --synthetic (default: temporary)")
     args = ap.parse_args(argv)
+    if args.child:
+        _child(json.loads(args.child))
+        return
     if args.synthetic:
         print(json.dumps(synthetic(args.synthetic, args.k, args.seed, args.memory_limit, args.store), indent=2))
         return
+    if not args.legacy:
+        if args.n is None:
+            args.n = 500_000
+        print(json.dumps(compare(args), indent=2))
+        return
+    args.methods = args.methods or ",".join(ALL)
     X = retina_pixels(args.n, args.seed)
     out = {"dataset": "skimage.data.retina() RGB pixels", "n": int(X.shape[0]), "d": 3, "k": args.k,
            "seed": args.seed, "memory_limit": args.memory_limit, "cpus": os.cpu_count(),

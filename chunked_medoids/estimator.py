@@ -460,8 +460,9 @@ class CLARA(_MedoidsEstimator):
     metric : str or numba.njit function, default "euclidean"
         A metric of :data:`chunked_medoids.METRICS`, a jitted ``f(x, y) -> float``, or
         ``"precomputed"`` (X is the n×n dissimilarity: array, store path, source).
-    variant : {"fasterclara", "fastclara", "clara"}, default "fasterclara"
-        Inner optimiser on each sample (see :func:`~chunked_medoids.clara`).
+    variant : {"fasterclara", "fastclara", "clara", "largeclara"}, optional
+        Inner optimiser on each sample (see :func:`~chunked_medoids.clara`).  Default:
+        "largeclara" for feature inputs of n >= 100000 points, else "fasterclara".
     n_samples, sample_size : int or None, default None
         Number and size of the samples (None: the defaults of
         :func:`~chunked_medoids.clara`, sized from n, k and ``memory_limit``).
@@ -494,7 +495,7 @@ class CLARA(_MedoidsEstimator):
     n×n matrix is never formed.
     """
 
-    def __init__(self, n_clusters=8, *, metric="euclidean", variant="fasterclara", n_samples=None,
+    def __init__(self, n_clusters=8, *, metric="euclidean", variant=None, n_samples=None,
                  sample_size=None, include_best=True, polish=False, random_state=None, memory_limit="1GiB",
                  client=None, progress=False, metric_params=None, clara_params=None):
         self.n_clusters = n_clusters

@@ -13,6 +13,7 @@ _ALGORITHM_MODULES = (
     "fasterpam",
     "alternating",
     "clara",
+    "clara_large",
     "clarans",
     "msc",
 )

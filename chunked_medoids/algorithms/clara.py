@@ -60,7 +60,8 @@ from ._registry import register_method
 logger = logging.getLogger(__name__)
 
 #: the CLARA variants and their inner optimisers.
-VARIANTS = ("fasterclara", "fastclara", "clara")
+#: (``"largeclara"``: :mod:`.clara_large`, the default for feature inputs of n >= LARGE_N points)
+VARIANTS = ("fasterclara", "fastclara", "clara", "largeclara")
 #: samples per wave (fixed so that results never depend on the number of workers).
 DEFAULT_WAVE_SIZE = 4
 #: largest default sample of the fast variants.
@@ -393,7 +394,7 @@ def _check_bool(value, name):
     return bool(value)
 
 
-def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None, include_best=True,
+def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_best=True,
           metric="euclidean", metric_params=None, random_state=None, weights=None, client=None,
           memory_limit="1GiB", polish=False, progress=False, num_workers=None, checkpoint=None,
           precomputed=None, wave_size=DEFAULT_WAVE_SIZE, engine=None):
@@ -410,7 +411,13 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
         ``precomputed=False`` forces feature mode, everything else is features.
     k : int
         Number of medoids, 1 <= k <= n.
-    variant : {"fasterclara", "fastclara", "clara"}, default "fasterclara"
+    variant : {"fasterclara", "fastclara", "clara", "largeclara"}, optional
+        Default: "largeclara" (:func:`~chunked_medoids.algorithms.clara_large.largeclara`:
+        FasterPAM on two samples of 20000 points with on-the-fly distances, exact scoring
+        and polish; the README's "CLARA for large n" has the measurements) for feature
+        inputs with n >= 100000, else "fasterclara".  For "largeclara", ``sample_size``,
+        ``n_samples``, ``polish`` and the run options apply; ``include_best`` and
+        ``wave_size`` do not.
         Inner optimiser on each sample: FasterPAM from a random init ("fasterclara"),
         FastPAM2 from a LAB init ("fastclara"), PAM from BUILD ("clara", classic), each
         with its default strict swap rule.
@@ -493,7 +500,8 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
     UnknownNameError
         Unknown ``variant`` or metric.
     """
-    variant = check_choice(variant, "variant", VARIANTS)
+    if variant is not None:
+        variant = check_choice(variant, "variant", VARIANTS)
     include_best = _check_bool(include_best, "include_best")
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)
@@ -501,6 +509,16 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
     mode, src, metric_b = _resolve_input(X_or_D, metric, metric_params, precomputed, ml)
     n = src.n
     k = check_k(k, n)
+    from .clara_large import LARGE_N, run_largeclara
+
+    if variant == "largeclara" or (variant is None and mode == "features" and n >= LARGE_N):
+        if mode != "features":
+            raise InvalidParameterError("variant='largeclara' needs feature rows, not a dissimilarity matrix; "
+                                        "use variant='fasterclara'")
+        return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
+                              random_state=random_state, weights=weights, client=client, progress=progress,
+                              num_workers=num_workers, checkpoint=checkpoint, engine=engine, full_polish=polish)
+    variant = variant or "fasterclara"
     if sample_size is None:
         s = default_sample_size(variant, n, k, ml)
     else:

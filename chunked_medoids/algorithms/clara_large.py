@@ -1,0 +1,575 @@
+"""LargeCLARA: CLARA with samples of tens of thousands of points, and an exact polish.
+
+CLARA (Kaufman & Rousseeuw) clusters samples and keeps the medoids whose loss on the
+full data is lowest.  With a sample matrix of s² entries the sample size is bounded by
+memory (a few thousand points), and the medoids then overfit their sample: with k = 100
+each cluster is represented by a few dozen points.  FasterPAM (Schubert & Rousseeuw 2021)
+on a *features* source needs no sample matrix: the rows of the sample's dissimilarity are
+computed on the fly (:func:`~chunked_medoids.from_features`), so a sample can hold
+20 000 points or more in a few MB of memory.  LargeCLARA is
+
+1. **samples** -- ``n_samples`` independent uniform samples of ``sample_size`` points
+   (independent engine tasks).  Each is solved in two levels: FasterPAM from a random
+   init on an in-memory matrix of its first ``init_size`` points, then FasterPAM on the
+   whole sample's on-the-fly distances from those medoids (at most ``max_passes``
+   passes; candidates and loss are the sample's points);
+2. **exact scoring** -- one streaming pass over all n points scores every sample's medoids
+   exactly (correctly rounded Σ w·d, :mod:`chunked_medoids._kernels.clara`); the best
+   wins (earliest sample on ties);
+3. **exact polish** -- a Voronoi iteration (Park & Jun 2009's alternating step) on the full
+   data with a restricted candidate set: for every cluster of the full-data assignment the
+   ``polish_candidates`` sampled points nearest to its medoid are scored exactly on the
+   whole cluster (n·L distances per iteration, exact sums), each cluster takes its best
+   candidate, and all points are reassigned.  The full-data loss can only decrease; an
+   iteration that does not decrease it stops the polish (its medoids are dropped).
+
+Steps 1 and 2 are CLARA with large samples (the first idea of issue 13, measured against
+OneBatchPAM, Mathelin et al. 2025, in ``benchmarks/bench_clara.py``); step 3 is the
+alternating step of Park & Jun restricted to nearby candidates, with gains computed exactly
+on every point rather than estimated.
+
+Determinism: all draws (samples, init subsets, inner seeds) are made by the driver in a
+fixed order; each sample task is single-threaded; every full-data sum is exact.  Results
+for a seed are therefore identical for any scheduler (threads, distributed), number of
+workers, ``memory_limit``-derived block size or chunking of the feature array.
+
+The default rule (``sample_size`` 20 000, ``init_size`` 3 000, 2 samples, 2 passes,
+2 polish iterations with 32 candidates) and the measurements behind it are in the README
+("CLARA for large n").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from .._errors import InvalidParameterError
+from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
+from .._kernels.clara_large import add_cell_sums, group_by_label
+from .._result import MedoidsResult
+from .._util import check_int, check_k, check_random_state, check_weights, parse_memory_limit
+from ..checkpoint import open_checkpoint
+from ..engine import make_engine
+from ._common import kernel_weights, seed_param, weights_hash
+from ._registry import register_method
+
+logger = logging.getLogger(__name__)
+
+#: ``clara()`` uses LargeCLARA by default for feature inputs with at least this many points.
+LARGE_N = 100_000
+#: default points per sample (capped at n).
+DEFAULT_SAMPLE_SIZE = 20_000
+#: default points of the in-memory first level (its float64 matrix: 72 MB).
+DEFAULT_INIT_SIZE = 3_000
+#: default number of independent samples (a constant: never derived from the workers).
+DEFAULT_N_SAMPLES = 2
+#: default bound on FasterPAM passes over a sample's on-the-fly distances.
+DEFAULT_MAX_PASSES = 2
+#: default polish iterations and candidates per cluster.
+DEFAULT_POLISH_ITER = 2
+DEFAULT_POLISH_CANDIDATES = 32
+
+
+# ---------------------------------------------------------------------------------------
+# engine adapters and task functions (module level: picklable)
+# ---------------------------------------------------------------------------------------
+class _Tasks:
+    """Independent tasks as :meth:`Engine.map_blocks` sees them: row block (i, i+1) = task i."""
+
+    dtype = np.dtype(np.uint8)
+    n = 1
+    block_rows = 1
+
+    def __init__(self, count):
+        self.count = int(count)
+
+    def read_rows(self, start, stop):
+        return np.arange(start, stop, dtype=np.int64)
+
+
+class _FeatureRows:
+    """Row blocks of a feature array (float64) for :meth:`Engine.map_blocks`."""
+
+    dtype = np.dtype(np.float64)
+    block_rows = 1
+
+    def __init__(self, features):
+        self.features = features
+        self.n = features.d
+
+    def read_rows(self, start, stop):
+        return self.features.read(start, stop)
+
+
+def _task_block(block, start, stop, st):
+    return st["func"](st["items"][int(block[0])], st)
+
+
+def _map_tasks(eng, func, items, state, conc, desc):
+    """``func(item, state)`` for every item, results in item order, at most ``conc`` at once."""
+    if hasattr(eng, "map_tasks"):
+        return eng.map_tasks(func, items, state, max_concurrency=conc, desc=desc)
+    out = []
+    for a in range(0, len(items), conc):
+        batch = items[a:a + conc]
+        st = dict(state, func=func, items=batch)
+        out.extend(eng.map_blocks(_Tasks(len(batch)), _task_block, st,
+                                  blocks=[(i, i + 1) for i in range(len(batch))], desc=desc))
+    return out
+
+
+def _sample_task(task, st):
+    """Solve one sample: FasterPAM on the in-memory init subset, then on the whole sample's
+    on-the-fly distances.  Returns ``(global medoids, passes, swaps, sample loss)``."""
+    from ..sources.features import from_features
+    from .fasterpam import fasterpam
+
+    k, metric, ml = st["k"], st["metric"], st["task_memory"]
+    Xs, sample, init_pos, seed, ws = task["X"], task["sample"], task["init"], task["seed"], task["weights"]
+    X0 = np.ascontiguousarray(Xs[init_pos])
+    S0 = np.empty((X0.shape[0], X0.shape[0]), dtype=np.float64)
+    metric.pairwise(X0, X0, S0)
+    symmetrize_upper(S0)
+    w0 = None
+    if ws is not None:
+        w0 = ws[init_pos]
+        if not (w0 > 0).any():
+            w0 = None
+    r0 = fasterpam(S0, k, init="random", random_state=seed, weights=w0, num_workers=1, memory_limit=ml)
+    del S0
+    medoids = init_pos[r0.medoids]
+    passes, swaps, loss = int(r0.n_iter), int(r0.n_swap), float(r0.loss)
+    if Xs.shape[0] > X0.shape[0] and st["max_passes"] > 0:
+        # row blocks of the on-the-fly sample matrix: a few in flight within the task budget
+        rows = max(1, int(ml // (8 * 8 * Xs.shape[0])))
+        src = from_features(Xs, metric, dtype="float64", block_rows=rows)
+        r = fasterpam(src, k, init=medoids, weights=ws, num_workers=1, memory_limit=ml,
+                      max_iter=st["max_passes"])
+        medoids = r.medoids
+        passes, swaps, loss = int(r.n_iter), swaps + int(r.n_swap), float(r.loss)
+    return sample[np.asarray(medoids, dtype=np.int64)], passes, swaps, loss
+
+
+def _feature_block(block, start, stop, st):
+    """One block of a full-data pass: gather rows, score medoid sets, polish cell sums."""
+    out = {}
+    idx = st.get("gather")
+    if idx is not None:
+        lo, hi = np.searchsorted(idx, [start, stop])
+        out["rows"] = np.ascontiguousarray(block[idx[lo:hi] - start])
+    metric = st["metric"]
+    if st.get("C") is not None:
+        medoids = st["medoids"]
+        W, k = medoids.shape
+        dist = np.empty((block.shape[0], W * k), dtype=np.float64)
+        metric.pairwise(block, st["C"], dist)
+        partials = np.zeros((W, PARTIALS), dtype=np.float64)
+        counts = np.zeros(W, dtype=np.int64)
+        want = bool(st.get("labels", False))
+        labels = np.empty(block.shape[0] if want else 0, dtype=np.int32)
+        score_dist_block(dist, k, start, medoids, st["w"], st["weighted"], partials, counts, labels, want)
+        out["partials"] = [partials[q, :counts[q]] if counts[q] >= 0 else None for q in range(W)]
+        if want:
+            out["labels"] = labels
+    if st.get("CC") is not None:
+        CC = st["CC"]  # (k, L, d) candidate features per cluster
+        k, L = CC.shape[0], CC.shape[1]
+        lab = st["assign"][start:stop]
+        order = np.empty(lab.shape[0], dtype=np.int64)
+        starts = np.empty(k + 1, dtype=np.int64)
+        group_by_label(lab, k, order, starts)
+        partials = np.zeros((k, L, PARTIALS), dtype=np.float64)
+        counts = np.zeros((k, L), dtype=np.int64)
+        for c in range(k):
+            a, b = starts[c], starts[c + 1]
+            if a == b:
+                continue
+            rows = order[a:b]
+            dist = np.empty((b - a, L), dtype=np.float64)
+            metric.pairwise(np.ascontiguousarray(block[rows]), CC[c], dist)
+            add_cell_sums(dist, rows + start, st["w"], st["weighted"], partials[c], counts[c])
+        out["cells"] = (partials, counts)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------
+class _Passes:
+    """Full-data streaming passes over the feature rows (memory-bounded blocks)."""
+
+    def __init__(self, src, metric, w, eng, ml):
+        self.src, self.metric, self.eng, self.ml = src, metric, eng, ml
+        self.kw, self.weighted = kernel_weights(w)
+        self.n = src.n
+
+    def blocks(self, cols):
+        feats = self.src.features
+        row_bytes = feats.d * 8 * 3 + cols * 8 + 64
+        threads = self.eng.parallelism if self.eng.client is None else 1
+        per = max(1, int(self.ml // (4 * (threads + 1) * row_bytes)))
+        cr = max(1, int(feats.chunk_rows))
+        if cr > 1 and per >= cr:
+            per -= per % cr
+        per = min(per, self.n)
+        return [(a, min(a + per, self.n)) for a in range(0, self.n, per)]
+
+    def run(self, desc, cols, **st):
+        st.update(metric=self.metric, w=self.kw, weighted=self.weighted)
+        return self.eng.map_blocks(_FeatureRows(self.src.features), _feature_block, st,
+                                   blocks=self.blocks(cols), desc=desc)
+
+    def gather(self, idx):
+        res = self.run("largeclara gather", 0, gather=idx)
+        parts = [r["rows"] for r in res]
+        return np.concatenate(parts, axis=0) if parts else np.empty((0, self.src.features.d))
+
+    def score(self, medoid_sets, C, labels=False, desc="largeclara score"):
+        """Exact full-data losses of the (W, k) medoid sets (+ labels of set 0)."""
+        res = self.run(desc, medoid_sets.size, C=np.ascontiguousarray(C, dtype=np.float64),
+                       medoids=medoid_sets, labels=labels)
+        losses = []
+        for q in range(medoid_sets.shape[0]):
+            if any(r["partials"][q] is None for r in res):
+                losses.append(math.inf)
+            else:
+                losses.append(math.fsum(np.concatenate([r["partials"][q] for r in res]).tolist()))
+        lab = np.concatenate([r["labels"] for r in res]).astype(np.int32, copy=False) if labels else None
+        return losses, lab
+
+    def cell_costs(self, assign, CC):
+        """Exact Σ_{o in cluster c} w·d(o, CC[c, l]) for every (c, l): (k, L) float64."""
+        k, L = CC.shape[0], CC.shape[1]
+        res = self.run("largeclara polish", L, CC=np.ascontiguousarray(CC, dtype=np.float64), assign=assign)
+        cost = np.empty((k, L), dtype=np.float64)
+        for c in range(k):
+            for col in range(L):
+                parts = []
+                bad = False
+                for r in res:
+                    p, cnt = r["cells"]
+                    if cnt[c, col] < 0:
+                        bad = True
+                        break
+                    parts.append(p[c, col, :cnt[c, col]])
+                cost[c, col] = math.inf if bad else math.fsum(np.concatenate(parts).tolist())
+        return cost
+
+
+def _choose(cost, cand):
+    """Per cluster the lowest-cost candidate (column 0, the medoid, wins ties); a point
+    chosen by an earlier cluster is skipped."""
+    k = cand.shape[0]
+    new = np.empty(k, dtype=np.int64)
+    taken = set()
+    for c in range(k):
+        order = np.argsort(cost[c], kind="stable")
+        for j in order:
+            p = int(cand[c, j])
+            if p not in taken:
+                break
+        else:  # pragma: no cover - column 0 (the medoid) is never taken by another cluster
+            p = int(cand[c, 0])
+        new[c] = p
+        taken.add(p)
+    return new
+
+
+def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_passes=None,
+               polish_iter=None, polish_candidates=None, metric="euclidean", metric_params=None,
+               random_state=None, weights=None, client=None, memory_limit="1GiB", progress=False,
+               num_workers=None, checkpoint=None, precomputed=None, engine=None):
+    """LargeCLARA: FasterPAM on large on-the-fly samples, exact scoring, exact polish.
+
+    Parameters
+    ----------
+    X : array of shape (n, d) or path
+        Feature rows (numpy, memmap, dask, zarr, h5py, or a ``.npy`` / ``.zarr`` / ``.h5``
+        path), read in row blocks.  A dissimilarity matrix is refused (use
+        ``clara(..., variant="fasterclara")``).
+    k : int
+        Number of medoids, 1 <= k <= n.
+    n_samples : int, optional
+        Independent samples (run as parallel tasks); default 2.
+    sample_size : int, optional
+        Points per sample, k <= sample_size <= n; default min(n, 20000).
+    init_size : int, optional
+        Points of the in-memory first level of each sample, k <= init_size <= sample_size;
+        default min(sample_size, max(3000, 80 + 4k)).
+    max_passes : int, optional
+        FasterPAM passes over the whole sample (0: first level only); default 2.
+    polish_iter : int, optional
+        Exact full-data polish iterations (0: none); default 2.
+    polish_candidates : int, optional
+        Candidates per cluster in the polish; default 32.
+    metric : str or numba function, default "euclidean"
+    metric_params : dict, optional
+    random_state : None, int, SeedSequence or Generator
+    weights : (n,) array, optional
+        Non-negative point weights (loss Σ w·d); samples are drawn uniformly and clustered
+        with their points' weights.
+    client : distributed.Client, optional
+    memory_limit : int or str, default "1GiB"
+        Budget of the feature blocks of the full-data passes and of the running samples.
+    progress : bool, default False
+    num_workers : int, optional
+        Threads of the local scheduler.
+    checkpoint : path, optional
+        State saved at stage boundaries (after the samples, after the scoring and after
+        each polish iteration); a rerun resumes from the last one.
+    precomputed : bool, optional
+        Only ``None`` / ``False`` (features) are accepted.
+    engine : Engine, optional
+
+    Returns
+    -------
+    MedoidsResult
+        Full-data ``labels`` and exact ``loss``; ``n_iter`` = samples, ``n_swap`` = swaps of
+        the winning sample + medoids changed by the polish; ``loss_history`` = best sample
+        loss, then the loss after each accepted polish iteration.  ``extra``:
+        ``sample_losses``, ``sample_passes``, ``sample_swaps``, ``best_sample``,
+        ``sample_size``, ``init_size``, ``n_samples``, ``max_passes``, ``polish_iter``,
+        ``polish_candidates``, ``polish_losses``, ``variant`` ("largeclara"), ``mode``.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad sizes, or a dissimilarity matrix as input.
+
+    Notes
+    -----
+    Memory: per running sample s·d features, an s×k medoid table, O(s) caches, the
+    ``init_size``² float64 first-level matrix and FasterPAM's row blocks (sized from
+    ``memory_limit`` / concurrent samples); the driver holds the sampled rows
+    (n_samples·s·d floats) and the n labels.  I/O: one pass to validate X, one to gather
+    the samples, one to score, two per polish iteration.
+    """
+    from .clara import _resolve_input
+
+    ml = parse_memory_limit(memory_limit)
+    mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml)
+    if mode != "features":
+        raise InvalidParameterError(
+            f"largeclara clusters feature rows (distances computed on the fly), but X is a "
+            f"dissimilarity matrix ({src!r}); use clara(..., variant='fasterclara') for matrices"
+        )
+    return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
+                          init_size=init_size, max_passes=max_passes, polish_iter=polish_iter,
+                          polish_candidates=polish_candidates, random_state=random_state, weights=weights,
+                          client=client, progress=progress, num_workers=num_workers, checkpoint=checkpoint,
+                          engine=engine)
+
+
+def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=None, init_size=None,
+                   max_passes=None, polish_iter=None, polish_candidates=None, random_state=None,
+                   weights=None, client=None, progress=False, num_workers=None, checkpoint=None,
+                   engine=None, full_polish=False):
+    """LargeCLARA on an already resolved feature input (``clara()``'s large-n default).
+
+    ``src`` / ``metric`` are what :func:`~chunked_medoids.algorithms.clara._resolve_input`
+    returns for features; ``full_polish`` runs FasterPAM on the full data afterwards
+    (``clara(polish=True)``).  Other parameters as in :func:`largeclara`.
+    """
+    ml = parse_memory_limit(memory_limit)
+    n = src.n
+    k = check_k(k, n)
+    s = min(n, DEFAULT_SAMPLE_SIZE) if sample_size is None else check_int(sample_size, "sample_size")
+    if s < k or s > n:
+        raise InvalidParameterError(f"sample_size must satisfy k <= sample_size <= n (k = {k}, n = {n}), "
+                                    f"got {s}; e.g. sample_size={min(n, DEFAULT_SAMPLE_SIZE)}")
+    s0 = min(s, max(DEFAULT_INIT_SIZE, 80 + 4 * k)) if init_size is None else check_int(init_size, "init_size")
+    if s0 < k or s0 > s:
+        raise InvalidParameterError(f"init_size must satisfy k <= init_size <= sample_size (k = {k}, "
+                                    f"sample_size = {s}), got {s0}")
+    n_samples = DEFAULT_N_SAMPLES if n_samples is None else check_int(n_samples, "n_samples", minimum=1)
+    max_passes = DEFAULT_MAX_PASSES if max_passes is None else check_int(max_passes, "max_passes", minimum=0)
+    polish_iter = DEFAULT_POLISH_ITER if polish_iter is None else check_int(polish_iter, "polish_iter", minimum=0)
+    L = DEFAULT_POLISH_CANDIDATES if polish_candidates is None else \
+        check_int(polish_candidates, "polish_candidates", minimum=1)
+    w = check_weights(weights, n)
+    rng = check_random_state(random_state)
+    if engine is not None and (client is not None or num_workers is not None):
+        raise InvalidParameterError("engine= was given together with client=/num_workers=; configure the engine itself")
+    eng = make_engine(engine, memory_limit=ml, client=client, progress=progress, num_workers=num_workers) \
+        if engine is None else engine
+    owns = engine is None
+    try:
+        result = _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w, rng, eng,
+                             ml, checkpoint, random_state)
+        if full_polish:
+            result = _full_polish(src, k, w, eng, result)
+        return result
+    finally:
+        if owns:
+            eng.close()
+
+
+def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w, rng, eng, ml,
+                checkpoint, random_state):
+    n = src.n
+    t0 = time.perf_counter()
+    passes = _Passes(src, metric, w, eng, ml)
+    params = {"k": k, "sample_size": s, "init_size": s0, "n_samples": n_samples, "max_passes": max_passes,
+              "polish_iter": polish_iter, "polish_candidates": L, "metric": metric.describe(),
+              "seed": seed_param(random_state), "weights": weights_hash(w)}
+    ckpt = open_checkpoint(checkpoint, algorithm="largeclara", source=src, params=params)
+    saved = ckpt.load()
+    if saved is not None:
+        draws = np.asarray(saved["draws"], dtype=np.int64)
+        seeds = np.asarray(saved["seeds"], dtype=np.int64)
+    else:
+        # every draw of the run, up front, in a fixed order
+        draws = np.empty((n_samples, s), dtype=np.int64)
+        for i in range(n_samples):
+            draws[i] = rng.choice(n, size=s, replace=False)
+        seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
+    samples = np.sort(draws, axis=1)
+    pool_idx = np.unique(samples)
+    pool_X = passes.gather(pool_idx)
+    state = {"draws": draws, "seeds": seeds, "stage": 0}
+    if saved is not None:
+        state.update(saved)
+    # -- stage 1: the samples ------------------------------------------------------------
+    if int(state["stage"]) < 1:
+        tasks = []
+        for i in range(n_samples):
+            sample = samples[i]
+            ws = None
+            if w is not None:
+                ws = w[sample]
+                if not (ws > 0).any():
+                    ws = None
+            init = np.sort(np.searchsorted(sample, draws[i, :s0]))
+            tasks.append({"X": pool_X[np.searchsorted(pool_idx, sample)], "sample": sample, "init": init,
+                          "seed": int(seeds[i]), "weights": ws})
+        task_bytes = 2 * 8 * s0 * s0 + 16 * s * (k + 8) + 8 * s * src.features.d + (64 << 20)
+        conc = max(1, min(eng.parallelism, n_samples, int(0.75 * ml // task_bytes)))
+        task_memory = max(32 << 20, int(0.75 * ml) // conc)
+        ts = time.perf_counter()
+        res = _map_tasks(eng, _sample_task, tasks, {"k": k, "metric": metric, "max_passes": max_passes,
+                                                    "task_memory": task_memory}, conc, "largeclara samples")
+        state["medoid_sets"] = np.stack([r[0] for r in res]).astype(np.int64)
+        state["sample_passes"] = np.array([r[1] for r in res], dtype=np.int64)
+        state["sample_swaps"] = np.array([r[2] for r in res], dtype=np.int64)
+        state["stage"] = 1
+        logger.info("largeclara: %d samples of %d in %.2fs (passes %s)", n_samples, s,
+                    time.perf_counter() - ts, state["sample_passes"].tolist())
+        ckpt.step(lambda: dict(state), force=True)
+    medoid_sets = np.asarray(state["medoid_sets"], dtype=np.int64)
+    # -- stage 2: exact full-data scoring ------------------------------------------------
+    if int(state["stage"]) < 2:
+        C = np.concatenate([pool_X[np.searchsorted(pool_idx, m)] for m in medoid_sets])
+        losses, _ = passes.score(medoid_sets, C)
+        best_sample = 0
+        for q in range(1, len(losses)):
+            if losses[q] < losses[best_sample]:
+                best_sample = q
+        state.update(sample_losses=np.array(losses, dtype=np.float64), best_sample=best_sample,
+                     medoids=medoid_sets[best_sample].copy(), loss=float(losses[best_sample]),
+                     history=np.array([losses[best_sample]], dtype=np.float64),
+                     polish_losses=np.zeros(0), polish_done=0, polish_changed=0, stage=2)
+        ckpt.step(lambda: dict(state), force=True)
+    # -- stage 3: exact polish -----------------------------------------------------------
+    medoids = np.asarray(state["medoids"], dtype=np.int64)
+    loss = float(state["loss"])
+    history = [float(x) for x in state["history"]]
+    polish_losses = [float(x) for x in state["polish_losses"]]
+    changed_total = int(state["polish_changed"])
+    labels = None
+    it = int(state["polish_done"])
+    while it < polish_iter:
+        Xm = pool_X[np.searchsorted(pool_idx, medoids)] if np.isin(medoids, pool_idx).all() else None
+        if Xm is None:  # pragma: no cover - medoids always come from the gathered samples
+            break
+        if labels is None:
+            _, labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara assign")
+        cand = _candidates(medoids, Xm, pool_idx, pool_X, metric, L)
+        CC = pool_X[np.searchsorted(pool_idx, cand.ravel())].reshape(cand.shape[0], cand.shape[1], -1)
+        cost = passes.cell_costs(labels, CC)
+        new = _choose(cost, cand)
+        it += 1
+        if np.array_equal(new, medoids):
+            polish_losses.append(loss)
+            it = polish_iter
+            break
+        Xn = pool_X[np.searchsorted(pool_idx, new)]
+        (new_loss,), new_labels = passes.score(new[None, :], Xn, labels=True, desc="largeclara assign")
+        polish_losses.append(float(new_loss))
+        if not new_loss < loss:
+            it = polish_iter
+            break
+        changed_total += int((new != medoids).sum())
+        medoids, loss, labels = new, float(new_loss), new_labels
+        history.append(loss)
+        state.update(medoids=medoids.copy(), loss=loss, history=np.array(history),
+                     polish_losses=np.array(polish_losses), polish_done=it, polish_changed=changed_total)
+        ckpt.step(lambda: dict(state), force=True)
+    if labels is None:
+        Xm = pool_X[np.searchsorted(pool_idx, medoids)]
+        (loss2,), labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara labels")
+        loss = float(loss2)
+    state.update(polish_done=polish_iter, polish_losses=np.array(polish_losses))
+    best_sample = int(state["best_sample"])
+    sample_swaps = np.asarray(state["sample_swaps"], dtype=np.int64)
+    extra = {"sample_losses": [float(x) for x in state["sample_losses"]],
+             "sample_passes": [int(x) for x in state["sample_passes"]],
+             "sample_swaps": [int(x) for x in sample_swaps], "best_sample": best_sample,
+             "sample_size": int(s), "init_size": int(s0), "n_samples": int(n_samples),
+             "max_passes": int(max_passes), "polish_iter": int(polish_iter), "polish_candidates": int(L),
+             "polish_losses": polish_losses, "polish_changed": changed_total, "variant": "largeclara",
+             "mode": "features"}
+    result = MedoidsResult(medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
+                           n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history,
+                           algorithm="largeclara", extra=extra)
+    ckpt.complete(dict(state))
+    logger.info("largeclara: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", k, n, s, n_samples, loss,
+                time.perf_counter() - t0)
+    return result
+
+
+def _candidates(medoids, Xm, pool_idx, pool_X, metric, L):
+    """(k, L' + 1) polish candidates: column 0 the medoid, then the L' = min(L, pool) nearest
+    gathered points that are not medoids (ties: lower point index)."""
+    keep = ~np.isin(pool_idx, medoids)
+    pidx = pool_idx[keep]
+    k = medoids.shape[0]
+    L = int(min(L, pidx.shape[0]))
+    cand = np.empty((k, L + 1), dtype=np.int64)
+    cand[:, 0] = medoids
+    if L == 0:
+        return cand
+    pX = np.ascontiguousarray(pool_X[keep])
+    D = np.empty((k, pidx.shape[0]), dtype=np.float64)
+    metric.pairwise(np.ascontiguousarray(Xm), pX, D)
+    for c in range(k):
+        row = D[c]
+        if L < row.shape[0]:
+            t = np.partition(row, L - 1)[L - 1]  # the L-th smallest distance
+            below = np.flatnonzero(row < t)
+            at = np.flatnonzero(row == t)[: L - below.shape[0]]
+            part = np.concatenate([below, at])
+        else:
+            part = np.arange(row.shape[0])
+        part = part[np.lexsort((part, row[part]))]  # by distance, then point index
+        cand[c, 1:] = pidx[part]
+    return cand
+
+
+def _full_polish(src, k, w, eng, result):
+    """FasterPAM on the full data (computed on the fly, float64) from the LargeCLARA medoids."""
+    from .fasterpam import fasterpam
+
+    pol = fasterpam(src.dissimilarity(), k, init=result.medoids, weights=w, engine=eng)
+    extra = dict(result.extra, polished=True, polish_n_iter=int(pol.n_iter), clara_loss=result.loss)
+    return MedoidsResult(medoids=pol.medoids, labels=pol.labels, loss=float(pol.loss), n_iter=result.n_iter,
+                         n_swap=result.n_swap + int(pol.n_swap),
+                         loss_history=list(result.loss_history) + [float(pol.loss)], algorithm=result.algorithm,
+                         extra=extra)
+
+
+register_method("largeclara", largeclara, family="sampling", default_init=None,
+                description="LargeCLARA: FasterPAM on large on-the-fly samples, exact full-data "
+                            "scoring and polish (clara()'s default for n >= 100000 features)")
