@@ -61,16 +61,19 @@ logger = logging.getLogger(__name__)
 #: ``clara()`` uses LargeCLARA by default for feature inputs with at least this many points.
 LARGE_N = 100_000
 #: default points per sample (capped at n).
-DEFAULT_SAMPLE_SIZE = 20_000
+DEFAULT_SAMPLE_SIZE = 10_000
 #: default points of the in-memory first level (its float64 matrix: 72 MB).
 DEFAULT_INIT_SIZE = 3_000
 #: default number of independent samples (a constant: never derived from the workers).
-DEFAULT_N_SAMPLES = 2
+DEFAULT_N_SAMPLES = 4
 #: default bound on FasterPAM passes over a sample's on-the-fly distances.
 DEFAULT_MAX_PASSES = 2
 #: default polish iterations and candidates per cluster.
-DEFAULT_POLISH_ITER = 2
-DEFAULT_POLISH_CANDIDATES = 32
+DEFAULT_POLISH_ITER = 10
+DEFAULT_POLISH_CANDIDATES = 64
+#: default number of uniformly drawn points (besides the samples) the polish takes its
+#: candidates from (capped so that the gathered rows take at most 1/16 of memory_limit).
+DEFAULT_POLISH_POOL = 100_000
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def _choose(cost, cand):
 
 
 def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_passes=None,
-               polish_iter=None, polish_candidates=None, metric="euclidean", metric_params=None,
+               polish_iter=None, polish_candidates=None, polish_pool=None, metric="euclidean", metric_params=None,
                random_state=None, weights=None, client=None, memory_limit="1GiB", progress=False,
                num_workers=None, checkpoint=None, precomputed=None, engine=None):
     """LargeCLARA: FasterPAM on large on-the-fly samples, exact scoring, exact polish.
@@ -293,18 +296,23 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
     k : int
         Number of medoids, 1 <= k <= n.
     n_samples : int, optional
-        Independent samples (run as parallel tasks); default 2.
+        Independent samples (run as parallel tasks); default 4.
     sample_size : int, optional
-        Points per sample, k <= sample_size <= n; default min(n, 20000).
+        Points per sample, k <= sample_size <= n; default min(n, 10000).
     init_size : int, optional
         Points of the in-memory first level of each sample, k <= init_size <= sample_size;
         default min(sample_size, max(3000, 80 + 4k)).
     max_passes : int, optional
         FasterPAM passes over the whole sample (0: first level only); default 2.
     polish_iter : int, optional
-        Exact full-data polish iterations (0: none); default 2.
+        Exact full-data polish iterations (0: none); default 10 (it stops earlier once an
+        iteration no longer lowers the loss).
     polish_candidates : int, optional
-        Candidates per cluster in the polish; default 32.
+        Candidates per cluster in the polish; default 64.
+    polish_pool : int, optional
+        Uniformly drawn points, besides the samples, among which the polish looks for
+        candidates; default 100000 (capped so that their rows take at most 1/16 of
+        ``memory_limit``).
     metric : str or numba function, default "euclidean"
     metric_params : dict, optional
     random_state : None, int, SeedSequence or Generator
@@ -358,14 +366,15 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
         )
     return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
                           init_size=init_size, max_passes=max_passes, polish_iter=polish_iter,
-                          polish_candidates=polish_candidates, random_state=random_state, weights=weights,
+                          polish_candidates=polish_candidates, polish_pool=polish_pool,
+                          random_state=random_state, weights=weights,
                           client=client, progress=progress, num_workers=num_workers, checkpoint=checkpoint,
                           engine=engine)
 
 
 def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=None, init_size=None,
-                   max_passes=None, polish_iter=None, polish_candidates=None, random_state=None,
-                   weights=None, client=None, progress=False, num_workers=None, checkpoint=None,
+                   max_passes=None, polish_iter=None, polish_candidates=None, polish_pool=None,
+                   random_state=None, weights=None, client=None, progress=False, num_workers=None, checkpoint=None,
                    engine=None, full_polish=False):
     """LargeCLARA on an already resolved feature input (``clara()``'s large-n default).
 
@@ -389,6 +398,7 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
     polish_iter = DEFAULT_POLISH_ITER if polish_iter is None else check_int(polish_iter, "polish_iter", minimum=0)
     L = DEFAULT_POLISH_CANDIDATES if polish_candidates is None else \
         check_int(polish_candidates, "polish_candidates", minimum=1)
+    polish_pool = DEFAULT_POLISH_POOL if polish_pool is None else check_int(polish_pool, "polish_pool", minimum=0)
     w = check_weights(weights, n)
     rng = check_random_state(random_state)
     if engine is not None and (client is not None or num_workers is not None):
@@ -397,8 +407,8 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
         if engine is None else engine
     owns = engine is None
     try:
-        result = _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w, rng, eng,
-                             ml, checkpoint, random_state)
+        result = _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool, w, rng,
+                             eng, ml, checkpoint, random_state)
         if full_polish:
             result = _full_polish(src, k, w, eng, result)
         return result
@@ -407,13 +417,15 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
             eng.close()
 
 
-def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w, rng, eng, ml,
+def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool, w, rng, eng, ml,
                 checkpoint, random_state):
     n = src.n
     t0 = time.perf_counter()
     passes = _Passes(src, metric, w, eng, ml)
+    d = src.features.d
+    pool = 0 if polish_iter == 0 else int(min(polish_pool, ml // (16 * 8 * d)))
     params = {"k": k, "sample_size": s, "init_size": s0, "n_samples": n_samples, "max_passes": max_passes,
-              "polish_iter": polish_iter, "polish_candidates": L, "metric": metric.describe(),
+              "polish_iter": polish_iter, "polish_candidates": L, "polish_pool": pool, "metric": metric.describe(),
               "seed": seed_param(random_state), "weights": weights_hash(w)}
     ckpt = open_checkpoint(checkpoint, algorithm="largeclara", source=src, params=params)
     saved = ckpt.load()
@@ -426,10 +438,13 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w,
         for i in range(n_samples):
             draws[i] = rng.choice(n, size=s, replace=False)
         seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
+        extra_pool = rng.choice(n, size=min(n, pool), replace=False) if pool else np.zeros(0, np.int64)
+    if saved is not None:
+        extra_pool = np.asarray(saved["extra_pool"], dtype=np.int64)
     samples = np.sort(draws, axis=1)
-    pool_idx = np.unique(samples)
+    pool_idx = np.unique(np.concatenate([samples.ravel(), extra_pool]))
     pool_X = passes.gather(pool_idx)
-    state = {"draws": draws, "seeds": seeds, "stage": 0}
+    state = {"draws": draws, "seeds": seeds, "extra_pool": extra_pool, "stage": 0}
     if saved is not None:
         state.update(saved)
     # -- stage 1: the samples ------------------------------------------------------------
@@ -478,35 +493,15 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w,
     history = [float(x) for x in state["history"]]
     polish_losses = [float(x) for x in state["polish_losses"]]
     changed_total = int(state["polish_changed"])
-    labels = None
-    it = int(state["polish_done"])
-    while it < polish_iter:
-        Xm = pool_X[np.searchsorted(pool_idx, medoids)] if np.isin(medoids, pool_idx).all() else None
-        if Xm is None:  # pragma: no cover - medoids always come from the gathered samples
-            break
-        if labels is None:
-            _, labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara assign")
-        cand = _candidates(medoids, Xm, pool_idx, pool_X, metric, L)
-        CC = pool_X[np.searchsorted(pool_idx, cand.ravel())].reshape(cand.shape[0], cand.shape[1], -1)
-        cost = passes.cell_costs(labels, CC)
-        new = _choose(cost, cand)
-        it += 1
-        if np.array_equal(new, medoids):
-            polish_losses.append(loss)
-            it = polish_iter
-            break
-        Xn = pool_X[np.searchsorted(pool_idx, new)]
-        (new_loss,), new_labels = passes.score(new[None, :], Xn, labels=True, desc="largeclara assign")
-        polish_losses.append(float(new_loss))
-        if not new_loss < loss:
-            it = polish_iter
-            break
-        changed_total += int((new != medoids).sum())
-        medoids, loss, labels = new, float(new_loss), new_labels
-        history.append(loss)
+
+    def on_iter(it, medoids, loss, history, polish_losses, changed_total):
         state.update(medoids=medoids.copy(), loss=loss, history=np.array(history),
                      polish_losses=np.array(polish_losses), polish_done=it, polish_changed=changed_total)
         ckpt.step(lambda: dict(state), force=True)
+
+    medoids, loss, labels, changed_total = _polish(passes, metric, medoids, loss, None, pool_idx, pool_X, L,
+                                                   int(state["polish_done"]), polish_iter, history,
+                                                   polish_losses, changed_total, on_iter)
     if labels is None:
         Xm = pool_X[np.searchsorted(pool_idx, medoids)]
         (loss2,), labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara labels")
@@ -517,9 +512,10 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w,
     extra = {"sample_losses": [float(x) for x in state["sample_losses"]],
              "sample_passes": [int(x) for x in state["sample_passes"]],
              "sample_swaps": [int(x) for x in sample_swaps], "best_sample": best_sample,
+             "sample_medoids": np.asarray(state["medoid_sets"], dtype=np.int64).copy(),
              "sample_size": int(s), "init_size": int(s0), "n_samples": int(n_samples),
              "max_passes": int(max_passes), "polish_iter": int(polish_iter), "polish_candidates": int(L),
-             "polish_losses": polish_losses, "polish_changed": changed_total, "variant": "largeclara",
+             "polish_losses": polish_losses, "polish_changed": changed_total, "polish_pool": int(pool_idx.shape[0]), "variant": "largeclara",
              "mode": "features"}
     result = MedoidsResult(medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
                            n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history,
@@ -528,6 +524,39 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, w,
     logger.info("largeclara: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", k, n, s, n_samples, loss,
                 time.perf_counter() - t0)
     return result
+
+
+def _polish(passes, metric, medoids, loss, labels, pool_idx, pool_X, L, it, polish_iter, history,
+            polish_losses, changed_total, on_iter=None):
+    """Polish iterations ``it..polish_iter - 1`` (see the module notes, step 3).
+
+    Appends to ``history`` (accepted losses) and ``polish_losses`` (every iteration's
+    loss); ``on_iter(it, medoids, loss, history, polish_losses, changed)`` after each
+    accepted iteration.  Returns ``(medoids, loss, labels or None, changed)``.
+    """
+    while it < polish_iter:
+        Xm = pool_X[np.searchsorted(pool_idx, medoids)]
+        if labels is None:
+            _, labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara assign")
+        cand = _candidates(medoids, Xm, pool_idx, pool_X, metric, L)
+        CC = pool_X[np.searchsorted(pool_idx, cand.ravel())].reshape(cand.shape[0], cand.shape[1], -1)
+        cost = passes.cell_costs(labels, CC)
+        new = _choose(cost, cand)
+        it += 1
+        if np.array_equal(new, medoids):
+            polish_losses.append(loss)
+            break
+        Xn = pool_X[np.searchsorted(pool_idx, new)]
+        (new_loss,), new_labels = passes.score(new[None, :], Xn, labels=True, desc="largeclara assign")
+        polish_losses.append(float(new_loss))
+        if not new_loss < loss:
+            break
+        changed_total += int((new != medoids).sum())
+        medoids, loss, labels = new, float(new_loss), new_labels
+        history.append(loss)
+        if on_iter is not None:
+            on_iter(it, medoids, loss, history, polish_losses, changed_total)
+    return medoids, loss, labels, changed_total
 
 
 def _candidates(medoids, Xm, pool_idx, pool_X, metric, L):
@@ -542,10 +571,14 @@ def _candidates(medoids, Xm, pool_idx, pool_X, metric, L):
     if L == 0:
         return cand
     pX = np.ascontiguousarray(pool_X[keep])
-    D = np.empty((k, pidx.shape[0]), dtype=np.float64)
-    metric.pairwise(np.ascontiguousarray(Xm), pX, D)
+    Xm = np.ascontiguousarray(Xm)
+    per = max(1, (8 << 20) // (8 * pidx.shape[0]))  # medoids per distance chunk (<= ~8 MiB)
+    D = None
     for c in range(k):
-        row = D[c]
+        if c % per == 0:
+            D = np.empty((min(per, k - c), pidx.shape[0]), dtype=np.float64)
+            metric.pairwise(Xm[c:c + D.shape[0]], pX, D)
+        row = D[c % per]
         if L < row.shape[0]:
             t = np.partition(row, L - 1)[L - 1]  # the L-th smallest distance
             below = np.flatnonzero(row < t)
