@@ -28,6 +28,9 @@ import chunked_medoids as cm
 from chunked_medoids import ChunkedMedoidsError
 from tests._registries import TD_SWAP_METHODS
 
+# hypothesis fuzzing of every public function: minutes, not seconds
+pytestmark = pytest.mark.slow
+
 DTYPES = (np.float32, np.float64, np.int32, np.int64)
 STYLES = ("random", "ties", "duplicates", "zeros", "huge", "tiny", "mixed")
 #: exact swap methods whose loss history must never increase (fastermsc optimises the
