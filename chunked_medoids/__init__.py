@@ -44,6 +44,7 @@ _LAZY = {
     "INITS": "chunked_medoids.algorithms",
     # sampling
     "clara": "chunked_medoids.algorithms.clara",
+    "largeclara": "chunked_medoids.algorithms.clara_large",
     "clarans": "chunked_medoids.algorithms.clarans",
     "fastclarans": "chunked_medoids.algorithms.clarans",
     # silhouettes and k

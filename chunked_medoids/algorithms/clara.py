@@ -412,8 +412,8 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
     k : int
         Number of medoids, 1 <= k <= n.
     variant : {"fasterclara", "fastclara", "clara", "largeclara"}, optional
-        Default: "largeclara" (:func:`~chunked_medoids.algorithms.clara_large.largeclara`:
-        FasterPAM on two samples of 20000 points with on-the-fly distances, exact scoring
+        Default: "largeclara" (:func:`~chunked_medoids.largeclara`:
+        FasterPAM on four samples of 10000 points with on-the-fly distances, exact scoring
         and polish; the README's "CLARA for large n" has the measurements) for feature
         inputs with n >= 100000, else "fasterclara".  For "largeclara", ``sample_size``,
         ``n_samples``, ``polish`` and the run options apply; ``include_best`` and

@@ -6,7 +6,7 @@ memory (a few thousand points), and the medoids then overfit their sample: with 
 each cluster is represented by a few dozen points.  FasterPAM (Schubert & Rousseeuw 2021)
 on a *features* source needs no sample matrix: the rows of the sample's dissimilarity are
 computed on the fly (:func:`~chunked_medoids.from_features`), so a sample can hold
-20 000 points or more in a few MB of memory.  LargeCLARA is
+10 000 points or more in a few MB of memory.  LargeCLARA is
 
 1. **samples** -- ``n_samples`` independent uniform samples of ``sample_size`` points
    (independent engine tasks).  Each is solved in two levels: FasterPAM from a random
@@ -18,8 +18,9 @@ computed on the fly (:func:`~chunked_medoids.from_features`), so a sample can ho
    wins (earliest sample on ties);
 3. **exact polish** -- a Voronoi iteration (Park & Jun 2009's alternating step) on the full
    data with a restricted candidate set: for every cluster of the full-data assignment the
-   ``polish_candidates`` sampled points nearest to its medoid are scored exactly on the
-   whole cluster (n·L distances per iteration, exact sums), each cluster takes its best
+   ``polish_candidates`` points nearest to its medoid among the gathered points (the
+   samples and ``polish_pool`` further uniform draws) are scored exactly on the whole
+   cluster (n·L distances per iteration, exact sums), each cluster takes its best
    candidate, and all points are reassigned.  The full-data loss can only decrease; an
    iteration that does not decrease it stops the polish (its medoids are dropped).
 
@@ -33,9 +34,9 @@ fixed order; each sample task is single-threaded; every full-data sum is exact. 
 for a seed are therefore identical for any scheduler (threads, distributed), number of
 workers, ``memory_limit``-derived block size or chunking of the feature array.
 
-The default rule (``sample_size`` 20 000, ``init_size`` 3 000, 2 samples, 2 passes,
-2 polish iterations with 32 candidates) and the measurements behind it are in the README
-("CLARA for large n").
+The default rule (4 samples of 10 000 points, ``init_size`` 3 000, 2 passes, up to 10
+polish iterations with 64 candidates per cluster drawn from the samples and 100 000 further
+uniform points) and the measurements behind it are in the README ("CLARA for large n").
 """
 
 from __future__ import annotations
