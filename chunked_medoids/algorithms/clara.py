@@ -60,8 +60,9 @@ from ._registry import register_method
 logger = logging.getLogger(__name__)
 
 #: the CLARA variants and their inner optimisers.
-#: (``"largeclara"``: :mod:`.clara_large`, the default for feature inputs of n >= LARGE_N points)
-VARIANTS = ("fasterclara", "fastclara", "clara", "largeclara")
+VARIANTS = ("fasterclara", "fastclara", "clara")
+#: the features-only variant of :mod:`.clara_large` (default for feature inputs of n >= LARGE_N)
+LARGE_VARIANT = "largeclara"
 #: samples per wave (fixed so that results never depend on the number of workers).
 DEFAULT_WAVE_SIZE = 4
 #: largest default sample of the fast variants.
@@ -412,15 +413,14 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
     k : int
         Number of medoids, 1 <= k <= n.
     variant : {"fasterclara", "fastclara", "clara", "largeclara"}, optional
-        Default: "largeclara" (:func:`~chunked_medoids.largeclara`:
-        FasterPAM on four samples of 10000 points with on-the-fly distances, exact scoring
-        and polish; the README's "CLARA for large n" has the measurements) for feature
-        inputs with n >= 100000, else "fasterclara".  For "largeclara", ``sample_size``,
-        ``n_samples``, ``polish`` and the run options apply; ``include_best`` and
-        ``wave_size`` do not.
         Inner optimiser on each sample: FasterPAM from a random init ("fasterclara"),
         FastPAM2 from a LAB init ("fastclara"), PAM from BUILD ("clara", classic), each
-        with its default strict swap rule.
+        with its default strict swap rule.  "largeclara" (features only) is
+        :func:`~chunked_medoids.largeclara`: FasterPAM on four samples of 10000 points with
+        on-the-fly distances, exact scoring and an exact polish; for it ``sample_size``,
+        ``n_samples``, ``polish`` and the run options apply, ``include_best`` and
+        ``wave_size`` do not.  Default: "largeclara" for feature inputs with n >= 100000
+        (the README's "CLARA for large n" has the measurements), else "fasterclara".
     n_samples : int, optional
         Number of samples.  Default: 5 for "clara" (classic; known to be too few for small
         samples); for the fast variants ``ceil(min(n, 50000) / sample_size)`` clipped to
@@ -501,7 +501,7 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
         Unknown ``variant`` or metric.
     """
     if variant is not None:
-        variant = check_choice(variant, "variant", VARIANTS)
+        variant = check_choice(variant, "variant", VARIANTS + (LARGE_VARIANT,))
     include_best = _check_bool(include_best, "include_best")
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)
@@ -511,7 +511,7 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
     k = check_k(k, n)
     from .clara_large import LARGE_N, run_largeclara
 
-    if variant == "largeclara" or (variant is None and mode == "features" and n >= LARGE_N):
+    if variant == LARGE_VARIANT or (variant is None and mode == "features" and n >= LARGE_N):
         if mode != "features":
             raise InvalidParameterError("variant='largeclara' needs feature rows, not a dissimilarity matrix; "
                                         "use variant='fasterclara'")

@@ -73,8 +73,11 @@ DEFAULT_MAX_PASSES = 2
 DEFAULT_POLISH_ITER = 10
 DEFAULT_POLISH_CANDIDATES = 64
 #: default number of uniformly drawn points (besides the samples) the polish takes its
-#: candidates from (capped so that the gathered rows take at most 1/16 of memory_limit).
+#: candidates from ...
 DEFAULT_POLISH_POOL = 100_000
+#: ... capped at this many feature values (128 MB of float64 rows; a constant, so that the
+#: result never depends on memory_limit).
+POOL_VALUES = 1 << 24
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,8 +315,7 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
         Candidates per cluster in the polish; default 64.
     polish_pool : int, optional
         Uniformly drawn points, besides the samples, among which the polish looks for
-        candidates; default 100000 (capped so that their rows take at most 1/16 of
-        ``memory_limit``).
+        candidates; default 100000, capped at 2**24 / d (their float64 rows: 128 MB).
     metric : str or numba function, default "euclidean"
     metric_params : dict, optional
     random_state : None, int, SeedSequence or Generator
@@ -424,7 +426,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
     t0 = time.perf_counter()
     passes = _Passes(src, metric, w, eng, ml)
     d = src.features.d
-    pool = 0 if polish_iter == 0 else int(min(polish_pool, ml // (16 * 8 * d)))
+    pool = 0 if polish_iter == 0 else int(min(polish_pool, POOL_VALUES // d))
     params = {"k": k, "sample_size": s, "init_size": s0, "n_samples": n_samples, "max_passes": max_passes,
               "polish_iter": polish_iter, "polish_candidates": L, "polish_pool": pool, "metric": metric.describe(),
               "seed": seed_param(random_state), "weights": weights_hash(w)}
