@@ -125,7 +125,7 @@ def test_same_result_for_any_threads_and_block_size(rng):
     X = blobs(5000, rng)
     ref = largeclara(X, 6, num_workers=1, **SMALL)
     for opts in (dict(num_workers=2), dict(num_workers=2, memory_limit="8MiB"),
-                 dict(num_workers=1, memory_limit="3MiB")):
+                 dict(num_workers=1, memory_limit="1MiB")):
         r = largeclara(X, 6, **opts, **SMALL)
         np.testing.assert_array_equal(r.medoids, ref.medoids)
         np.testing.assert_array_equal(r.labels, ref.labels)
@@ -216,12 +216,29 @@ def test_registered_and_selectable_through_clara(rng):
     np.testing.assert_array_equal(a.medoids, b.medoids)
 
 
+def test_matrix_input_runs_fasterclara_and_a_features_source_its_features(rng):
+    import chunked_medoids as cm
+
+    X = blobs(1500, rng)
+    D = resolve_metric("euclidean").pairwise_new(X, X)
+    a = largeclara(D, 4, precomputed=True, sample_size=300, random_state=1)
+    b = clara(D, 4, variant="fasterclara", precomputed=True, sample_size=300, random_state=1)
+    assert a.algorithm == "fasterclara"
+    np.testing.assert_array_equal(a.medoids, b.medoids)
+    src = cm.from_features(X, metric="euclidean", dtype="float32")
+    c = largeclara(src, 4, sample_size=300, init_size=100, random_state=1)
+    d = largeclara(X, 4, sample_size=300, init_size=100, random_state=1)
+    assert c.algorithm == "largeclara"
+    np.testing.assert_array_equal(c.medoids, d.medoids)
+    assert c.loss == d.loss
+
+
 # -- errors -----------------------------------------------------------------------------------
 def test_bad_input_is_refused_with_a_typed_error(rng):
     X = blobs(500, rng)
     D = resolve_metric("euclidean").pairwise_new(X, X)
     with pytest.raises(InvalidParameterError, match="dissimilarity matrix"):
-        largeclara(D, 3, precomputed=True)
+        largeclara(D, 3, precomputed=True, polish_iter=3)
     with pytest.raises(InvalidParameterError, match="needs feature rows"):
         clara(D, 3, variant="largeclara", precomputed=True)
     with pytest.raises(InvalidParameterError, match="sample_size"):

@@ -205,6 +205,22 @@ def _feature_block(block, start, stop, st):
 # ---------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------
+class _SourceFeatures:
+    """The feature side of a :func:`~chunked_medoids.from_features` source, as
+    :func:`run_largeclara` takes it."""
+
+    def __init__(self, fsrc):
+        self._src = fsrc
+        self.features = fsrc.features
+        self.n = fsrc.n
+
+    def fingerprint(self):
+        return self._src.fingerprint()
+
+    def dissimilarity(self):
+        return self._src
+
+
 class _Passes:
     """Full-data streaming passes over the feature rows (memory-bounded blocks)."""
 
@@ -293,10 +309,13 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
 
     Parameters
     ----------
-    X : array of shape (n, d) or path
+    X : array of shape (n, d), path, or dissimilarity
         Feature rows (numpy, memmap, dask, zarr, h5py, or a ``.npy`` / ``.zarr`` / ``.h5``
-        path), read in row blocks.  A dissimilarity matrix is refused (use
-        ``clara(..., variant="fasterclara")``).
+        path), read in row blocks, or a :func:`~chunked_medoids.from_features` source (its
+        features and metric are used).  A dissimilarity matrix (store, ``precomputed=True``)
+        has no feature rows to compute sample distances from: largeclara then runs
+        ``clara(..., variant="fasterclara")`` with the same options (the LargeCLARA-only
+        options are refused).
     k : int
         Number of medoids, 1 <= k <= n.
     n_samples : int, optional
@@ -348,7 +367,7 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
     Raises
     ------
     InvalidParameterError
-        Bad sizes, or a dissimilarity matrix as input.
+        Bad sizes, or LargeCLARA-only options with a dissimilarity matrix.
 
     Notes
     -----
@@ -358,15 +377,29 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
     (n_samples·s·d floats) and the n labels.  I/O: one pass to validate X, one to gather
     the samples, one to score, two per polish iteration.
     """
-    from .clara import _resolve_input
+    from ..sources.features import FeatureSource
+    from .clara import _resolve_input, clara
 
     ml = parse_memory_limit(memory_limit)
-    mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml)
-    if mode != "features":
-        raise InvalidParameterError(
-            f"largeclara clusters feature rows (distances computed on the fly), but X is a "
-            f"dissimilarity matrix ({src!r}); use clara(..., variant='fasterclara') for matrices"
-        )
+    if isinstance(X, FeatureSource) and precomputed is None:
+        # a from_features source: its feature rows and metric (distances in float64)
+        if metric_params or not (metric is None or metric == "euclidean"):
+            raise InvalidParameterError("metric= / metric_params= do not apply to a from_features source "
+                                        "(it carries its metric); drop them")
+        src, metric_b = _SourceFeatures(X), X.metric
+    else:
+        mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml)
+        if mode != "features":
+            own = {"init_size": init_size, "max_passes": max_passes, "polish_iter": polish_iter,
+                   "polish_candidates": polish_candidates, "polish_pool": polish_pool}
+            given = sorted(key for key, v in own.items() if v is not None)
+            if given:
+                raise InvalidParameterError(
+                    f"X is a dissimilarity matrix ({src!r}): largeclara then runs fasterclara (its samples "
+                    f"need sample matrices there), which does not take {given}; drop them or pass features")
+            return clara(src, k, variant="fasterclara", n_samples=n_samples, sample_size=sample_size,
+                         random_state=random_state, weights=weights, client=client, memory_limit=ml,
+                         progress=progress, num_workers=num_workers, checkpoint=checkpoint, engine=engine)
     return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
                           init_size=init_size, max_passes=max_passes, polish_iter=polish_iter,
                           polish_candidates=polish_candidates, polish_pool=polish_pool,
