@@ -4,9 +4,9 @@ A checkpoint is one ``.npz`` file holding a driver's typed state (a
 :class:`~chunked_medoids._state.RunState`: numpy arrays + a JSON header).  The state
 classes of :mod:`chunked_medoids._state` *are* the format; the header records their
 ``kind`` and :data:`~chunked_medoids._state.STATE_FORMAT`.  The file is written
-atomically: to a temporary file in the same directory, flushed and fsync'ed, then
-``os.replace``d over the old one and the directory fsync'ed, so a crash (SIGKILL included)
-leaves either the previous or the new checkpoint, never a torn one.
+atomically: to a temporary file in the same directory, flushed and fsync'ed, then moved
+over the old one with ``os.replace`` and the directory fsync'ed, so a crash (SIGKILL
+included) leaves either the previous or the new checkpoint, never a torn one.
 
 The header also records the algorithm, the source fingerprint and every parameter that
 affects the result.  :meth:`Checkpoint.load` refuses (``CheckpointMismatchError``) a
