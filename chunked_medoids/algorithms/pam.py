@@ -1,4 +1,4 @@
-"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (see the architecture document, ``docs/architecture.rst``).
+"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (see ``docs/architecture.rst``).
 
 Every iteration is one block-parallel pass over D (one Dask graph): each row stripe
 evaluates its rows as swap candidates against the broadcast caches and returns a small
