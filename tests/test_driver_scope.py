@@ -104,6 +104,7 @@ _NO_CKPT_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_run_without_checkpoint_still_dies_on_sigterm(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(_NO_CKPT_CHILD)

@@ -19,6 +19,8 @@ import pytest
 
 import chunked_medoids as cm
 
+pytestmark = pytest.mark.slow  # every test here drives CLI subprocesses and signals
+
 N, K, SEED = 2000, 20, 3
 BUDGET = "3MiB"  # small blocks: many block boundaries, hence many checkpoints per pass
 
