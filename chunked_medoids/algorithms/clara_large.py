@@ -41,9 +41,12 @@ uniform points) and the measurements behind it are in the README ("CLARA for lar
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -51,6 +54,7 @@ from .._errors import InvalidParameterError
 from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
 from .._kernels.clara_large import add_cell_sums, group_by_label
 from .._result import MedoidsResult
+from .._state import STATE_KINDS, RunState
 from .._util import check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..checkpoint import open_checkpoint
 from ..engine import make_engine
@@ -205,6 +209,61 @@ def _feature_block(block, start, stop, st):
 # ---------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------
+@dataclass
+class LargeClaraState(RunState):
+    """LargeCLARA's checkpoint state (saved at stage boundaries).
+
+    ``stage`` 0: nothing run; 1: the samples ran (``medoid_sets`` and their passes/swaps);
+    2: scored (``sample_losses``, ``best_sample``) and ``polish_done`` polish iterations
+    accepted, with the current ``medoids`` / ``loss`` / ``history`` / ``polish_losses``.
+    """
+
+    kind: ClassVar[str] = "largeclara"
+
+    draws: np.ndarray
+    seeds: np.ndarray
+    extra_pool: np.ndarray
+    stage: int = 0
+    medoid_sets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    sample_passes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_swaps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    best_sample: int = -1
+    medoids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    loss: float = float("inf")
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    polish_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    polish_done: int = 0
+    polish_changed: int = 0
+
+    @classmethod
+    def from_state(cls, state: dict) -> LargeClaraState:
+        ints = ("draws", "seeds", "extra_pool", "medoid_sets", "sample_passes", "sample_swaps", "medoids")
+        floats = ("sample_losses", "history", "polish_losses")
+        kw = {}
+        for f in dataclasses.fields(cls):
+            v = state[f.name]
+            if f.name in ints:
+                v = np.asarray(v, dtype=np.int64)
+            elif f.name in floats:
+                v = np.asarray(v, dtype=np.float64)
+            elif f.name == "loss":
+                v = float(v)
+            else:
+                v = int(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+STATE_KINDS.setdefault(LargeClaraState.kind, LargeClaraState)
+
+
+def _snapshot(state):
+    """The driver's state dict as a :class:`LargeClaraState` (fields not yet set: defaults)."""
+    names = {f.name for f in dataclasses.fields(LargeClaraState)}
+    return LargeClaraState(**{key: v for key, v in state.items() if key in names})
+
+
 class _SourceFeatures:
     """The feature side of a :func:`~chunked_medoids.from_features` source, as
     :func:`run_largeclara` takes it."""
@@ -466,6 +525,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
     ckpt = open_checkpoint(checkpoint, algorithm="largeclara", source=src, params=params)
     saved = ckpt.load()
     if saved is not None:
+        saved = saved.to_state()
         draws = np.asarray(saved["draws"], dtype=np.int64)
         seeds = np.asarray(saved["seeds"], dtype=np.int64)
     else:
@@ -508,7 +568,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
         state["stage"] = 1
         logger.info("largeclara: %d samples of %d in %.2fs (passes %s)", n_samples, s,
                     time.perf_counter() - ts, state["sample_passes"].tolist())
-        ckpt.step(lambda: dict(state), force=True)
+        ckpt.step(lambda: _snapshot(state), force=True)
     medoid_sets = np.asarray(state["medoid_sets"], dtype=np.int64)
     # -- stage 2: exact full-data scoring ------------------------------------------------
     if int(state["stage"]) < 2:
@@ -522,7 +582,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
                      medoids=medoid_sets[best_sample].copy(), loss=float(losses[best_sample]),
                      history=np.array([losses[best_sample]], dtype=np.float64),
                      polish_losses=np.zeros(0), polish_done=0, polish_changed=0, stage=2)
-        ckpt.step(lambda: dict(state), force=True)
+        ckpt.step(lambda: _snapshot(state), force=True)
     # -- stage 3: exact polish -----------------------------------------------------------
     medoids = np.asarray(state["medoids"], dtype=np.int64)
     loss = float(state["loss"])
@@ -533,7 +593,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
     def on_iter(it, medoids, loss, history, polish_losses, changed_total):
         state.update(medoids=medoids.copy(), loss=loss, history=np.array(history),
                      polish_losses=np.array(polish_losses), polish_done=it, polish_changed=changed_total)
-        ckpt.step(lambda: dict(state), force=True)
+        ckpt.step(lambda: _snapshot(state), force=True)
 
     medoids, loss, labels, changed_total = _polish(passes, metric, medoids, loss, None, pool_idx, pool_X, L,
                                                    int(state["polish_done"]), polish_iter, history,
@@ -556,7 +616,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
     result = MedoidsResult(medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
                            n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history,
                            algorithm="largeclara", extra=extra)
-    ckpt.complete(dict(state))
+    ckpt.complete(_snapshot(state))
     logger.info("largeclara: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", k, n, s, n_samples, loss,
                 time.perf_counter() - t0)
     return result
