@@ -1,4 +1,4 @@
-"""One conformance suite run over every source kind (DESIGN.md section 3).
+"""One conformance suite run over every source kind (docs/architecture.rst §3).
 
 All kinds hold the same matrix: the one produced by ``from_features`` on a small random X
 (written to disk for the stored kinds), so every kind must return identical rows.

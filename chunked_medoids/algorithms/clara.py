@@ -3,7 +3,7 @@
 Each sample of ``sample_size`` points is clustered on its small in-memory dissimilarity
 matrix by an exact swap method (PAM, FastPAM2 or FasterPAM); its medoids are then scored on
 the FULL data by a streaming, block-parallel pass, and the medoids with the lowest
-full-data loss win (see the architecture document, ``docs/architecture.rst``).
+full-data loss win (``docs/architecture.rst`` §4).
 
 Inputs: features or a dissimilarity
 -----------------------------------

@@ -1,4 +1,4 @@
-"""CLARANS and FastCLARANS: randomised local search over swap neighbours (see ``docs/architecture.rst``).
+"""CLARANS and FastCLARANS: randomised local search over swap neighbours (``docs/architecture.rst`` §4).
 
 A *local search* starts from k medoids and examines random neighbours (a swap of one
 medoid slot for a non-medoid candidate).  An improving neighbour (ΔTD < 0) is taken at
