@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from ._budget import MIN_MEMORY_LIMIT
 from ._errors import InvalidParameterError, InvalidTypeError
 
 _UNITS = {
@@ -26,9 +27,6 @@ _UNITS = {
     "tib": 2**40,
 }
 _MEM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
-
-#: smallest memory budget we accept (bytes); below this nothing useful fits.
-MIN_MEMORY_LIMIT = 1 << 16
 
 
 def parse_memory_limit(value, name: str = "memory_limit") -> int:

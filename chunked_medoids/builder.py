@@ -21,7 +21,8 @@ zarr (``store`` ends in ``.zarr``)
     :func:`~chunked_medoids.validate_source` rejects it).
 HDF5 (``store`` ends in ``.h5`` or ``.hdf5``)
     Dataset ``dataset`` (default ``"dissimilarity"``), shape ``(n, n)``, chunked with
-    chunks of ``(h5_chunk_rows, n)`` (about :data:`HDF5_CHUNK_BYTES` per chunk, so single
+    chunks of ``(h5_chunk_rows, n)`` (about
+    :data:`~chunked_medoids._budget.HDF5_CHUNK_BYTES` per chunk, so single
     rows read cheaply); ``stripe_rows`` is a multiple of the chunk height, so every stripe
     covers whole chunks.  Compression: ``compressor`` (default lzf with shuffle); same fill
     values as zarr.  The file is written by the driver process only (HDF5 has one writer).
@@ -98,6 +99,8 @@ import threading
 
 import numpy as np
 
+# every size lives in _budget; plan_stripes and the stripe/chunk constants stay importable here
+from ._budget import HDF5_CHUNK_BYTES, MAX_STRIPE_BYTES, hdf5_cache_bytes, plan_stripes  # noqa: F401
 from ._errors import (
     ChunkedMedoidsError,
     InvalidParameterError,
@@ -113,20 +116,13 @@ from ._errors import (
 from ._store_meta import ATTR, FORMAT, read_meta
 from ._util import check_int, format_bytes, parse_memory_limit
 from ._version import __version__
-from .engine import DECODE_FACTOR, Engine
+from .engine import Engine
 from .sources.base import check_dtype
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_dissimilarity", "store_info", "COMPRESSORS", "plan_stripes"]
 
-#: largest row stripe (= zarr chunk) in bytes, whatever the budget: keeps chunks readable
-#: by smaller-budget readers, resumption fine-grained, and far from codec size limits.  It
-#: also bounds the cost of fetching scattered rows (the k medoid rows decode k whole
-#: chunks): at 16 MiB, 10 medoid rows of a 30000-point float32 store decode 4% of a pass.
-MAX_STRIPE_BYTES = 16 << 20
-#: target HDF5 chunk size in bytes (stripes are whole multiples of it).
-HDF5_CHUNK_BYTES = 4 << 20
 #: seconds between refreshes of ``completed_stripes`` during a zarr build.
 RECORD_INTERVAL = 5.0
 
@@ -269,78 +265,6 @@ def _check_store_path(store) -> tuple[str, str]:
 
 def _fill_value(dt: np.dtype):
     return float("nan") if dt.kind == "f" else -1
-
-
-def plan_stripes(n: int, d: int, itemsize: int, memory_limit: int, parallelism: int,
-                 block_rows: int | None = None, fmt: str = "zarr") -> dict:
-    """Choose the stripe height (rows) and feature work-block size for a build.
-
-    The stripe height ``m`` is the largest one for which ``parallelism`` stripes in flight
-    fit in ``memory_limit``, each needing the larger of
-
-    * its compute phase: the ``m × n`` output, float64 buffers of ``m × m`` (diagonal
-      square) and ``m × f`` (``f = max(256, n // 4)`` feature rows per column chunk), and
-      ``(m + f) × d`` float64 features;
-    * its write phase: the output plus two more ``m × n`` buffers (zarr's write path holds
-      a chunk copy and the encoded chunk beside the array -- measured with zarr 3.1; the
-      HDF5 driver holds the wave's ``parallelism`` outputs and small per-chunk buffers).
-
-    It is also no taller than what a reader with the same budget and thread count reads as
-    one block (:meth:`Engine.block_rows_for`, so such a reader decodes every chunk once),
-    than :data:`MAX_STRIPE_BYTES`, and than ``ceil(n / (4 * parallelism))`` rows unless
-    that is under 4 MiB of rows (at least 4 stripes per thread for load balance).  At least
-    1.  An explicit ``block_rows`` wins over all of this (capped at ``n``).  For HDF5 the
-    stripe is a multiple of the chunk height (``HDF5_CHUNK_BYTES`` of rows).
-
-    Returns
-    -------
-    dict
-        ``stripe_rows``, ``feature_block_rows``, ``n_stripes``, ``max_rows`` (largest stripe
-        the budget allows, ignoring the chunk cap), ``h5_chunk_rows`` and
-        ``estimated_peak`` (bytes of the accounting above), ``fits`` (whether that is
-        within ``memory_limit``; False when even one-row stripes do not fit, or an explicit
-        ``block_rows`` is too tall) and ``parallelism``.
-    """
-    row = n * itemsize
-    f = min(n, max(256, n // 4))
-    p = max(1, int(parallelism))
-
-    def cost(m):
-        compute = m * row + 8 * m * m + 8 * m * f + 8 * (m + f) * d
-        return p * max(compute, 3 * m * row)
-
-    lo, hi = 1, n
-    while lo < hi:  # largest m with cost(m) <= memory_limit
-        mid = (lo + hi + 1) // 2
-        if cost(mid) <= memory_limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    max_rows = lo
-    read_rows = max(1, memory_limit // (row * DECODE_FACTOR * (p + 1)))
-    max_rows = max(1, min(max_rows, read_rows))
-    if block_rows is not None:
-        m = min(int(block_rows), n)
-    else:
-        balance = max(-(-n // (4 * p)), (4 << 20) // row)
-        m = max(1, min(max_rows, MAX_STRIPE_BYTES // row, balance, n))
-    h5_rows = max(1, min(m, HDF5_CHUNK_BYTES // row))
-    if fmt == "hdf5" and block_rows is None:
-        m = max(h5_rows, (m // h5_rows) * h5_rows)
-    elif fmt == "hdf5":
-        # explicit stripe height: chunk height must divide it
-        while m % h5_rows:
-            h5_rows -= 1
-    return {
-        "parallelism": p,
-        "fits": bool(cost(m) <= memory_limit),
-        "stripe_rows": int(m),
-        "feature_block_rows": int(f),
-        "n_stripes": int(-(-n // m)),
-        "max_rows": int(max_rows),
-        "h5_chunk_rows": int(h5_rows),
-        "estimated_peak": int(cost(m)),
-    }
 
 
 def _stripe_ranges(n, m, indices):
@@ -965,7 +889,7 @@ def _run_hdf5(path, dataset, meta, h5kw, plan, fsrc, engine, progress):
     create = meta.pop("_create")
     row = n * dt.itemsize
     try:
-        f = h5py.File(path, "a", libver=("v108", "latest"), rdcc_nbytes=max(1 << 20, 2 * m * row))
+        f = h5py.File(path, "a", libver=("v108", "latest"), rdcc_nbytes=hdf5_cache_bytes(m, row))
     except OSError as exc:
         if "already open" in str(exc):
             raise StoreLockedError(

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .. import _budget
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._util import check_int, check_random_state, check_weights
@@ -165,8 +166,7 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
                     "n_swap": [r[3] for r in results], "init_losses": [r[4] for r in results]}
 
         conc = max(1, min(numlocal, eng.parallelism))
-        row_bytes = n * source.dtype.itemsize
-        fetch = int(max(1, min(DRAW_CHUNK, (eng.memory_limit // (4 * conc)) // max(1, row_bytes))))
+        fetch = _budget.clarans_fetch_rows(eng.memory_limit, conc, n, source.dtype.itemsize, DRAW_CHUNK)
         st = {"source": source, "k": k, "seeds": seeds, "init": init_arr, "weights": w,
               "fetch": fetch, "fast": fast, "maxneighbor": mn, "tol": tol}
         # with a checkpoint the searches run in waves of `conc` (saved after each wave);

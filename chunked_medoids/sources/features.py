@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from .. import _budget
 from .._errors import (
     DissimilarityError,
     InvalidParameterError,
@@ -31,11 +32,6 @@ from .base import DissimilaritySource, check_dtype
 from .memory import _is_whole_memmap
 
 logger = logging.getLogger(__name__)
-
-#: bytes of float64 work buffers per computed row block (a few of these are live at once).
-_WORK_BYTES = 32 << 20
-#: natural row-block size target of the dissimilarity rows (like in-memory arrays).
-_BLOCK_BYTES = 64 << 20
 
 
 def _check_feature_dtype(dtype, where: str) -> np.dtype:
@@ -261,17 +257,14 @@ class FeatureSource(DissimilaritySource):
         self.dtype = check_dtype(dtype, "dtype")
         n, d = self.n, self.features.d
         if block_rows is None:
-            block_rows = max(1, min(n, _BLOCK_BYTES // (n * self.dtype.itemsize)))
+            block_rows = _budget.natural_block_rows(n, self.dtype.itemsize)
         self.block_rows = check_int(block_rows, "block_rows", minimum=1)
         self.block_rows = min(self.block_rows, n)
         if feature_block_rows is None:
-            feature_block_rows = max(1, _WORK_BYTES // (8 * max(d, self.block_rows)))
-            cr = self.features.chunk_rows
-            if cr > 1 and feature_block_rows > cr:  # whole stored chunks per read
-                feature_block_rows -= feature_block_rows % cr
+            feature_block_rows = _budget.feature_block_rows(n, d, self.block_rows, self.features.chunk_rows)
         self.feature_block_rows = min(n, check_int(feature_block_rows, "feature_block_rows", minimum=1))
         metric = resolve_metric(metric, **metric_params)
-        scan_rows = max(1, min(n, _WORK_BYTES // (8 * d)))
+        scan_rows = _budget.feature_scan_rows(n, d)
         self._x_hash = _scan(self.features, scan_rows)
         if metric.needs_fit:
             feats = self.features

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from .._budget import natural_block_rows
 from .._errors import (
     InvalidParameterError,
     InvalidTypeError,
@@ -24,7 +25,7 @@ from .._errors import (
 )
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
-from .memory import _DEFAULT_BLOCK_BYTES, _check_square
+from .memory import _check_square
 
 #: dataset read by default from an HDF5 file given by path.
 DEFAULT_DATASET = "dissimilarity"
@@ -270,7 +271,7 @@ class HDF5Source(DissimilaritySource):
         if self.chunks:
             self.block_rows = int(min(self.n, self.chunks[0]))
         else:
-            self.block_rows = max(1, min(self.n, _DEFAULT_BLOCK_BYTES // (self.n * self.dtype.itemsize)))
+            self.block_rows = natural_block_rows(self.n, self.dtype.itemsize)
 
     @property
     def filename(self) -> str:

@@ -12,15 +12,12 @@ import logging
 
 import numpy as np
 
+from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
 
 logger = logging.getLogger(__name__)
-
-#: working bytes per stored byte of a block (the block, boolean masks, float64 temporaries).
-_WORK_FACTOR = 4
-
 
 def _where(src) -> str:
     return repr(src)
@@ -122,11 +119,7 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
     n = int(source.n)
     if n < 1:
         raise InvalidParameterError(f"dissimilarity {_where(source)} is empty (n = {n}); need at least one point")
-    row_bytes = n * dtype.itemsize * _WORK_FACTOR
-    h = max(1, min(n, budget // row_bytes))
-    natural = max(1, int(source.block_rows))
-    if h >= natural:
-        h -= h % natural
+    h = validate_block_rows(n, dtype.itemsize, budget, source.block_rows)
     is_float = np.issubdtype(dtype, np.floating)
 
     for start in range(0, n, h):
