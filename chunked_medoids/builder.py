@@ -19,7 +19,7 @@ zarr (``store`` ends in ``.zarr``)
     Fill value NaN for float dtypes, ``-1`` for integer dtypes (distances are never
     negative, so a lost chunk reads as NaN / -1, never as a plausible 0, and
     :func:`~chunked_medoids.validate_source` rejects it).
-HDF5 (``store`` ends in ``.h5`` or ``.hdf5``)
+HDF5 (``store`` ends in ``.h5``, ``.hdf5`` or ``.he5``)
     Dataset ``dataset`` (default ``"dissimilarity"``), shape ``(n, n)``, chunked with
     chunks of ``(h5_chunk_rows, n)`` (about
     :data:`~chunked_medoids._budget.HDF5_CHUNK_BYTES` per chunk, so single
@@ -125,10 +125,6 @@ __all__ = ["build_dissimilarity", "store_info", "COMPRESSORS", "plan_stripes"]
 
 #: seconds between refreshes of ``completed_stripes`` during a zarr build.
 RECORD_INTERVAL = 5.0
-
-_ZARR_SUFFIXES = (".zarr",)
-_HDF5_SUFFIXES = (".h5", ".hdf5")
-
 
 # ---------------------------------------------------------------------------------------
 # compressors: one registry for both formats
@@ -247,18 +243,21 @@ def _resolve_compressor(compressor, fmt: str):
 # validation helpers
 # ---------------------------------------------------------------------------------------
 def _check_store_path(store) -> tuple[str, str]:
+    """``(absolute path, "zarr" | "hdf5")`` from the suffix table of :mod:`.sources.inputs`."""
+    from .sources.inputs import WRITABLE_KINDS, describe_suffixes, path_kind
+
     if not isinstance(store, (str, os.PathLike)):
         raise InvalidTypeError(
-            f"store must be a path ending in .zarr, .h5 or .hdf5, got {type(store).__name__} {store!r}"
+            f"store must be a path ending in {describe_suffixes(WRITABLE_KINDS)}, got "
+            f"{type(store).__name__} {store!r}"
         )
     path = os.path.abspath(os.fspath(store).rstrip("/\\") or os.fspath(store))
-    low = path.lower()
-    if low.endswith(_ZARR_SUFFIXES):
-        return path, "zarr"
-    if low.endswith(_HDF5_SUFFIXES):
-        return path, "hdf5"
+    kind = path_kind(path)
+    if kind in WRITABLE_KINDS:
+        return path, kind
     raise InvalidParameterError(
-        f"store must end in .zarr (zarr directory store), .h5 or .hdf5 (HDF5 file), got {os.fspath(store)!r}; "
+        f"store must end in {describe_suffixes('zarr')} (zarr directory store) or "
+        f"{describe_suffixes('hdf5')} (HDF5 file), got {os.fspath(store)!r}; "
         "add the suffix of the format you want"
     )
 
@@ -467,7 +466,7 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
         dask, zarr, h5py, ``.npy``/``.zarr``/``.h5`` path).  Must be finite: NaN/inf are
         rejected (position named) before anything is written.
     store : str or os.PathLike
-        Output path: ``*.zarr`` (zarr v3 directory store) or ``*.h5``/``*.hdf5`` (HDF5 file).
+        Output path: ``*.zarr`` (zarr v3 directory store) or ``*.h5``/``*.hdf5``/``*.he5`` (HDF5 file).
         See the module notes for the layout.
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.  A
@@ -975,7 +974,7 @@ def store_info(path, dataset=None) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
-        ``*.zarr`` directory or ``*.h5``/``*.hdf5`` file (built by
+        ``*.zarr`` directory or ``*.h5``/``*.hdf5``/``*.he5`` file (built by
         :func:`build_dissimilarity` or foreign).
     dataset : str, optional
         HDF5 dataset / zarr group member; default ``"dissimilarity"`` when present, else the

@@ -30,14 +30,11 @@ _RESERVED = ("init", "max_iter", "random_state", "weights", "memory_limit", "cli
 
 
 def _is_lazy(X) -> bool:
-    """Feature / dissimilarity containers that must not be converted with np.asarray."""
-    from .sources import DissimilaritySource
-    from .sources.dask_array import _is_dask_array
-    from .sources.hdf5 import _is_h5py_object
-    from .sources.zarr_store import _is_zarr_object
+    """Feature / dissimilarity containers that must not be converted with np.asarray
+    (paths, sources, dask / zarr / h5py arrays: :func:`~chunked_medoids.sources.resolve_input`)."""
+    from .sources.inputs import IN_MEMORY_KINDS, input_kind
 
-    return (isinstance(X, (str, os.PathLike, DissimilaritySource)) or _is_dask_array(X)
-            or _is_zarr_object(X) or _is_h5py_object(X))
+    return input_kind(X) not in IN_MEMORY_KINDS
 
 
 def _accepts(func, name: str) -> bool:

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 
 import numpy as np
@@ -54,7 +53,7 @@ from .._result import MedoidsResult
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..checkpoint import open_checkpoint
 from ..engine import make_engine
-from ..sources import DissimilaritySource, open_dissimilarity
+from ..sources import DissimilaritySource, open_dissimilarity, resolve_input
 from ._common import kernel_weights, seed_param, weights_hash
 from ._registry import register_method
 
@@ -186,14 +185,6 @@ def _run_inner(variant, S, k, seed, weights, memory_limit):
 # ---------------------------------------------------------------------------------------
 # input resolution and defaults
 # ---------------------------------------------------------------------------------------
-def _is_store(obj) -> bool:
-    if isinstance(obj, (str, os.PathLike)):
-        low = os.fspath(obj).rstrip("/\\").lower()
-        return low.endswith((".zarr", ".h5", ".hdf5", ".he5"))
-    mod = type(obj).__module__ or ""
-    return mod.startswith(("zarr", "h5py"))
-
-
 def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
     """``("matrix", source, None)`` or ``("features", _FeatureInput, metric)``."""
     if precomputed is not None and not isinstance(precomputed, (bool, np.bool_)):
@@ -204,16 +195,8 @@ def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
     matrix = None
     if precomputed or is_pre_metric:
         matrix = open_dissimilarity(X)
-    elif precomputed is None:
-        if isinstance(X, DissimilaritySource):
-            matrix = X
-        elif _is_store(X):
-            try:
-                cand = open_dissimilarity(X)
-            except (InvalidParameterError, InvalidTypeError, LookupError, ValueError, KeyError):
-                cand = None  # not a square matrix store: features
-            if cand is not None and getattr(cand, "meta", None) is not None:
-                matrix = cand
+    elif precomputed is None and resolve_input(X).role == "matrix":  # a source or a built store
+        matrix = X if isinstance(X, DissimilaritySource) else open_dissimilarity(X)
     if matrix is not None:
         default_metric = metric is None or is_pre_metric or (isinstance(metric, str) and metric == "euclidean")
         if not default_metric or metric_params:

@@ -50,7 +50,7 @@ class FeatureArray:
     Parameters
     ----------
     X : ndarray, np.memmap, dask array, zarr.Array, h5py.Dataset, path or array-like
-        Paths: ``.npy`` (memory-mapped), ``.zarr`` (directory store), ``.h5``/``.hdf5``
+        Paths: ``.npy`` (memory-mapped), ``.zarr`` (directory store), ``.h5``/``.hdf5``/``.he5``
         (``dataset=`` names the dataset; optional when the file holds only one).
     dataset : str, optional
         Dataset/array name inside an HDF5 file or zarr group.
@@ -63,7 +63,7 @@ class FeatureArray:
 
     def __init__(self, X, dataset: str | None = None):
         from . import hdf5, zarr_store
-        from .dask_array import _is_dask_array
+        from .inputs import describe_suffixes, input_kind
 
         self.dataset = dataset
         self._mode = None
@@ -72,17 +72,17 @@ class FeatureArray:
         self._npy = None  # path of a memory-mapped .npy
         if dataset is not None and not isinstance(dataset, str):
             raise InvalidTypeError(f"dataset must be a string, got {type(dataset).__name__} {dataset!r}")
-        if isinstance(X, DissimilaritySource):
+        kind = input_kind(X)
+        if kind == "source":
             raise InvalidTypeError(
                 "from_features needs a feature array X of shape (n, d), got a dissimilarity source; "
                 "pass the dissimilarity to the clustering function directly"
             )
         if isinstance(X, (str, os.PathLike)):
             path = os.fspath(X)
-            low = path.rstrip("/\\").lower()
             if not os.path.exists(path):
                 raise MissingFileError(f"feature file {path!r} does not exist")
-            if low.endswith(".npy"):
+            if kind == "npy":
                 self._no_dataset(dataset, path)
                 try:
                     arr = np.load(path, mmap_mode="r")
@@ -90,16 +90,18 @@ class FeatureArray:
                     raise InvalidParameterError(f"cannot read {path!r} as a .npy array: {exc}") from exc
                 self._mode, self._npy = "npy", os.path.abspath(path)
                 self._arr = arr
-            elif low.endswith(".zarr"):
+            elif kind == "zarr":
                 self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(path, dataset, default=None)
-            elif low.endswith((".h5", ".hdf5", ".he5")):
+            elif kind == "hdf5":
                 fname, name = hdf5.resolve_h5(path, dataset, default=None)
                 self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
             else:
+                text = (" (text files: load them with numpy, e.g. np.loadtxt, or use the CLI)"
+                        if kind == "text" else "")
                 raise InvalidParameterError(
-                    f"feature path {path!r} must end in .npy, .zarr, .h5 or .hdf5"
+                    f"feature path {path!r} must end in {describe_suffixes(('npy', 'zarr', 'hdf5'))}{text}"
                 )
-        elif isinstance(X, np.ndarray):
+        elif kind == "numpy":
             self._no_dataset(dataset, "a numpy array")
             if _is_whole_memmap(X):
                 self._mode = "memmap"
@@ -108,12 +110,12 @@ class FeatureArray:
             else:
                 self._mode = "numpy"
             self._arr = X
-        elif _is_dask_array(X):
+        elif kind == "dask":
             self._no_dataset(dataset, "a dask array")
             self._mode, self._arr = "dask", X
-        elif zarr_store._is_zarr_object(X):
+        elif kind == "zarr":
             self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(X, dataset, default=None)
-        elif hdf5._is_h5py_object(X):
+        elif kind == "hdf5":
             fname, name = hdf5.resolve_h5(X, dataset, default=None)
             self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
         else:
@@ -159,10 +161,6 @@ class FeatureArray:
             raise InvalidParameterError(
                 f"dataset={dataset!r} only applies to HDF5 files and zarr groups, not to {what}; drop it"
             )
-
-    @property
-    def in_memory(self) -> bool:
-        return self._mode == "numpy"
 
     def _get(self):
         if self._ref is not None:
@@ -431,7 +429,7 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
     X : array of shape (n, d), or path
         Feature rows: a numpy array (used directly, no copy), ``np.memmap``, dask array,
         ``zarr.Array``, ``h5py.Dataset``, or a path to a ``.npy`` file, ``.zarr`` store or
-        ``.h5``/``.hdf5`` file.  Values must be finite (checked once, streaming).
+        ``.h5``/``.hdf5``/``.he5`` file.  Values must be finite (checked once, streaming).
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
     dtype : {"float32", "float64", "int32", "int64"}, default "float32"

@@ -68,7 +68,7 @@ def _open_file(filename: str):
     if os.path.isdir(filename) or not h5py.is_hdf5(filename):
         size = "" if os.path.isdir(filename) else f" ({os.path.getsize(filename)} bytes, no HDF5 signature)"
         raise InvalidParameterError(
-            f"{filename!r} is not an HDF5 file{size}; pass a .h5/.hdf5 file written by h5py (or a "
+            f"{filename!r} is not an HDF5 file{size}; pass a .h5/.hdf5/.he5 file written by h5py (or a "
             ".zarr / .npy store with the matching path suffix)"
         )
     try:
@@ -347,8 +347,9 @@ def _matches(obj) -> bool:
     if _is_h5py_object(obj):
         return True
     if isinstance(obj, (str, os.PathLike)):
-        s = os.fspath(obj).rstrip("/\\").lower()
-        return s.endswith((".h5", ".hdf5", ".he5"))
+        from .inputs import path_kind
+
+        return path_kind(obj) == "hdf5"
     return False
 
 
