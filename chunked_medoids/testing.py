@@ -17,8 +17,8 @@ Two ways to run it with pytest:
 * or call the ``check_*`` functions from your own tests (``tests/test_sources_conformance.py``
   of this project does, for every built-in kind).
 
-Example
--------
+Examples
+--------
 .. code-block:: python
 
     from chunked_medoids.sources import open_dissimilarity, register_source_kind
