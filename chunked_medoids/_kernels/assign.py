@@ -223,24 +223,3 @@ def loss_sum(dn, w, weighted):
         for o in range(n):
             acc += np.float64(dn[o])
     return acc
-
-
-@njit(nogil=True, cache=True)
-def nearest_block(block, medoids, labels, dist):
-    """Nearest medoid of each row of ``block`` given the full rows (lowest slot on ties).
-
-    ``block`` is (m, n) (rows of D); ``labels`` (m,) int32 and ``dist`` (m,) source dtype are
-    outputs.  A row that is itself a medoid is not special-cased here (callers do that).
-    """
-    m = block.shape[0]
-    k = medoids.shape[0]
-    for i in range(m):
-        best = block[i, medoids[0]]
-        ib = 0
-        for s in range(1, k):
-            d = block[i, medoids[s]]
-            if d < best:
-                best = d
-                ib = s
-        labels[i] = ib
-        dist[i] = best
