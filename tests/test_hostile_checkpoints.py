@@ -353,13 +353,15 @@ def test_weight_total_overflow_refused():
         cm.fasterpam(D, 3, weights=w)
 
 
-@pytest.mark.parametrize("method", ["fasterpam", "fastpam2", "alternating", "fastermsc", "clarans"])
+@pytest.mark.parametrize("method", ["fasterpam", "fastpam2", "alternating", "fastermsc", "dynmsc", "clarans",
+                                    "clara"])
 def test_weighted_loss_overflow_refused(method):
     """One weight of 1e308: the weight total is finite, the weighted loss is not."""
     w = np.ones(N)
     w[7] = 1e308
+    kw = {"precomputed": True} if method == "clara" else {}
     with pytest.raises(cm.InvalidParameterError, match=r"weight.*overflow"):
-        getattr(cm, method)(D, 3, weights=w, random_state=0)
+        getattr(cm, method)(D, 3, weights=w, random_state=0, **kw)
 
 
 def test_large_but_safe_weights_still_work():
