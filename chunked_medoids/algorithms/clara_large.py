@@ -50,6 +50,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import _state
 from .._errors import InvalidParameterError
 from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
 from .._kernels.clara_large import add_cell_sums, group_by_label
@@ -256,6 +257,22 @@ class LargeClaraState(RunState):
 
 
 STATE_KINDS.setdefault(LargeClaraState.kind, LargeClaraState)
+
+
+def _validate_largeclara(st, ctx):
+    """Field checks of a loaded :class:`LargeClaraState` (see ``_state.validate_state``)."""
+    from .._state import StateFieldError
+
+    n = ctx.n
+    for name in ("draws", "extra_pool", "medoid_sets", "medoids"):
+        a = np.asarray(getattr(st, name))
+        if a.size and n is not None and (a.min() < 0 or a.max() >= n):
+            raise StateFieldError(name, f"holds point indices outside 0..{n - 1}")
+    if st.stage not in (0, 1, 2):
+        raise StateFieldError("stage", f"must be 0, 1 or 2, got {st.stage!r}")
+
+
+_state._VALIDATORS.setdefault(LargeClaraState, _validate_largeclara)
 
 
 def _snapshot(state):
