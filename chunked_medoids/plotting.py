@@ -108,10 +108,21 @@ def plot_convergence(result, ax=None):
             rel = np.where(prev > 0, (prev - history[1:]) / prev, 0.0)
         twin = ax.twinx()
         shown = np.where(rel > 0, rel, np.nan)
-        twin.bar(x[1:], shown, width=0.4, color="tab:orange", alpha=0.6, label="relative improvement")
+        twin.bar(x[1:], shown, width=0.4, color="tab:orange", alpha=0.5, label="relative improvement")
         if np.any(rel > 0):
             twin.set_yscale("log")
+            pos = rel[rel > 0]
+            twin.set_ylim(float(pos.min()) / 10, min(1.0, float(pos.max()) * 3))
+        for xi, r in zip(x[1:], rel):
+            if r > 0:
+                twin.annotate(f"{100 * r:.2g}%", (xi, r), xytext=(0, 3), textcoords="offset points",
+                              ha="center", fontsize=8, color="tab:orange")
+            else:
+                twin.text(xi, 0.02, "no gain", transform=twin.get_xaxis_transform(), ha="center",
+                          fontsize=8, color="tab:orange")
         twin.set_ylabel("relative improvement of the pass", color="tab:orange")
+        ax.set_zorder(twin.get_zorder() + 1)
+        ax.patch.set_visible(False)
     ax.grid(True, alpha=0.3)
     return ax
 
@@ -162,7 +173,7 @@ def medoid_silhouette_samples(D_or_M, medoids):
 
 
 #: above this many clusters the silhouette plot labels only some of them (evenly spread).
-MAX_LABELLED_CLUSTERS = 30
+MAX_LABELLED_CLUSTERS = 20
 
 _SILHOUETTE_KINDS = {
     "medoid": "medoid silhouette 1 - d(nearest medoid) / d(second nearest medoid)",
@@ -250,7 +261,7 @@ def plot_silhouette(D_or_M, result, ax=None, *, kind="medoid", samples=None, **s
     ax.set_xlim(min(-0.1, float(s.min()) - 0.05), 1.0)
     ax.set_ylim(-y0, gap)
     ax.set_yticks(ticks)
-    ax.set_yticklabels(names, fontsize=8 if len(names) <= 15 else 6)
+    ax.set_yticklabels(names, fontsize=8 if len(names) <= 12 else 7)
     ax.set_xlabel(_SILHOUETTE_KINDS[kind])
     shown = "" if label_every == 1 else f", every {label_every}th named"
     ax.set_ylabel(f"clusters by mean value, best on top{shown}")
