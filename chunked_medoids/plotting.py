@@ -181,7 +181,7 @@ _SILHOUETTE_KINDS = {
 }
 
 
-def plot_silhouette(D_or_M, result, ax=None, *, kind="medoid", samples=None, **silhouette_options):
+def plot_silhouette(D_or_M, result, ax=None, *, kind="medoid", samples=None, silhouette_options=None):
     """Silhouette plot: per cluster, its points' silhouette values sorted decreasingly.
 
     Parameters
@@ -198,9 +198,9 @@ def plot_silhouette(D_or_M, result, ax=None, *, kind="medoid", samples=None, **s
         title say which one is drawn.
     samples : (n,) array, optional
         Precomputed per-point values of that kind (skips the computation).
-    **silhouette_options
-        Passed to :func:`~chunked_medoids.silhouette` for ``kind="classic"`` (e.g.
-        ``memory_limit``, ``client``).
+    silhouette_options : dict, optional
+        Keyword arguments of :func:`~chunked_medoids.silhouette` for ``kind="classic"``
+        (e.g. ``memory_limit``, ``client``).
 
     Returns
     -------
@@ -228,7 +228,7 @@ def plot_silhouette(D_or_M, result, ax=None, *, kind="medoid", samples=None, **s
         if samples is None:
             from .algorithms.silhouette import silhouette
 
-            samples = silhouette(D_or_M, labels, samples=True, **silhouette_options)
+            samples = silhouette(D_or_M, labels, samples=True, **(silhouette_options or {}))
         s = np.asarray(samples, dtype=np.float64)
     ax = _axes(ax)
     n = s.shape[0]

@@ -178,7 +178,8 @@ def write_plots(plots_dir, result, source, *, features=None, silhouette="medoid"
         one("silhouette.png", lambda ax: plotting.plot_silhouette(source, result, ax=ax))
     if silhouette in ("classic", "both"):
         one("silhouette_classic.png",
-            lambda ax: plotting.plot_silhouette(source, result, ax=ax, kind="classic", **(engine_opts or {})))
+            lambda ax: plotting.plot_silhouette(source, result, ax=ax, kind="classic",
+                                               silhouette_options=engine_opts))
     one("cluster_sizes.png", lambda ax: plotting.plot_cluster_sizes(result, ax=ax))
     if features is not None:
         one("projection.png", lambda ax: plotting.plot_projection(features, result, ax=ax), figsize=(6, 5.5))

@@ -87,8 +87,10 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
             write_outputs(args.output, result, doc)
             print(f"outputs:  {os.path.abspath(args.output)}")
         if getattr(args, "plots", None):
+            opts = {key: value for key, value in (("memory_limit", args.memory_limit), ("client", client))
+                    if value is not None}
             for path in write_plots(args.plots, result, source, features=plot_features(desc),
-                                    silhouette=getattr(args, "plot_silhouette", "medoid")):
+                                    silhouette=getattr(args, "plot_silhouette", "medoid"), engine_opts=opts):
                 print(f"plot:     {path}")
     return EXIT_OK
 
