@@ -445,3 +445,16 @@ def test_fit_plots_on_features_include_the_projection_and_both_silhouettes(data,
                "--plot-silhouette", "both"))
     assert sorted(os.listdir(plots)) == ["cluster_sizes.png", "convergence.png", "projection.png",
                                          "silhouette.png", "silhouette_classic.png"]
+
+
+def test_matrix_errors_name_the_cli_fix(data, tmp_path):
+    d, X = data
+    (tmp_path / "plain").mkdir()
+    proc = run_cli("fit", tmp_path / "plain", "--precomputed", "-k", 3)
+    assert_usage_error(proc, "cannot open", "plain", ".npy file", "--metric NAME")
+    assert "kind=" not in proc.stderr and "in-memory numpy array" not in proc.stderr
+    proc = run_cli("fit", d / "X.npy", "--precomputed", "-k", 3)
+    assert_usage_error(proc, "square", "--metric NAME instead of --precomputed")
+    assert "from_features" not in proc.stderr
+    proc = run_cli("fit", d / "X.npy", "--metric", "minkowski", "--metric-param", "p=0.5", "-k", 3)
+    assert_usage_error(proc, "--metric-param", "0.5")

@@ -32,7 +32,19 @@ PHRASES = [
     (r"rerun with a larger memory_limit", "rerun with a larger --memory-limit"),
     (r"Delete it or pass another checkpoint path", "Delete it or pass another --checkpoint FILE"),
     (r"pass precomputed=False", "pass --metric NAME"),
+    (r"; supported: numpy \(.*$",
+     ": INPUT must be a .npy file, a .zarr store or an .h5/.hdf5 file (--dataset NAME picks the array "
+     "inside a store), or features with --metric NAME"),
+    (r"; pass features through from_features\(X, metric=\.\.\.\) instead",
+     "; if INPUT holds features (one row per point), pass --metric NAME instead of --precomputed"),
+    (r"use metric='chebyshev'", "use --metric chebyshev"),
+    (r"use dtype='float64'", "use --dtype float64"),
+    (r"\(and use metric='gower' with categorical=\.\.\.\)", "(or use --metric gower: text columns of a CSV "
+     "file are read as categories)"),
 ]
+
+#: "<metric> parameter <name> ..." is about a --metric-param value.
+_METRIC_PARAM = re.compile(r"^(?:metric )?'?[a-z_]+'? parameter [A-Za-z_]+\b")
 
 #: Python parameter names that may open a message ("k must be ...", "memory_limit ...").
 _LEAD = re.compile(r"^(?:(?:gower|metric) parameter )?([A-Za-z_][A-Za-z0-9_]*)\b")
@@ -54,6 +66,8 @@ def cli_wording(message: str, flags: dict) -> str:
     message = re.sub(r"^\[Errno \d+\] ", "", message)
     for pattern, repl in PHRASES:
         message = re.sub(pattern, repl, message)
+    if _METRIC_PARAM.match(message) and "metric_param" in flags:
+        return f"{flags['metric_param']}: {message}"
     m = _LEAD.match(message)
     if m:
         name = m.group(1)
