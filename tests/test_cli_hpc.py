@@ -458,3 +458,20 @@ def test_matrix_errors_name_the_cli_fix(data, tmp_path):
     assert "from_features" not in proc.stderr
     proc = run_cli("fit", d / "X.npy", "--metric", "minkowski", "--metric-param", "p=0.5", "-k", 3)
     assert_usage_error(proc, "--metric-param", "0.5")
+
+
+def test_no_validate_skips_the_matrix_check(data, tmp_path):
+    """--no-validate: a matrix the user vouches for is not checked (neither by the CLI nor by
+    the method, which gets validate=False when it takes that keyword)."""
+    d, X = data
+    D = cm.from_features(X, "euclidean").read_rows(0, X.shape[0]).astype(np.float64)
+    D[3, 7] += 1e-3  # slightly asymmetric: refused by the check
+    np.save(tmp_path / "D.npy", D)
+    assert_usage_error(run_cli("fit", tmp_path / "D.npy", "--precomputed", "-k", 3), "symmetri")
+    out = tmp_path / "out"
+    ok(run_cli("fit", tmp_path / "D.npy", "--precomputed", "-k", 3, "--init", "build", "--no-validate", "-o", out))
+    import inspect
+
+    trust = {"validate": False} if "validate" in inspect.signature(cm.fasterpam).parameters else {}
+    ref = cm.fasterpam(D, 3, init="build", **trust)
+    assert np.array_equal(np.load(out / "medoids.npy"), ref.medoids)

@@ -36,6 +36,13 @@ def check_outputs(args) -> None:
                       resuming=ckpt is not None and os.path.isfile(ckpt))
 
 
+def skip_api_validation(desc) -> dict:
+    """``{"validate": False}`` for a precomputed INPUT: the CLI already decided (validated it
+    in :func:`._inputs.open_input`, or ``--no-validate`` / a store written by ``build``), so
+    the method must not check it again.  Passed only to functions that take ``validate``."""
+    return {"validate": False} if desc.get("kind") == "precomputed" else {}
+
+
 def plot_features(desc):
     """The feature array for the projection plot (None for a precomputed matrix or a large
     feature file that is not in memory)."""
@@ -66,7 +73,7 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
         source, desc = open_input(args, memory_limit=args.memory_limit)
         t0 = time.perf_counter()
         first, fixed = (source, {}) if source_factory is None else source_factory(source, desc, func)
-        optional = {"progress": progress(args), **fixed}
+        optional = {"progress": progress(args), **fixed, **skip_api_validation(desc)}
         given = dict(given)
         if drawn:
             optional["random_state"] = seed

@@ -7,6 +7,7 @@ import os
 from ._common import CLUSTER_FLAGS, EXIT_OK, UsageError, announce_compilation, call, cluster, progress
 from ._inputs import open_input, require_exists, suffix
 from ._outputs import atomic_npy
+from .fit import skip_api_validation
 
 
 def load_index_file(path, what):
@@ -47,9 +48,9 @@ def run(args) -> int:
                                  "the k medoid rows, in this process)")
     announce_compilation(args)
     with cluster(args) as client:
-        source, _ = open_input(args, memory_limit=args.memory_limit)
+        source, desc = open_input(args, memory_limit=args.memory_limit)
         want = args.samples_out is not None
-        optional = {"progress": progress(args)}
+        optional = {"progress": progress(args), **skip_api_validation(desc)}
         given = {"memory_limit": (args.memory_limit, "--memory-limit"), "client": (client, CLUSTER_FLAGS)}
         if args.labels is not None:
             labels = load_index_file(args.labels, "--labels")
