@@ -208,6 +208,7 @@ def test_python_api_keeps_its_wording(data, tmp_path):
 # ---------------------------------------------------------------------------------------
 # notices and warnings
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # compiles the kernels a build needs from scratch
 def test_cold_numba_cache_prints_one_notice(data, tmp_path):
     d, X = data
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
@@ -293,6 +294,7 @@ def test_read_csv_categories_in_process(tmp_path):
 # ---------------------------------------------------------------------------------------
 # cluster client
 # ---------------------------------------------------------------------------------------
+@pytest.mark.distributed  # (hence slow) starts a scheduler and a worker process
 def test_scheduler_log_has_no_comm_closed_error(data, tmp_path):
     """The CLI's client leaves the scheduler cleanly: no CommClosedError in its log."""
     d, X = data
