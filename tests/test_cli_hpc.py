@@ -477,3 +477,13 @@ def test_no_validate_skips_the_matrix_check(data, tmp_path):
     trust = {"validate": False} if "validate" in inspect.signature(cm.fasterpam).parameters else {}
     ref = cm.fasterpam(D, 3, init="build", **trust)
     assert np.array_equal(np.load(out / "medoids.npy"), ref.medoids)
+
+
+def test_projection_plot_for_features_in_a_zarr_store(data, tmp_path):
+    import zarr
+
+    d, X = data
+    zarr.save_array(str(tmp_path / "F.zarr"), X)
+    plots = tmp_path / "plots"
+    ok(run_cli("fit", tmp_path / "F.zarr", "--metric", "euclidean", "-k", 3, "--seed", 0, "--plots", plots))
+    assert "projection.png" in os.listdir(plots)

@@ -113,7 +113,7 @@ def run(args) -> int:
             plotting.plot_scores(scores, best_k=int(res.k), ax=ax)
             fig.tight_layout()
             paths = [save_figure(fig, os.path.join(args.plots, "scores.png"))]
-            paths += write_plots(args.plots, res, source, features=plot_features(desc))
+            paths += write_plots(args.plots, res, source, features=plot_features(desc, source))
             for path in paths:
                 print(f"plot:     {path}")
     return EXIT_OK

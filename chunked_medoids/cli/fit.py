@@ -43,18 +43,28 @@ def skip_api_validation(desc) -> dict:
     return {"validate": False} if desc.get("kind") == "precomputed" else {}
 
 
-def plot_features(desc):
-    """The feature array for the projection plot (None for a precomputed matrix or a large
-    feature file that is not in memory)."""
+#: feature data up to this size is read whole for the projection plot (larger: subsampled
+#: when memory-mapped, else no projection).
+PROJECTION_READ_BYTES = 256 << 20
+
+
+def plot_features(desc, source=None):
+    """The feature array for the projection plot, or None (a precomputed matrix, or features
+    in a store too large to read whole)."""
     if desc.get("kind") != "features":
         return None
     X, dataset = desc["_features"]
     if dataset is None and isinstance(X, (str, os.PathLike)) and str(X).lower().endswith(".npy"):
         import numpy as np
 
-        return np.load(X, mmap_mode="r")
+        return np.load(X, mmap_mode="r")  # plot_projection reads only its subsample
     if dataset is None and not isinstance(X, (str, os.PathLike)):
         return X
+    fa = getattr(source, "features", None)
+    d = getattr(fa, "d", None) or 1
+    if fa is not None and hasattr(fa, "read") and source.n * d * 8 <= PROJECTION_READ_BYTES:
+        return fa.read(0, source.n)
+    logger.info("no projection plot: the features are too large to read whole")
     return None
 
 
@@ -96,7 +106,7 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
         if getattr(args, "plots", None):
             opts = {key: value for key, value in (("memory_limit", args.memory_limit), ("client", client))
                     if value is not None}
-            for path in write_plots(args.plots, result, source, features=plot_features(desc),
+            for path in write_plots(args.plots, result, source, features=plot_features(desc, source),
                                     silhouette=getattr(args, "plot_silhouette", "medoid"), engine_opts=opts):
                 print(f"plot:     {path}")
     return EXIT_OK
