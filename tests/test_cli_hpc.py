@@ -487,3 +487,27 @@ def test_projection_plot_for_features_in_a_zarr_store(data, tmp_path):
     plots = tmp_path / "plots"
     ok(run_cli("fit", tmp_path / "F.zarr", "--metric", "euclidean", "-k", 3, "--seed", 0, "--plots", plots))
     assert "projection.png" in os.listdir(plots)
+
+
+# ---------------------------------------------------------------------------------------
+# progress: one bar per phase in its own unit, and -v log lines for every phase
+# ---------------------------------------------------------------------------------------
+def test_build_init_shows_one_bar_counting_medoids(data):
+    d, X = data
+    proc = ok(run_cli("fit", d / "D.zarr", "-k", 3, "--init", "build", "--method", "fasterpam", "--progress",
+                      "-v", "--memory-limit", "256KiB"))
+    err = proc.stderr
+    assert "BUILD: 3/3 medoid" in err  # the bar, at its end, in medoids
+    assert "BUILD 2" not in err and "BUILD 3" not in err  # no restarting per-pass bars
+    assert "BUILD: 1/3 medoids" in err.replace("\r", "\n")  # -v log line per medoid
+    assert "pass 1" in err  # the swap passes keep their block bars / log lines
+
+
+def test_lab_and_clara_phases_are_counted(data):
+    d, X = data
+    proc = ok(run_cli("fit", d / "D.zarr", "-k", 3, "--init", "lab", "--seed", 0, "--progress", "-v"))
+    assert "LAB: 3/3 medoid" in proc.stderr
+    proc = ok(run_cli("clara", d / "X.npy", "--metric", "euclidean", "-k", 3, "--n-samples", 3,
+                      "--sample-size", 40, "--seed", 0, "--progress", "-v"))
+    assert "samples scored: 3/3 sample" in proc.stderr
+    assert "samples scored: 3 samples to go (of 3)" in proc.stderr  # the -v line at the start
