@@ -12,19 +12,12 @@ import logging
 
 import numpy as np
 
+from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
 
 logger = logging.getLogger(__name__)
-
-#: working bytes per stored byte of a block (the block, boolean masks, float64 temporaries).
-_WORK_FACTOR = 4
-
-
-def _where(src) -> str:
-    return repr(src)
-
 
 def _first(mask: np.ndarray) -> tuple[int, int]:
     r, c = np.argwhere(mask)[0]
@@ -49,7 +42,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray, atol, rtol, rows0: int, cols0: int
         r, c = _first(bad)
         i, j = rows0 + r, cols0 + c
         raise DissimilarityError(
-            f"dissimilarity {_where(src)} is not symmetric: D[{i}, {j}] = {a[r, c].item()!r} but "
+            f"dissimilarity {src!r} is not symmetric: D[{i}, {j}] = {a[r, c].item()!r} but "
             f"D[{j}, {i}] = {b[r, c].item()!r} (difference {diff[r, c].item()!r} exceeds atol="
             f"{tol_abs!r} + rtol={rtol!r} * |value|; {int(bad.sum())} such entries in this block); "
             "symmetrise the matrix, e.g. D = (D + D.T) / 2 (or store min/max of both halves), "
@@ -118,15 +111,11 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
         atol = float(atol)
     rng = check_random_state(random_state)
 
-    dtype = check_dtype(source.dtype, f"dissimilarity {_where(source)}")
+    dtype = check_dtype(source.dtype, f"dissimilarity {source!r}")
     n = int(source.n)
     if n < 1:
-        raise InvalidParameterError(f"dissimilarity {_where(source)} is empty (n = {n}); need at least one point")
-    row_bytes = n * dtype.itemsize * _WORK_FACTOR
-    h = max(1, min(n, budget // row_bytes))
-    natural = max(1, int(source.block_rows))
-    if h >= natural:
-        h -= h % natural
+        raise InvalidParameterError(f"dissimilarity {source!r} is empty (n = {n}); need at least one point")
+    h = validate_block_rows(n, dtype.itemsize, budget, source.block_rows)
     is_float = np.issubdtype(dtype, np.floating)
 
     for start in range(0, n, h):
@@ -134,7 +123,7 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
         block = source.read_rows(start, stop)
         if block.shape != (stop - start, n):
             raise InvalidParameterError(
-                f"dissimilarity {_where(source)} must be square (n, n) with n = {n}: rows "
+                f"dissimilarity {source!r} must be square (n, n) with n = {n}: rows "
                 f"{start}:{stop} came back with shape {block.shape}"
             )
         if is_float:
@@ -142,7 +131,7 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
             if not finite.all():
                 r, c = _first(~finite)
                 raise DissimilarityError(
-                    f"dissimilarity {_where(source)} contains {block[r, c].item()!r} at D[{start + r}, {c}] "
+                    f"dissimilarity {source!r} contains {block[r, c].item()!r} at D[{start + r}, {c}] "
                     f"({int((~finite).sum())} non-finite entries in rows {start}:{stop}); dissimilarities "
                     "must be finite: recompute the missing/overflowing entries or drop those points"
                 )
@@ -151,7 +140,7 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
         if neg.any():
             r, c = _first(neg)
             raise DissimilarityError(
-                f"dissimilarity {_where(source)} has a negative value {block[r, c].item()!r} at "
+                f"dissimilarity {source!r} has a negative value {block[r, c].item()!r} at "
                 f"D[{start + r}, {c}] ({int(neg.sum())} negative entries in rows {start}:{stop}); "
                 "dissimilarities must be >= 0: clip rounding noise with np.maximum(D, 0) or fix "
                 "the metric"
@@ -162,7 +151,7 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
         if nz.size:
             i = start + int(nz[0])
             raise DissimilarityError(
-                f"dissimilarity {_where(source)} has a non-zero diagonal: D[{i}, {i}] = "
+                f"dissimilarity {source!r} has a non-zero diagonal: D[{i}, {i}] = "
                 f"{diag[nz[0]].item()!r} ({nz.size} non-zero diagonal entries in rows {start}:{stop}); "
                 "the distance of a point to itself must be 0: set it with np.fill_diagonal(D, 0)"
             )
