@@ -1,6 +1,7 @@
 """chunked_medoids: exact k-medoids for dissimilarity matrices larger than memory."""
 
 from ._errors import (
+    CheckpointCorruptError,
     CheckpointFormatError,
     CheckpointMismatchError,
     ChunkedMedoidsError,
@@ -79,6 +80,7 @@ def __dir__():
 
 __all__ = [
     "ChunkedMedoidsError",
+    "CheckpointCorruptError",
     "CheckpointFormatError",
     "CheckpointMismatchError",
     "ClaraResult",

@@ -74,3 +74,9 @@ class MissingFileError(ChunkedMedoidsError, FileNotFoundError):
 
 class ReadOnlyLocationError(ChunkedMedoidsError, PermissionError):
     """An output store, checkpoint or directory cannot be written."""
+
+
+class CheckpointCorruptError(CheckpointMismatchError):
+    """A checkpoint file is damaged, not a checkpoint, or holds values no run can have
+    written (an array of the wrong shape, dtype or range; caches that disagree with the
+    data).  The message names the file and the field; delete the file to start over."""

@@ -48,8 +48,23 @@ def _register(cls):
     return cls
 
 
-def _i64(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.int64)
+class StateFieldError(ValueError):
+    """A field of a state read back from a file is malformed (internal: the checkpoint
+    loader turns it into :class:`~chunked_medoids.CheckpointCorruptError` naming the file)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"field {field!r}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _i64(a, name: str = "array") -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise StateFieldError(name, f"must hold integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise StateFieldError(name, "holds integers beyond the int64 range")
+    return arr.astype(np.int64)
 
 
 def _floats(xs) -> list[float]:
@@ -168,7 +183,7 @@ class SwapState(RunState):
     @classmethod
     def from_state(cls, state: dict) -> SwapState:
         caches = state.get("caches")
-        return cls(medoids=_i64(state["medoids"]), n_iter=int(state["n_iter"]), n_swap=int(state["n_swap"]),
+        return cls(medoids=_i64(state["medoids"], "medoids"), n_iter=int(state["n_iter"]), n_swap=int(state["n_swap"]),
                    loss_history=_floats(state["loss_history"]), done=bool(state["done"]),
                    caches=None if caches is None else dict(caches), pos=int(state["pos"]),
                    since=int(state["since"]), rng_state=state.get("rng_state"))
@@ -217,7 +232,7 @@ class MSCState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> MSCState:
-        return cls(medoids=_i64(state["medoids"]), run=MSCPass.from_state(state["run"]),
+        return cls(medoids=_i64(state["medoids"], "medoids"), run=MSCPass.from_state(state["run"]),
                    td0=float(state["td0"]), s0=float(state["s0"]))
 
 
@@ -258,7 +273,7 @@ class DynMSCState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> DynMSCState:
-        return cls(medoids=_i64(state["medoids"]), run=MSCPass.from_state(state["run"]),
+        return cls(medoids=_i64(state["medoids"], "medoids"), run=MSCPass.from_state(state["run"]),
                    rec=DynMSCRecords.from_state(state["rec"]))
 
 
@@ -290,10 +305,10 @@ class ClaransState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> ClaransState:
-        med = _i64(state["medoids"])
+        med = _i64(state["medoids"], "medoids")
         results = [(med[i].copy(), float(state["losses"][i]), int(state["n_eval"][i]),
                     int(state["n_swap"][i]), float(state["init_losses"][i])) for i in range(med.shape[0])]
-        return cls(seeds=_i64(state["seeds"]), init=_i64(state["init"]) if state["has_init"] else None,
+        return cls(seeds=_i64(state["seeds"], "seeds"), init=_i64(state["init"], "init") if state["has_init"] else None,
                    results=results)
 
 
@@ -357,13 +372,13 @@ class ClaraState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> ClaraState:
-        pidx = _i64(state["pending_index"])
-        pmed = _i64(state["pending_medoids"])
+        pidx = _i64(state["pending_index"], "pending_index")
+        pmed = _i64(state["pending_medoids"], "pending_medoids")
         pending = {int(i): (pmed[q].copy(), int(state["pending_n_iter"][q]), int(state["pending_n_swap"][q]),
                             float(state["pending_loss"][q])) for q, i in enumerate(pidx)}
-        return cls(draws=_i64(state["draws"]), seeds=_i64(state["seeds"]),
+        return cls(draws=_i64(state["draws"], "draws"), seeds=_i64(state["seeds"], "seeds"),
                    samples_done=int(state["samples_done"]),
-                   best_medoids=_i64(state["best_medoids"]) if state["has_best"] else None,
+                   best_medoids=_i64(state["best_medoids"], "best_medoids") if state["has_best"] else None,
                    best_loss=float(state["best_loss"]), best_sample=int(state["best_sample"]),
                    best_X=np.asarray(state["best_X"]) if state["has_best_X"] else None,
                    sample_losses=_floats(state["sample_losses"]), loss_history=_floats(state["loss_history"]),
@@ -390,7 +405,7 @@ class BuildState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> BuildState:
-        return cls(medoids=_i64(state["medoids"]), dn=np.array(state["dn"]) if state["has_dn"] else None)
+        return cls(medoids=_i64(state["medoids"], "medoids"), dn=np.array(state["dn"]) if state["has_dn"] else None)
 
 
 @_register
@@ -408,8 +423,323 @@ class LabState(RunState):
 
     @classmethod
     def from_state(cls, state: dict) -> LabState:
-        return cls(medoids=_i64(state["medoids"]), rng_state=state["rng_state"])
+        return cls(medoids=_i64(state["medoids"], "medoids"), rng_state=state["rng_state"])
 
 
 #: states written while an initialisation runs (before the driver's own state exists).
 INIT_STATES = (BuildState, LabState)
+
+
+# -- validation of a state read back from a file --------------------------------------------
+# A checkpoint is input like any other: its arrays reach numba kernels that index with them
+# unchecked, so every field is checked against the run (n, k, the parameters) before any
+# kernel sees it.  Costs O(size of the state) plus a few rows of D for the cache samples.
+
+#: points whose caches are compared with D (rows of D read through the source).
+CACHE_SAMPLES = 4
+
+
+@dataclass
+class StateContext:
+    """What a loaded state is checked against.
+
+    Attributes
+    ----------
+    n : int or None
+        Number of points of the run's input (None: unknown, range checks skipped).
+    params : dict
+        The run's checkpoint parameters (``k``, ``kmin``/``kmax``, ``n_samples``, ...).
+    source : optional
+        The run's source; when it has ``take_rows`` and ``dtype``, cache dtypes are checked
+        against it and a few cached distances compared with D.
+    """
+
+    n: int | None
+    params: dict
+    source: Any = None
+
+    @property
+    def k(self) -> int | None:
+        k = self.params.get("k", self.params.get("kmax"))
+        return int(k) if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else None
+
+    @property
+    def dtype(self):
+        dt = getattr(self.source, "dtype", None)
+        return np.dtype(dt) if dt is not None and hasattr(self.source, "take_rows") else None
+
+
+def _fail(name, problem):
+    raise StateFieldError(name, problem)
+
+
+def _count(value, name, lo=0, hi=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        _fail(name, f"must be an integer, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        _fail(name, f"must be in [{lo}, {hi if hi is not None else 'inf'}], got {value}")
+
+
+def _finite_list(values, name, allow_inf=False):
+    arr = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(arr) if allow_inf else np.isfinite(arr)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        _fail(name, f"must hold finite numbers, got {arr[i]!r} at position {i}")
+
+
+def _check_medoids(med, name, ctx, k=None, max_k=None):
+    med = np.asarray(med)
+    if med.ndim != 1:
+        _fail(name, f"must be 1-D, got shape {med.shape}")
+    if med.size and med.dtype.kind not in "iu":
+        _fail(name, f"must hold integer point indices, got dtype {med.dtype}")
+    if k is not None and med.shape[0] != k:
+        _fail(name, f"must hold exactly k = {k} medoids, got {med.shape[0]}")
+    if max_k is not None and med.shape[0] > max_k:
+        _fail(name, f"must hold at most k = {max_k} medoids, got {med.shape[0]}")
+    if med.size and ctx.n is not None and (int(med.min()) < 0 or int(med.max()) >= ctx.n):
+        bad = med[(med < 0) | (med >= ctx.n)]
+        _fail(name, f"holds point indices outside [0, {ctx.n}): {bad[:5].tolist()}")
+    if np.unique(med).shape[0] != med.shape[0]:
+        _fail(name, "holds duplicate medoids")
+
+
+def _check_array(arr, name, *, shape=None, dtype=None, kinds=None):
+    if not isinstance(arr, np.ndarray):
+        _fail(name, f"must be an array, got {type(arr).__name__}")
+    if shape is not None and arr.shape != tuple(shape):
+        _fail(name, f"must have shape {tuple(shape)}, got {arr.shape}")
+    if dtype is not None and arr.dtype != dtype:
+        _fail(name, f"must have dtype {np.dtype(dtype)} (that of the run), got {arr.dtype}")
+    if kinds is not None and arr.size and arr.dtype.kind not in kinds:
+        _fail(name, f"has unsupported dtype {arr.dtype}")
+
+
+def _check_slots(arr, name, k, allow_minus_one):
+    lo = -1 if allow_minus_one else 0
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) >= k):
+        bad = arr[(arr < lo) | (arr >= k)]
+        _fail(name, f"holds medoid slots outside [{lo}, {k}): {bad[:5].tolist()}")
+
+
+def _check_dist_cache(arr, name):
+    if arr.size and arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            _fail(name, "holds NaN distances")
+    if arr.size and arr.dtype.kind in "if" and (arr < 0).any():
+        _fail(name, "holds negative distances")
+
+
+def _sample_points(n):
+    return np.unique(np.linspace(0, n - 1, num=min(n, CACHE_SAMPLES)).astype(np.int64))
+
+
+def _check_rng_state(rs, name):
+    if rs is None:
+        return
+    if not isinstance(rs, dict) or rs.get("bit_generator") not in ("PCG64", "PCG64DXSM", "MT19937", "Philox",
+                                                                  "SFC64"):
+        _fail(name, "is not a numpy bit-generator state")
+    try:
+        getattr(np.random, rs["bit_generator"])().state = rs
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad states
+        _fail(name, f"is not a valid {rs['bit_generator']} state ({exc})")
+
+
+def _check_walk(walk: EagerProgress, name, ctx):
+    for f in ("n_iter", "n_swap"):
+        _count(getattr(walk, f), f"{name}{f}")
+    for f in ("pos", "since"):
+        _count(getattr(walk, f), f"{name}{f}", 0, ctx.n)
+
+
+def _validate_swap(st: SwapState, ctx: StateContext):
+    k, n = ctx.k, ctx.n
+    _check_medoids(st.medoids, "medoids", ctx, k=k)
+    k = st.medoids.shape[0]
+    _count(st.n_iter, "n_iter")
+    _count(st.n_swap, "n_swap")
+    _count(st.pos, "pos", 0, n)
+    _count(st.since, "since", 0, n)
+    _finite_list(st.loss_history, "loss_history")
+    _check_rng_state(st.rng_state, "rng_state")
+    if st.caches is None:
+        return
+    if not isinstance(st.caches, dict) or set(st.caches) != {"dn", "ds", "nn", "sn"}:
+        _fail("caches", "must hold exactly the arrays dn, ds, nn, sn")
+    c = st.caches
+    for key in ("dn", "ds"):
+        _check_array(c[key], f"caches/{key}", shape=None if n is None else (n,), dtype=ctx.dtype, kinds="iuf")
+        _check_dist_cache(c[key], f"caches/{key}")
+    for key in ("nn", "sn"):
+        _check_array(c[key], f"caches/{key}", shape=None if n is None else (n,), dtype=np.int32)
+    _check_slots(c["nn"], "caches/nn", k, allow_minus_one=False)
+    _check_slots(c["sn"], "caches/sn", k, allow_minus_one=(k == 1))
+    if k == 1 and (c["sn"] != -1).any():
+        _fail("caches/sn", "must be -1 everywhere when k = 1")
+    if k > 1 and (c["nn"] == c["sn"]).any():
+        _fail("caches/sn", "equals caches/nn for some points (nearest and second nearest must differ)")
+    if ctx.dtype is not None and n:
+        # M[o, s] = D[medoids[s], o]: read the (few) medoid rows the sampled points use
+        pts = _sample_points(n)
+        slots = np.unique(np.concatenate([c["nn"][pts], c["sn"][pts][c["sn"][pts] >= 0]]))
+        rows = np.asarray(ctx.source.take_rows(st.medoids[slots]))
+        at = {int(sl): q for q, sl in enumerate(slots)}
+        for o in pts:
+            d = rows[at[int(c["nn"][o])], o]
+            if d != c["dn"][o]:
+                _fail("caches/dn", f"disagrees with the data at point {int(o)} (cached {c['dn'][o]!r}, "
+                      f"D = {d!r})")
+            if k > 1 and rows[at[int(c["sn"][o])], o] != c["ds"][o]:
+                _fail("caches/ds", f"disagrees with the data at point {int(o)}")
+
+
+def _validate_msc(st: MSCState, ctx: StateContext):
+    _check_medoids(st.medoids, "medoids", ctx, k=ctx.k)
+    _check_walk(st.run.walk, "run/walk/", ctx)
+    _finite_list(st.run.td_hist, "run/td_hist")
+    _finite_list(st.run.score_hist, "run/score_hist")
+    _finite_list([st.td0, st.s0], "td0/s0")
+
+
+def _validate_dynmsc(st: DynMSCState, ctx: StateContext):
+    kmin, kmax = ctx.params.get("kmin"), ctx.params.get("kmax")
+    _check_medoids(st.medoids, "medoids", ctx, max_k=kmax)
+    kk = st.medoids.shape[0]
+    if isinstance(kmin, int) and kk < kmin:
+        _fail("medoids", f"holds {kk} medoids, fewer than kmin = {kmin}")
+    _check_walk(st.run.walk, "run/walk/", ctx)
+    _finite_list(st.run.td_hist, "run/td_hist")
+    _finite_list(st.run.score_hist, "run/score_hist")
+    rec = st.rec
+    _count(rec.total_iter, "rec/total_iter")
+    _count(rec.total_swap, "rec/total_swap")
+    if rec.td0 is not None:
+        _finite_list([rec.td0], "rec/td0")
+    try:
+        for kv, name in ((rec.scores, "rec/scores"), (rec.losses, "rec/losses")):
+            for kr, v in kv:
+                _count(kr, name, 1, kmax)
+                _finite_list([v], name)
+        for kr, m in rec.medoids:
+            _count(kr, "rec/medoids", 1, kmax)
+            _check_medoids(np.asarray(m, dtype=np.int64) if len(m) else np.zeros(0, np.int64), "rec/medoids",
+                           ctx, k=kr)
+        if rec.best is not None:
+            _count(rec.best["k"], "rec/best", 1, kmax)
+            _finite_list([rec.best["score"]], "rec/best")
+            _finite_list(rec.best["history"], "rec/best")
+            if rec.finished and int(rec.best["k"]) not in {int(kr) for kr, _ in rec.medoids}:
+                _fail("rec/best", f"names k = {rec.best['k']}, for which no medoids were recorded")
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, StateFieldError):
+            raise
+        _fail("rec", f"is malformed ({exc})")
+
+
+def _validate_clarans(st: ClaransState, ctx: StateContext):
+    numlocal = ctx.params.get("numlocal")
+    _check_array(st.seeds, "seeds", shape=(numlocal,) if isinstance(numlocal, int) else None)
+    if st.seeds.ndim != 1:
+        _fail("seeds", f"must be 1-D, got shape {st.seeds.shape}")
+    if st.init is not None:
+        _check_medoids(st.init, "init", ctx, k=ctx.k)
+    if len(st.results) > st.seeds.shape[0]:
+        _fail("medoids", f"holds {len(st.results)} finished searches, more than numlocal = {st.seeds.shape[0]}")
+    for i, (med, loss, n_eval, n_swap, init_loss) in enumerate(st.results):
+        _check_medoids(med, f"medoids[{i}]", ctx, k=ctx.k)
+        _finite_list([loss, init_loss], f"losses[{i}]")
+        _count(n_eval, f"n_eval[{i}]")
+        _count(n_swap, f"n_swap[{i}]")
+
+
+def _validate_clara(st: ClaraState, ctx: StateContext):
+    k, n = ctx.k, ctx.n
+    ns, s = ctx.params.get("n_samples"), ctx.params.get("sample_size")
+    ns = ns if isinstance(ns, int) else st.draws.shape[0]
+    _check_array(st.draws, "draws", shape=(ns, s) if isinstance(s, int) else None)
+    if st.draws.ndim != 2:
+        _fail("draws", f"must be 2-D, got shape {st.draws.shape}")
+    if st.draws.size and n is not None and (int(st.draws.min()) < 0 or int(st.draws.max()) >= n):
+        _fail("draws", f"holds point indices outside [0, {n})")
+    srt = np.sort(st.draws, axis=1)
+    if st.draws.shape[1] > 1 and (srt[:, 1:] == srt[:, :-1]).any():
+        _fail("draws", "holds a sample with a repeated point")
+    _check_array(st.seeds, "seeds", shape=(ns,))
+    _count(st.samples_done, "samples_done", 0, ns)
+    for name in ("sample_losses", "sample_swaps", "loss_history"):
+        if len(getattr(st, name)) > ns:
+            _fail(name, f"has {len(getattr(st, name))} entries, more than n_samples = {ns}")
+    if len(st.sample_swaps) != len(st.sample_losses):
+        _fail("sample_swaps", "must have one entry per entry of sample_losses")
+    _finite_list(st.sample_losses, "sample_losses")
+    _finite_list(st.loss_history, "loss_history")
+    for i, x in enumerate(st.sample_swaps):
+        _count(x, f"sample_swaps[{i}]")
+    if st.best_medoids is not None:
+        _check_medoids(st.best_medoids, "best_medoids", ctx, k=k)
+        _count(st.best_sample, "best_sample", 0, len(st.sample_losses) - 1)
+        _finite_list([st.best_loss], "best_loss")
+    elif st.best_sample != -1:
+        _fail("best_sample", f"must be -1 while there is no best sample, got {st.best_sample}")
+    if st.best_X is not None:
+        d = getattr(ctx.source, "d", None)
+        kk = 0 if st.best_medoids is None else st.best_medoids.shape[0]
+        _check_array(st.best_X, "best_X", shape=(kk, d) if isinstance(d, int) else None, kinds="f")
+        _finite_list(st.best_X.ravel(), "best_X")
+    for i, (med, n_iter, n_swap, loss) in st.pending.items():
+        _count(i, "pending_index", 0, ns - 1)
+        _check_medoids(med, "pending_medoids", ctx, k=k)
+        _count(n_iter, "pending_n_iter")
+        _count(n_swap, "pending_n_swap")
+        _finite_list([loss], "pending_loss")
+
+
+def _validate_build(st: BuildState, ctx: StateContext):
+    _check_medoids(st.medoids, "medoids", ctx, max_k=ctx.k)
+    if st.dn is None:
+        if st.medoids.shape[0]:
+            _fail("dn", "is missing although medoids were chosen")
+        return
+    n = ctx.n
+    _check_array(st.dn, "dn", shape=None if n is None else (n,), dtype=ctx.dtype, kinds="iuf")
+    _check_dist_cache(st.dn, "dn")
+    med = st.medoids
+    if med.shape[0] and (st.dn[med] != 0).any():
+        _fail("dn", "is not 0 at the chosen medoids")
+    if ctx.dtype is not None and n and med.shape[0]:
+        # dn[o] = min_j D[m_j, o]: read the rows of (up to) the last CACHE_SAMPLES medoids
+        pts = _sample_points(n)
+        some = med[-CACHE_SAMPLES:]
+        rows = np.asarray(ctx.source.take_rows(some))[:, pts]
+        low = rows.min(axis=0)
+        if (st.dn[pts] > low).any() or (some.shape[0] == med.shape[0] and (st.dn[pts] != low).any()):
+            o = int(pts[np.flatnonzero(st.dn[pts] != low)[0]])
+            _fail("dn", f"disagrees with the data at point {o}")
+
+
+def _validate_lab(st: LabState, ctx: StateContext):
+    _check_medoids(st.medoids, "medoids", ctx, max_k=ctx.k)
+    _check_rng_state(st.rng_state, "rng_state")
+
+
+_VALIDATORS = {SwapState: _validate_swap, MSCState: _validate_msc, DynMSCState: _validate_dynmsc,
+               ClaransState: _validate_clarans, ClaraState: _validate_clara, BuildState: _validate_build,
+               LabState: _validate_lab}
+
+
+def validate_state(state: RunState, ctx: StateContext) -> None:
+    """Check every field of a state read back from a file against the run.
+
+    Raises
+    ------
+    StateFieldError
+        Naming the first bad field (the checkpoint loader adds the file name).
+    """
+    try:
+        _VALIDATORS[type(state)](state, ctx)
+    except StateFieldError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise StateFieldError(state.kind, f"is malformed ({type(exc).__name__}: {exc})") from exc

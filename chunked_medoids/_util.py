@@ -103,11 +103,13 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     return value
 
 
-def check_k(k, n: int, name: str = "k") -> int:
-    """Validate the number of medoids: an integer with 1 <= k <= n."""
+def check_k(k, n: int | None, name: str = "k") -> int:
+    """Validate the number of medoids: an integer with 1 <= k <= n (n None: the type only)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise InvalidTypeError(f"{name} (number of medoids) must be an integer, got {type(k).__name__} {k!r}")
     k = int(k)
+    if n is None:
+        return k
     if k < 1 or k > n:
         raise InvalidParameterError(
             f"{name} (number of medoids) must satisfy 1 <= {name} <= n = {n}, got {k}"
@@ -149,13 +151,25 @@ def check_medoids(medoids, n: int, k: int | None = None, name: str = "init") -> 
     return arr
 
 
-def check_weights(weights, n: int, name: str = "weights") -> np.ndarray | None:
-    """Validate per-point weights: None, or a finite, non-negative float64 array of length n."""
+def check_weights(weights, n: int, name: str = "weights", dmax: float | None = None) -> np.ndarray | None:
+    """Validate per-point weights: None, or a finite, non-negative float64 array of length n.
+
+    Real numbers only: complex weights (even with zero imaginary parts), objects, strings,
+    dates and durations are refused, never silently converted.  The total of the weights
+    must be finite in float64, and with ``dmax`` (the largest dissimilarity known so far)
+    so must the bound ``sum(w) * dmax`` of every weighted loss (see
+    :func:`check_weight_bound`).
+    """
     if weights is None:
         return None
     w = np.asarray(weights)
-    if w.dtype == object or not (np.issubdtype(w.dtype, np.number) or w.dtype == bool):
-        raise InvalidTypeError(f"{name} must be a numeric array, got dtype {w.dtype}")
+    if np.iscomplexobj(w):
+        raise InvalidTypeError(
+            f"{name} must be real numbers, got complex dtype {w.dtype}; pass the real part "
+            f"({name}.real) if the imaginary parts are meant to be 0"
+        )
+    if w.dtype == object or w.dtype.kind in "mM" or not (np.issubdtype(w.dtype, np.number) or w.dtype == bool):
+        raise InvalidTypeError(f"{name} must be a numeric array of real numbers, got dtype {w.dtype}")
     w = w.astype(np.float64)
     if w.ndim != 1 or w.shape[0] != n:
         raise InvalidParameterError(f"{name} must have shape (n,) = ({n},), got shape {w.shape}")
@@ -176,7 +190,43 @@ def check_weights(weights, n: int, name: str = "weights") -> np.ndarray | None:
         raise InvalidParameterError(
             f"{name} must have at least one positive entry, got all {n} weights equal to 0"
         )
+    with np.errstate(over="ignore"):
+        total = float(np.sum(w))
+    if not np.isfinite(total):
+        raise InvalidParameterError(
+            f"{name} sum to more than float64 can hold (overflow; largest weight {w.max()!r}); "
+            f"rescale them, e.g. {name} / {name}.max() (the medoids do not change)"
+        )
+    if dmax is not None:
+        check_weight_bound(w, dmax, name)
     return w
+
+
+def check_weight_bound(weights, dmax, name: str = "weights") -> None:
+    """Refuse weights whose weighted loss could overflow float64.
+
+    Every weighted sum the drivers form (losses, removal losses, swap gains) is at most
+    ``sum(w) * dmax`` in magnitude, ``dmax`` the largest dissimilarity involved.  Drivers
+    call this with the largest entry of the data they have read (the medoid table: it
+    holds every distance to a current medoid, hence every loss term), before the first
+    swap; an overflow there would turn the loss into inf and stop the optimisation.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``sum(w) * dmax`` is not finite.
+    """
+    if weights is None:
+        return
+    dmax = float(np.max(dmax)) if np.size(dmax) else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = float(np.sum(np.asarray(weights, dtype=np.float64))) * max(dmax, 0.0)
+    if not np.isfinite(bound):
+        raise InvalidParameterError(
+            f"{name} are too large: the weighted loss can reach sum({name}) * max dissimilarity "
+            f"= {float(np.sum(weights))!r} * {dmax!r}, which overflows float64; rescale them, "
+            f"e.g. {name} / {name}.max() (the medoids do not change)"
+        )
 
 
 def check_choice(value, name: str, choices) -> str:

@@ -44,6 +44,7 @@ import time
 import numpy as np
 
 from ._errors import (
+    CheckpointCorruptError,
     CheckpointFormatError,
     CheckpointMismatchError,
     ChunkedMedoidsError,
@@ -51,7 +52,15 @@ from ._errors import (
     MissingFileError,
     ReadOnlyLocationError,
 )
-from ._state import STATE_FORMAT, STATE_KINDS, RunState, state_from_file
+from ._state import (
+    STATE_FORMAT,
+    STATE_KINDS,
+    RunState,
+    StateContext,
+    StateFieldError,
+    state_from_file,
+    validate_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -196,17 +205,26 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(path: str) -> str:
+    return f".tmp-{os.path.basename(path)}."
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename + dir fsync).
 
     The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask),
     not the 0600 of the temporary file, so group members can read results on shared storage.
+
+    The temporary file is ``.tmp-<name>.<random>.part`` next to ``path``, locked
+    (``flock``) while it is written, so :func:`clean_stale_temps` can tell a file left by a
+    killed writer from one being written.
     """
     directory = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".part", dir=directory)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
+            _try_lock(fh.fileno())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -225,6 +243,59 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.close(dfd)
     except OSError:  # pragma: no cover - some filesystems refuse directory fsync
         pass
+
+
+def _try_lock(fd) -> bool:
+    """Take an exclusive non-blocking ``flock`` on ``fd``; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def clean_stale_temps(path) -> list[str]:
+    """Remove the temporary files a killed writer of ``path`` left behind.
+
+    Only files named like our own (``.tmp-<name of path>.<random>.part``, in the directory
+    of ``path``) are considered, and of those only the ones no live process holds locked (a
+    writer keeps its temp file locked until it renames it; a SIGKILL releases the lock).
+    Returns the removed paths.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    prefix = _temp_prefix(path)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".part")) or "/" in name[len(prefix):]:
+            continue
+        full = os.path.join(directory, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            import stat
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or not _try_lock(fd):
+                continue
+            os.unlink(full)
+            removed.append(full)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted write of %s", len(removed), path)
+    return removed
 
 
 class Checkpoint:
@@ -255,8 +326,9 @@ class Checkpoint:
     enabled = True
 
     def __init__(self, path, *, algorithm: str, fingerprint: str, params: dict, interval: float = 60.0,
-                 stop: StopRequest | None = None):
+                 stop: StopRequest | None = None, source=None):
         self.path = os.fspath(path)
+        self.source = source
         if not (isinstance(interval, (int, float)) and interval >= 0):
             raise InvalidParameterError(f"checkpoint_interval must be a number of seconds >= 0, got {interval!r}")
         directory = os.path.dirname(os.path.abspath(self.path)) or "."
@@ -266,6 +338,12 @@ class Checkpoint:
             raise ReadOnlyLocationError(f"checkpoint directory {directory!r} is not writable; choose another checkpoint path")
         if os.path.exists(self.path) and not os.access(self.path, os.W_OK):
             raise ReadOnlyLocationError(f"checkpoint file {self.path!r} is read-only; it could not be updated")
+        if os.path.isdir(self.path):
+            raise CheckpointCorruptError(
+                f"checkpoint {self.path!r} is not a readable checkpoint: it is a directory; pass a file path "
+                "(e.g. run.ckpt) or remove the directory"
+            )
+        clean_stale_temps(self.path)
         self.algorithm = algorithm
         self.fingerprint = fingerprint
         self.params = _jsonable(params)
@@ -286,15 +364,7 @@ class Checkpoint:
         """
         if not os.path.exists(self.path):
             return None
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                header = json.loads(str(npz["__header__"]))
-                arrays = {k: npz[k] for k in npz.files if k != "__header__"}
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointMismatchError(
-                f"checkpoint {self.path!r} is not a readable chunked_medoids checkpoint ({exc}); "
-                "delete it or choose another path"
-            ) from exc
+        header, arrays = self._read()
         fmt = header.get("format")
         if fmt != STATE_FORMAT or header.get("kind") not in STATE_KINDS:
             raise CheckpointFormatError(
@@ -310,7 +380,8 @@ class Checkpoint:
             problems.append("it was written for another dissimilarity matrix / input data "
                             f"(fingerprint {header.get('fingerprint')!r} != {self.fingerprint!r})")
         if header.get("params") != self.params:
-            saved = header.get("params") or {}
+            saved = header.get("params")
+            saved = saved if isinstance(saved, dict) else {}
             diff = sorted(k for k in set(saved) | set(self.params) if saved.get(k) != self.params.get(k))
             problems.append(f"parameters differ: {', '.join(f'{k}: saved {saved.get(k)!r} vs now {self.params.get(k)!r}' for k in diff)}")
         if problems:
@@ -318,9 +389,57 @@ class Checkpoint:
                 f"checkpoint {self.path!r} does not match this run: " + "; ".join(problems)
                 + ". Delete it or pass another checkpoint path."
             )
-        state = state_from_file(header["kind"], _join_state(header["state"], arrays))
+        if not isinstance(header.get("state"), dict):
+            raise self._corrupt("field 'state' is missing from the header")
+        try:
+            state = state_from_file(header["kind"], _join_state(header["state"], arrays))
+            validate_state(state, StateContext(n=getattr(self.source, "n", None), params=self.params,
+                                               source=self.source))
+        except StateFieldError as exc:
+            raise self._corrupt(str(exc)) from exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+            what = f"field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise self._corrupt(f"its {header['kind']} state is malformed ({what})") from exc
         logger.info("resuming from checkpoint %s (%s state)", self.path, header["kind"])
         return state
+
+    def _corrupt(self, problem: str, unreadable: bool = False, fix: str | None = None) -> CheckpointCorruptError:
+        what = "is not a readable chunked_medoids checkpoint" if unreadable else "is damaged or was edited"
+        fix = fix or "delete it (or pass another checkpoint path) to start over"
+        return CheckpointCorruptError(f"checkpoint {self.path!r} {what}: {problem}; {fix}")
+
+    def _read(self):
+        """(header dict, {name: array}) of the file, or a typed error naming the file."""
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as exc:
+            raise self._corrupt(f"it cannot be read ({exc.strerror or exc})", unreadable=True) from exc
+        if size == 0:
+            raise self._corrupt("the file is empty (0 bytes)", unreadable=True)
+        try:
+            loaded = np.load(self.path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy / zipfile raise many types on damage
+            raise self._corrupt(f"it is not an .npz file ({type(exc).__name__}: {exc})", unreadable=True) from exc
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise self._corrupt(
+                f"it is a plain {'.npy array' if isinstance(loaded, np.ndarray) else type(loaded).__name__}, "
+                "not a checkpoint (a data file given as the checkpoint?)", unreadable=True,
+                fix="pass a new file path as the checkpoint (this file was not changed)")
+        try:
+            with loaded as npz:
+                if "__header__" not in npz.files:
+                    raise self._corrupt("it has no chunked_medoids header (an .npz data file?)", unreadable=True,
+                                       fix="pass a new file path as the checkpoint (this file was not changed)")
+                header = json.loads(str(npz["__header__"]))
+                arrays = {k: npz[k] for k in npz.files if k != "__header__"}
+        except CheckpointCorruptError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated / flipped bytes: BadZipFile, zlib, ValueError...
+            raise self._corrupt(f"its contents cannot be read ({type(exc).__name__}: {exc})",
+                                unreadable=True) from exc
+        if not isinstance(header, dict):
+            raise self._corrupt(f"its header is a JSON {type(header).__name__}, not an object", unreadable=True)
+        return header, arrays
 
     # -- writing --------------------------------------------------------------------------
     def save(self, state: RunState, *, complete: bool = False) -> None:
@@ -414,4 +533,4 @@ def open_checkpoint(path, *, algorithm: str, source=None, fingerprint: str | Non
             raise InvalidParameterError("open_checkpoint needs source= or fingerprint=")
         fingerprint = source.fingerprint()
     return Checkpoint(path, algorithm=algorithm, fingerprint=fingerprint, params=params or {}, interval=interval,
-                      stop=stop)
+                      stop=stop, source=source)

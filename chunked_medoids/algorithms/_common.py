@@ -35,7 +35,7 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.assign import assign_all, loss_sum, removal_loss
 from .._result import SwapResult
 from .._state import INIT_STATES
-from .._util import check_int, check_k, check_medoids, check_random_state, check_weights
+from .._util import check_int, check_k, check_medoids, check_random_state, check_weight_bound, check_weights
 from ..checkpoint import StopRequest, open_checkpoint, signal_scope
 from ..engine import make_engine
 from ..sources import open_dissimilarity
@@ -214,6 +214,7 @@ def total_loss(dn, weights=None) -> float:
     dn = np.asarray(dn)
     if weights is None and np.issubdtype(dn.dtype, np.integer):
         return float(np.sum(dn, dtype=np.int64))
+    check_weight_bound(weights, dn)
     w, weighted = kernel_weights(weights)
     return float(loss_sum(dn, w, weighted))
 
@@ -345,6 +346,7 @@ class SwapCaches:
         self.medoids = np.array(medoids, dtype=np.int64)
         self.k = self.medoids.shape[0]
         self.M = medoid_table(source, self.medoids) if M is None else np.ascontiguousarray(M)
+        check_weight_bound(weights, self.M)  # the loss terms are entries of M
         self.is_medoid = np.zeros(self.n, dtype=np.bool_)
         self.is_medoid[self.medoids] = True
         if caches is None:

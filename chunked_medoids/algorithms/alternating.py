@@ -19,7 +19,7 @@ import numpy as np
 
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
 from .._state import SwapState
-from .._util import format_bytes
+from .._util import check_k, format_bytes
 from ._common import (
     assign_table,
     check_run,
@@ -100,6 +100,7 @@ def alternating(D: DissimilarityLike, k: int, *, init: InitLike = "random",
     iteration: one read of D plus the rows of the new medoids.  Usually converges to a
     worse local optimum than the swap methods (it is mainly a baseline).
     """
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:

@@ -32,7 +32,7 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._result import ClaransResult
 from .._state import INIT_STATES, ClaransState
-from .._util import check_int, check_random_state, check_weights
+from .._util import check_int, check_k, check_random_state, check_weights
 from ._common import (
     SwapCaches,
     check_tol,
@@ -116,6 +116,7 @@ def _local_search(i, st):
 def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol, memory_limit, client,
          progress, num_workers, block_rows, engine, checkpoint, checkpoint_interval, validate=True):
     fast = name == "fastclarans"
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as scope:

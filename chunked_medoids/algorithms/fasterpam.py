@@ -30,7 +30,7 @@ import numpy as np
 from .._errors import InvalidTypeError
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
 from .._state import SwapState
-from .._util import check_choice
+from .._util import check_choice, check_k
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
@@ -213,6 +213,7 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         speculative = AUTO_SPECULATIVE
     if not isinstance(speculative, (bool, np.bool_)):
         raise InvalidTypeError(f"speculative must be True, False or None, got {speculative!r}")
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:

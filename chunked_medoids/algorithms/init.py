@@ -22,7 +22,7 @@ import numpy as np
 
 from .._kernels.build import build_gains, row_sums, update_nearest
 from .._state import BuildState, LabState
-from .._util import check_random_state, check_weights
+from .._util import check_k, check_random_state, check_weights
 from ..checkpoint import NullCheckpoint
 from ..engine import PassStopped, phase
 from ._common import driver_scope, kernel_weights
@@ -210,6 +210,7 @@ def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=Fals
     I/O: k full passes over D (block-parallel) plus k single rows; memory O(n) plus the
     row blocks in flight.
     """
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:
@@ -236,6 +237,7 @@ def lab(D, k, *, random_state=None, weights=None, memory_limit="1GiB", client=No
     -------
     medoids : (k,) int64
     """
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:

@@ -37,7 +37,7 @@ from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
 from .._result import DynMSCResult, MSCResult
 from .._state import DynMSCRecords, DynMSCState, MSCPass, MSCState
-from .._util import check_int
+from .._util import check_int, check_weight_bound
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
 from ._registry import register_method
@@ -71,6 +71,7 @@ class _MSCState:
         self.n = source.n
         self.medoids = np.array(medoids, dtype=np.int64)
         self.M = medoid_table(source, self.medoids) if M is None else np.ascontiguousarray(M)
+        check_weight_bound(weights, self.M)  # the loss terms are entries of M
         self.is_medoid = np.zeros(self.n, dtype=np.bool_)
         self.is_medoid[self.medoids] = True
         if weights is None:

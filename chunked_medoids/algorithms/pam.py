@@ -19,7 +19,7 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
 from .._state import SwapState
-from .._util import format_bytes
+from .._util import check_k, format_bytes
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
 
@@ -86,6 +86,7 @@ _BLOCK_FUNCS = {"pam": _pam_block, "fastpam1": _fastpam1_block, "fastpam2": _fas
 
 def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memory_limit, client,
          progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine, validate=True):
+    check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:
