@@ -191,12 +191,29 @@ def _join_state(js, arrays):
     return out
 
 
+def _umask() -> int:
+    """The process umask (read from /proc where possible: setting it to query it races)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _temp_prefix(path: str) -> str:
     return f".tmp-{os.path.basename(path)}."
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename + dir fsync).
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask),
+    not the 0600 of the temporary file, so group members can read results on shared storage.
 
     The temporary file is ``.tmp-<name>.<random>.part`` next to ``path``, locked
     (``flock``) while it is written, so :func:`clean_stale_temps` can tell a file left by a
@@ -205,6 +222,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".part", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             _try_lock(fh.fileno())
             fh.write(data)

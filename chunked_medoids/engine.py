@@ -558,8 +558,8 @@ class Engine:
         return self._cpool
 
     def _bar(self, total, desc):
-        if not self.progress:
-            return None
+        if not self.progress or getattr(self, "_phases", 0):
+            return None  # inside a phase its one bar shows the progress (see phase())
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc=desc or "blocks", unit="block", leave=False)
@@ -580,6 +580,47 @@ class Engine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class PhaseProgress:
+    """One progress bar (with ETA) and ``-v`` log lines for a phase of a run counted in its
+    own unit (BUILD/LAB: medoids added, CLARA: samples scored).  Made by :func:`phase`;
+    while it is open the engine's per-pass block bars are not shown, so the phase's bar
+    does not restart at every pass."""
+
+    def __init__(self, engine, desc, total, unit, initial):
+        self.engine, self.desc, self.total, self.unit = engine, desc, int(total), unit
+        self.done = int(initial)
+        self._t0 = time.perf_counter()
+        self._bar = None
+        if engine is not None and engine.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.done, desc=desc, unit=unit, leave=False)
+        logger.info("%s: %d %ss to go (of %d)", desc, self.total - self.done, unit, self.total)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        logger.info("%s: %d/%d %ss (%.2fs)", self.desc, self.done, self.total, self.unit,
+                    time.perf_counter() - self._t0)
+
+    def __enter__(self):
+        if self.engine is not None:
+            self.engine._phases = getattr(self.engine, "_phases", 0) + 1
+        return self
+
+    def __exit__(self, *exc):
+        if self.engine is not None:
+            self.engine._phases -= 1
+        if self._bar is not None:
+            self._bar.close()
+
+
+def phase(engine, desc: str, total: int, unit: str, initial: int = 0) -> PhaseProgress:
+    """``with phase(engine, "BUILD", k, "medoid") as ph: ... ph.update()`` (engine may be None)."""
+    return PhaseProgress(engine, desc, total, unit, initial)
 
 
 def _run_block(source, func, start, stop, state):

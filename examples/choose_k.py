@@ -11,13 +11,28 @@ Run::
 
 Prints the average medoid silhouette for every k, the chosen k, and for comparison the
 classic silhouette of the chosen clustering (one streaming pass over D) and its agreement
-with the true digit labels.
+with the true digit labels.  When the best k is ``kmin`` or ``kmax`` it warns: the range
+tried may be too narrow (the best k could lie outside it).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
+
+
+def boundary_warning(best_k, kmin, kmax):
+    """The warning for a best k at the edge of the range tried (None inside it)."""
+    if kmin == kmax:
+        return None
+    if best_k == kmax:
+        return f"the best k ({best_k}) is kmax: a larger k may score better; rerun with a larger --kmax"
+    if best_k == kmin:
+        return (f"the best k ({best_k}) is kmin: a smaller k may score better"
+                + ("; rerun with a smaller --kmin (>= 2)" if kmin > 2 else
+                   " (k = 1 has no silhouette); the data may have no clear cluster structure"))
+    return None
 
 
 def choose_k(kmax=15, kmin=2, n_samples=None, random_state=0, verbose=True):
@@ -37,6 +52,9 @@ def choose_k(kmax=15, kmin=2, n_samples=None, random_state=0, verbose=True):
     t0 = time.perf_counter()
     res = cm.dynmsc(D, kmax, kmin=kmin, init="build", random_state=random_state)
     elapsed = time.perf_counter() - t0
+    message = boundary_warning(int(res.k), min(res.scores), max(res.scores))
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
     if verbose:
         print(f"digits: n={X.shape[0]}, d={X.shape[1]}; DynMSC k={kmax}..{kmin} in {elapsed:.1f}s")
         print(" k  average medoid silhouette")

@@ -52,7 +52,7 @@ from .._kernels.clara import PARTIALS, score_dist_block, score_rows, symmetrize_
 from .._result import ClaraResult
 from .._state import ClaraState
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
-from ..engine import PassStopped
+from ..engine import PassStopped, phase
 from ..sources import DissimilaritySource, open_dissimilarity, resolve_input
 from ._common import driver_scope, kernel_weights, seed_param, weights_hash
 from ._registry import register_method
@@ -565,61 +565,63 @@ def _clara_samples(run, state, s, n_samples, include_best, wave_size, ckpt):
         idx = np.unique(draws[a:b])
         rows, _, _ = run.feature_pass(gather=idx, desc="clara gather")
         gathered = (idx, rows)
-    for wi, (a, b) in enumerate(waves):
-        tw = time.perf_counter()
-        best, best_X = state.best_medoids, state.best_X
-        inc = best if include_best else None
-        tasks = []
-        for i in range(a, b):
-            sample = _compose(draws[i], inc, s)
-            ws = None
-            if w is not None:
-                ws = w[sample]
-                if not (ws > 0).any():
-                    ws = None
-            task = {"sample": sample, "seed": int(seeds[i]), "weights": ws}
-            if mode == "features":
-                task["X"] = _sample_features(sample, gathered, best, best_X)
-            tasks.append(task)
-        todo = [i for i in range(a, b) if i not in state.pending]
-
-        def record(q, result, todo=todo):
-            state.pending[todo[q]] = result
-            ckpt.save(state)  # per sample: an interruption loses only the running samples
-
-        if todo:
-            for i, r in zip(todo, run.run_samples([tasks[i - a] for i in todo], s, on_result=record)):
-                state.pending[i] = r
-        results = [state.pending[i] for i in range(a, b)]
-        medoid_sets = np.stack([r[0] for r in results]).astype(np.int64)
-        nxt = waves[wi + 1] if wi + 1 < len(waves) else None
-        if mode == "features":
-            C = np.concatenate([_rows_of(t["sample"], t["X"], m) for t, m in zip(tasks, medoid_sets)])
-            gidx = np.unique(draws[nxt[0]:nxt[1]]) if nxt is not None else None
-            rows, losses, _ = run.feature_pass(gather=gidx, medoid_sets=medoid_sets, C=C,
-                                               desc=f"clara wave {wi}")
-            new_gathered = (gidx, rows) if nxt is not None else None
-        else:
-            losses = [run.score_matrix(m)[0] for m in medoid_sets]
-            new_gathered = None
-        for q, (i, loss) in enumerate(zip(range(a, b), losses)):
-            state.sample_losses.append(float(loss))
-            state.sample_swaps.append(int(results[q][2]))
-            if loss < state.best_loss:
-                state.best_loss, state.best_medoids, state.best_sample = float(loss), medoid_sets[q].copy(), i
+    with phase(run.eng, f"{run.variant} samples scored", n_samples, "sample", initial=state.samples_done) as ph:
+        for wi, (a, b) in enumerate(waves):
+            tw = time.perf_counter()
+            best, best_X = state.best_medoids, state.best_X
+            inc = best if include_best else None
+            tasks = []
+            for i in range(a, b):
+                sample = _compose(draws[i], inc, s)
+                ws = None
+                if w is not None:
+                    ws = w[sample]
+                    if not (ws > 0).any():
+                        ws = None
+                task = {"sample": sample, "seed": int(seeds[i]), "weights": ws}
                 if mode == "features":
-                    state.best_X = _rows_of(tasks[q]["sample"], tasks[q]["X"], state.best_medoids)
-            state.loss_history.append(state.best_loss)
-        if state.best_medoids is None:  # every loss was non-finite: keep the first sample's medoids
-            state.best_medoids, state.best_sample = medoid_sets[0].copy(), a
+                    task["X"] = _sample_features(sample, gathered, best, best_X)
+                tasks.append(task)
+            todo = [i for i in range(a, b) if i not in state.pending]
+
+            def record(q, result, todo=todo):
+                state.pending[todo[q]] = result
+                ckpt.save(state)  # per sample: an interruption loses only the running samples
+
+            if todo:
+                for i, r in zip(todo, run.run_samples([tasks[i - a] for i in todo], s, on_result=record)):
+                    state.pending[i] = r
+            results = [state.pending[i] for i in range(a, b)]
+            medoid_sets = np.stack([r[0] for r in results]).astype(np.int64)
+            nxt = waves[wi + 1] if wi + 1 < len(waves) else None
             if mode == "features":
-                state.best_X = _rows_of(tasks[0]["sample"], tasks[0]["X"], state.best_medoids)
-        gathered = new_gathered
-        state.samples_done = b
-        state.pending.clear()
-        logger.info("%s wave %d (samples %d-%d): losses %s, best %.10g (%.2fs)", run.variant, wi, a, b - 1,
-                    [f"{x:.6g}" for x in losses], state.best_loss, time.perf_counter() - tw)
-        ckpt.step(lambda: state, force=True)
+                C = np.concatenate([_rows_of(t["sample"], t["X"], m) for t, m in zip(tasks, medoid_sets)])
+                gidx = np.unique(draws[nxt[0]:nxt[1]]) if nxt is not None else None
+                rows, losses, _ = run.feature_pass(gather=gidx, medoid_sets=medoid_sets, C=C,
+                                                   desc=f"clara wave {wi}")
+                new_gathered = (gidx, rows) if nxt is not None else None
+            else:
+                losses = [run.score_matrix(m)[0] for m in medoid_sets]
+                new_gathered = None
+            for q, (i, loss) in enumerate(zip(range(a, b), losses)):
+                state.sample_losses.append(float(loss))
+                state.sample_swaps.append(int(results[q][2]))
+                if loss < state.best_loss:
+                    state.best_loss, state.best_medoids, state.best_sample = float(loss), medoid_sets[q].copy(), i
+                    if mode == "features":
+                        state.best_X = _rows_of(tasks[q]["sample"], tasks[q]["X"], state.best_medoids)
+                state.loss_history.append(state.best_loss)
+            if state.best_medoids is None:  # every loss was non-finite: keep the first sample's medoids
+                state.best_medoids, state.best_sample = medoid_sets[0].copy(), a
+                if mode == "features":
+                    state.best_X = _rows_of(tasks[0]["sample"], tasks[0]["X"], state.best_medoids)
+            gathered = new_gathered
+            state.samples_done = b
+            state.pending.clear()
+            ph.update(b - a)
+            logger.info("%s wave %d (samples %d-%d): losses %s, best %.10g (%.2fs)", run.variant, wi, a, b - 1,
+                        [f"{x:.6g}" for x in losses], state.best_loss, time.perf_counter() - tw)
+            ckpt.step(lambda: state, force=True)
 
 
 def _rows_of(sample, Xs, points):

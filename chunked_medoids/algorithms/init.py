@@ -24,7 +24,7 @@ from .._kernels.build import build_gains, row_sums, update_nearest
 from .._state import BuildState, LabState
 from .._util import check_k, check_random_state, check_weights
 from ..checkpoint import NullCheckpoint
-from ..engine import PassStopped
+from ..engine import PassStopped, phase
 from ._common import driver_scope, kernel_weights
 from ._registry import register_init
 
@@ -86,31 +86,33 @@ def build_init(source, k, *, rng=None, engine, weights=None, checkpoint=None, re
     def snapshot():
         return BuildState(medoids=np.asarray(medoids, dtype=np.int64), dn=None if dn is None else dn.copy())
 
-    while len(medoids) < k:
-        s = len(medoids)
-        try:
+    with phase(engine, "BUILD", k, "medoid", initial=len(medoids)) as ph:
+        while len(medoids) < k:
+            s = len(medoids)
+            try:
+                if s == 0:
+                    values = engine.map_blocks(source, _rowsum_block, {"w": w, "weighted": weighted},
+                                               desc="BUILD 1", should_stop=should_stop)
+                else:
+                    values = engine.map_blocks(source, _gain_block, {"dn": dn, "w": w, "weighted": weighted},
+                                               desc=f"BUILD {s + 1}", should_stop=should_stop)
+            except PassStopped:
+                ckpt.milestone(snapshot)  # the state after the last complete medoid; raises
+                raise
+            values = np.concatenate(values)
+            m = _pick(values, taken, largest=(s > 0))
+            if s > 0 and values[m] <= 0:
+                logger.info("BUILD: no candidate improves the loss at medoid %d; taking index %d", s + 1, m)
+            medoids.append(m)
+            taken[m] = True
+            row = source.take_rows([m])[0]
             if s == 0:
-                values = engine.map_blocks(source, _rowsum_block, {"w": w, "weighted": weighted},
-                                           desc="BUILD 1", should_stop=should_stop)
+                dn = row.copy()
             else:
-                values = engine.map_blocks(source, _gain_block, {"dn": dn, "w": w, "weighted": weighted},
-                                           desc=f"BUILD {s + 1}", should_stop=should_stop)
-        except PassStopped:
-            ckpt.milestone(snapshot)  # the state after the last complete medoid; raises
-            raise
-        values = np.concatenate(values)
-        m = _pick(values, taken, largest=(s > 0))
-        if s > 0 and values[m] <= 0:
-            logger.info("BUILD: no candidate improves the loss at medoid %d; taking index %d", s + 1, m)
-        medoids.append(m)
-        taken[m] = True
-        row = source.take_rows([m])[0]
-        if s == 0:
-            dn = row.copy()
-        else:
-            update_nearest(row, dn)
-        if ckpt.enabled:
-            ckpt.milestone(snapshot)
+                update_nearest(row, dn)
+            if ckpt.enabled:
+                ckpt.milestone(snapshot)
+            ph.update()
     logger.info("BUILD: k=%d in %.2fs", k, time.perf_counter() - t0)
     return np.asarray(medoids, dtype=np.int64)
 
@@ -140,34 +142,36 @@ def lab_init(source, k, *, rng, engine=None, weights=None, checkpoint=None, resu
     taken = np.zeros(n, dtype=bool)
     taken[medoids] = True
     piece = max(1, engine.block_rows_for(source) if engine is not None else m)
-    for s in range(len(medoids), k):
-        pool = np.flatnonzero(~taken)
-        size = min(m, pool.shape[0])
-        sample = np.sort(rng.choice(pool, size=size, replace=False))
-        # sample rows restricted to the sample columns and the medoid columns
-        cols = np.concatenate([sample, np.asarray(medoids, dtype=np.int64)])
-        sub = np.empty((size, cols.shape[0]), dtype=source.dtype)
-        for a in range(0, size, piece):
-            rows = source.take_rows(sample[a:a + piece])
-            sub[a:a + rows.shape[0]] = rows[:, cols]
-        ws = None if weights is None else np.ascontiguousarray(weights[sample], dtype=np.float64)
-        w, weighted = kernel_weights(ws)
-        DS = np.ascontiguousarray(sub[:, :size])
-        if s == 0:
-            vals = np.empty(size, dtype=np.float64)
-            row_sums(DS, w, weighted, vals)
-            pick = int(np.argmin(vals))
-        else:
-            dn = np.ascontiguousarray(sub[:, size:].min(axis=1))
-            vals = np.empty(size, dtype=np.float64)
-            build_gains(DS, dn, w, weighted, vals)  # D symmetric: row j of DS is column j
-            pick = int(np.argmax(vals))
-        j = int(sample[pick])
-        medoids.append(j)
-        taken[j] = True
-        if ckpt.enabled:
-            ckpt.milestone(lambda: LabState(medoids=np.asarray(medoids, dtype=np.int64),  # noqa: B023
-                                       rng_state=rng.bit_generator.state))
+    with phase(engine, "LAB", k, "medoid", initial=len(medoids)) as ph:
+        for s in range(len(medoids), k):
+            pool = np.flatnonzero(~taken)
+            size = min(m, pool.shape[0])
+            sample = np.sort(rng.choice(pool, size=size, replace=False))
+            # sample rows restricted to the sample columns and the medoid columns
+            cols = np.concatenate([sample, np.asarray(medoids, dtype=np.int64)])
+            sub = np.empty((size, cols.shape[0]), dtype=source.dtype)
+            for a in range(0, size, piece):
+                rows = source.take_rows(sample[a:a + piece])
+                sub[a:a + rows.shape[0]] = rows[:, cols]
+            ws = None if weights is None else np.ascontiguousarray(weights[sample], dtype=np.float64)
+            w, weighted = kernel_weights(ws)
+            DS = np.ascontiguousarray(sub[:, :size])
+            if s == 0:
+                vals = np.empty(size, dtype=np.float64)
+                row_sums(DS, w, weighted, vals)
+                pick = int(np.argmin(vals))
+            else:
+                dn = np.ascontiguousarray(sub[:, size:].min(axis=1))
+                vals = np.empty(size, dtype=np.float64)
+                build_gains(DS, dn, w, weighted, vals)  # D symmetric: row j of DS is column j
+                pick = int(np.argmax(vals))
+            j = int(sample[pick])
+            medoids.append(j)
+            taken[j] = True
+            if ckpt.enabled:
+                ckpt.milestone(lambda: LabState(medoids=np.asarray(medoids, dtype=np.int64),  # noqa: B023
+                                                rng_state=rng.bit_generator.state))
+            ph.update()
     return np.asarray(medoids, dtype=np.int64)
 
 
