@@ -169,8 +169,9 @@ def _add_input(p):
     p.add_argument("--dtype", default=None, choices=["float32", "float64", "int32", "int64"],
                    help="element type of on-the-fly dissimilarities (with --metric; default float32)")
     p.add_argument("--validate", action=argparse.BooleanOptionalAction, default=None,
-                   help="check a precomputed matrix (NaN/inf, negative, diagonal, symmetry) in one "
-                        "streaming pass before use (default: on for matrices not written by 'build')")
+                   help="check a precomputed matrix (NaN/inf, negative, diagonal, symmetry) while the "
+                        "first pass streams it, no extra pass (default: on; stores written by 'build' "
+                        "are valid by construction); --no-validate skips it")
 
 
 def _add_outputs(p):
@@ -530,13 +531,10 @@ def _open_input(args, *, memory_limit=None):
         opts = {"dataset": dataset} if dataset is not None else {}
         if dataset is not None and _suffix(path) not in (".zarr", ".h5", ".hdf5"):
             raise UsageError(f"--dataset applies to .zarr/.h5 inputs, not {path!r}")
-        source = open_dissimilarity(path, **opts)
-        validate = args.validate if args.validate is not None else managed is None
-        if validate:
-            from .sources.validate import validate_source
-
-            logger.info("validating %s (one streaming pass)", path)
-            validate_source(source, **({"memory_limit": memory_limit} if memory_limit else {}))
+        # validated while the command's own first pass streams it (no extra pass); stores
+        # written by 'build' record that they are valid and are not re-checked
+        validate = args.validate if args.validate is not None else True
+        source = open_dissimilarity(path, validate=validate, **opts)
         desc.update(kind="precomputed", source_kind=source.kind,
                     metric=None if managed is None else managed.get("metric"))
         return source, desc

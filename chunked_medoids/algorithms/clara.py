@@ -172,6 +172,9 @@ def _sample_task(block, start, stop, st):
 def _run_inner(variant, S, k, seed, weights, memory_limit):
     """The inner optimiser of a variant on one sample matrix (one thread, no checkpoint)."""
     opts = dict(weights=weights, memory_limit=memory_limit, num_workers=1, tol=INNER_TOL)
+    # its rows were validated as they were read from D (global positions named), or D was
+    # opened with validate=False; features samples are valid by construction
+    S = open_dissimilarity(S, validate=False)
     if variant == "fasterclara":
         from .fasterpam import fasterpam
 
