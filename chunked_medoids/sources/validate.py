@@ -235,6 +235,7 @@ class StreamValidator:
         self._tolerances = (rtol, atol)
         self.atol = self.rtol = None  # set when the sampled rows are read
         self.srows = None  # D[S, :], read on the first check (opening reads nothing)
+        self._s_unreadable = False
         self.checked = np.zeros(self.n, dtype=np.bool_)
         self.n_checked = 0
         self.complete = False
@@ -261,11 +262,17 @@ class StreamValidator:
     def _sampled_rows(self, source) -> np.ndarray:
         """``D[S, :]``, read (and checked) on the first call of this copy of the validator."""
         srows = self.srows
-        if srows is None:
+        if srows is None and not self._s_unreadable:
             with self._lock:
-                if self.srows is None:
+                if self.srows is None and not self._s_unreadable:
                     s0, s1 = self.s0, self.s1
-                    rows = np.ascontiguousarray(source._read_rows(s0, s1), dtype=self.dtype)
+                    try:
+                        rows = np.ascontiguousarray(source._read_rows(s0, s1), dtype=self.dtype)
+                    except OSError:  # e.g. a lost chunk: reported when the pass reads those rows
+                        logger.warning("sampled rows %d:%d of %s cannot be read; the sampled-column "
+                                       "symmetry check is skipped", s0, s1, self.where, exc_info=True)
+                        self._s_unreadable = True
+                        return None
                     check_values(rows, (s0, s1), self.where)
                     check_diagonal(rows[np.arange(s1 - s0), np.arange(s0, s1)], (s0, s1), self.where)
                     rtol, atol = self._tolerances
@@ -275,6 +282,12 @@ class StreamValidator:
                     self.srows = rows
                 srows = self.srows
         return srows
+
+    def _tol(self, block):
+        if self.atol is not None:
+            return self.atol, self.rtol
+        rtol, atol = self._tolerances  # sampled rows unreadable: scale by this block
+        return default_tolerances(self.dtype, rtol, atol, float(block.max()) if block.size else 0.0)
 
     def _seen(self, sel) -> bool:
         return self.checked is not None and bool(self.checked[sel].all())
@@ -289,10 +302,11 @@ class StreamValidator:
         m = stop - start
         check_diagonal(block[np.arange(m), np.arange(start, stop)], rows, self.where)
         sq = block[:, start:stop]
-        check_pairs(sq, sq.T, rows, rows, self.atol, self.rtol, self.where)
+        check_pairs(sq, sq.T, rows, rows, *self._tol(block), self.where)
         s0, s1 = self.s0, self.s1
-        check_pairs(block[:, s0:s1], srows[:, start:stop].T, rows, (s0, s1),
-                    self.atol, self.rtol, self.where)
+        if srows is not None:
+            check_pairs(block[:, s0:s1], srows[:, start:stop].T, rows, (s0, s1),
+                        self.atol, self.rtol, self.where)
         self.mark(start, stop)
 
     def check_take(self, block: np.ndarray, indices: np.ndarray, source=None) -> None:
@@ -304,10 +318,11 @@ class StreamValidator:
         m = indices.shape[0]
         check_diagonal(block[np.arange(m), indices], indices, self.where)
         sq = block[:, indices]
-        check_pairs(sq, sq.T, indices, indices, self.atol, self.rtol, self.where)
+        check_pairs(sq, sq.T, indices, indices, *self._tol(block), self.where)
         s0, s1 = self.s0, self.s1
-        check_pairs(block[:, s0:s1], srows[:, indices].T, indices, (s0, s1),
-                    self.atol, self.rtol, self.where)
+        if srows is not None:
+            check_pairs(block[:, s0:s1], srows[:, indices].T, indices, (s0, s1),
+                        self.atol, self.rtol, self.where)
         self.mark(indices)
 
     def mark(self, start, stop=None) -> None:
