@@ -169,6 +169,31 @@ def test_validate_false_skips_the_checks(tmp_path, clean, defect):
                 pass  # the algorithm itself may still fail on garbage input (not validation)
 
 
+@pytest.mark.parametrize("defect", ["diagonal", "asymmetric", "negative"])
+@pytest.mark.parametrize("kind", ["numpy", "zarr"])
+def test_validate_keyword_of_every_entry_point(tmp_path, clean, defect, kind):
+    """Every registered method's (and the other public functions') ``validate`` keyword:
+    True (the default) refuses the matrix, False skips the checks and runs."""
+    put, needles = DEFECTS[defect]
+    D = clean.copy()
+    put(D)
+    obj = as_kind(kind, D, tmp_path)
+    calls = []
+    for name, spec in sorted(METHODS.items()):
+        extra = {"precomputed": True} if "precomputed" in _params(spec.func) else {}
+        calls.append((name, lambda v, f=spec.func, e=extra: f(obj, 3, random_state=0, validate=v, **e)))
+    calls += [("build", lambda v: cm.build(obj, 3, validate=v)),
+              ("lab", lambda v: cm.lab(obj, 3, random_state=0, validate=v)),
+              ("silhouette", lambda v: cm.silhouette(obj, np.arange(N) % 3, validate=v)),
+              ("dynmsc", lambda v: cm.dynmsc(obj, 4, validate=v))]
+    for name, call in calls:
+        with pytest.raises(DissimilarityError) as ei:
+            call(True)
+        assert all(needle in str(ei.value) for needle in needles), (name, str(ei.value))
+        res = call(False)  # no validation: the algorithm runs on the matrix as it is
+        assert res is not None, name
+
+
 def test_validate_flag_type():
     with pytest.raises(cm.InvalidTypeError, match="validate must be True or False"):
         cm.open_dissimilarity(np.zeros((3, 3)), validate="yes")

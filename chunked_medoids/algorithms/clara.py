@@ -165,7 +165,7 @@ def _is_store(obj) -> bool:
     return mod.startswith(("zarr", "h5py"))
 
 
-def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
+def _resolve_input(X, metric, metric_params, precomputed, memory_limit, validate=True):
     """``("matrix", source, None)`` or ``("features", _FeatureInput, metric)``."""
     if precomputed is not None and not isinstance(precomputed, (bool, np.bool_)):
         raise InvalidTypeError(f"precomputed must be None, True or False, got {precomputed!r}")
@@ -174,13 +174,13 @@ def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
         raise InvalidParameterError("precomputed=False contradicts metric='precomputed'; drop one of them")
     matrix = None
     if precomputed or is_pre_metric:
-        matrix = open_dissimilarity(X)
+        matrix = open_dissimilarity(X, validate=validate)
     elif precomputed is None:
         if isinstance(X, DissimilaritySource):
-            matrix = X
+            matrix = open_dissimilarity(X, validate=validate)
         elif _is_store(X):
             try:
-                cand = open_dissimilarity(X)
+                cand = open_dissimilarity(X, validate=validate)
             except (InvalidParameterError, InvalidTypeError, LookupError, ValueError, KeyError):
                 cand = None  # not a square matrix store: features
             if cand is not None and getattr(cand, "meta", None) is not None:
@@ -474,7 +474,7 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)
     ml = parse_memory_limit(memory_limit)
-    mode, src, metric_b = _resolve_input(X_or_D, metric, metric_params, precomputed, ml)
+    mode, src, metric_b = _resolve_input(X_or_D, metric, metric_params, precomputed, ml, validate)
     n = src.n
     k = check_k(k, n)
     if sample_size is None:
