@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from ._budget import MIN_MEMORY_LIMIT
 from ._errors import InvalidParameterError, InvalidTypeError
 
 _UNITS = {
@@ -26,9 +27,6 @@ _UNITS = {
     "tib": 2**40,
 }
 _MEM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
-
-#: smallest memory budget we accept (bytes); below this nothing useful fits.
-MIN_MEMORY_LIMIT = 1 << 16
 
 
 def parse_memory_limit(value, name: str = "memory_limit") -> int:
@@ -187,3 +185,51 @@ def check_choice(value, name: str, choices) -> str:
 
         raise UnknownNameError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def jsonable(obj, *, sort_keys: bool = False, max_array_size: int | None = None):
+    """A copy of ``obj`` made of JSON types only (dict, list, str, int, float, bool, None).
+
+    The one converter for everything the library writes as JSON or compares as JSON
+    (metric parameters, checkpoint headers, CLI summaries).
+
+    Parameters
+    ----------
+    obj : object
+        Nested dicts, lists, tuples, numpy arrays and scalars, Python scalars.
+    sort_keys : bool, default False
+        Return dicts with their keys in sorted order (for stable comparison and output).
+    max_array_size : int, optional
+        Arrays with more elements are replaced by the string ``"<array shape [...]>"``
+        (for human-facing summaries); by default every array is converted.
+
+    Returns
+    -------
+    object
+        Dict keys become ``str``; tuples and arrays become lists; numpy scalars become
+        Python scalars; other objects become their ``repr``.
+
+    Notes
+    -----
+    NaN rule: a float NaN (Python or numpy) becomes ``None``, i.e. JSON ``null``: standard
+    JSON has no NaN, and ``null`` reads back (``json.loads``) as ``None`` in every parser,
+    whereas Python's default ``NaN`` token is rejected by strict parsers and a ``"nan"``
+    string reads back as a string.  Infinities are kept as floats (Python's ``json`` writes
+    and reads them as ``Infinity``), since an infinite loss is a meaningful value.
+    """
+    if isinstance(obj, dict):
+        items = sorted(obj.items(), key=lambda kv: str(kv[0])) if sort_keys else obj.items()
+        return {str(k): jsonable(v, sort_keys=sort_keys, max_array_size=max_array_size) for k, v in items}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v, sort_keys=sort_keys, max_array_size=max_array_size) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if max_array_size is not None and obj.size > max_array_size:
+            return f"<array shape {list(obj.shape)}>"
+        return jsonable(obj.tolist(), sort_keys=sort_keys)
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item(), sort_keys=sort_keys)
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return repr(obj)

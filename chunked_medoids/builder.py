@@ -19,9 +19,10 @@ zarr (``store`` ends in ``.zarr``)
     Fill value NaN for float dtypes, ``-1`` for integer dtypes (distances are never
     negative, so a lost chunk reads as NaN / -1, never as a plausible 0, and
     :func:`~chunked_medoids.validate_source` rejects it).
-HDF5 (``store`` ends in ``.h5`` or ``.hdf5``)
+HDF5 (``store`` ends in ``.h5``, ``.hdf5`` or ``.he5``)
     Dataset ``dataset`` (default ``"dissimilarity"``), shape ``(n, n)``, chunked with
-    chunks of ``(h5_chunk_rows, n)`` (about :data:`HDF5_CHUNK_BYTES` per chunk, so single
+    chunks of ``(h5_chunk_rows, n)`` (about
+    :data:`~chunked_medoids._budget.HDF5_CHUNK_BYTES` per chunk, so single
     rows read cheaply); ``stripe_rows`` is a multiple of the chunk height, so every stripe
     covers whole chunks.  Compression: ``compressor`` (default lzf with shuffle); same fill
     values as zarr.  The file is written by the driver process only (HDF5 has one writer).
@@ -95,9 +96,12 @@ import logging
 import os
 import shutil
 import threading
+from typing import Any, Protocol
 
 import numpy as np
 
+# every size lives in _budget; plan_stripes and the stripe/chunk constants stay importable here
+from ._budget import HDF5_CHUNK_BYTES, MAX_STRIPE_BYTES, hdf5_cache_bytes, plan_stripes  # noqa: F401
 from ._errors import (
     ChunkedMedoidsError,
     InvalidParameterError,
@@ -113,26 +117,16 @@ from ._errors import (
 from ._store_meta import ATTR, FORMAT, read_meta
 from ._util import check_int, format_bytes, parse_memory_limit
 from ._version import __version__
-from .engine import DECODE_FACTOR, Engine
+from .engine import Engine
 from .sources.base import check_dtype
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_dissimilarity", "store_info", "COMPRESSORS", "plan_stripes"]
+__all__ = ["build_dissimilarity", "store_info", "COMPRESSORS", "plan_stripes", "StoreWriter", "WRITERS",
+           "store_writer"]
 
-#: largest row stripe (= zarr chunk) in bytes, whatever the budget: keeps chunks readable
-#: by smaller-budget readers, resumption fine-grained, and far from codec size limits.  It
-#: also bounds the cost of fetching scattered rows (the k medoid rows decode k whole
-#: chunks): at 16 MiB, 10 medoid rows of a 30000-point float32 store decode 4% of a pass.
-MAX_STRIPE_BYTES = 16 << 20
-#: target HDF5 chunk size in bytes (stripes are whole multiples of it).
-HDF5_CHUNK_BYTES = 4 << 20
 #: seconds between refreshes of ``completed_stripes`` during a zarr build.
 RECORD_INTERVAL = 5.0
-
-_ZARR_SUFFIXES = (".zarr",)
-_HDF5_SUFFIXES = (".h5", ".hdf5")
-
 
 # ---------------------------------------------------------------------------------------
 # compressors: one registry for both formats
@@ -251,96 +245,27 @@ def _resolve_compressor(compressor, fmt: str):
 # validation helpers
 # ---------------------------------------------------------------------------------------
 def _check_store_path(store) -> tuple[str, str]:
+    """``(absolute path, "zarr" | "hdf5")`` from the suffix table of :mod:`.sources.inputs`."""
+    from .sources.inputs import WRITABLE_KINDS, describe_suffixes, path_kind
+
     if not isinstance(store, (str, os.PathLike)):
         raise InvalidTypeError(
-            f"store must be a path ending in .zarr, .h5 or .hdf5, got {type(store).__name__} {store!r}"
+            f"store must be a path ending in {describe_suffixes(WRITABLE_KINDS)}, got "
+            f"{type(store).__name__} {store!r}"
         )
     path = os.path.abspath(os.fspath(store).rstrip("/\\") or os.fspath(store))
-    low = path.lower()
-    if low.endswith(_ZARR_SUFFIXES):
-        return path, "zarr"
-    if low.endswith(_HDF5_SUFFIXES):
-        return path, "hdf5"
+    kind = path_kind(path)
+    if kind in WRITABLE_KINDS:
+        return path, kind
     raise InvalidParameterError(
-        f"store must end in .zarr (zarr directory store), .h5 or .hdf5 (HDF5 file), got {os.fspath(store)!r}; "
+        f"store must end in {describe_suffixes('zarr')} (zarr directory store) or "
+        f"{describe_suffixes('hdf5')} (HDF5 file), got {os.fspath(store)!r}; "
         "add the suffix of the format you want"
     )
 
 
 def _fill_value(dt: np.dtype):
     return float("nan") if dt.kind == "f" else -1
-
-
-def plan_stripes(n: int, d: int, itemsize: int, memory_limit: int, parallelism: int,
-                 block_rows: int | None = None, fmt: str = "zarr") -> dict:
-    """Choose the stripe height (rows) and feature work-block size for a build.
-
-    The stripe height ``m`` is the largest one for which ``parallelism`` stripes in flight
-    fit in ``memory_limit``, each needing the larger of
-
-    * its compute phase: the ``m × n`` output, float64 buffers of ``m × m`` (diagonal
-      square) and ``m × f`` (``f = max(256, n // 4)`` feature rows per column chunk), and
-      ``(m + f) × d`` float64 features;
-    * its write phase: the output plus two more ``m × n`` buffers (zarr's write path holds
-      a chunk copy and the encoded chunk beside the array -- measured with zarr 3.1; the
-      HDF5 driver holds the wave's ``parallelism`` outputs and small per-chunk buffers).
-
-    It is also no taller than what a reader with the same budget and thread count reads as
-    one block (:meth:`Engine.block_rows_for`, so such a reader decodes every chunk once),
-    than :data:`MAX_STRIPE_BYTES`, and than ``ceil(n / (4 * parallelism))`` rows unless
-    that is under 4 MiB of rows (at least 4 stripes per thread for load balance).  At least
-    1.  An explicit ``block_rows`` wins over all of this (capped at ``n``).  For HDF5 the
-    stripe is a multiple of the chunk height (``HDF5_CHUNK_BYTES`` of rows).
-
-    Returns
-    -------
-    dict
-        ``stripe_rows``, ``feature_block_rows``, ``n_stripes``, ``max_rows`` (largest stripe
-        the budget allows, ignoring the chunk cap), ``h5_chunk_rows`` and
-        ``estimated_peak`` (bytes of the accounting above), ``fits`` (whether that is
-        within ``memory_limit``; False when even one-row stripes do not fit, or an explicit
-        ``block_rows`` is too tall) and ``parallelism``.
-    """
-    row = n * itemsize
-    f = min(n, max(256, n // 4))
-    p = max(1, int(parallelism))
-
-    def cost(m):
-        compute = m * row + 8 * m * m + 8 * m * f + 8 * (m + f) * d
-        return p * max(compute, 3 * m * row)
-
-    lo, hi = 1, n
-    while lo < hi:  # largest m with cost(m) <= memory_limit
-        mid = (lo + hi + 1) // 2
-        if cost(mid) <= memory_limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    max_rows = lo
-    read_rows = max(1, memory_limit // (row * DECODE_FACTOR * (p + 1)))
-    max_rows = max(1, min(max_rows, read_rows))
-    if block_rows is not None:
-        m = min(int(block_rows), n)
-    else:
-        balance = max(-(-n // (4 * p)), (4 << 20) // row)
-        m = max(1, min(max_rows, MAX_STRIPE_BYTES // row, balance, n))
-    h5_rows = max(1, min(m, HDF5_CHUNK_BYTES // row))
-    if fmt == "hdf5" and block_rows is None:
-        m = max(h5_rows, (m // h5_rows) * h5_rows)
-    elif fmt == "hdf5":
-        # explicit stripe height: chunk height must divide it
-        while m % h5_rows:
-            h5_rows -= 1
-    return {
-        "parallelism": p,
-        "fits": bool(cost(m) <= memory_limit),
-        "stripe_rows": int(m),
-        "feature_block_rows": int(f),
-        "n_stripes": int(-(-n // m)),
-        "max_rows": int(max_rows),
-        "h5_chunk_rows": int(h5_rows),
-        "estimated_peak": int(cost(m)),
-    }
 
 
 def _stripe_ranges(n, m, indices):
@@ -476,41 +401,6 @@ def _zarr_present(path, n_stripes):
     return [i for i in range(n_stripes) if os.path.exists(_zarr_chunk_path(path, i))]
 
 
-def _inspect_zarr(path):
-    """('absent'|'foreign'|'ours', meta)."""
-    if not os.path.exists(path):
-        return "absent", None
-    if os.path.isdir(path) and not os.listdir(path):
-        return "absent", None
-    if not os.path.isdir(path):
-        return "foreign", None
-    import zarr
-
-    try:
-        arr = zarr.open_array(store=path, mode="r")
-    except Exception:
-        return "foreign", None
-    meta = read_meta(arr.attrs)
-    return ("ours", meta) if meta is not None else ("foreign", None)
-
-
-def _inspect_hdf5(path, dataset):
-    if not os.path.exists(path):
-        return "absent", None
-    import h5py
-
-    if os.path.isdir(path) or not h5py.is_hdf5(path):
-        return "foreign-file", None
-    with h5py.File(path, "r") as f:
-        obj = f.get(dataset)
-        if obj is None:
-            return "absent-dataset", None
-        if not isinstance(obj, h5py.Dataset):
-            return "foreign", None
-        meta = read_meta(obj.attrs)
-    return ("ours", meta) if meta is not None else ("foreign", None)
-
-
 _IDENTITY = ("n", "dtype", "metric", "metric_params", "features_fingerprint")
 _RESUME = _IDENTITY + ("version", "compressor")
 
@@ -543,7 +433,7 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
         dask, zarr, h5py, ``.npy``/``.zarr``/``.h5`` path).  Must be finite: NaN/inf are
         rejected (position named) before anything is written.
     store : str or os.PathLike
-        Output path: ``*.zarr`` (zarr v3 directory store) or ``*.h5``/``*.hdf5`` (HDF5 file).
+        Output path: ``*.zarr`` (zarr v3 directory store) or ``*.h5``/``*.hdf5``/``*.he5`` (HDF5 file).
         See the module notes for the layout.
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.  A
@@ -625,20 +515,12 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
         block_rows = check_int(block_rows, "block_rows", minimum=1)
     if not isinstance(overwrite, bool):
         raise InvalidTypeError(f"overwrite must be True or False, got {type(overwrite).__name__} {overwrite!r}")
-    if fmt == "hdf5":
-        if not isinstance(dataset, str) or not dataset.strip("/"):
-            raise InvalidParameterError(f"dataset must be a non-empty HDF5 dataset name, got {dataset!r}")
-    elif dataset not in (None, "dissimilarity"):
-        raise InvalidParameterError(
-            f"dataset={dataset!r} applies to HDF5 output only; a .zarr store holds one array at its root "
-            "(drop dataset= or write to a .h5 file)"
-        )
+    writer = WRITERS[fmt](path, dataset)
     if client is not None and num_workers is not None:
         raise InvalidParameterError("num_workers= sets local threads and cannot be combined with client=")
-    comp_name, comp = _resolve_compressor(compressor, fmt)
-    _check_writable(path, fmt)
+    comp_name, comp = writer.resolve_compressor(compressor)
+    _check_writable(writer.path, writer.writable_dirs())
 
-    from .sources import open_dissimilarity
     from .sources.features import FeatureArray, from_features
 
     # cheap peek at (n, d) to size the stripes before the (streaming) validation pass
@@ -646,9 +528,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
     n, d = peek.n, peek.d
     del peek
     engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
-                    progress=progress and fmt == "zarr")
+                    progress=progress and writer.engine_progress)
     try:
-        plan = plan_stripes(n, d, dt.itemsize, limit, engine.parallelism, block_rows, fmt)
+        plan = plan_stripes(n, d, dt.itemsize, limit, engine.parallelism, block_rows, writer.fmt)
         if not plan["fits"]:
             logger.warning(
                 "memory_limit=%s is below the estimated need of %s for %d parallel stripes of %d rows "
@@ -676,25 +558,20 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
             # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
             "validated": True,
         }
-        with _build_lock(path):
-            meta = _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit)
+        with _build_lock(writer.path):
+            meta = _prepare(writer, meta, plan, block_rows, overwrite, limit)
             if meta is None:  # complete store with the same arguments
-                logger.info("store %s is complete and matches the request; returned unchanged", path)
+                logger.info("store %s is complete and matches the request; returned unchanged", writer.path)
             else:
                 try:
-                    if fmt == "zarr":
-                        _run_zarr(path, meta, comp, fsrc, engine)
-                    else:
-                        _run_hdf5(path, dataset, meta, comp, plan, fsrc, engine, progress)
+                    writer.write(meta, comp, plan, fsrc, engine, progress)
                 except OSError as exc:
                     if isinstance(exc, ChunkedMedoidsError):
                         raise
-                    raise _write_error(path if fmt == "zarr" else f"{path}:{dataset}", exc) from exc
+                    raise _write_error(writer.where, exc) from exc
     finally:
         engine.close()
-    if fmt == "hdf5":
-        return open_dissimilarity(path, dataset=dataset)
-    return open_dissimilarity(path)
+    return writer.open()
 
 
 def _write_error(where: str, exc: OSError) -> OSError:
@@ -719,7 +596,7 @@ def _probe_write(directory: str) -> None:
     os.unlink(tmp)
 
 
-def _check_writable(path: str, fmt: str) -> None:
+def _check_writable(path: str, extra_dirs=()) -> None:
     """Fail before any work when the store (or its directory) cannot be written.
 
     ``os.access`` answers for permission bits, read-only mounts and immutable inodes (even
@@ -728,10 +605,7 @@ def _check_writable(path: str, fmt: str) -> None:
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         raise MissingFileError(f"the directory of store {path!r} does not exist: {parent!r}; create it first")
-    targets = [parent]  # the lock file <store>.lock lives there, and a new store
-    if fmt == "zarr" and os.path.isdir(path):
-        targets.append(path)
-        targets += [os.path.join(path, d) for d in ("c",) if os.path.isdir(os.path.join(path, d))]
+    targets = [parent, *extra_dirs]  # the lock file <store>.lock lives in parent, and a new store
     for directory in targets:
         problem = None
         if not os.access(directory, os.W_OK | os.X_OK):
@@ -757,19 +631,16 @@ def _features_hash(fsrc) -> str:
     return str(fsrc.features_hash)
 
 
-def _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit):
+def _prepare(writer, meta, plan, block_rows, overwrite, limit):
     """Apply the overwrite/resume rules; return the metadata to build with or None (done)."""
-    where = path if fmt == "zarr" else f"{path}:{dataset}"
-    if fmt == "zarr":
-        state, old = _inspect_zarr(path)
-    else:
-        state, old = _inspect_hdf5(path, dataset)
+    where = writer.where
+    state, old = writer.inspect()
     if state in ("absent", "absent-dataset"):
         meta["_create"] = True
         return meta
     if overwrite:
         logger.info("overwrite=True: replacing %s", where)
-        _delete(path, fmt, dataset, state)
+        writer.delete(state)
         meta["_create"] = True
         return meta
     if state in ("foreign", "foreign-file"):
@@ -780,7 +651,7 @@ def _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit):
     if old.get("complete", False):
         diff = _differences(old, meta, _IDENTITY)
         if not diff:
-            lost = _lost_zarr_stripes(path, old) if fmt == "zarr" else []
+            lost = writer.lost_stripes(old)
             if not lost:
                 return None
             # a complete zarr store whose chunk files went missing: recompute just those
@@ -815,36 +686,6 @@ def _prepare(path, fmt, dataset, meta, plan, block_rows, overwrite, limit):
     return resumed
 
 
-def _lost_zarr_stripes(path, meta) -> list[int]:
-    n_stripes = int(meta.get("n_stripes", 0))
-    present = set(_zarr_present(path, n_stripes))
-    return [i for i in range(n_stripes) if i not in present]
-
-
-def _delete(path, fmt, dataset, state):
-    if fmt == "zarr":
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-        return
-    if state == "foreign-file":
-        if os.path.isdir(path):
-            raise StoreExistsError(f"store {path!r} is a directory, not an HDF5 file; remove it yourself")
-        os.unlink(path)
-        return
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        others = [k for k in f.keys() if k != dataset.strip("/").split("/")[0]] or list(f.attrs.keys())
-        only = not others and "/" not in dataset.strip("/")
-    if only:
-        os.unlink(path)
-    else:
-        with h5py.File(path, "a") as f:
-            del f[dataset]
-
-
 def h5kw_of(dset) -> dict:
     """The filter keywords of an existing h5py dataset (none / gzip+shuffle / other)."""
     kw = {}
@@ -871,169 +712,358 @@ def _public_meta(meta):
     return {k: v for k, v in meta.items() if not k.startswith("_")}
 
 
-# -- zarr ---------------------------------------------------------------------------------
-def _run_zarr(path, meta, codecs, fsrc, engine):
-    import zarr
+# ---------------------------------------------------------------------------------------
+# store writers: everything format-specific of a build
+# ---------------------------------------------------------------------------------------
+class StoreWriter(Protocol):
+    """What :func:`build_dissimilarity` needs from a store format (zarr, HDF5).
 
-    n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
-    dt = np.dtype(meta["dtype"])
-    if meta.pop("_create"):
-        from zarr.codecs import Crc32cCodec
+    The build driver validates the arguments, plans the stripes, fingerprints X, takes the
+    build lock and applies the overwrite / resume rules; a writer knows its format's layout:
+    how to inspect, delete, write and reopen a store.  One instance per build.
 
-        # a crc32c checksum after the compressor: a damaged chunk fails on read even when
-        # the damage would still decode (blosc-lz4 has no checksum); ~4 GB/s, i.e. a few
-        # percent of a streaming pass.
-        arr = zarr.create_array(
-            store=path, shape=(n, n), chunks=(m, n), dtype=dt,
-            compressors=[*(codecs or []), Crc32cCodec()],
-            fill_value=_fill_value(dt), attributes={ATTR: _public_meta(meta)},
-            chunk_key_encoding={"name": "default", "separator": "/"},
-            config={"write_empty_chunks": True}, overwrite=False,
-        )
-    else:
-        arr = zarr.open_array(store=path, mode="r+")
-        if tuple(arr.chunks) != (m, n) or arr.shape != (n, n):
-            raise StoreCorruptionError(
-                f"store {path!r}: chunks {arr.chunks} / shape {arr.shape} do not match its metadata "
-                f"(stripe_rows={m}, n={n}); rebuild with overwrite=True"
+    Attributes
+    ----------
+    fmt : str
+        Format name, the key of :data:`WRITERS` (``"zarr"`` or ``"hdf5"``).
+    path : str
+        Absolute path of the store.
+    where : str
+        The store as named in messages (``path``, or ``path:dataset`` for HDF5).
+    engine_progress : bool
+        Whether the engine's progress bar covers the stripes (else :meth:`write` shows one).
+    """
+
+    fmt: str
+    path: str
+    where: str
+    engine_progress: bool
+
+    def resolve_compressor(self, compressor) -> tuple[str, Any]:
+        """``(name recorded in the metadata, codecs or h5py keywords)`` for ``compressor``."""
+
+    def writable_dirs(self) -> list[str]:
+        """Directories besides the store's parent that the build writes into."""
+
+    def inspect(self) -> tuple[str, dict | None]:
+        """``(state, metadata)``; state is ``"absent"``, ``"absent-dataset"`` (HDF5 file
+        without the dataset), ``"foreign"``, ``"foreign-file"`` (not an HDF5 file) or
+        ``"ours"`` (written by :func:`build_dissimilarity`, with its metadata)."""
+
+    def lost_stripes(self, meta: dict) -> list[int]:
+        """Stripes a complete store claims but no longer holds (checked cheaply, or [])."""
+
+    def delete(self, state: str) -> None:
+        """Remove the store (``overwrite=True``), given its :meth:`inspect` state."""
+
+    def write(self, meta: dict, codec, plan: dict, fsrc, engine, progress: bool) -> None:
+        """Create (``meta["_create"]``) or reopen the store and compute the missing stripes
+        of ``fsrc`` into it with ``engine``, recording completion in the metadata."""
+
+    def open(self):
+        """The finished store as a :class:`~chunked_medoids.sources.DissimilaritySource`."""
+
+
+class ZarrWriter:
+    """:class:`StoreWriter` of a zarr v3 directory store (one chunk per stripe, written by the
+    stripe tasks themselves; see the module notes)."""
+
+    fmt = "zarr"
+    engine_progress = True
+
+    def __init__(self, path: str, dataset: str | None = None):
+        if dataset not in (None, "dissimilarity"):
+            raise InvalidParameterError(
+                f"dataset={dataset!r} applies to HDF5 output only; a .zarr store holds one array at its root "
+                "(drop dataset= or write to a .h5 file)"
             )
-        if meta.pop("_reset", False):  # withdraw a completeness claim before repairing
-            arr.attrs[ATTR] = _public_meta(meta)
-    done = set(_zarr_present(path, n_stripes))
-    missing = [i for i in range(n_stripes) if i not in done]
-    logger.info("building %s: %d of %d stripes of %d rows to compute", path, len(missing), n_stripes, m)
-    lock = threading.Lock()
-    recorded = {"set": set(meta.get("completed_stripes", []))}
+        self.path = self.where = path
 
-    def record(final=False):
-        with lock:
-            present = _zarr_present(path, n_stripes)
-            if set(present) == recorded["set"] and not final:
-                return present
-            meta["completed_stripes"] = present
-            arr.attrs[ATTR] = _public_meta(meta)
-            recorded["set"] = set(present)
-            return present
+    def resolve_compressor(self, compressor):
+        return _resolve_compressor(compressor, self.fmt)
 
-    stop = threading.Event()
+    def writable_dirs(self):
+        path = self.path
+        if not os.path.isdir(path):
+            return []
+        return [path] + [os.path.join(path, d) for d in ("c",) if os.path.isdir(os.path.join(path, d))]
 
-    def recorder():
-        while not stop.wait(RECORD_INTERVAL):
-            try:
-                record()
-            except Exception:  # pragma: no cover - keep building; the final record reports
-                logger.exception("could not record completed stripes of %s", path)
+    def inspect(self):
+        path = self.path
+        if not os.path.exists(path):
+            return "absent", None
+        if os.path.isdir(path) and not os.listdir(path):
+            return "absent", None
+        if not os.path.isdir(path):
+            return "foreign", None
+        import zarr
 
-    thread = threading.Thread(target=recorder, name="cm-build-record", daemon=True)
-    thread.start()
-    ok = False
-    try:
-        if missing:
-            engine.map_blocks(fsrc, _write_zarr_stripe, {"path": path},
-                              blocks=_stripe_ranges(n, m, missing), desc="build stripes")
-        ok = True
-    finally:
-        stop.set()
-        thread.join()
         try:
-            present = record(final=True)
-        except OSError:
-            if ok:
-                raise
-            # e.g. the disk is still full: the store stays complete=False, and the chunk
-            # files on disk remain the completion record a rerun trusts
-            logger.exception("could not record completed stripes of %s", path)
-            present = _zarr_present(path, n_stripes)
-        if not ok:
-            logger.warning("build of %s interrupted: %d of %d stripes written; rerun to resume",
-                           path, len(present), n_stripes)
-    if len(present) != n_stripes:
-        lost = sorted(set(range(n_stripes)) - set(present))
-        raise StoreCorruptionError(
-            f"store {path!r}: stripes {lost[:10]} are missing after the build although their tasks "
-            "succeeded (file system trouble?); rerun to compute them"
-        )
-    meta["complete"] = True
-    meta["completed_stripes"] = list(range(n_stripes))
-    arr.attrs[ATTR] = _public_meta(meta)
-    logger.info("store %s complete (%d stripes)", path, n_stripes)
+            arr = zarr.open_array(store=path, mode="r")
+        except Exception:
+            return "foreign", None
+        meta = read_meta(arr.attrs)
+        return ("ours", meta) if meta is not None else ("foreign", None)
 
+    def lost_stripes(self, meta):
+        n_stripes = int(meta.get("n_stripes", 0))
+        present = set(_zarr_present(self.path, n_stripes))
+        return [i for i in range(n_stripes) if i not in present]
 
-# -- HDF5 ---------------------------------------------------------------------------------
-def _run_hdf5(path, dataset, meta, h5kw, plan, fsrc, engine, progress):
-    import h5py
-
-    n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
-    dt = np.dtype(meta["dtype"])
-    create = meta.pop("_create")
-    row = n * dt.itemsize
-    try:
-        f = h5py.File(path, "a", libver=("v108", "latest"), rdcc_nbytes=max(1 << 20, 2 * m * row))
-    except OSError as exc:
-        if "already open" in str(exc):
-            raise StoreLockedError(
-                f"HDF5 file {path!r} is open read-only in this process (HDF5 cannot reopen it for "
-                "writing); close the sources reading it (source.close()) and retry"
-            ) from exc
-        raise
-    with f:
-        if create:
-            h5_rows = plan["h5_chunk_rows"]  # a new store uses the plan's stripe height
-            dset = f.create_dataset(dataset, shape=(n, n), dtype=dt, chunks=(h5_rows, n),
-                                    fillvalue=_fill_value(dt), **h5kw)
-            dset.attrs[ATTR] = json.dumps(_public_meta(meta))
-            f.flush()
+    def delete(self, state):
+        if os.path.isdir(self.path):
+            shutil.rmtree(self.path)
         else:
-            dset = f[dataset]
-            if dset.shape != (n, n) or m % dset.chunks[0]:
-                raise StoreCorruptionError(
-                    f"store {path}:{dataset}: shape {dset.shape} / chunks {dset.chunks} do not match its "
-                    f"metadata (n={n}, stripe_rows={m}); rebuild with overwrite=True"
-                )
-        done = set(int(i) for i in meta.get("completed_stripes", []))
-        missing = [i for i in range(n_stripes) if i not in done]
-        logger.info("building %s:%s: %d of %d stripes of %d rows to compute", path, dataset,
-                    len(missing), n_stripes, m)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+            os.unlink(self.path)
 
-            bar = tqdm(total=n_stripes, initial=n_stripes - len(missing), desc="build stripes",
-                       unit="stripe", leave=False)
-        wave = max(1, engine.parallelism)
-        direct = _direct_chunk_state(h5kw_of(dset), dt, int(dset.chunks[0]))
+    def write(self, meta, codec, plan, fsrc, engine, progress):
+        import zarr
+
+        path, codecs = self.path, codec
+
+        n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
+        dt = np.dtype(meta["dtype"])
+        if meta.pop("_create"):
+            from zarr.codecs import Crc32cCodec
+
+            # a crc32c checksum after the compressor: a damaged chunk fails on read even when
+            # the damage would still decode (blosc-lz4 has no checksum); ~4 GB/s, i.e. a few
+            # percent of a streaming pass.
+            arr = zarr.create_array(
+                store=path, shape=(n, n), chunks=(m, n), dtype=dt,
+                compressors=[*(codecs or []), Crc32cCodec()],
+                fill_value=_fill_value(dt), attributes={ATTR: _public_meta(meta)},
+                chunk_key_encoding={"name": "default", "separator": "/"},
+                config={"write_empty_chunks": True}, overwrite=False,
+            )
+        else:
+            arr = zarr.open_array(store=path, mode="r+")
+            if tuple(arr.chunks) != (m, n) or arr.shape != (n, n):
+                raise StoreCorruptionError(
+                    f"store {path!r}: chunks {arr.chunks} / shape {arr.shape} do not match its metadata "
+                    f"(stripe_rows={m}, n={n}); rebuild with overwrite=True"
+                )
+            if meta.pop("_reset", False):  # withdraw a completeness claim before repairing
+                arr.attrs[ATTR] = _public_meta(meta)
+        done = set(_zarr_present(path, n_stripes))
+        missing = [i for i in range(n_stripes) if i not in done]
+        logger.info("building %s: %d of %d stripes of %d rows to compute", path, len(missing), n_stripes, m)
+        lock = threading.Lock()
+        recorded = {"set": set(meta.get("completed_stripes", []))}
+
+        def record(final=False):
+            with lock:
+                present = _zarr_present(path, n_stripes)
+                if set(present) == recorded["set"] and not final:
+                    return present
+                meta["completed_stripes"] = present
+                arr.attrs[ATTR] = _public_meta(meta)
+                recorded["set"] = set(present)
+                return present
+
+        stop = threading.Event()
+
+        def recorder():
+            while not stop.wait(RECORD_INTERVAL):
+                try:
+                    record()
+                except Exception:  # pragma: no cover - keep building; the final record reports
+                    logger.exception("could not record completed stripes of %s", path)
+
+        thread = threading.Thread(target=recorder, name="cm-build-record", daemon=True)
+        thread.start()
+        ok = False
         try:
-            for w0 in range(0, len(missing), wave):
-                ids = missing[w0:w0 + wave]
-                ranges = _stripe_ranges(n, m, ids)
-                if direct is not None:  # chunks encoded in the tasks, written raw here
-                    encoded = engine.map_blocks(fsrc, _encode_h5_stripe, direct, blocks=ranges,
-                                                desc="build stripes")
-                    for chunks in encoded:
-                        for r0, data in chunks:
-                            dset.id.write_direct_chunk((r0, 0), data, 0)
-                    del encoded, chunks
-                else:
-                    blocks = engine.map_blocks(fsrc, _return_block, None, blocks=ranges,
-                                               desc="build stripes")
-                    for (a, b), blk in zip(ranges, blocks):
-                        dset.write_direct(np.ascontiguousarray(blk), None, np.s_[a:b])
-                    del blocks, blk
-                f.flush()  # data first, then the record of it
-                done.update(ids)
-                meta["completed_stripes"] = sorted(done)
-                dset.attrs[ATTR] = json.dumps(_public_meta(meta))
-                f.flush()
-                if bar is not None:
-                    bar.update(len(ids))
+            if missing:
+                engine.map_blocks(fsrc, _write_zarr_stripe, {"path": path},
+                                  blocks=_stripe_ranges(n, m, missing), desc="build stripes")
+            ok = True
         finally:
-            if bar is not None:
-                bar.close()
+            stop.set()
+            thread.join()
+            try:
+                present = record(final=True)
+            except OSError:
+                if ok:
+                    raise
+                # e.g. the disk is still full: the store stays complete=False, and the chunk
+                # files on disk remain the completion record a rerun trusts
+                logger.exception("could not record completed stripes of %s", path)
+                present = _zarr_present(path, n_stripes)
+            if not ok:
+                logger.warning("build of %s interrupted: %d of %d stripes written; rerun to resume",
+                               path, len(present), n_stripes)
+        if len(present) != n_stripes:
+            lost = sorted(set(range(n_stripes)) - set(present))
+            raise StoreCorruptionError(
+                f"store {path!r}: stripes {lost[:10]} are missing after the build although their tasks "
+                "succeeded (file system trouble?); rerun to compute them"
+            )
         meta["complete"] = True
         meta["completed_stripes"] = list(range(n_stripes))
-        dset.attrs[ATTR] = json.dumps(_public_meta(meta))
-        f.flush()
-    logger.info("store %s:%s complete (%d stripes)", path, dataset, n_stripes)
+        arr.attrs[ATTR] = _public_meta(meta)
+        logger.info("store %s complete (%d stripes)", path, n_stripes)
+
+    def open(self):
+        from .sources import open_dissimilarity
+
+        return open_dissimilarity(self.path)
+
+
+class HDF5Writer:
+    """:class:`StoreWriter` of a dataset in an HDF5 file (written by the driver process in
+    waves of stripes; see the module notes)."""
+
+    fmt = "hdf5"
+    engine_progress = False
+
+    def __init__(self, path: str, dataset: str = "dissimilarity"):
+        if not isinstance(dataset, str) or not dataset.strip("/"):
+            raise InvalidParameterError(f"dataset must be a non-empty HDF5 dataset name, got {dataset!r}")
+        self.path, self.dataset = path, dataset
+        self.where = f"{path}:{dataset}"
+
+    def resolve_compressor(self, compressor):
+        return _resolve_compressor(compressor, self.fmt)
+
+    def writable_dirs(self):
+        return []
+
+    def inspect(self):
+        path, dataset = self.path, self.dataset
+        if not os.path.exists(path):
+            return "absent", None
+        import h5py
+
+        if os.path.isdir(path) or not h5py.is_hdf5(path):
+            return "foreign-file", None
+        with h5py.File(path, "r") as f:
+            obj = f.get(dataset)
+            if obj is None:
+                return "absent-dataset", None
+            if not isinstance(obj, h5py.Dataset):
+                return "foreign", None
+            meta = read_meta(obj.attrs)
+        return ("ours", meta) if meta is not None else ("foreign", None)
+
+    def lost_stripes(self, meta):
+        return []  # chunks are not files: completion is the recorded stripes
+
+    def delete(self, state):
+        path, dataset = self.path, self.dataset
+        if state == "foreign-file":
+            if os.path.isdir(path):
+                raise StoreExistsError(f"store {path!r} is a directory, not an HDF5 file; remove it yourself")
+            os.unlink(path)
+            return
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            others = [k for k in f.keys() if k != dataset.strip("/").split("/")[0]] or list(f.attrs.keys())
+            only = not others and "/" not in dataset.strip("/")
+        if only:
+            os.unlink(path)
+        else:
+            with h5py.File(path, "a") as f:
+                del f[dataset]
+
+    def write(self, meta, codec, plan, fsrc, engine, progress):
+        import h5py
+
+        path, dataset, h5kw = self.path, self.dataset, codec
+
+        n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
+        dt = np.dtype(meta["dtype"])
+        create = meta.pop("_create")
+        row = n * dt.itemsize
+        try:
+            f = h5py.File(path, "a", libver=("v108", "latest"), rdcc_nbytes=hdf5_cache_bytes(m, row))
+        except OSError as exc:
+            if "already open" in str(exc):
+                raise StoreLockedError(
+                    f"HDF5 file {path!r} is open read-only in this process (HDF5 cannot reopen it for "
+                    "writing); close the sources reading it (source.close()) and retry"
+                ) from exc
+            raise
+        with f:
+            if create:
+                h5_rows = plan["h5_chunk_rows"]  # a new store uses the plan's stripe height
+                dset = f.create_dataset(dataset, shape=(n, n), dtype=dt, chunks=(h5_rows, n),
+                                        fillvalue=_fill_value(dt), **h5kw)
+                dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+                f.flush()
+            else:
+                dset = f[dataset]
+                if dset.shape != (n, n) or m % dset.chunks[0]:
+                    raise StoreCorruptionError(
+                        f"store {path}:{dataset}: shape {dset.shape} / chunks {dset.chunks} do not match its "
+                        f"metadata (n={n}, stripe_rows={m}); rebuild with overwrite=True"
+                    )
+            done = set(int(i) for i in meta.get("completed_stripes", []))
+            missing = [i for i in range(n_stripes) if i not in done]
+            logger.info("building %s:%s: %d of %d stripes of %d rows to compute", path, dataset,
+                        len(missing), n_stripes, m)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=n_stripes, initial=n_stripes - len(missing), desc="build stripes",
+                           unit="stripe", leave=False)
+            wave = max(1, engine.parallelism)
+            direct = _direct_chunk_state(h5kw_of(dset), dt, int(dset.chunks[0]))
+            try:
+                for w0 in range(0, len(missing), wave):
+                    ids = missing[w0:w0 + wave]
+                    ranges = _stripe_ranges(n, m, ids)
+                    if direct is not None:  # chunks encoded in the tasks, written raw here
+                        encoded = engine.map_blocks(fsrc, _encode_h5_stripe, direct, blocks=ranges,
+                                                    desc="build stripes")
+                        for chunks in encoded:
+                            for r0, data in chunks:
+                                dset.id.write_direct_chunk((r0, 0), data, 0)
+                        del encoded, chunks
+                    else:
+                        blocks = engine.map_blocks(fsrc, _return_block, None, blocks=ranges,
+                                                   desc="build stripes")
+                        for (a, b), blk in zip(ranges, blocks):
+                            dset.write_direct(np.ascontiguousarray(blk), None, np.s_[a:b])
+                        del blocks, blk
+                    f.flush()  # data first, then the record of it
+                    done.update(ids)
+                    meta["completed_stripes"] = sorted(done)
+                    dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+                    f.flush()
+                    if bar is not None:
+                        bar.update(len(ids))
+            finally:
+                if bar is not None:
+                    bar.close()
+            meta["complete"] = True
+            meta["completed_stripes"] = list(range(n_stripes))
+            dset.attrs[ATTR] = json.dumps(_public_meta(meta))
+            f.flush()
+        logger.info("store %s:%s complete (%d stripes)", path, dataset, n_stripes)
+
+    def open(self):
+        from .sources import open_dissimilarity
+
+        return open_dissimilarity(self.path, dataset=self.dataset)
+
+
+#: store format -> its :class:`StoreWriter` class (the format comes from the path suffix).
+WRITERS: dict[str, type] = {"zarr": ZarrWriter, "hdf5": HDF5Writer}
+
+
+def store_writer(store, dataset: str | None = "dissimilarity") -> StoreWriter:
+    """The :class:`StoreWriter` for output path ``store`` (format from its suffix).
+
+    Raises
+    ------
+    InvalidTypeError, InvalidParameterError
+        ``store`` is not a path with a zarr / HDF5 suffix, or ``dataset`` does not fit the format.
+    """
+    path, fmt = _check_store_path(store)
+    return WRITERS[fmt](path, dataset)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1054,7 +1084,7 @@ def store_info(path, dataset=None) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
-        ``*.zarr`` directory or ``*.h5``/``*.hdf5`` file (built by
+        ``*.zarr`` directory or ``*.h5``/``*.hdf5``/``*.he5`` file (built by
         :func:`build_dissimilarity` or foreign).
     dataset : str, optional
         HDF5 dataset / zarr group member; default ``"dissimilarity"`` when present, else the

@@ -37,10 +37,14 @@ Faults (distributed)
 
 Memory
 ------
-The block height is chosen from ``memory_limit``: at most ``blocks_in_flight`` row blocks
-(one per worker thread plus one being read ahead) of ``n * itemsize`` bytes per row, with a
-factor 2 for the decode buffer of compressed stores, fit in the budget.  State arrays
-(n×k medoid table, O(n) caches) come on top and are not counted against it.
+The block height is chosen from ``memory_limit`` by :func:`chunked_medoids._budget.block_rows`
+(every size factor is explained in :mod:`chunked_medoids._budget`): for :meth:`Engine.map_blocks`
+every worker thread may be decoding a block at once, each costing
+:data:`~chunked_medoids._budget.DECODE_FACTOR` (= 5) times the block's ``n * itemsize``
+bytes per row; for :meth:`Engine.iter_blocks` one block is being decoded (5x) and
+``blocks_in_flight - 1`` more are held decoded (1x each: the one processed, the one read
+ahead).  Blocks are whole multiples of the storage chunk height when one fits.  State
+arrays (n×k medoid table, O(n) caches) come on top and are not counted against it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
+from . import _budget
+from ._budget import DECODE_FACTOR  # noqa: F401  (re-exported: engine.DECODE_FACTOR)
 from ._errors import (
     ChunkedMedoidsError,
     InvalidParameterError,
@@ -69,13 +75,6 @@ class PassStopped(ChunkedMedoidsError):
 
     The driver catches it, saves its checkpoint and raises ``CheckpointInterrupt``.
     """
-
-#: bytes of working memory per stored byte of a block while it is being read.  Measured on
-#: a blosc-compressed zarr store (benchmarks/bench_scaling.py): the compressed chunk bytes,
-#: the checksum-stripped copy, the decoded chunk and the output array are alive together,
-#: about 3.9× the block for a one-chunk read; one more block's worth covers what the
-#: allocator keeps mapped after concurrent decodes (seen as RSS above the live data).
-DECODE_FACTOR = 5
 
 
 def _scheduler_address(client) -> str:
@@ -213,29 +212,30 @@ class Engine:
         """Rows per block so that the blocks in flight fit in the budget.
 
         ``blocks_in_flight=None`` sizes blocks for :meth:`map_blocks`: every worker thread
-        may be reading (decoding, :data:`DECODE_FACTOR` × the block) at once.  An integer
-        sizes them for sequential streaming (:meth:`iter_blocks`): one block being read and
-        ``blocks_in_flight - 1`` held decoded (the one processed, the one read ahead).
+        may be reading (decoding, :data:`~chunked_medoids._budget.DECODE_FACTOR` × the
+        block) at once.  An integer sizes them for sequential streaming
+        (:meth:`iter_blocks`): one block being read and ``blocks_in_flight - 1`` held
+        decoded (the one processed, the one read ahead).  See
+        :func:`chunked_medoids._budget.block_rows`.
         """
         if self.forced_block_rows is not None:
             return min(self.forced_block_rows, source.n)
         if blocks_in_flight is None:
-            units = DECODE_FACTOR * (self.num_workers if self.client is None else 1)
+            readers, held = (self.num_workers if self.client is None else 1), 0
         else:
-            units = DECODE_FACTOR + max(0, int(blocks_in_flight) - 1)
-        raw_row = source.n * source.dtype.itemsize
-        row_bytes = raw_row * DECODE_FACTOR
-        rows = max(1, self.memory_limit // (raw_row * units))
+            readers, held = 1, max(0, int(blocks_in_flight) - 1)
+        n, itemsize = source.n, source.dtype.itemsize
+        rows = _budget.block_rows(n, itemsize, self.memory_limit, source.block_rows,
+                                  readers=readers, held=held)
         natural = max(1, int(source.block_rows))
-        if rows >= natural:
-            rows = (rows // natural) * natural  # read each stored chunk exactly once
-        elif natural * row_bytes > self.memory_limit:
+        decode = _budget.chunk_decode_bytes(natural, n, itemsize)
+        if rows < natural and decode > self.memory_limit:
             logger.warning(
                 "storage chunks of %d rows (%s decoded) exceed memory_limit=%s; "
                 "rebuild the store with a smaller memory_limit to stay within budget",
-                natural, format_bytes(natural * row_bytes), format_bytes(self.memory_limit),
+                natural, format_bytes(decode), format_bytes(self.memory_limit),
             )
-        return int(min(rows, source.n))
+        return rows
 
     def blocks(self, source, block_rows: int | None = None) -> list[tuple[int, int]]:
         b = block_rows or self.block_rows_for(source)
@@ -296,11 +296,8 @@ class Engine:
         if not blocks:
             return 1
         height = max(b - a for a, b in blocks)
-        natural = max(1, int(source.block_rows))
-        if height % natural:
-            height = -(-height // natural) * natural  # the chunks the read touches
-        cost = height * source.n * source.dtype.itemsize * DECODE_FACTOR
-        return int(max(1, min(self.num_workers, self.memory_limit // max(cost, 1))))
+        return _budget.read_concurrency(height, source.n, source.dtype.itemsize, source.block_rows,
+                                        self.memory_limit, self.num_workers)
 
     def _map_threads(self, source, func, state, blocks, desc, should_stop=None):
         import dask

@@ -19,26 +19,22 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._budget import predict_block_rows
 from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
 from ._util import check_weights
 
 logger = logging.getLogger(__name__)
 
-#: rows of new data handled at once by predict / transform / score.
-_PREDICT_BLOCK_BYTES = 32 << 20
 #: keyword arguments the estimator passes itself; ``method_params`` may not set them.
 _RESERVED = ("init", "max_iter", "random_state", "weights", "memory_limit", "client", "progress")
 
 
 def _is_lazy(X) -> bool:
-    """Feature / dissimilarity containers that must not be converted with np.asarray."""
-    from .sources import DissimilaritySource
-    from .sources.dask_array import _is_dask_array
-    from .sources.hdf5 import _is_h5py_object
-    from .sources.zarr_store import _is_zarr_object
+    """Feature / dissimilarity containers that must not be converted with np.asarray
+    (paths, sources, dask / zarr / h5py arrays: :func:`~chunked_medoids.sources.resolve_input`)."""
+    from .sources.inputs import IN_MEMORY_KINDS, input_kind
 
-    return (isinstance(X, (str, os.PathLike, DissimilaritySource)) or _is_dask_array(X)
-            or _is_zarr_object(X) or _is_h5py_object(X))
+    return input_kind(X) not in IN_MEMORY_KINDS
 
 
 def _accepts(func, name: str) -> bool:
@@ -115,10 +111,6 @@ def _check_extra_params(params: dict, func, what: str, reserved=()) -> None:
             f"{what} holds {unknown}, which {getattr(func, '__name__', func)!r} does not take; "
             f"accepted keys: {accepted}"
         )
-
-
-def _block_rows(width: int) -> int:
-    return max(1, _PREDICT_BLOCK_BYTES // (8 * max(1, width)))
 
 
 #: scikit-learn estimator checks a randomised fit cannot pass, with the reason.
@@ -239,7 +231,7 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
                         f"X must have shape (n_new, {self.n_features_in_}) (distances to every training "
                         f"point), got shape {shape}"
                     )
-                rows = _block_rows(shape[1])
+                rows = predict_block_rows(shape[1])
                 for a in range(0, shape[0], rows):
                     blk = np.asarray(X[a:min(a + rows, shape[0])])
                     yield np.ascontiguousarray(blk[:, med], dtype=np.float64)
@@ -259,7 +251,7 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"X has {feats.d} features, but {type(self).__name__} is expecting "
                     f"{self.n_features_in_} features as input"
                 )
-            rows = _block_rows(max(k, feats.d))
+            rows = predict_block_rows(max(k, feats.d))
             for a, b, blk in feats.iter_blocks(rows):
                 if not np.isfinite(blk).all():
                     raise InvalidParameterError("X contains NaN or infinity")
@@ -268,7 +260,7 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
                 yield out
             return
         Xv = _validate(self, X, dtype=[np.float64, np.float32], reset=False)
-        rows = _block_rows(max(k, Xv.shape[1]))
+        rows = predict_block_rows(max(k, Xv.shape[1]))
         for a in range(0, Xv.shape[0], rows):
             blk = np.ascontiguousarray(Xv[a:a + rows], dtype=np.float64)
             out = np.empty((blk.shape[0], k), dtype=np.float64)
@@ -602,7 +594,7 @@ class CLARA(_MedoidsEstimator):
                 feats = FeatureArray(X)
                 n, self.n_features_in_ = feats.n, feats.d
                 data = centers_from = X
-                blocks = lambda: (b for _, _, b in feats.iter_blocks(_block_rows(feats.d)))  # noqa: E731
+                blocks = lambda: (b for _, _, b in feats.iter_blocks(predict_block_rows(feats.d)))  # noqa: E731
             else:
                 data = centers_from = _validate(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
                 n = data.shape[0]

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from ._util import jsonable as _jsonable
 
 
 def _kernels():
@@ -487,18 +488,6 @@ class BoundMetric:
     def __repr__(self):
         ps = ", ".join(f"{k}={v!r}" for k, v in self.params.items() if v is not None and v != [])
         return f"BoundMetric({self.name!r}{', ' + ps if ps else ''})"
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def _rebuild(name: str, params: dict) -> BoundMetric:

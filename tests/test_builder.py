@@ -19,6 +19,7 @@ from chunked_medoids import (
     StoreLockedError,
     UnknownNameError,
     UnsupportedDtypeError,
+    _budget,
     build_dissimilarity,
     from_features,
     open_dissimilarity,
@@ -514,7 +515,7 @@ def test_killed_build_never_claims_completeness_and_resumes(tmp_path):
 @pytest.mark.parametrize("compressor", ["gzip", None, "lzf"])
 def test_hdf5_stripes_of_several_chunks_with_edge_chunk(tmp_path, X, monkeypatch, compressor):
     # gzip / None: chunks encoded in the tasks and written raw (H5Dwrite_chunk); lzf: h5py
-    monkeypatch.setattr(builder, "HDF5_CHUNK_BYTES", 61 * 4 * 4)  # 4-row chunks
+    monkeypatch.setattr(_budget, "HDF5_CHUNK_BYTES", 61 * 4 * 4)  # 4-row chunks
     path = tmp_path / "e.h5"
     src = build_dissimilarity(X, path, block_rows=12, compressor=compressor)
     with h5py.File(path, "r") as f:

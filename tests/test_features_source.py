@@ -18,6 +18,7 @@ from chunked_medoids import (
     InvalidTypeError,
     UnknownNameError,
     UnsupportedDtypeError,
+    _budget,
     open_dissimilarity,
 )
 from chunked_medoids.sources import features as features_mod
@@ -183,7 +184,7 @@ def test_feature_containers_give_identical_matrices(tmp_path, X):
 
 
 def test_file_backed_x_is_never_loaded_whole(tmp_path, X, monkeypatch):
-    monkeypatch.setattr(features_mod, "_WORK_BYTES", 10 * 8 * X.shape[1])  # 10-row scan blocks
+    monkeypatch.setattr(_budget, "FEATURE_WORK_BYTES", 10 * 8 * X.shape[1])  # 10-row scan blocks
     z = zarr.create_array(store=str(tmp_path / "X.zarr"), shape=X.shape, chunks=(5, X.shape[1]), dtype=X.dtype)
     z[:] = X
     reads = []

@@ -1,10 +1,11 @@
-"""One conformance suite run over every source kind (DESIGN.md section 3).
+"""One conformance suite run over every source kind (docs/architecture.rst §3).
 
 All kinds hold the same matrix: the one produced by ``from_features`` on a small random X
-(written to disk for the stored kinds), so every kind must return identical rows.
+(written to disk for the stored kinds), so every kind must return identical rows.  The
+generic checks are the public suite :mod:`chunked_medoids.testing` (which third-party
+source kinds run too, see tests/test_testing_custom_kind.py); the kind-specific ones follow.
 """
 
-import io
 import json
 import os
 import pickle
@@ -25,26 +26,20 @@ from chunked_medoids import (
     UnknownNameError,
     UnsupportedDtypeError,
     open_dissimilarity,
+    testing,
 )
 from chunked_medoids._store_meta import ATTR
-from chunked_medoids.sources import SOURCE_KINDS, DissimilaritySource
+from chunked_medoids.sources import SOURCE_KINDS
 from chunked_medoids.sources.features import from_features
 
-N = 37  # not a multiple of any chunk height used below
-CHUNK = 8
-DTYPES = ["float32", "float64", "int32", "int64"]
-
-
-def make_features(seed, dtype):
-    rng = np.random.default_rng(seed)
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        return rng.integers(0, 50, size=(N, 3)).astype(np.float64), "manhattan"
-    return rng.normal(size=(N, 3)), "euclidean"
+N = testing.N  # 37: not a multiple of any chunk height used below
+CHUNK = testing.CHUNK
+DTYPES = list(testing.DTYPES)
 
 
 def reference(seed, dtype):
-    X, metric = make_features(seed, dtype)
-    D = from_features(X, metric, dtype=dtype).read_rows(0, N)
+    X, metric = testing.reference_features(seed, dtype)
+    D = testing.reference_matrix(seed, dtype)
     return X, metric, D
 
 
@@ -189,93 +184,50 @@ def test_reference_matrix_is_the_metric(dtype):
     assert (D == D.T).all() and (np.diag(D) == 0).all()
 
 
+def test_suite_cases_are_the_documented_ones():
+    # the public suite's ranges and indices for n=37, chunk 8 (what this file always tested)
+    assert testing.read_cases(N, CHUNK) == [(0, 0), (5, 5), (0, N), (0, 1), (N - 1, N), (3, 17),
+                                            (CHUNK, 2 * CHUNK), (7, 9), (30, N)]
+    assert testing.take_cases(N, CHUNK) == [[], [0], [N - 1, 0], [5, 3, 5, 36, 3, 0], list(range(N))[::-1],
+                                            [8, 9, 10, 11], [2, 2, 2]]
+
+
 def test_kind_n_dtype_shape(case):
     name, kind, opener, D = case
-    src = opener()
-    assert isinstance(src, DissimilaritySource)
-    assert src.kind == kind
-    assert src.n == N and src.shape == (N, N)
-    assert src.dtype == D.dtype
-    assert 1 <= src.block_rows <= N
-    if name in ("dask", "zarr_path", "zarr_array", "hdf5_path", "h5py_dataset", "zarr_group_sharded"):
-        assert src.block_rows == CHUNK
+    chunked = name in ("dask", "zarr_path", "zarr_array", "hdf5_path", "h5py_dataset", "zarr_group_sharded")
+    testing.check_metadata(opener(), D, kind=kind, block_rows=CHUNK if chunked else None)
 
 
-@pytest.mark.parametrize("start,stop", [(0, 0), (5, 5), (0, N), (0, 1), (N - 1, N), (3, 17),
-                                        (CHUNK, 2 * CHUNK), (7, 9), (30, N)])
+@pytest.mark.parametrize("start,stop", testing.read_cases(N, CHUNK))
 def test_read_rows(case, start, stop):
     _, _, opener, D = case
-    rows = opener().read_rows(start, stop)
-    assert rows.shape == (stop - start, N)
-    assert rows.dtype == D.dtype and rows.flags.c_contiguous
-    np.testing.assert_array_equal(rows, D[start:stop])
+    testing.check_read_rows(opener(), D, start, stop)
 
 
-@pytest.mark.parametrize("idx", [[], [0], [N - 1, 0], [5, 3, 5, 36, 3, 0], list(range(N))[::-1],
-                                 [8, 9, 10, 11], [2, 2, 2]])
+@pytest.mark.parametrize("idx", testing.take_cases(N, CHUNK))
 def test_take_rows(case, idx):
     _, _, opener, D = case
-    rows = opener().take_rows(np.array(idx, dtype=np.int64))
-    assert rows.shape == (len(idx), N) and rows.dtype == D.dtype and rows.flags.c_contiguous
-    np.testing.assert_array_equal(rows, D[idx])
+    testing.check_take_rows(opener(), D, idx)
 
 
 def test_read_and_take_argument_errors(case):
-    src = case[2]()
-    with pytest.raises(InvalidParameterError):
-        src.read_rows(3, 2)
-    with pytest.raises(InvalidParameterError):
-        src.read_rows(0, N + 1)
-    with pytest.raises(InvalidParameterError):
-        src.take_rows([N])
-    with pytest.raises(InvalidTypeError):
-        src.take_rows([0.5])
-
-
-def pickled_modules(data: bytes) -> set:
-    """Modules of every class/function referenced by a pickle."""
-    found = set()
-
-    class Recorder(pickle.Unpickler):
-        def find_class(self, module, name):
-            found.add(module)
-            return super().find_class(module, name)
-
-    Recorder(io.BytesIO(data)).load()
-    return found
+    testing.check_argument_errors(case[2]())
 
 
 def test_pickle_roundtrip(case):
     name, _, opener, D = case
-    src = opener()
-    src.read_rows(0, 2)  # any lazily opened handle is open now
-    data = pickle.dumps(src)
-    modules = pickled_modules(data)
-    assert not any(m.split(".")[0] == "h5py" for m in modules), modules
-    if name in FILE_BACKED:
-        assert len(data) < 4096, f"{name} pickles {len(data)} bytes: the data travelled along"
-    clone = pickle.loads(data)
-    assert clone.n == src.n and clone.dtype == src.dtype and clone.block_rows == src.block_rows
-    np.testing.assert_array_equal(clone.read_rows(4, 20), D[4:20])
-    np.testing.assert_array_equal(clone.take_rows([9, 1, 9]), D[[9, 1, 9]])
-    assert clone.fingerprint() == src.fingerprint()
-    # a second round trip of an already unpickled (and used) source
-    again = pickle.loads(pickle.dumps(clone))
-    np.testing.assert_array_equal(again.read_rows(0, N), D)
+    testing.check_pickle(opener(), D, file_backed=name in FILE_BACKED)
 
 
 def test_fingerprint_stable_and_data_dependent(case, tmp_path, dtype):
     name, _, opener, D = case
-    fp = opener().fingerprint()
-    assert isinstance(fp, str) and len(fp) >= 16
-    assert opener().fingerprint() == fp  # same data opened twice
     X2, metric2, D2 = reference(1, dtype)
     assert not np.array_equal(D, D2)
     d2 = tmp_path / "b"
     d2.mkdir()
     other = BUILDERS[name][0](d2, X2, metric2, D2)
     try:
-        assert other().fingerprint() != fp
+        testing.check_fingerprint(opener, other)
     finally:
         for f in getattr(other, "files", []):
             f.close()
@@ -287,12 +239,11 @@ def row_sums(block, start, stop, state):
 
 def test_engine_map_blocks_threads(case):
     _, _, opener, D = case
-    src = opener()
-    with Engine(num_workers=2, block_rows=5) as eng:
-        got = np.concatenate(eng.map_blocks(src, row_sums))
-        streamed = np.vstack([b for _, _, b in eng.iter_blocks(src)])
-    np.testing.assert_allclose(got, D.astype(np.float64).sum(axis=1))
-    np.testing.assert_array_equal(streamed, D)
+    testing.check_engine(opener(), D)
+
+
+def test_pickled_modules_sees_classes():
+    assert "numpy" in {m.split(".")[0] for m in testing.pickled_modules(pickle.dumps(np.zeros(2)))}
 
 
 def test_distributed_like_pickling_of_block_tasks(tmp_path):

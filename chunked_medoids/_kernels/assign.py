@@ -2,7 +2,7 @@
 
 Pure numba, numpy in / numpy out (no package, dask, zarr or h5py imports).
 
-Notation (DESIGN.md §4): ``M`` is the (n, k) medoid table, ``M[o, s] = D[o, medoids[s]]``,
+Notation (docs/architecture.rst §4): ``M`` is the (n, k) medoid table, ``M[o, s] = D[o, medoids[s]]``,
 in the dtype of the dissimilarity.  The caches are
 
 * ``dn[o]``, ``ds[o]`` -- distance to the nearest / second-nearest medoid (source dtype),
@@ -143,7 +143,7 @@ def _second_excluding(M, o, exclude, ds, sn):
 def swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn):
     """Swap slot ``b`` for point ``j`` whose row of D is ``row``, updating every cache.
 
-    DESIGN.md §4 rules, with ``d = row[o] = D[o, j]``:
+    The rules of docs/architecture.rst §4, with ``d = row[o] = D[o, j]``:
 
     * ``nn[o] == b``: the nearest becomes ``j`` if ``d < ds[o]`` (staying in slot b), else
       the old second; the second is then rescanned from M (excluding the new nearest).
@@ -223,24 +223,3 @@ def loss_sum(dn, w, weighted):
         for o in range(n):
             acc += np.float64(dn[o])
     return acc
-
-
-@njit(nogil=True, cache=True)
-def nearest_block(block, medoids, labels, dist):
-    """Nearest medoid of each row of ``block`` given the full rows (lowest slot on ties).
-
-    ``block`` is (m, n) (rows of D); ``labels`` (m,) int32 and ``dist`` (m,) source dtype are
-    outputs.  A row that is itself a medoid is not special-cased here (callers do that).
-    """
-    m = block.shape[0]
-    k = medoids.shape[0]
-    for i in range(m):
-        best = block[i, medoids[0]]
-        ib = 0
-        for s in range(1, k):
-            d = block[i, medoids[s]]
-            if d < best:
-                best = d
-                ib = s
-        labels[i] = ib
-        dist[i] = best

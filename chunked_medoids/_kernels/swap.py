@@ -1,4 +1,4 @@
-"""numba kernels of the swap phase: PAM, FastPAM1/2 and FasterPAM (DESIGN.md §4).
+"""numba kernels of the swap phase: PAM, FastPAM1/2 and FasterPAM (docs/architecture.rst §4).
 
 Pure numba, numpy in / numpy out.  A *candidate* ``j`` is evaluated from its row of D
 (``row[o] = D[o, j]``, D symmetric), against the caches ``dn, ds, nn`` and the removal

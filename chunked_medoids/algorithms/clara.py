@@ -3,7 +3,7 @@
 Each sample of ``sample_size`` points is clustered on its small in-memory dissimilarity
 matrix by an exact swap method (PAM, FastPAM2 or FasterPAM); its medoids are then scored on
 the FULL data by a streaming, block-parallel pass, and the medoids with the lowest
-full-data loss win (see the architecture document, ``docs/architecture.rst``).
+full-data loss win (``docs/architecture.rst`` §4).
 
 Inputs: features or a dissimilarity
 -----------------------------------
@@ -42,18 +42,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 
 import numpy as np
 
+from .. import _budget
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import PARTIALS, score_dist_block, score_rows, symmetrize_upper
 from .._result import ClaraResult
 from .._state import ClaraState
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..engine import PassStopped
-from ..sources import DissimilaritySource, open_dissimilarity
+from ..sources import open_dissimilarity, resolve_input
 from ._common import driver_scope, kernel_weights, seed_param, weights_hash
 from ._registry import register_method
 
@@ -65,10 +65,9 @@ VARIANTS = ("fasterclara", "fastclara", "clara")
 DEFAULT_WAVE_SIZE = 4
 #: largest default sample of the fast variants.
 MAX_DEFAULT_SAMPLE = 10000
-#: share of memory_limit the s×s float64 sample matrix may take (default sample size); a
-#: running sample needs about twice that (matrix + inner optimiser), and up to
-#: 0.75·memory_limit of samples run at once.
-SAMPLE_MEMORY_SHARE = 0.125
+#: share of memory_limit the s×s float64 sample matrix may take (default sample size); see
+#: chunked_medoids._budget (CLARA_SAMPLE_SHARE, CLARA_TASK_SHARE) for all of CLARA's sizes.
+SAMPLE_MEMORY_SHARE = _budget.CLARA_SAMPLE_SHARE
 #: the fast variants draw enough samples to cover min(n, this many) points in total ...
 TARGET_SAMPLED_POINTS = 50000
 #: ... using at least / at most this many samples.
@@ -114,7 +113,7 @@ def _gather_submatrix(source, sample, budget):
     """``D[sample][:, sample]`` in the source dtype, reading ``sample`` rows in bounded groups."""
     s = sample.shape[0]
     S = np.empty((s, s), dtype=source.dtype)
-    per = max(1, int(budget // max(1, source.n * source.dtype.itemsize)))
+    per = _budget.gather_rows(budget, source.n, source.dtype.itemsize)
     for a in range(0, s, per):
         b = min(a + per, s)
         S[a:b] = source.take_rows(sample[a:b])[:, sample]
@@ -157,14 +156,6 @@ def _run_inner(variant, S, k, seed, weights, memory_limit):
 # ---------------------------------------------------------------------------------------
 # input resolution and defaults
 # ---------------------------------------------------------------------------------------
-def _is_store(obj) -> bool:
-    if isinstance(obj, (str, os.PathLike)):
-        low = os.fspath(obj).rstrip("/\\").lower()
-        return low.endswith((".zarr", ".h5", ".hdf5", ".he5"))
-    mod = type(obj).__module__ or ""
-    return mod.startswith(("zarr", "h5py"))
-
-
 def _resolve_input(X, metric, metric_params, precomputed, memory_limit, validate=True):
     """``("matrix", source, None)`` or ``("features", _FeatureInput, metric)``."""
     if precomputed is not None and not isinstance(precomputed, (bool, np.bool_)):
@@ -175,16 +166,8 @@ def _resolve_input(X, metric, metric_params, precomputed, memory_limit, validate
     matrix = None
     if precomputed or is_pre_metric:
         matrix = open_dissimilarity(X, validate=validate)
-    elif precomputed is None:
-        if isinstance(X, DissimilaritySource):
-            matrix = open_dissimilarity(X, validate=validate)
-        elif _is_store(X):
-            try:
-                cand = open_dissimilarity(X, validate=validate)
-            except (InvalidParameterError, InvalidTypeError, LookupError, ValueError, KeyError):
-                cand = None  # not a square matrix store: features
-            if cand is not None and getattr(cand, "meta", None) is not None:
-                matrix = cand
+    elif precomputed is None and resolve_input(X).role == "matrix":  # a source or a built store
+        matrix = open_dissimilarity(X, validate=validate)
     if matrix is not None:
         default_metric = metric is None or is_pre_metric or (isinstance(metric, str) and metric == "euclidean")
         if not default_metric or metric_params:
@@ -218,10 +201,7 @@ class _FeatureInput:
         self.features = FeatureArray(X)
         self.n, self.d = self.features.n, self.features.d
         metric = resolve_metric(metric, **metric_params)
-        rows = max(1, min(self.n, int(memory_limit // (32 * 8 * self.d))))
-        cr = int(self.features.chunk_rows)
-        if cr > 1 and rows > cr:
-            rows -= rows % cr
+        rows = _budget.clara_scan_rows(self.n, self.d, memory_limit, self.features.chunk_rows)
         h = hashlib.sha256(f"{self.n}|{self.d}|{self.features.dtype.str}|".encode())
         for start, _stop, block in self.features.iter_blocks(rows):
             if not np.isfinite(block).all():
@@ -254,7 +234,7 @@ def default_sample_size(variant, n, k, memory_limit) -> int:
     """The default sample size (see :func:`clara`, parameter ``sample_size``)."""
     if variant == "clara":
         return int(min(n, 40 + 2 * k))
-    by_memory = int(math.isqrt(int(memory_limit * SAMPLE_MEMORY_SHARE) // 8))
+    by_memory = _budget.clara_sample_cap(memory_limit)
     s = min(n, MAX_DEFAULT_SAMPLE, by_memory)
     return int(max(s, min(n, 80 + 4 * k)))
 
@@ -288,16 +268,9 @@ class _Run:
     def feature_blocks(self, cols):
         """Row blocks for a feature pass whose work buffer has ``cols`` float64 columns."""
         feats = self.src.features
-        row_bytes = feats.d * 8 * 3 + cols * 8 + 64
         threads = self.eng.parallelism if self.eng.client is None else 1
-        per = max(1, int(self.memory_limit // (4 * (threads + 1) * row_bytes)))
-        cr = max(1, int(feats.chunk_rows))
-        if cr > 1:
-            if per >= cr:
-                per -= per % cr
-            elif cr * row_bytes * (threads + 1) <= self.memory_limit // 2:
-                per = cr  # whole storage chunks when they fit
-        per = min(per, self.n)
+        per = _budget.clara_feature_block_rows(self.n, feats.d, cols, self.memory_limit, threads,
+                                               feats.chunk_rows)
         return [(a, min(a + per, self.n)) for a in range(0, self.n, per)]
 
     def feature_pass(self, gather=None, medoid_sets=None, C=None, labels=False, desc="clara"):
@@ -346,9 +319,7 @@ class _Run:
 
         ``on_result(q, result)`` is called as task ``q`` finishes (to checkpoint per sample).
         """
-        task_bytes = 2 * 8 * s * s + 64 * s * max(1, self.k)
-        conc = max(1, min(self.eng.parallelism, int(0.75 * self.memory_limit // task_bytes)))
-        gather_bytes = max(1 << 16, self.memory_limit // (8 * conc))
+        conc, gather_bytes = _budget.clara_sample_batch(s, self.k, self.memory_limit, self.eng.parallelism)
         st = {"k": self.k, "mode": self.mode, "variant": self.variant,
               "metric": self.metric, "memory_limit": self.memory_limit,
               "source": self.src if self.mode == "matrix" else None, "gather_bytes": gather_bytes}

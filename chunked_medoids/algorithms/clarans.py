@@ -1,4 +1,4 @@
-"""CLARANS and FastCLARANS: randomised local search over swap neighbours (see ``docs/architecture.rst``).
+"""CLARANS and FastCLARANS: randomised local search over swap neighbours (``docs/architecture.rst`` §4).
 
 A *local search* starts from k medoids and examines random neighbours (a swap of one
 medoid slot for a non-medoid candidate).  An improving neighbour (ΔTD < 0) is taken at
@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .. import _budget
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._result import ClaransResult
@@ -154,8 +155,7 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
         seeds, init_arr, results = state.seeds, state.init, state.results
 
         conc = max(1, min(numlocal, eng.parallelism))
-        row_bytes = n * source.dtype.itemsize
-        fetch = int(max(1, min(DRAW_CHUNK, (eng.memory_limit // (4 * conc)) // max(1, row_bytes))))
+        fetch = _budget.clarans_fetch_rows(eng.memory_limit, conc, n, source.dtype.itemsize, DRAW_CHUNK)
         st = {"source": source, "k": k, "seeds": seeds, "init": init_arr, "weights": w,
               "fetch": fetch, "fast": fast, "maxneighbor": mn, "tol": tol}
         # with a checkpoint the searches run in waves of `conc` (saved after each wave);

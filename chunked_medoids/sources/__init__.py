@@ -14,6 +14,7 @@ from typing import Any
 
 from .._errors import InvalidTypeError, MissingFileError, UnknownNameError
 from .base import SUPPORTED_DTYPES, DissimilaritySource, check_dtype
+from .inputs import INPUT_SUFFIXES, ResolvedInput, input_kind, resolve_input
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,6 @@ def register_source_kind(name: str, matches, opener, description: str) -> None:
     SOURCE_KINDS[name] = SourceKind(name, matches, opener, description)
 
 
-def _path_suffix(obj) -> str | None:
-    if isinstance(obj, (str, os.PathLike)):
-        return os.fspath(obj).rstrip("/\\").lower()
-    return None
-
-
 def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = True, **options) -> DissimilaritySource:
     """Open anything that holds a symmetric n×n dissimilarity as a streaming source.
 
@@ -52,7 +47,7 @@ def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = True, *
     ----------
     obj : array-like, dask array, zarr.Array, h5py.Dataset, path, or DissimilaritySource
         The matrix.  Paths ending in ``.zarr`` open a zarr array (a group's array
-        ``dataset="dissimilarity"`` by default), ``.h5``/``.hdf5`` an HDF5 dataset
+        ``dataset="dissimilarity"`` by default), ``.h5``/``.hdf5``/``.he5`` an HDF5 dataset
         (``dataset="dissimilarity"`` by default), ``.npy`` a memory-mapped array.
         A :class:`DissimilaritySource` is returned as is.  With ``kind="features"``, ``obj``
         is an (n, d) feature array and the options are those of
@@ -124,8 +119,7 @@ def _open_numpy(obj, **options):
 
 
 def _is_npy_path(obj) -> bool:
-    s = _path_suffix(obj)
-    return s is not None and s.endswith(".npy")
+    return isinstance(obj, (str, os.PathLike)) and input_kind(obj) == "npy"
 
 
 def _open_npy(obj, **options):
@@ -167,7 +161,7 @@ register_source_kind("dask", _lazy("dask_array", "_matches"), _lazy("dask_array"
 register_source_kind("zarr", _lazy("zarr_store", "_matches"), _lazy("zarr_store", "_open"),
                      "a zarr.Array/Group or a path to a .zarr store; options dataset=, allow_incomplete=")
 register_source_kind("hdf5", _lazy("hdf5", "_matches"), _lazy("hdf5", "_open"),
-                     "an h5py.Dataset or a path to a .h5/.hdf5 file; options dataset= "
+                     "an h5py.Dataset or a path to a .h5/.hdf5/.he5 file; options dataset= "
                      "(default 'dissimilarity'), allow_incomplete=")
 register_source_kind("features", _lazy("features", "_matches"), _lazy("features", "_open"),
                      "an (n, d) feature array computed on the fly; only with kind='features', "
@@ -175,10 +169,14 @@ register_source_kind("features", _lazy("features", "_matches"), _lazy("features"
 
 __all__ = [
     "DissimilaritySource",
+    "INPUT_SUFFIXES",
+    "ResolvedInput",
     "SOURCE_KINDS",
     "SUPPORTED_DTYPES",
     "SourceKind",
     "check_dtype",
+    "input_kind",
     "open_dissimilarity",
     "register_source_kind",
+    "resolve_input",
 ]

@@ -1,6 +1,6 @@
 """The source contract: a symmetric n×n dissimilarity streamed in row blocks.
 
-See DESIGN.md section 3.  A source never holds more than the rows it was asked for
+See docs/architecture.rst §3.  A source never holds more than the rows it was asked for
 (unless it wraps an array that already is in memory), pickles cheaply (file-backed sources
 carry a path, never an open handle), and yields identical values whatever the block
 boundaries are.

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from .. import _budget
 from .._errors import (
     DissimilarityError,
     InvalidParameterError,
@@ -31,11 +32,6 @@ from .base import DissimilaritySource, check_dtype
 from .memory import _is_whole_memmap
 
 logger = logging.getLogger(__name__)
-
-#: bytes of float64 work buffers per computed row block (a few of these are live at once).
-_WORK_BYTES = 32 << 20
-#: natural row-block size target of the dissimilarity rows (like in-memory arrays).
-_BLOCK_BYTES = 64 << 20
 
 
 def _check_feature_dtype(dtype, where: str) -> np.dtype:
@@ -54,7 +50,7 @@ class FeatureArray:
     Parameters
     ----------
     X : ndarray, np.memmap, dask array, zarr.Array, h5py.Dataset, path or array-like
-        Paths: ``.npy`` (memory-mapped), ``.zarr`` (directory store), ``.h5``/``.hdf5``
+        Paths: ``.npy`` (memory-mapped), ``.zarr`` (directory store), ``.h5``/``.hdf5``/``.he5``
         (``dataset=`` names the dataset; optional when the file holds only one).
     dataset : str, optional
         Dataset/array name inside an HDF5 file or zarr group.
@@ -67,7 +63,7 @@ class FeatureArray:
 
     def __init__(self, X, dataset: str | None = None):
         from . import hdf5, zarr_store
-        from .dask_array import _is_dask_array
+        from .inputs import describe_suffixes, input_kind
 
         self.dataset = dataset
         self._mode = None
@@ -76,17 +72,17 @@ class FeatureArray:
         self._npy = None  # path of a memory-mapped .npy
         if dataset is not None and not isinstance(dataset, str):
             raise InvalidTypeError(f"dataset must be a string, got {type(dataset).__name__} {dataset!r}")
-        if isinstance(X, DissimilaritySource):
+        kind = input_kind(X)
+        if kind == "source":
             raise InvalidTypeError(
                 "from_features needs a feature array X of shape (n, d), got a dissimilarity source; "
                 "pass the dissimilarity to the clustering function directly"
             )
         if isinstance(X, (str, os.PathLike)):
             path = os.fspath(X)
-            low = path.rstrip("/\\").lower()
             if not os.path.exists(path):
                 raise MissingFileError(f"feature file {path!r} does not exist")
-            if low.endswith(".npy"):
+            if kind == "npy":
                 self._no_dataset(dataset, path)
                 try:
                     arr = np.load(path, mmap_mode="r")
@@ -94,16 +90,18 @@ class FeatureArray:
                     raise InvalidParameterError(f"cannot read {path!r} as a .npy array: {exc}") from exc
                 self._mode, self._npy = "npy", os.path.abspath(path)
                 self._arr = arr
-            elif low.endswith(".zarr"):
+            elif kind == "zarr":
                 self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(path, dataset, default=None)
-            elif low.endswith((".h5", ".hdf5", ".he5")):
+            elif kind == "hdf5":
                 fname, name = hdf5.resolve_h5(path, dataset, default=None)
                 self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
             else:
+                text = (" (text files: load them with numpy, e.g. np.loadtxt, or use the CLI)"
+                        if kind == "text" else "")
                 raise InvalidParameterError(
-                    f"feature path {path!r} must end in .npy, .zarr, .h5 or .hdf5"
+                    f"feature path {path!r} must end in {describe_suffixes(('npy', 'zarr', 'hdf5'))}{text}"
                 )
-        elif isinstance(X, np.ndarray):
+        elif kind == "numpy":
             self._no_dataset(dataset, "a numpy array")
             if _is_whole_memmap(X):
                 self._mode = "memmap"
@@ -112,12 +110,12 @@ class FeatureArray:
             else:
                 self._mode = "numpy"
             self._arr = X
-        elif _is_dask_array(X):
+        elif kind == "dask":
             self._no_dataset(dataset, "a dask array")
             self._mode, self._arr = "dask", X
-        elif zarr_store._is_zarr_object(X):
+        elif kind == "zarr":
             self._mode, self._ref = "zarr", zarr_store.ZarrArrayRef(X, dataset, default=None)
-        elif hdf5._is_h5py_object(X):
+        elif kind == "hdf5":
             fname, name = hdf5.resolve_h5(X, dataset, default=None)
             self._mode, self._ref = "hdf5", hdf5.H5DatasetRef(fname, name)
         else:
@@ -163,10 +161,6 @@ class FeatureArray:
             raise InvalidParameterError(
                 f"dataset={dataset!r} only applies to HDF5 files and zarr groups, not to {what}; drop it"
             )
-
-    @property
-    def in_memory(self) -> bool:
-        return self._mode == "numpy"
 
     def _get(self):
         if self._ref is not None:
@@ -261,17 +255,14 @@ class FeatureSource(DissimilaritySource):
         self.dtype = check_dtype(dtype, "dtype")
         n, d = self.n, self.features.d
         if block_rows is None:
-            block_rows = max(1, min(n, _BLOCK_BYTES // (n * self.dtype.itemsize)))
+            block_rows = _budget.natural_block_rows(n, self.dtype.itemsize)
         self.block_rows = check_int(block_rows, "block_rows", minimum=1)
         self.block_rows = min(self.block_rows, n)
         if feature_block_rows is None:
-            feature_block_rows = max(1, _WORK_BYTES // (8 * max(d, self.block_rows)))
-            cr = self.features.chunk_rows
-            if cr > 1 and feature_block_rows > cr:  # whole stored chunks per read
-                feature_block_rows -= feature_block_rows % cr
+            feature_block_rows = _budget.feature_block_rows(n, d, self.block_rows, self.features.chunk_rows)
         self.feature_block_rows = min(n, check_int(feature_block_rows, "feature_block_rows", minimum=1))
         metric = resolve_metric(metric, **metric_params)
-        scan_rows = max(1, min(n, _WORK_BYTES // (8 * d)))
+        scan_rows = _budget.feature_scan_rows(n, d)
         self._x_hash = _scan(self.features, scan_rows)
         if metric.needs_fit:
             feats = self.features
@@ -438,7 +429,7 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
     X : array of shape (n, d), or path
         Feature rows: a numpy array (used directly, no copy), ``np.memmap``, dask array,
         ``zarr.Array``, ``h5py.Dataset``, or a path to a ``.npy`` file, ``.zarr`` store or
-        ``.h5``/``.hdf5`` file.  Values must be finite (checked once, streaming).
+        ``.h5``/``.hdf5``/``.he5`` file.  Values must be finite (checked once, streaming).
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
     dtype : {"float32", "float64", "int32", "int64"}, default "float32"

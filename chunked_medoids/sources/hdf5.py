@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from .._budget import natural_block_rows
 from .._errors import (
     InvalidParameterError,
     InvalidTypeError,
@@ -24,7 +25,7 @@ from .._errors import (
 )
 from .._store_meta import check_complete, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
-from .memory import _DEFAULT_BLOCK_BYTES, _check_square
+from .memory import _check_square
 
 #: dataset read by default from an HDF5 file given by path.
 DEFAULT_DATASET = "dissimilarity"
@@ -67,7 +68,7 @@ def _open_file(filename: str):
     if os.path.isdir(filename) or not h5py.is_hdf5(filename):
         size = "" if os.path.isdir(filename) else f" ({os.path.getsize(filename)} bytes, no HDF5 signature)"
         raise InvalidParameterError(
-            f"{filename!r} is not an HDF5 file{size}; pass a .h5/.hdf5 file written by h5py (or a "
+            f"{filename!r} is not an HDF5 file{size}; pass a .h5/.hdf5/.he5 file written by h5py (or a "
             ".zarr / .npy store with the matching path suffix)"
         )
     try:
@@ -270,7 +271,7 @@ class HDF5Source(DissimilaritySource):
         if self.chunks:
             self.block_rows = int(min(self.n, self.chunks[0]))
         else:
-            self.block_rows = max(1, min(self.n, _DEFAULT_BLOCK_BYTES // (self.n * self.dtype.itemsize)))
+            self.block_rows = natural_block_rows(self.n, self.dtype.itemsize)
 
     @property
     def filename(self) -> str:
@@ -346,8 +347,9 @@ def _matches(obj) -> bool:
     if _is_h5py_object(obj):
         return True
     if isinstance(obj, (str, os.PathLike)):
-        s = os.fspath(obj).rstrip("/\\").lower()
-        return s.endswith((".h5", ".hdf5", ".he5"))
+        from .inputs import path_kind
+
+        return path_kind(obj) == "hdf5"
     return False
 
 

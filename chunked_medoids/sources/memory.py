@@ -7,11 +7,9 @@ import os
 
 import numpy as np
 
+from .._budget import natural_block_rows
 from .._errors import InvalidParameterError
 from .base import DissimilaritySource, check_dtype
-
-#: rows per natural block for in-memory arrays: about 64 MiB of float32 at n = 16k.
-_DEFAULT_BLOCK_BYTES = 64 << 20
 
 
 def _check_square(shape, what="dissimilarity matrix") -> int:
@@ -53,7 +51,7 @@ class NumpySource(DissimilaritySource):
         self._array = array
         self.n = n
         self.dtype = dtype
-        self.block_rows = max(1, min(n, _DEFAULT_BLOCK_BYTES // max(1, n * dtype.itemsize)))
+        self.block_rows = natural_block_rows(n, dtype.itemsize)
         self._fp = None
 
     @property

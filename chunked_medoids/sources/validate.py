@@ -28,14 +28,13 @@ import threading
 
 import numpy as np
 
+from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
 
 logger = logging.getLogger(__name__)
 
-#: working bytes per stored byte of a block (the block, boolean masks, float64 temporaries).
-_WORK_FACTOR = 4
 #: default relative asymmetry tolerance of floating-point matrices.
 RTOL = 1e-6
 #: the sampled column set of the in-pass symmetry check: at most this many columns ...
@@ -475,15 +474,11 @@ def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, a
         atol = float(atol)
     rng = check_random_state(random_state)
 
-    dtype = check_dtype(source.dtype, f"dissimilarity {_where(source)}")
+    dtype = check_dtype(source.dtype, f"dissimilarity {source!r}")
     n = int(source.n)
     if n < 1:
         raise InvalidParameterError(f"dissimilarity {_where(source)} is empty (n = {n}); need at least one point")
-    row_bytes = n * dtype.itemsize * _WORK_FACTOR
-    h = max(1, min(n, budget // row_bytes))
-    natural = max(1, int(source.block_rows))
-    if h >= natural:
-        h -= h % natural
+    h = validate_block_rows(n, dtype.itemsize, budget, source.block_rows)
     where = _where(source)
 
     for start in range(0, n, h):

@@ -359,8 +359,9 @@ def _matches(obj) -> bool:
     if _is_zarr_object(obj):
         return True
     if isinstance(obj, (str, os.PathLike)):
-        s = os.fspath(obj).rstrip("/\\").lower()
-        return s.endswith(".zarr")
+        from .inputs import path_kind
+
+        return path_kind(obj) == "zarr"
     return False
 
 
