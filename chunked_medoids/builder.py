@@ -36,7 +36,7 @@ Metadata
 
         {"format": 1, "n", "dtype", "metric", "metric_params", "features_fingerprint",
          "version", "stripe_rows", "n_stripes", "completed_stripes", "complete",
-         "compressor", "features_shape"}
+         "compressor", "features_shape", "validated"}
 
     ``features_fingerprint`` is the SHA-256 of X's shape, dtype and contents (streamed once
     by the features source, which also rejects NaN/inf).
@@ -554,6 +554,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
             "complete": False,
             "compressor": comp_name,
             "features_shape": [int(n), int(d)],
+            # valid by construction (finite features, every computed value checked finite and
+            # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
+            "validated": True,
         }
         with _build_lock(writer.path):
             meta = _prepare(writer, meta, plan, block_rows, overwrite, limit)

@@ -276,6 +276,8 @@ class Engine:
             results = self._map_threads(source, func, state, blocks, desc, should_stop)
         else:
             results = self._map_distributed(source, func, state, blocks, desc, should_stop)
+        if self.client is not None and hasattr(source, "mark_rows_read"):
+            source.mark_rows_read(blocks)  # the workers validated them (sources/validate.py)
         nbytes = sum((b - a) * source.n * source.dtype.itemsize for a, b in blocks)
         with self._lock:
             self.bytes_read += nbytes

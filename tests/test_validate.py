@@ -201,5 +201,11 @@ def test_validate_on_stores_with_first_offending_position(tmp_path, rng):
     D[25, 3] = np.nan
     z = zarr.create_array(store=str(tmp_path / "D.zarr"), shape=D.shape, chunks=(8, 40), dtype=D.dtype)
     z[:] = D
+    # a stored matrix is validated while the first pass streams it (opening reads nothing)
+    src = open_dissimilarity(tmp_path / "D.zarr", validate=True)
     with pytest.raises(DissimilarityError, match=r"nan at D\[25, 3\].*D\.zarr|D\.zarr.*nan at D\[25, 3\]"):
-        open_dissimilarity(tmp_path / "D.zarr", validate=True)
+        src.read_rows(24, 32)
+    from chunked_medoids import fasterpam
+
+    with pytest.raises(DissimilarityError, match=r"nan at D\[25, 3\].*D\.zarr|D\.zarr.*nan at D\[25, 3\]"):
+        fasterpam(tmp_path / "D.zarr", 3, random_state=0)

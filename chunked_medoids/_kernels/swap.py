@@ -23,7 +23,8 @@ would swap duplicates back and forth forever.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
 
@@ -81,7 +82,44 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
 
 #: relative band (of TD) below which a computed ΔTD may be float64 rounding residue of the
 #: O(n) sums; swaps whose ΔTD falls in it are confirmed by an exact loss recomputation.
+#: (Widened to ``4·γ`` of :func:`rounding_margin` for n above about 2 million points.)
 NOISE = 1e-9
+#: unit roundoff of float64 (half the machine epsilon): |fl(x) − x| <= U·|x|.
+U = 2.0 ** -53
+
+
+def _exact_sums(row):
+    """Whether sums of ``row``'s values are exact in float64 (integer dtype)."""
+    return np.issubdtype(np.asarray(row).dtype, np.integer)
+
+
+@overload(_exact_sums)
+def _exact_sums_nb(row):  # decided at compile time from the dtype
+    if isinstance(row.dtype, types.Integer):
+        return lambda row: True
+    return lambda row: False
+
+
+@njit(nogil=True, cache=True)
+def rounding_margin(row, weighted, td):
+    """Bound on the rounding error of comparing two losses computed as ordered float64 sums.
+
+    A loss ``TD = Σ_o t_o`` of n non-negative terms (``t_o = w_o·dn[o]``; one rounding per
+    product when weighted), summed left to right in float64, satisfies
+    ``|fl(TD) − TD| <= γ·TD`` with ``γ = m·U / (1 − m·U)``, ``m = n + 1`` (n − 1 additions,
+    the product, one spare for ``fl(TD)`` standing in for ``TD`` on the right; recursive
+    summation bound, Higham, *Accuracy and Stability of Numerical Algorithms*, §4.2).  So when
+    the computed new loss is below the computed TD by more than ``2·γ·TD`` the true new loss
+    is certainly below the true TD; a smaller computed gain may be rounding alone and is
+    refused ("not larger than the rounding error of the sums", the rule of R's ``pam``).
+    Integer matrices without weights sum exactly (below 2**53): margin 0, so "strict
+    improvement" stays exact there.
+    """
+    if _exact_sums(row) and not weighted and td < 9.0e15:
+        return 0.0
+    m = row.shape[0] + 1.0
+    g = m * U / (1.0 - m * U)
+    return 2.0 * g * td
 
 
 @njit(nogil=True, cache=True)
@@ -116,15 +154,20 @@ def accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, delta):
 
     Taken iff it improves the loss by more than ``tol·TD``: ``delta < -tol·TD`` and, when
     ``delta`` lies within ``NOISE·TD`` of that bound (where float64 rounding of the O(n)
-    sums could fake an improvement), the exactly recomputed loss after the swap satisfies
-    ``new < TD − tol·TD``.  With TD = 0 no swap can improve.
+    sums could fake an improvement), the loss recomputed after the swap exactly as TD is
+    computed satisfies ``new < TD − tol·TD − margin``, ``margin`` being the rounding error
+    bound of comparing two such sums (:func:`rounding_margin`; 0 for integer matrices
+    without weights).  So a swap whose only gain is rounding (e.g. 164.70000000000002 →
+    164.7 between two medoid sets of equal true loss) is refused.  With TD = 0 no swap can
+    improve.
     """
     bound = -tol * td
     if not (delta < bound) or td <= 0.0:
         return False
-    if delta < bound - NOISE * td:
+    margin = rounding_margin(row, weighted, td)
+    if delta < bound - max(NOISE * td, 2.0 * margin):
         return True
-    return swapped_loss(row, s, dn, ds, nn, w, weighted) < td + bound
+    return swapped_loss(row, s, dn, ds, nn, w, weighted) < td + bound - margin
 
 
 @njit(nogil=True, cache=True)

@@ -42,10 +42,10 @@ from ..sources import open_dissimilarity
 
 logger = logging.getLogger(__name__)
 
-#: whether :func:`driver_scope` hands ``validate`` on to ``open_dissimilarity``.  False
-#: until validation is fused into the first pass (issue 12): checking up front would add
-#: a full pass over D, so today ``validate=True`` keeps the previous behaviour.
-VALIDATE_IN_SCOPE = False
+#: whether :func:`driver_scope` hands ``validate`` on to ``open_dissimilarity``: True since
+#: validation is fused into the first pass (issue 12; sources/validate.py), so it costs no
+#: extra pass over D.
+VALIDATE_IN_SCOPE = True
 
 
 @dataclass
@@ -125,9 +125,9 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
         An existing engine to reuse (its own settings apply; it is not closed).  Passing
         ``client``, ``num_workers`` or ``block_rows`` together with ``engine`` is an error.
     validate : bool, default True
-        Check the matrix (finite, non-negative, zero diagonal, symmetric).  Handed to
-        :func:`~chunked_medoids.open_dissimilarity` once validation costs no extra pass
-        (:data:`VALIDATE_IN_SCOPE`); until then it is accepted and has no effect.
+        Check the matrix (finite, non-negative, zero diagonal, symmetric), handed to
+        :func:`~chunked_medoids.open_dissimilarity`: in-memory arrays up front, other
+        sources while the first pass streams them (no extra pass).  False skips it.
     open_source : bool, default True
         Open ``D`` here (False: ``scope.source`` is None).
 
@@ -146,7 +146,7 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
     with contextlib.ExitStack() as stack:
         source = None
         if open_source:
-            source = open_dissimilarity(D, validate=bool(validate) and VALIDATE_IN_SCOPE)
+            source = open_dissimilarity(D, validate=validate if VALIDATE_IN_SCOPE else False)
             if isinstance(D, (str, os.PathLike)):
                 stack.callback(source.close)  # opened here from a path: ours to close
             if k is not None:

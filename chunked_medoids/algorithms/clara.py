@@ -53,7 +53,7 @@ from .._result import ClaraResult
 from .._state import ClaraState
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..engine import PassStopped, phase
-from ..sources import DissimilaritySource, open_dissimilarity, resolve_input
+from ..sources import open_dissimilarity, resolve_input
 from ._common import driver_scope, kernel_weights, seed_param, weights_hash
 from ._registry import register_method
 
@@ -141,6 +141,9 @@ def _sample_task(task, st):
 def _run_inner(variant, S, k, seed, weights, memory_limit):
     """The inner optimiser of a variant on one sample matrix (one thread, no checkpoint)."""
     opts = dict(weights=weights, memory_limit=memory_limit, num_workers=1, tol=INNER_TOL)
+    # its rows were validated as they were read from D (global positions named), or D was
+    # opened with validate=False; features samples are valid by construction
+    S = open_dissimilarity(S, validate=False)
     if variant == "fasterclara":
         from .fasterpam import fasterpam
 
@@ -155,7 +158,7 @@ def _run_inner(variant, S, k, seed, weights, memory_limit):
 # ---------------------------------------------------------------------------------------
 # input resolution and defaults
 # ---------------------------------------------------------------------------------------
-def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
+def _resolve_input(X, metric, metric_params, precomputed, memory_limit, validate=True):
     """``("matrix", source, None)`` or ``("features", _FeatureInput, metric)``."""
     if precomputed is not None and not isinstance(precomputed, (bool, np.bool_)):
         raise InvalidTypeError(f"precomputed must be None, True or False, got {precomputed!r}")
@@ -164,9 +167,9 @@ def _resolve_input(X, metric, metric_params, precomputed, memory_limit):
         raise InvalidParameterError("precomputed=False contradicts metric='precomputed'; drop one of them")
     matrix = None
     if precomputed or is_pre_metric:
-        matrix = open_dissimilarity(X)
+        matrix = open_dissimilarity(X, validate=validate)
     elif precomputed is None and resolve_input(X).role == "matrix":  # a source or a built store
-        matrix = X if isinstance(X, DissimilaritySource) else open_dissimilarity(X)
+        matrix = open_dissimilarity(X, validate=validate)
     if matrix is not None:
         default_metric = metric is None or is_pre_metric or (isinstance(metric, str) and metric == "euclidean")
         if not default_metric or metric_params:
@@ -450,7 +453,7 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)
     ml = parse_memory_limit(memory_limit)
-    mode, src, metric_b = _resolve_input(X_or_D, metric, metric_params, precomputed, ml)
+    mode, src, metric_b = _resolve_input(X_or_D, metric, metric_params, precomputed, ml, validate)
     n = src.n
     k = check_k(k, n)
     from .clara_large import LARGE_N, run_largeclara

@@ -238,13 +238,11 @@ def open_input(args, *, memory_limit=None):
         opts = {"dataset": dataset} if dataset is not None else {}
         if dataset is not None and suffix(path) not in STORE_SUFFIXES:
             raise UsageError(f"--dataset applies to .zarr/.h5 inputs, not {path!r}")
-        source = open_dissimilarity(path, **opts)
-        validate = args.validate if args.validate is not None else managed is None
-        if validate:
-            from ..sources.validate import validate_source
-
-            logger.info("validating %s (one streaming pass)", path)
-            validate_source(source, **({"memory_limit": memory_limit} if memory_limit else {}))
+        # validated while the command's own first pass streams it (no extra pass); stores
+        # written by 'build' record that they are valid and are not re-checked
+        validate = args.validate if args.validate is not None else True
+        source = open_dissimilarity(path, validate=validate, **opts)
+        desc["validate"] = bool(validate)
         desc.update(kind="precomputed", source_kind=source.kind,
                     metric=None if managed is None else managed.get("metric"))
         return source, desc

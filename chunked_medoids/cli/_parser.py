@@ -179,9 +179,9 @@ BLOCKS = {
         opt("--dtype", default=None, choices=DTYPES,
             help="element type of on-the-fly dissimilarities (with --metric; default float32)"),
         opt("--validate", action=argparse.BooleanOptionalAction, default=None,
-            help="check a precomputed matrix (NaN/inf, negative, diagonal, symmetry) in one streaming "
-                 "pass before use (default: on for matrices not written by 'build'); --no-validate "
-                 "skips the check (for a matrix you trust)"),
+            help="check a precomputed matrix (NaN/inf, negative, diagonal, symmetry) while the first "
+                 "pass streams it, no extra pass (default: on; stores written by 'build' are valid by "
+                 "construction); --no-validate skips the check (for a matrix you trust)"),
     ],
     "outputs": [
         opt("-o", "--output", metavar="DIR",

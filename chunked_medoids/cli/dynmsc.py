@@ -20,7 +20,7 @@ from ._common import (
 )
 from ._inputs import open_input
 from ._outputs import check_plots_available, save_figure, summary, write_outputs, write_plots
-from .fit import check_outputs, plot_features, skip_api_validation
+from .fit import check_outputs, plot_features, api_validation
 
 logger = logging.getLogger("chunked_medoids.cli")
 
@@ -75,7 +75,7 @@ def run(args) -> int:
     with cluster(args) as client:
         source, desc = open_input(args, memory_limit=args.memory_limit)
         given["client"] = (client, CLUSTER_FLAGS)
-        optional = {"progress": progress(args), **skip_api_validation(desc)}
+        optional = {"progress": progress(args), **api_validation(desc)}
         if drawn:
             optional["random_state"] = seed
         t0 = time.perf_counter()

@@ -36,11 +36,14 @@ def check_outputs(args) -> None:
                       resuming=ckpt is not None and os.path.isfile(ckpt))
 
 
-def skip_api_validation(desc) -> dict:
-    """``{"validate": False}`` for a precomputed INPUT: the CLI already decided (validated it
-    in :func:`._inputs.open_input`, or ``--no-validate`` / a store written by ``build``), so
-    the method must not check it again.  Passed only to functions that take ``validate``."""
-    return {"validate": False} if desc.get("kind") == "precomputed" else {}
+def api_validation(desc) -> dict:
+    """``{"validate": flag}`` for a precomputed INPUT: the CLI's choice (``--validate`` /
+    ``--no-validate``, default on) made in :func:`._inputs.open_input`, where the source was
+    opened with a stream validator that checks the blocks as the method's first pass reads
+    them (a store written by ``build`` is marked valid and not re-checked).  Passing the same
+    flag on keeps that validator; ``False`` would switch it off.  Passed only to functions
+    that take ``validate``."""
+    return {"validate": desc.get("validate", True)} if desc.get("kind") == "precomputed" else {}
 
 
 #: feature data up to this size is read whole for the projection plot (larger: subsampled
@@ -83,7 +86,7 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
         source, desc = open_input(args, memory_limit=args.memory_limit)
         t0 = time.perf_counter()
         first, fixed = (source, {}) if source_factory is None else source_factory(source, desc, func)
-        optional = {"progress": progress(args), **fixed, **skip_api_validation(desc)}
+        optional = {"progress": progress(args), **fixed, **api_validation(desc)}
         given = dict(given)
         if drawn:
             optional["random_state"] = seed

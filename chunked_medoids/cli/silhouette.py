@@ -7,7 +7,7 @@ import os
 from ._common import CLUSTER_FLAGS, EXIT_OK, UsageError, announce_compilation, call, cluster, progress
 from ._inputs import open_input, require_exists, suffix
 from ._outputs import atomic_npy
-from .fit import skip_api_validation
+from .fit import api_validation
 
 
 def load_index_file(path, what):
@@ -50,7 +50,7 @@ def run(args) -> int:
     with cluster(args) as client:
         source, desc = open_input(args, memory_limit=args.memory_limit)
         want = args.samples_out is not None
-        optional = {"progress": progress(args), **skip_api_validation(desc)}
+        optional = {"progress": progress(args), **api_validation(desc)}
         given = {"memory_limit": (args.memory_limit, "--memory-limit"), "client": (client, CLUSTER_FLAGS)}
         if args.labels is not None:
             labels = load_index_file(args.labels, "--labels")

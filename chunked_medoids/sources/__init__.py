@@ -40,7 +40,7 @@ def register_source_kind(name: str, matches, opener, description: str) -> None:
     SOURCE_KINDS[name] = SourceKind(name, matches, opener, description)
 
 
-def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = False, **options) -> DissimilaritySource:
+def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = True, **options) -> DissimilaritySource:
     """Open anything that holds a symmetric n×n dissimilarity as a streaming source.
 
     Parameters
@@ -54,10 +54,19 @@ def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = False, 
         :func:`~chunked_medoids.from_features` (``metric=``, ``dtype=``, ...).
     kind : str, optional
         Force a registered source kind (see :data:`SOURCE_KINDS`) instead of detecting it.
-    validate : bool, default False
-        Stream the matrix in bounded-memory blocks and reject NaN/inf, negative values, a
-        non-zero diagonal and asymmetry (on sampled block pairs); see
-        :func:`chunked_medoids.sources.validate.validate_source`.
+    validate : bool, default True
+        Reject NaN/inf, negative values, a non-zero diagonal and asymmetry, at no extra pass:
+        an in-memory array is checked here, completely (vectorised); any other source is
+        checked while the algorithm's own reads stream it (every row read: finite, >= 0,
+        zero diagonal; symmetry of every pair read in one block and of every pair with a
+        sampled column), and the first bad block raises
+        :class:`~chunked_medoids.DissimilarityError` naming the position.  Stores written
+        by :func:`~chunked_medoids.build_dissimilarity` (metadata ``validated``) and
+        features sources are valid by construction and not re-checked.  ``False`` skips
+        every check (for data you know is valid), also when the returned source is passed on
+        to a clustering function (the choice sticks to the source).  Details:
+        :class:`chunked_medoids.sources.validate.StreamValidator`;
+        :func:`~chunked_medoids.validate_source` checks a whole matrix in one pass up front.
     **options
         Passed to the kind's opener (e.g. ``dataset=`` for HDF5, ``allow_incomplete=`` for
         stores written by :func:`~chunked_medoids.build_dissimilarity`).
@@ -90,11 +99,9 @@ def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = False, 
                     f"cannot open {what} as a dissimilarity matrix; supported: "
                     + "; ".join(f"{k.name} ({k.description})" for k in SOURCE_KINDS.values())
                 )
-    if validate:
-        from .validate import validate_source
+    from .validate import attach_validation, check_validate_flag, skip_validation
 
-        validate_source(src)
-    return src
+    return attach_validation(src) if check_validate_flag(validate) else skip_validation(src)
 
 
 def _is_numpy(obj) -> bool:

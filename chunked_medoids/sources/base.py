@@ -141,6 +141,9 @@ class DissimilaritySource(abc.ABC):
         block = self._read_rows(start, stop)
         if block.dtype != self.dtype or not block.flags.c_contiguous:
             block = np.ascontiguousarray(block, dtype=self.dtype)
+        v = self.__dict__.get("_validator")  # validation on the default path (sources/validate.py)
+        if v is not None:
+            v.check_rows(block, start, stop, self)
         return block
 
     def take_rows(self, indices) -> np.ndarray:
@@ -158,7 +161,21 @@ class DissimilaritySource(abc.ABC):
         block = self._take_rows(idx)
         if block.dtype != self.dtype or not block.flags.c_contiguous:
             block = np.ascontiguousarray(block, dtype=self.dtype)
+        v = self.__dict__.get("_validator")
+        if v is not None:
+            v.check_take(block, idx, self)
         return block
+
+    def mark_rows_read(self, blocks) -> None:
+        """Record that the row ranges ``blocks`` were read (and so validated) elsewhere.
+
+        Called by the engine after a distributed pass (the workers' copies of the source
+        checked the blocks); a no-op for sources opened without validation.
+        """
+        v = self.__dict__.get("_validator")
+        if v is not None:
+            for a, b in blocks:
+                v.mark(a, b)
 
     def fingerprint(self) -> str:
         """Stable identity of the data (for checkpoints): a hex digest.
