@@ -20,7 +20,7 @@ from ._common import (
 )
 from ._inputs import open_input
 from ._outputs import check_plots_available, save_figure, summary, write_outputs, write_plots
-from .fit import check_outputs, plot_features, api_validation
+from .fit import api_validation, check_outputs, plot_features
 
 logger = logging.getLogger("chunked_medoids.cli")
 
