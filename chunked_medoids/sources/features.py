@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 
 import numpy as np
 
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 _WORK_BYTES = 32 << 20
 #: natural row-block size target of the dissimilarity rows (like in-memory arrays).
 _BLOCK_BYTES = 64 << 20
+#: largest prepared feature copy (float64, transposed: n * d * 8 bytes) a source keeps in
+#: memory for the fused row kernels; larger X is prepared column chunk by column chunk.
+_PREP_BYTES = 256 << 20
 
 
 def _check_feature_dtype(dtype, where: str) -> np.dtype:
@@ -281,6 +285,9 @@ class FeatureSource(DissimilaritySource):
             self._imax = float(np.iinfo(self.dtype).max)
         else:
             self._imax = None
+        self._fused = metric.fused_args(d)
+        self._prep = None
+        self._prep_lock = threading.Lock()
 
     @property
     def features_hash(self) -> str:
@@ -333,6 +340,16 @@ class FeatureSource(DissimilaritySource):
             target[...] = values
 
     def _read_rows(self, start, stop):
+        m = stop - start
+        if m == 0 or self._fused is None:
+            return self._read_rows_generic(start, stop)
+        out = np.empty((m, self.n), dtype=self.dtype)
+        if self._fused_rows(None, np.arange(start, stop, dtype=np.int64), out):
+            return out
+        return self._read_rows_generic(start, stop)  # raises naming the offending entry
+
+    def _read_rows_generic(self, start, stop):
+        """Rows through ``metric.pairwise`` blocks (user metrics; error reporting)."""
         n, m = self.n, stop - start
         out = np.empty((m, n), dtype=self.dtype)
         if m == 0:
@@ -391,6 +408,11 @@ class FeatureSource(DissimilaritySource):
         run_starts = np.concatenate(([0], breaks))
         run_stops = np.concatenate((breaks, [u]))
         XS = np.vstack([feats.read(int(uniq[a]), int(uniq[b - 1]) + 1) for a, b in zip(run_starts, run_stops)])
+        if self._fused is not None:
+            rows = np.empty((u, n), dtype=self.dtype)
+            if self._fused_rows(XS, uniq.astype(np.int64), rows):
+                out[:] = rows[inverse]
+                return out
         rows = np.empty((u, n), dtype=self.dtype)
         work = np.empty(u * min(fbr, n), dtype=np.float64)
         for c0 in range(0, n, fbr):
@@ -423,6 +445,82 @@ class FeatureSource(DissimilaritySource):
 
     def _fingerprint_parts(self):
         return ["features", self._x_hash, self.metric.describe()]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_prep"] = None  # rebuilt lazily where it is used (e.g. on a Dask worker)
+        state["_prep_lock"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._prep_lock = threading.Lock()
+
+    # -- fused row kernels -------------------------------------------------------------
+    def prepared_features(self):
+        """``(T, aux)``: the metric-prepared features of all n points, transposed, or None.
+
+        ``T`` is (d, n) float64 C-contiguous, column ``o`` the row of point ``o`` after the
+        metric's per-row preparation; ``aux`` (n,) float64 its squared norm (cosine /
+        correlation) or zeros -- what the fused kernels of :mod:`chunked_medoids._kernels`
+        take instead of dissimilarity rows.  None for a user metric (no fused kernel) or
+        when the copy would exceed :data:`_PREP_BYTES`.  Computed once on first use (one
+        streaming read of X), kept by this object (not pickled).
+        """
+        if (self._fused is None or self.features._mode not in ("numpy", "memmap", "npy")
+                or self.n * self.features.d * 8 > _PREP_BYTES):
+            return None
+        if self._prep is None:
+            with self._prep_lock:
+                if self._prep is None:
+                    from .._kernels.metrics import prepare_columns
+
+                    n, d, code = self.n, self.features.d, self._fused[0]
+                    T = np.empty((d, n), dtype=np.float64)
+                    aux = np.empty(n, dtype=np.float64)
+                    rows = max(1, min(n, _WORK_BYTES // (8 * d)))
+                    for a, b, blk in self.features.iter_blocks(rows):
+                        t, x = prepare_columns(code, blk)
+                        T[:, a:b] = t
+                        aux[a:b] = x
+                    self._prep = (T, aux)
+        return self._prep
+
+    def fused_metric(self):
+        """``(code, p, categorical, ranges)`` of the fused kernels, or None (user metric)."""
+        return self._fused
+
+    def _fused_rows(self, XA, ids, out):
+        """Fill ``out`` (len(ids), n) with the rows of points ``ids`` (features ``XA``, or None
+        when the prepared copy is used).  False if an entry is not finite / overflows."""
+        from .._kernels.metrics import dist_rows, prepare_columns, tile_width
+
+        code, p, cat, ranges = self._fused
+        is_int = self._imax is not None
+        imax = self._imax if is_int else 0.0
+        tw = tile_width(self.features.d)
+        prep = self.prepared_features()
+        if prep is not None:
+            T, aux = prep
+            if XA is None:
+                a_off = int(ids[0])
+                AT, auxA = T, aux
+            else:
+                AT, auxA = prepare_columns(code, XA)
+                a_off = 0
+            bad = dist_rows(code, AT, auxA, a_off, ids, T, aux, 0, out, 0, p, cat, ranges, is_int, imax, tw)
+            return bad == 0
+        if XA is None:
+            XA = self.features.read(int(ids[0]), int(ids[-1]) + 1)
+        AT, auxA = prepare_columns(code, XA)
+        fbr = self.feature_block_rows
+        for c0 in range(0, self.n, fbr):
+            c1 = min(c0 + fbr, self.n)
+            BT, auxB = prepare_columns(code, self.features.read(c0, c1))
+            bad = dist_rows(code, AT, auxA, 0, ids, BT, auxB, c0, out, c0, p, cat, ranges, is_int, imax, tw)
+            if bad:
+                return False
+        return True
 
     def __repr__(self) -> str:
         return (f"<FeatureSource X={self.features.describe()} n={self.n} d={self.features.d} "
