@@ -43,6 +43,11 @@ def absdiff_term(a, b):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def dot_term(a, b):
+    return a * b
+
+
+@njit(nogil=True, cache=True, inline="always")
 def cheb_step(s, a, b):
     # running maximum of |a - b| (first argument the running value)
     t = abs(a - b)
@@ -308,7 +313,7 @@ def _cosine_block_scaled(CA, CB, out):
         for j in range(CB.shape[0]):
             dot = 0.0
             for t in range(d):
-                dot += CA[i, t] * CB[j, t]
+                dot += dot_term(CA[i, t], CB[j, t])
             out[i, j] = _cos_from_parts(dot, na[i], nb[j])
 
 
@@ -467,62 +472,230 @@ def prepare_columns(code, X):
 
 
 def tile_width(d):
-    """Columns per tile: the (d, width) slice of T stays within ~128 KiB (L2)."""
-    w = (16384 // max(1, d)) // 16 * 16
-    return max(16, min(1024, w))
+    """Columns per tile, a multiple of 64: the (d, width) slice of T stays within ~128 KiB
+    (L2) when d <= 256."""
+    w = (16384 // max(1, d)) // 64 * 64
+    return max(64, min(1024, w))
+
+
+@njit(nogil=True, cache=True)
+def _acc_sqdiff(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t sqdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            v += sqdiff_term(x2, r2[o])
+            v += sqdiff_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            v += sqdiff_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += sqdiff_term(x0, r0[o])
+
+
+@njit(nogil=True, cache=True)
+def _acc_absdiff(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t absdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            v += absdiff_term(x2, r2[o])
+            v += absdiff_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            v += absdiff_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += absdiff_term(x0, r0[o])
+
+
+@njit(nogil=True, cache=True)
+def _acc_dot(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t dot_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            v += dot_term(x2, r2[o])
+            v += dot_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            v += dot_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += dot_term(x0, r0[o])
 
 
 @njit(nogil=True, cache=True)
 def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc, acc2):
     """``acc[o] = d(point ia of A, point b0 + o of B)`` for ``o < w`` (finished float64)."""
     d = AT.shape[0]
-    for o in range(w):
-        acc[o] = 0.0
+    ab = aux_b[b0:b0 + w]
     if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
-        for t in range(d):
-            x = AT[t, ia]
-            for o in range(w):
-                acc[o] += sqdiff_term(x, BT[t, b0 + o])
+        _acc_sqdiff(AT, ia, BT, b0, w, acc)
         if code == M_EUCLIDEAN:
             for o in range(w):
                 acc[o] = math.sqrt(acc[o])
-    elif code == M_MANHATTAN:
+        return
+    if code == M_MANHATTAN:
+        _acc_absdiff(AT, ia, BT, b0, w, acc)
+        return
+    if code == M_COSINE or code == M_CORRELATION:
+        _acc_dot(AT, ia, BT, b0, w, acc)
+        for o in range(w):
+            acc[o] = _cos_from_parts(acc[o], aux_a, ab[o])
+        return
+    for o in range(w):
+        acc[o] = 0.0
+    if code == M_CHEBYSHEV:
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                acc[o] += absdiff_term(x, BT[t, b0 + o])
-    elif code == M_CHEBYSHEV:
-        for t in range(d):
-            x = AT[t, ia]
-            for o in range(w):
-                acc[o] = cheb_step(acc[o], x, BT[t, b0 + o])
+                acc[o] = cheb_step(acc[o], x, bt[o])
     elif code == M_MINKOWSKI:
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                acc[o] += minkowski_term(x, BT[t, b0 + o], p)
+                acc[o] += minkowski_term(x, bt[o], p)
         q = 1.0 / p
         for o in range(w):
             acc[o] = acc[o] ** q
-    elif code == M_COSINE or code == M_CORRELATION:
-        for t in range(d):
-            x = AT[t, ia]
-            for o in range(w):
-                acc[o] += x * BT[t, b0 + o]
-        for o in range(w):
-            acc[o] = _cos_from_parts(acc[o], aux_a, aux_b[b0 + o])
     elif code == M_CANBERRA:
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                acc[o] += canberra_term(x, BT[t, b0 + o])
+                acc[o] += canberra_term(x, bt[o])
     elif code == M_BRAYCURTIS:
         for o in range(w):
             acc2[o] = 0.0
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                y = BT[t, b0 + o]
+                y = bt[o]
                 acc[o] += abs(x - y)
                 acc2[o] += abs(x + y)
         for o in range(w):
@@ -539,8 +712,9 @@ def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc
     elif code == M_HAMMING:
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                acc[o] += 1.0 if x != BT[t, b0 + o] else 0.0
+                acc[o] += 1.0 if x != bt[o] else 0.0
         for o in range(w):
             acc[o] = acc[o] / d
     elif code == M_JACCARD:
@@ -548,8 +722,9 @@ def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc
             acc2[o] = 0.0
         for t in range(d):
             a = AT[t, ia] != 0.0
+            bt = BT[t, b0:b0 + w]
             for o in range(w):
-                b = BT[t, b0 + o] != 0.0
+                b = bt[o] != 0.0
                 acc2[o] += 1.0 if (a or b) else 0.0
                 acc[o] += 1.0 if a != b else 0.0
         for o in range(w):
@@ -557,10 +732,11 @@ def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc
     elif code == M_GOWER:
         for t in range(d):
             x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
             c = categorical[t]
             r = ranges[t]
             for o in range(w):
-                acc[o] += gower_term(x, BT[t, b0 + o], c, r)
+                acc[o] += gower_term(x, bt[o], c, r)
         for o in range(w):
             acc[o] = acc[o] / d
 
@@ -591,16 +767,17 @@ def dist_rows(code, AT, aux_a, a_off, ids, BT, aux_b, gB, out, oc, p, categorica
             g = ids[r] - gB - c0
             if 0 <= g < w:
                 acc[g] = 0.0
-            row = out[r]
+            row = out[r, oc + c0:oc + c0 + w]
             if is_int:
                 for o in range(w):
                     v = np.rint(acc[o])
                     if not (v <= imax):
                         bad += 1
                         v = 0.0
-                    row[oc + c0 + o] = v
+                    row[o] = v
             else:
                 for o in range(w):
-                    row[oc + c0 + o] = acc[o]
-                    bad += not (row[oc + c0 + o] < np.inf)
+                    row[o] = acc[o]
+                for o in range(w):
+                    bad += not (row[o] < np.inf)
     return bad

@@ -486,6 +486,24 @@ class FeatureSource(DissimilaritySource):
                     self._prep = (T, aux)
         return self._prep
 
+    def fused_bundle(self):
+        """The feature bundle ``F`` the fused swap kernels take instead of rows of D, or None.
+
+        ``(code, T, aux, p, categorical, ranges, tw)``: metric code and parameters, the
+        prepared features (:meth:`prepared_features`) and the tile width; see
+        :mod:`chunked_medoids._kernels.fused`.  None for integer dtypes, user metrics and
+        when :meth:`prepared_features` is None (the caller then streams :meth:`read_rows`).
+        """
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            return None
+        prep = self.prepared_features()
+        if prep is None:
+            return None
+        from .._kernels.metrics import tile_width
+
+        code, p, cat, ranges = self._fused
+        return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)))
+
     def fused_metric(self):
         """``(code, p, categorical, ranges)`` of the fused kernels, or None (user metric)."""
         return self._fused

@@ -1,17 +1,28 @@
 """Generated tests/data/fused_fixture.npz and fused_fixture_hashes.json with the code BEFORE the
 fused kernels (commit e2f9921); kept to show how.  Do not rerun to "fix" a failing hash test."""
-import hashlib, json, sys, tempfile, os
+import hashlib
+import json
+import os
+import sys
+import tempfile
+
 import numpy as np
+
 sys.path.insert(0, os.getcwd())
-from chunked_medoids import from_features, build_dissimilarity
+from chunked_medoids import build_dissimilarity, from_features  # noqa: E402
 
 rng = np.random.default_rng(20261201)
 Xs = {}
-A = rng.normal(size=(67, 5)); A[10] = A[3]; A[20] = 0.0; A[21] = 0.0; A[30] = 7.0
+A = rng.normal(size=(67, 5))
+A[10] = A[3]
+A[20] = 0.0
+A[21] = 0.0
+A[30] = 7.0
 Xs["normal"] = A
 Xs["counts"] = rng.integers(0, 6, size=(41, 7)).astype(np.float64)
 Xs["wide"] = rng.uniform(-3, 3, size=(37, 33)) * rng.uniform(0.01, 100, size=(1, 33))
-B = rng.normal(size=(29, 3)) * 1e15; B[5] = B[7]
+B = rng.normal(size=(29, 3)) * 1e15
+B[5] = B[7]
 Xs["big"] = B
 Xs["d1"] = np.round(rng.normal(size=(23, 1)), 2)
 Xs["pix"] = rng.integers(0, 256, size=(53, 3)).astype(np.float64)
@@ -34,7 +45,8 @@ for xname, metric, params, dtype in cases:
     try:
         D = from_features(X, metric, dtype=dtype, **params).read_rows(0, X.shape[0])
     except Exception as exc:
-        print("skip", xname, metric, params, dtype, type(exc).__name__, exc); continue
+        print("skip", xname, metric, params, dtype, type(exc).__name__, exc)
+        continue
     h = hashlib.sha256(np.ascontiguousarray(D).tobytes()).hexdigest()
     out.append({"X": xname, "metric": metric, "params": params, "dtype": dtype, "sha256": h})
 # builder output (zarr and h5), a few cases with small stripes
