@@ -2,7 +2,7 @@
 
 A checkpoint is one ``.npz`` file holding the driver's state (numpy arrays + a JSON
 header).  It is written atomically: to a temporary file in the same directory, flushed and
-fsync'ed, then ``os.replace``d over the old one and the directory fsync'ed, so a crash
+fsync'ed, then moved over the old one with ``os.replace`` and the directory fsync'ed, so a crash
 (SIGKILL included) leaves either the previous or the new checkpoint, never a torn one.
 
 The header records the algorithm, the source fingerprint and every parameter that affects
