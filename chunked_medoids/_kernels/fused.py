@@ -1,7 +1,7 @@
 """Fused swap kernels: candidate rows computed from features and consumed in the same loop.
 
 Pure numba, numpy in / numpy out.  A *feature bundle* replaces the candidate's row of D:
-``code`` (metric code of :mod:`.metrics`), ``T`` (d, n) / ``aux`` (n,) the prepared,
+``code`` (metric code of :mod:`.metrics`), ``T`` (d, n) / ``aux`` (2, n) the prepared,
 transposed features (:func:`~.metrics.prepare_columns`) and the metric parameters ``p``,
 ``categorical``, ``ranges``.  ``D[j, o]`` is :func:`~.metrics.dist_tile`'s float64 value
 rounded to the source dtype (float32 or float64) -- bit for bit the value
@@ -130,7 +130,7 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
     bad = 0
     for c0 in range(0, n, tw):
         w = min(tw, n - c0)
-        dist_tile(code, T, j, aux[j], T, c0, w, aux, p, categorical, ranges, acc, acc2)
+        dist_tile(code, T, j, aux, T, c0, w, aux, p, categorical, ranges, acc, acc2)
         if c0 <= j < c0 + w:
             acc[j - c0] = 0.0
         seg = row[c0:c0 + w]
@@ -211,7 +211,7 @@ def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, t
             for o in range(wt):
                 bad += not (acc[o] < tinf)
         else:
-            dist_tile(code, T, j, aux[j], T, c0, wt, aux, p, categorical, ranges, acc, acc2)
+            dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
             if c0 <= j < c0 + wt:
                 acc[j - c0] = 0.0
             for o in range(wt):

@@ -186,20 +186,24 @@ def gower_pair(x, y, categorical, ranges):
     return s / d
 
 
-@njit(nogil=True, cache=True)
-def _cos_from_parts(dot, nx, ny):
-    # shared tail of cosine / correlation: symmetric in (nx, ny).
-    # Convention: both vectors zero -> 0; exactly one zero -> 1 (scipy gives NaN).
-    if dot == nx and nx == ny:
-        return 0.0  # identical rows (or rows indistinguishable in this arithmetic)
-    if nx == 0.0 or ny == 0.0:
-        return 1.0
-    r = 1.0 - dot / (math.sqrt(nx) * math.sqrt(ny))
-    if r < 0.0:
-        return 0.0
-    if r > 2.0:
-        return 2.0
+@njit(nogil=True, cache=True, inline="always")
+def cos_from_roots(dot, nx, ny, rx, ry):
+    # shared tail of cosine / correlation (rx = sqrt(nx), ry = sqrt(ny)): symmetric in
+    # (nx, ny).  Convention: both vectors zero -> 0; exactly one zero -> 1 (scipy: NaN).
+    # Branch-free (selects), so it vectorises; callers compile it with error_model="numpy"
+    # (the division is evaluated, then discarded, when a norm is 0).
+    r = 1.0 - dot / (rx * ry)
+    r = 0.0 if r < 0.0 else r
+    r = 2.0 if r > 2.0 else r
+    r = 1.0 if (nx == 0.0 or ny == 0.0) else r
+    # identical rows (or rows indistinguishable in this arithmetic)
+    r = 0.0 if (dot == nx and nx == ny) else r
     return r
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _cos_from_parts(dot, nx, ny):
+    return cos_from_roots(dot, nx, ny, math.sqrt(nx), math.sqrt(ny))
 
 
 @njit(nogil=True, cache=True)
@@ -451,7 +455,8 @@ FUSED_CODES = {"euclidean_block": M_EUCLIDEAN, "sqeuclidean_block": M_SQEUCLIDEA
 
 @njit(nogil=True, cache=True)
 def prepare_columns(code, X):
-    """``(T, aux)`` of the float64 rows ``X`` (m, d): prepared rows transposed to (d, m)."""
+    """``(T, aux)`` of the float64 rows ``X`` (m, d): prepared rows transposed to (d, m);
+    ``aux`` (2, m): squared norms and their square roots (cosine / correlation; else 0)."""
     if code == M_COSINE:
         C = _pow2_scaled(X)
     elif code == M_CORRELATION:
@@ -460,10 +465,12 @@ def prepare_columns(code, X):
         C = X
     m = C.shape[0]
     d = C.shape[1]
+    aux = np.zeros((2, m), dtype=np.float64)
     if code == M_COSINE or code == M_CORRELATION:
-        aux = _row_sqnorms(C)
-    else:
-        aux = np.zeros(m, dtype=np.float64)
+        sq = _row_sqnorms(C)
+        for i in range(m):
+            aux[0, i] = sq[i]
+            aux[1, i] = math.sqrt(sq[i])
     T = np.empty((d, m), dtype=np.float64)
     for i in range(m):
         for t in range(d):
@@ -646,11 +653,15 @@ def _acc_dot(AT, ia, BT, b0, w, acc):
             acc[o] += dot_term(x0, r0[o])
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc, acc2):
-    """``acc[o] = d(point ia of A, point b0 + o of B)`` for ``o < w`` (finished float64)."""
+    """``acc[o] = d(point ia of A, point b0 + o of B)`` for ``o < w`` (finished float64).
+
+    ``aux_a`` / ``aux_b`` are the (2, m) auxiliaries of A / B (:func:`prepare_columns`).
+    """
     d = AT.shape[0]
-    ab = aux_b[b0:b0 + w]
+    nb = aux_b[0, b0:b0 + w]
+    rb = aux_b[1, b0:b0 + w]
     if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
         _acc_sqdiff(AT, ia, BT, b0, w, acc)
         if code == M_EUCLIDEAN:
@@ -662,8 +673,10 @@ def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc
         return
     if code == M_COSINE or code == M_CORRELATION:
         _acc_dot(AT, ia, BT, b0, w, acc)
+        na = aux_a[0, ia]
+        ra = aux_a[1, ia]
         for o in range(w):
-            acc[o] = _cos_from_parts(acc[o], aux_a, ab[o])
+            acc[o] = cos_from_roots(acc[o], na, nb[o], ra, rb[o])
         return
     for o in range(w):
         acc[o] = 0.0
@@ -762,8 +775,7 @@ def dist_rows(code, AT, aux_a, a_off, ids, BT, aux_b, gB, out, oc, p, categorica
     for c0 in range(0, nb, tw):
         w = min(tw, nb - c0)
         for r in range(m):
-            dist_tile(code, AT, a_off + r, aux_a[a_off + r], BT, c0, w, aux_b, p, categorical, ranges,
-                      acc, acc2)
+            dist_tile(code, AT, a_off + r, aux_a, BT, c0, w, aux_b, p, categorical, ranges, acc, acc2)
             g = ids[r] - gB - c0
             if 0 <= g < w:
                 acc[g] = 0.0

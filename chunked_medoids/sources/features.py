@@ -461,11 +461,18 @@ class FeatureSource(DissimilaritySource):
         """``(T, aux)``: the metric-prepared features of all n points, transposed, or None.
 
         ``T`` is (d, n) float64 C-contiguous, column ``o`` the row of point ``o`` after the
-        metric's per-row preparation; ``aux`` (n,) float64 its squared norm (cosine /
-        correlation) or zeros -- what the fused kernels of :mod:`chunked_medoids._kernels`
-        take instead of dissimilarity rows.  None for a user metric (no fused kernel) or
-        when the copy would exceed :data:`_PREP_BYTES`.  Computed once on first use (one
+        metric's per-row preparation; ``aux`` (2, n) float64 its squared norm and that
+        norm's square root (cosine / correlation) or zeros.  This is what the fused kernels
+        of :mod:`chunked_medoids._kernels` take instead of dissimilarity rows.
+
+        None for a user metric (no fused kernel), for X in a zarr / HDF5 / dask array
+        (never loaded whole: rows are then computed column chunk by column chunk) or when
+        the copy would exceed :data:`_PREP_BYTES`.  Computed once on first use (one
         streaming read of X), kept by this object (not pickled).
+
+        Returns
+        -------
+        tuple of (ndarray, ndarray) or None
         """
         if (self._fused is None or self.features._mode not in ("numpy", "memmap", "npy")
                 or self.n * self.features.d * 8 > _PREP_BYTES):
@@ -477,12 +484,12 @@ class FeatureSource(DissimilaritySource):
 
                     n, d, code = self.n, self.features.d, self._fused[0]
                     T = np.empty((d, n), dtype=np.float64)
-                    aux = np.empty(n, dtype=np.float64)
+                    aux = np.empty((2, n), dtype=np.float64)
                     rows = max(1, min(n, _WORK_BYTES // (8 * d)))
                     for a, b, blk in self.features.iter_blocks(rows):
                         t, x = prepare_columns(code, blk)
                         T[:, a:b] = t
-                        aux[a:b] = x
+                        aux[:, a:b] = x
                     self._prep = (T, aux)
         return self._prep
 
