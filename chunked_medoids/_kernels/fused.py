@@ -143,40 +143,53 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
 
 @njit(nogil=True, cache=True, inline="always")
 def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
-    # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added
-    for g0 in range(0, wt, 64):
-        gl = min(64, wt - g0)
-        a = acc[g0:g0 + gl]
-        q = lim[g0:g0 + gl]
+    # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
+    # Full groups of 64 have a constant trip count (the compare loop vectorises).
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        a = acc[g0:g0 + 64]
+        q = lim[g0:g0 + 64]
         m = np.uint64(0)
-        for t in range(gl):
+        for t in range(64):
             m |= np.uint64(a[t] < q[t]) << np.uint64(t)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            o = c0 + t
-            v = _finish(fin, acc[t])
-            if f32:
-                v = np.float64(np.float32(v))  # rounded to the source dtype
-            total = pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o],
-                               w[o] if weighted else 1.0, weighted, P, total)
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
+    for t in range(nfull, wt):
+        if acc[t] < lim[t]:
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
     return total
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32):
+    v = _finish(fin, s)
+    if f32:
+        v = np.float64(np.float32(v))  # rounded to the source dtype
+    return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0,
+                      weighted, P, total)
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
     # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with ds directly
-    for g0 in range(0, wt, 64):
-        gl = min(64, wt - g0)
-        v = vals[g0:g0 + gl]
-        q = ds[c0 + g0:c0 + g0 + gl]
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        v = vals[g0:g0 + 64]
+        q = ds[c0 + g0:c0 + g0 + 64]
         m = np.uint64(0)
-        for t in range(gl):
+        for t in range(64):
             m |= np.uint64(v[t] < q[t]) << np.uint64(t)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
             o = c0 + t
+            total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                               w[o] if weighted else 1.0, weighted, P, total)
+    for t in range(nfull, wt):
+        o = c0 + t
+        if vals[t] < ds[o]:
             total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
                                w[o] if weighted else 1.0, weighted, P, total)
     return total
