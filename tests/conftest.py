@@ -42,3 +42,17 @@ def local_cluster():
     finally:
         client.close()
         cluster.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts a distributed cluster is ``distributed`` and ``slow``.
+
+    Tests asking for the ``local_cluster`` fixture get the ``distributed`` marker, and every
+    ``distributed`` test the ``slow`` one, so ``pytest -m "not slow"`` (the fast subset for
+    local work, docs/development.rst) starts no cluster.  CI runs everything.
+    """
+    for item in items:
+        if "local_cluster" in getattr(item, "fixturenames", ()) and item.get_closest_marker("distributed") is None:
+            item.add_marker(pytest.mark.distributed)
+        if item.get_closest_marker("distributed") is not None:
+            item.add_marker(pytest.mark.slow)

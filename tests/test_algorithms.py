@@ -7,11 +7,12 @@ import pytest
 import chunked_medoids as cm
 from chunked_medoids._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
 from chunked_medoids.algorithms.fasterpam import candidate_order
+from tests._registries import TD_SWAP_METHODS
 from tests.conftest import random_symmetric
 
 FIXTURE = np.array([[0, 2, 3, 4, 5], [2, 0, 6, 7, 8], [3, 6, 0, 9, 10], [4, 7, 9, 0, 11],
                     [5, 8, 10, 11, 0]])
-SWAP_METHODS = ["pam", "fastpam1", "fastpam2", "fasterpam", "alternating"]
+SWAP_METHODS = TD_SWAP_METHODS  # pam, fastpam1, fastpam2, fasterpam, alternating, ... (registry)
 
 
 def _euclid(n, rng, dim=2, dtype=np.float32):

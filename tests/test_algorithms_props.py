@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chunked_medoids as cm
+from tests._registries import TD_SWAP_METHODS
 
 
 @st.composite
@@ -34,8 +35,7 @@ def test_pam_equals_fastpam1_on_integer_matrices(problem):
 
 
 @settings(deadline=None, max_examples=25)
-@given(integer_problem(max_n=30), st.sampled_from(["pam", "fastpam1", "fastpam2", "fasterpam",
-                                                   "alternating"]))
+@given(integer_problem(max_n=30), st.sampled_from(TD_SWAP_METHODS))
 def test_invariants(problem, name):
     D, k, init = problem
     r = getattr(cm, name)(D, k, init=init)

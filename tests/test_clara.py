@@ -11,11 +11,9 @@ import pytest
 from chunked_medoids import CheckpointMismatchError, InvalidParameterError, InvalidTypeError, UnknownNameError
 from chunked_medoids._kernels.clara import PARTIALS, msum_add, score_dist_block, score_rows, symmetrize_upper
 from chunked_medoids.algorithms import get_method
-from chunked_medoids.algorithms.clara import clara, default_n_samples, default_sample_size
+from chunked_medoids.algorithms.clara import VARIANTS, clara, default_n_samples, default_sample_size
 from chunked_medoids.algorithms.pam import pam
 from chunked_medoids.metrics import resolve_metric
-
-VARIANTS = ["fasterclara", "fastclara", "clara"]
 
 
 def blobs(n, rng, centers=3, d=2, spread=0.3):

@@ -12,8 +12,9 @@ from chunked_medoids.algorithms._common import SwapState
 from chunked_medoids.algorithms.clarans import clarans, fastclarans, resolve_maxneighbor
 from chunked_medoids.metrics import resolve_metric
 from chunked_medoids.sources import open_dissimilarity
+from tests._registries import METHODS, methods
 
-FUNCS = [clarans, fastclarans]
+FUNCS = [METHODS[name].func for name in methods(module="clarans")]  # clarans, fastclarans
 
 
 def dmat(X):

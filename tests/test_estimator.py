@@ -80,6 +80,7 @@ def test_equals_functional_api_precomputed(rng):
     np.testing.assert_array_equal(est.predict(from_features(X, dtype="float64")), est.labels_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_registered_method(rng, method):
     X = _blobs(rng, n=60)

@@ -21,6 +21,7 @@ def test_expected_examples_exist():
     assert (EXAMPLES / "slurm_job.sh").exists()
 
 
+@pytest.mark.slow  # each example runs in a subprocess on real data
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_example_runs(script, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")

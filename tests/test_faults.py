@@ -310,6 +310,7 @@ _PLAIN_BUILDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_builds_are_refused_and_a_killed_builders_lock_does_not_block(tmp_path, X):
     np.save(tmp_path / "X.npy", X)
     path = tmp_path / "shared.zarr"

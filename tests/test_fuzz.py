@@ -26,12 +26,16 @@ from hypothesis import strategies as st
 
 import chunked_medoids as cm
 from chunked_medoids import ChunkedMedoidsError
+from tests._registries import TD_SWAP_METHODS
+
+# hypothesis fuzzing of every public function: minutes, not seconds
+pytestmark = pytest.mark.slow
 
 DTYPES = (np.float32, np.float64, np.int32, np.int64)
 STYLES = ("random", "ties", "duplicates", "zeros", "huge", "tiny", "mixed")
 #: exact swap methods whose loss history must never increase (fastermsc optimises the
 #: medoid silhouette instead, the sampling methods keep no swap history of the full loss).
-MONOTONE = ("pam", "fastpam1", "fastpam2", "fasterpam", "alternating")
+MONOTONE = tuple(TD_SWAP_METHODS)  # pam, fastpam1, fastpam2, fasterpam, alternating (registry)
 #: integer magnitudes kept within the range where float64 loss sums are exact (n <= 25).
 HUGE_INT = {np.dtype(np.int32): 2**31 - 1, np.dtype(np.int64): 2**45}
 RTOL = 1e-12

@@ -21,6 +21,9 @@ import pytest
 
 from ._memtools import run_and_measure
 
+# subprocesses measuring peak RSS on stores larger than the budget
+pytestmark = pytest.mark.slow
+
 N, K = 8000, 10
 STRIPE = 250
 LIMIT = 32 * 2**20

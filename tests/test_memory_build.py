@@ -21,6 +21,9 @@ import pytest
 
 from ._memtools import run_and_measure
 
+# subprocesses measuring peak RSS on stores larger than the budget
+pytestmark = pytest.mark.slow
+
 N = 8000
 LIMIT = 32 * 2**20
 OVERHEAD = {"live": 40 * 10**6, "default": 150 * 10**6}

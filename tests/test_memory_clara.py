@@ -13,6 +13,9 @@ import pytest
 
 from tests._memtools import run_and_measure
 
+# subprocesses measuring peak RSS on stores larger than the budget
+pytestmark = pytest.mark.slow
+
 N = 1_000_000
 MiB = 2**20
 

@@ -242,6 +242,7 @@ def test_dynmsc_oracle_fixture():
 
 
 # -- the example ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_choose_k_example_runs():
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "choose_k.py"), "--kmax", "8",
                            "--n-samples", "600"], capture_output=True, text=True, timeout=120, cwd=ROOT)
