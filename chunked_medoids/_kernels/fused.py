@@ -141,7 +141,7 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
     return bad
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
     # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
     # Full groups of 64 have a constant trip count (the compare loop vectorises).
@@ -162,7 +162,7 @@ def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
     return total
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32):
     v = _finish(fin, s)
     if f32:
@@ -171,7 +171,7 @@ def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32):
                       weighted, P, total)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
     # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with ds directly
     nfull = wt - wt % 64
@@ -387,3 +387,50 @@ def make_thresholds(F, ds):
     H = (np.zeros(n, dtype=np.float64), np.full(n, np.nan, dtype=ds.dtype), np.zeros(1, dtype=np.float64))
     refresh_thresholds(F, H, ds, True)
     return H
+
+
+class FusedEval:
+    """The fused FasterPAM kernels bound to one feature bundle (plain Python handle).
+
+    Holds the bundle ``F``, one scratch ``S`` per thread and the thresholds ``H`` of the
+    caches' ``ds`` (refreshed by :meth:`apply` and :meth:`refresh`).  Drivers call it where
+    they would call the stored kernels with a block of rows.
+
+    Parameters
+    ----------
+    F : tuple
+        Feature bundle (module notes).
+    threads : int
+        Scratch sets to allocate (one per concurrently evaluating thread).
+    ds : ndarray
+        The second-nearest distances of the caches (source dtype).
+    """
+
+    def __init__(self, F, threads, ds):
+        n = ds.shape[0]
+        self.F = F
+        self.S = [make_scratch(n, ds.dtype, F[6]) for _ in range(max(1, int(threads)))]
+        self.H = make_thresholds(F, ds)
+
+    def refresh(self, ds):
+        """Recompute every threshold (after the caches changed outside these kernels)."""
+        refresh_thresholds(self.F, self.H, ds, True)
+
+    def bad(self):
+        """Whether a computed row held a non-finite entry (the caller reports it)."""
+        return any(int(S[5][0]) for S in self.S)
+
+    def block(self, cand, st, tol, P, counters, td_box):
+        """:func:`fasterpam_fused` over ``cand`` on the caches ``st`` (thread 0's scratch)."""
+        return fasterpam_fused(self.F, self.S[0], self.H, cand, st.M, st.medoids, st.is_medoid, st.dn,
+                               st.ds, st.nn, st.sn, st.R, st.w, st.weighted, tol, P, counters, td_box)
+
+    def first(self, t, cand, lo, hi, st, td, tol, P, out):
+        """:func:`first_improving_fused` with thread ``t``'s scratch."""
+        return first_improving_fused(self.F, self.S[t], self.H, cand, lo, hi, st.is_medoid, st.dn, st.ds,
+                                     st.nn, st.R, st.w, st.weighted, td, tol, P, out)
+
+    def apply(self, slot, j, st):
+        """:func:`fused_apply_swap`: swap slot ``slot`` for ``j``; returns the new TD."""
+        return fused_apply_swap(self.F, self.S[0], self.H, slot, j, st.M, st.medoids, st.is_medoid, st.dn,
+                                st.ds, st.nn, st.sn, st.R, st.w, st.weighted)

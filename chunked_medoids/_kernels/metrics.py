@@ -31,43 +31,43 @@ from numba import njit
 # ---------------------------------------------------------------------------------------
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def sqdiff_term(a, b):
     t = a - b
     return t * t
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def absdiff_term(a, b):
     return abs(a - b)
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def dot_term(a, b):
     return a * b
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def cheb_step(s, a, b):
     # running maximum of |a - b| (first argument the running value)
     t = abs(a - b)
     return t if t > s else s
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def minkowski_term(a, b, p):
     t = abs(a - b)
     return t**p if t != 0.0 else 0.0
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def canberra_term(a, b):
     # terms with |a| + |b| == 0 contribute 0 (scipy's convention)
     den = abs(a) + abs(b)
     return abs(a - b) / den if den > 0.0 else 0.0
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def gower_term(a, b, categorical, r):
     # categorical -> (a != b); numeric -> |a - b| / range, columns with range 0 count 0
     if categorical:
@@ -186,12 +186,12 @@ def gower_pair(x, y, categorical, ranges):
     return s / d
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def cos_from_roots(dot, nx, ny, rx, ry):
     # shared tail of cosine / correlation (rx = sqrt(nx), ry = sqrt(ny)): symmetric in
     # (nx, ny).  Convention: both vectors zero -> 0; exactly one zero -> 1 (scipy: NaN).
-    # Branch-free (selects), so it vectorises; callers compile it with error_model="numpy"
-    # (the division is evaluated, then discarded, when a norm is 0).
+    # Branch-free (selects), so it vectorises; error_model="numpy": the division is
+    # evaluated, then discarded, when a norm is 0.
     r = 1.0 - dot / (rx * ry)
     r = 0.0 if r < 0.0 else r
     r = 2.0 if r > 2.0 else r

@@ -29,7 +29,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .assign import loss_sum, removal_loss, swap_update
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy")
 def pass_terms(d, a, b, nno, wo, weighted, P, acc):
     """The FastPAM1 terms of one point with ``d < ds[o]`` (float64 ``d``, ``a = dn[o]``,
     ``b = ds[o]``, ``nno = nn[o]``): ``acc += min(d, a) − a``, ``P[nno] += max(d, a) − b``

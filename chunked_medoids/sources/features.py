@@ -565,8 +565,8 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
     dtype : {"float32", "float64", "int32", "int64"}, default "float32"
-        Element type of the returned rows.  Distances are computed in float64 and cast;
-        integer dtypes round to the nearest integer (overflow raises).
+        Element type of the returned rows.  Distances are computed in float64 and rounded
+        to it; integer dtypes round to the nearest integer (overflow raises).
     block_rows : int, optional
         Natural row-block height (default: about 64 MiB of output rows).
     feature_block_rows : int, optional
@@ -588,8 +588,14 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
 
     Notes
     -----
-    Memory per row block of height ``m``: the output ``m × n`` plus a float64 buffer of
-    ``m × feature_block_rows`` plus ``(m + feature_block_rows) × d`` features.
+    Rows are computed by the fused row kernels of :mod:`chunked_medoids._kernels.metrics`:
+    tiles of a few hundred distances in float64 registers/L1, rounded straight into the
+    output rows (no float64 blocks, no transposed copies, finiteness checked in the same
+    sweep); user metrics take the generic path through ``metric.pairwise``.  Memory per
+    row block of height ``m``: the output ``m × n``; for X in memory (numpy, memmap, .npy)
+    plus one metric-prepared float64 copy of X, ``n × d × 8`` bytes, kept by the source
+    when it is at most 256 MiB (also what the fused FasterPAM kernels read); otherwise
+    X is prepared column chunk by column chunk (``feature_block_rows × d × 8`` bytes).
     ``take_rows`` of scattered rows makes one pass over X for all of them.
     Creation streams X once (finite check, contents hash for :meth:`fingerprint`, metric fit).
     Each entry is ``metric(X[min(i, j)], X[max(i, j)])`` and the diagonal is exactly 0, so D
