@@ -1,6 +1,7 @@
 """chunked_medoids: exact k-medoids for dissimilarity matrices larger than memory."""
 
 from ._errors import (
+    CheckpointFormatError,
     CheckpointMismatchError,
     ChunkedMedoidsError,
     DissimilarityError,
@@ -16,7 +17,7 @@ from ._errors import (
     UnknownNameError,
     UnsupportedDtypeError,
 )
-from ._result import MedoidsResult
+from ._result import ClaraResult, DynMSCResult, MedoidsResult
 from ._version import __version__
 from .engine import Engine
 from .sources import DissimilaritySource, open_dissimilarity
@@ -78,7 +79,10 @@ def __dir__():
 
 __all__ = [
     "ChunkedMedoidsError",
+    "CheckpointFormatError",
     "CheckpointMismatchError",
+    "ClaraResult",
+    "DynMSCResult",
     "DissimilarityError",
     "DissimilaritySource",
     "Engine",

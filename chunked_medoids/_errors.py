@@ -56,6 +56,10 @@ class CheckpointMismatchError(ChunkedMedoidsError, ValueError):
     """A checkpoint belongs to another matrix or other parameters."""
 
 
+class CheckpointFormatError(CheckpointMismatchError):
+    """A checkpoint was written in another format version (by another chunked_medoids)."""
+
+
 class SchedulerLostError(ChunkedMedoidsError, ConnectionError):
     """The distributed scheduler went away (or the client lost it) during a pass.
 

@@ -1,8 +1,16 @@
-"""Result dataclass shared by every clustering driver."""
+"""Result classes of the clustering drivers.
+
+:class:`MedoidsResult` holds what every method returns; each method family returns a
+subclass whose algorithm-specific details are typed attributes (``res.score`` of
+:class:`DynMSCResult`, ``res.sample_losses`` of :class:`ClaraResult`, ...).  ``extra``
+mirrors those attributes as a plain dict (for JSON summaries and comparisons).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,7 +38,8 @@ class MedoidsResult:
     algorithm : str
         Registered name of the algorithm that produced it.
     extra : dict
-        Algorithm-specific details (e.g. ``sample_losses`` for CLARA).
+        Algorithm-specific details: the typed attributes of the subclass (filled in
+        automatically), plus anything a third-party method passes.
     """
 
     medoids: np.ndarray
@@ -42,26 +51,155 @@ class MedoidsResult:
     algorithm: str = ""
     extra: dict = field(default_factory=dict)
 
+    #: the subclass fields mirrored into ``extra`` (None values are left out).
+    _extra_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        base = {f.name for f in dataclasses.fields(MedoidsResult)}
+        typed = {}
+        for f in dataclasses.fields(self):
+            if f.name not in base:
+                value = getattr(self, f.name)
+                if value is not None:
+                    typed[f.name] = value
+        self.extra = {**typed, **dict(self.extra)}
+
     @property
     def k(self) -> int:
+        """Number of medoids."""
         return int(self.medoids.shape[0])
 
     @property
     def n(self) -> int:
+        """Number of points."""
         return int(self.labels.shape[0])
-
-    def __getattr__(self, name):
-        # expose algorithm-specific details (e.g. result.sample_losses) as attributes
-        extra = self.__dict__.get("extra", {})
-        if name in extra:
-            return extra[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         med = np.array2string(self.medoids[:10], separator=", ")
         if self.k > 10:
             med = med[:-1] + ", ...]"
         return (
-            f"MedoidsResult(algorithm={self.algorithm!r}, n={self.n}, k={self.k}, "
+            f"{type(self).__name__}(algorithm={self.algorithm!r}, n={self.n}, k={self.k}, "
             f"loss={self.loss:.6g}, n_iter={self.n_iter}, n_swap={self.n_swap}, medoids={med})"
         )
+
+
+@dataclass(repr=False)
+class SwapResult(MedoidsResult):
+    """Result of PAM, FastPAM1/2, FasterPAM and alternating.
+
+    Attributes
+    ----------
+    converged : bool
+        The run stopped because no swap improved (not because of ``max_iter``).
+    order : str or None
+        FasterPAM's candidate order ("natural" / "shuffle"); None for the others.
+    """
+
+    converged: bool = False
+    order: str | None = None
+
+
+@dataclass(repr=False)
+class MSCResult(MedoidsResult):
+    """Result of FasterMSC (``loss`` is the total deviation; the objective is ``score``).
+
+    Attributes
+    ----------
+    score : float
+        Average medoid silhouette of the medoids.
+    score_history : list of float
+        After the init and after each pass (non-decreasing).
+    converged : bool
+    """
+
+    score: float = float("nan")
+    score_history: list = field(default_factory=list)
+    converged: bool = False
+
+
+@dataclass(repr=False)
+class DynMSCResult(MedoidsResult):
+    """Result of DynMSC: the best k's clustering plus what every k scored.
+
+    Attributes
+    ----------
+    score : float
+        Best average medoid silhouette (that of ``medoids``).
+    scores : dict of int to float
+        k -> average medoid silhouette, k increasing.
+    medoids_by_k : dict of int to ndarray
+        k -> medoids.
+    losses : dict of int to float
+        k -> total deviation.
+    kmin, kmax : int
+        The range of k tried.
+    """
+
+    score: float = float("nan")
+    scores: dict = field(default_factory=dict)
+    medoids_by_k: dict = field(default_factory=dict)
+    losses: dict = field(default_factory=dict)
+    kmin: int = 2
+    kmax: int = 2
+
+
+@dataclass(repr=False)
+class ClaraResult(MedoidsResult):
+    """Result of CLARA, FastCLARA and FasterCLARA.
+
+    Attributes
+    ----------
+    sample_losses : list of float
+        Full-data loss of every sample's medoids, in sample order.
+    sample_size, n_samples : int
+    variant : str
+    best_sample : int
+        Index of the winning sample.
+    include_best : bool
+    wave_size : int
+    mode : str
+        "features" or "matrix".
+    clara_loss : float
+        Full-data loss before ``polish``.
+    polished : bool
+    polish_n_iter : int or None
+        FasterPAM passes of the polish (None without polish).
+    """
+
+    sample_losses: list = field(default_factory=list)
+    sample_size: int = 0
+    n_samples: int = 0
+    variant: str = ""
+    best_sample: int = -1
+    include_best: bool = True
+    wave_size: int = 1
+    mode: str = ""
+    clara_loss: float = float("nan")
+    polished: bool = False
+    polish_n_iter: int | None = None
+
+
+@dataclass(repr=False)
+class ClaransResult(MedoidsResult):
+    """Result of CLARANS / FastCLARANS: the winning search plus every search's figures.
+
+    Attributes
+    ----------
+    restart_losses, restart_init_losses : list of float
+        Final / starting loss of every local search.
+    restart_n_eval, restart_n_swap : list of int
+        Neighbours evaluated / swaps of every local search.
+    best_restart : int
+    numlocal : int
+    maxneighbor : int
+        The resolved count of consecutive failures ending a search.
+    """
+
+    restart_losses: list = field(default_factory=list)
+    restart_n_eval: list = field(default_factory=list)
+    restart_n_swap: list = field(default_factory=list)
+    restart_init_losses: list = field(default_factory=list)
+    best_restart: int = 0
+    numlocal: int = 0
+    maxneighbor: int = 0

@@ -1,23 +1,37 @@
-"""Atomic checkpoint / resume of driver state.
+"""Atomic checkpoint / resume of driver state, and the run-scoped stop request.
 
-A checkpoint is one ``.npz`` file holding the driver's state (numpy arrays + a JSON
-header).  It is written atomically: to a temporary file in the same directory, flushed and
-fsync'ed, then moved over the old one with ``os.replace`` and the directory fsync'ed, so a crash
-(SIGKILL included) leaves either the previous or the new checkpoint, never a torn one.
+A checkpoint is one ``.npz`` file holding a driver's typed state (a
+:class:`~chunked_medoids._state.RunState`: numpy arrays + a JSON header).  The state
+classes of :mod:`chunked_medoids._state` *are* the format; the header records their
+``kind`` and :data:`~chunked_medoids._state.STATE_FORMAT`.  The file is written
+atomically: to a temporary file in the same directory, flushed and fsync'ed, then moved
+over the old one with ``os.replace`` and the directory fsync'ed, so a crash (SIGKILL
+included) leaves either the previous or the new checkpoint, never a torn one.
 
-The header records the algorithm, the source fingerprint and every parameter that affects
-the result.  :meth:`Checkpoint.load` refuses (``CheckpointMismatchError``) a checkpoint
-written for another matrix, algorithm or parameters; it is never silently reused.
+The header also records the algorithm, the source fingerprint and every parameter that
+affects the result.  :meth:`Checkpoint.load` refuses (``CheckpointMismatchError``) a
+checkpoint written for another matrix, algorithm or parameters, and
+(``CheckpointFormatError``) one of another format version; it is never silently reused.
 
+Stopping
+--------
 Drivers call :meth:`Checkpoint.step` at block boundaries and ``step(..., force=True)`` at
-pass ends.  ``step`` saves when the interval has elapsed, when forced, or when SIGTERM /
-SIGUSR1 arrived (the signals SLURM sends before the walltime, see
-:func:`install_signal_handlers`); in the signal case it raises :class:`CheckpointInterrupt`
+pass ends.  ``step`` saves when the interval has elapsed, when forced, or when the run's
+:class:`StopRequest` was set; in the last case it raises :class:`CheckpointInterrupt`
 after saving, which the CLI turns into exit code 3.
+
+The stop request belongs to one run (one :func:`~chunked_medoids.algorithms._common.driver_scope`):
+a later run in the same process starts with a fresh one.  Signals reach it only while a run
+with a checkpoint is active and only when the process opted in with
+:func:`install_signal_handlers` (the CLI does): the run installs its SIGTERM / SIGUSR1
+handlers when its checkpoint is opened (:func:`signal_scope`) and restores the previous
+handlers when it ends, so outside such a run (or in a run without a checkpoint) the
+signals keep their previous meaning (by default: terminate the process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -30,21 +44,22 @@ import time
 import numpy as np
 
 from ._errors import (
+    CheckpointFormatError,
     CheckpointMismatchError,
     ChunkedMedoidsError,
     InvalidParameterError,
     MissingFileError,
     ReadOnlyLocationError,
 )
+from ._state import STATE_FORMAT, STATE_KINDS, RunState, state_from_file
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
 #: exit code of the CLI when a run stopped on a signal after writing its checkpoint.
 EXIT_INTERRUPTED = 3
-
-_signal_event = threading.Event()
-_signal_received: list[int] = []
+#: the signals checkpointed runs listen to once :func:`install_signal_handlers` was called
+#: (process configuration, not run state; empty: runs install no handler).
+_OPTED_IN_SIGNALS: tuple[int, ...] = ()
 
 
 class CheckpointInterrupt(ChunkedMedoidsError, KeyboardInterrupt):
@@ -56,27 +71,71 @@ class CheckpointInterrupt(ChunkedMedoidsError, KeyboardInterrupt):
         self.signum = signum
 
 
-def install_signal_handlers(signals=(signal.SIGTERM, signal.SIGUSR1)) -> None:
-    """Make SIGTERM / SIGUSR1 request a checkpoint-and-stop at the next block boundary.
+class StopRequest:
+    """A run-scoped request to checkpoint and stop at the next block boundary.
 
-    Only possible from the main thread; the CLI calls it.  Library users who want the same
-    behaviour call it once themselves.
+    Set by the run's signal handlers (or by :meth:`request` directly, e.g. in tests); read
+    by :meth:`Checkpoint.step` and by the engine between blocks.  Thread-safe.
     """
+
+    def __init__(self):
+        self._event = threading.Event()
+        self.signum: int | None = None
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the run to stop (``signum`` is reported in :class:`CheckpointInterrupt`)."""
+        self.signum = int(signum)
+        self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether a stop was requested."""
+        return self._event.is_set()
+
+    __call__ = is_set
+
+
+def install_signal_handlers(signals=(signal.SIGTERM, signal.SIGUSR1)) -> None:
+    """Opt in: checkpointed runs of this process stop cleanly on ``signals``.
+
+    From now on every run given a checkpoint installs handlers for ``signals`` while it
+    runs (from the main thread only): a signal then requests that run to save its
+    checkpoint at the next block boundary and raise :class:`CheckpointInterrupt`.  The
+    previous handlers are restored when the run ends, so runs without a checkpoint and the
+    time between runs keep the previous behaviour.  The CLI calls this; library users who
+    want the same behaviour call it once themselves.
+
+    Parameters
+    ----------
+    signals : iterable of int, default (SIGTERM, SIGUSR1)
+        The signals to listen to (an empty tuple opts out again).
+    """
+    global _OPTED_IN_SIGNALS
+    _OPTED_IN_SIGNALS = tuple(int(s) for s in signals)
+
+
+@contextlib.contextmanager
+def signal_scope(stop: StopRequest, enabled: bool = True):
+    """Route the opted-in signals to ``stop`` while the block runs; restore them after.
+
+    Does nothing when ``enabled`` is false, when no signal was opted in
+    (:func:`install_signal_handlers`) or outside the main thread (Python only delivers
+    signals there).
+    """
+    if not (enabled and _OPTED_IN_SIGNALS and threading.current_thread() is threading.main_thread()):
+        yield
+        return
+
     def handler(signum, frame):
-        _signal_received.append(signum)
-        _signal_event.set()
+        stop.request(signum)
 
-    for s in signals:
-        signal.signal(s, handler)
-
-
-def interrupt_requested() -> bool:
-    return _signal_event.is_set()
-
-
-def clear_interrupt() -> None:
-    _signal_event.clear()
-    _signal_received.clear()
+    previous = {}
+    try:
+        for s in _OPTED_IN_SIGNALS:
+            previous[s] = signal.signal(s, handler)
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def _jsonable(obj):
@@ -165,11 +224,19 @@ class Checkpoint:
         Every parameter that affects the result (JSON-able; arrays allowed).
     interval : float, default 60.0
         Seconds between saves inside a pass.
+    stop : StopRequest, optional
+        The run's stop request (a fresh one by default).
+
+    Attributes
+    ----------
+    stop : StopRequest
+        Checked by :meth:`step`; set by the run's signal handlers.
     """
 
     enabled = True
 
-    def __init__(self, path, *, algorithm: str, fingerprint: str, params: dict, interval: float = 60.0):
+    def __init__(self, path, *, algorithm: str, fingerprint: str, params: dict, interval: float = 60.0,
+                 stop: StopRequest | None = None):
         self.path = os.fspath(path)
         if not (isinstance(interval, (int, float)) and interval >= 0):
             raise InvalidParameterError(f"checkpoint_interval must be a number of seconds >= 0, got {interval!r}")
@@ -184,15 +251,19 @@ class Checkpoint:
         self.fingerprint = fingerprint
         self.params = _jsonable(params)
         self.interval = float(interval)
+        self.stop = StopRequest() if stop is None else stop
         self._last = time.monotonic()
-        self.n_saves = 0
 
     # -- reading --------------------------------------------------------------------------
-    def load(self) -> dict | None:
-        """The saved state, or None when there is no checkpoint yet.
+    def load(self) -> RunState | None:
+        """The saved typed state, or None when there is no checkpoint yet.
 
-        Raises CheckpointMismatchError when the file belongs to another matrix, algorithm or
-        parameters, and ValueError subclasses when it is unreadable.
+        Raises
+        ------
+        CheckpointFormatError
+            The file was written in another format version (another chunked_medoids).
+        CheckpointMismatchError
+            The file belongs to another matrix, algorithm or parameters, or is unreadable.
         """
         if not os.path.exists(self.path):
             return None
@@ -205,9 +276,15 @@ class Checkpoint:
                 f"checkpoint {self.path!r} is not a readable chunked_medoids checkpoint ({exc}); "
                 "delete it or choose another path"
             ) from exc
+        fmt = header.get("format")
+        if fmt != STATE_FORMAT or header.get("kind") not in STATE_KINDS:
+            raise CheckpointFormatError(
+                f"checkpoint {self.path!r} was written in checkpoint format {fmt!r} "
+                f"(state kind {header.get('kind')!r}), but this chunked_medoids reads format "
+                f"{STATE_FORMAT}; finish the run with the version that wrote it, or delete the file "
+                "(or pass another checkpoint path) to start over"
+            )
         problems = []
-        if header.get("format") != FORMAT:
-            problems.append(f"format {header.get('format')!r} != {FORMAT}")
         if header.get("algorithm") != self.algorithm:
             problems.append(f"algorithm {header.get('algorithm')!r} != {self.algorithm!r}")
         if header.get("fingerprint") != self.fingerprint:
@@ -222,16 +299,17 @@ class Checkpoint:
                 f"checkpoint {self.path!r} does not match this run: " + "; ".join(problems)
                 + ". Delete it or pass another checkpoint path."
             )
-        state = _join_state(header["state"], arrays)
-        state["__complete__"] = bool(header.get("complete", False))
-        logger.info("resuming from checkpoint %s", self.path)
+        state = state_from_file(header["kind"], _join_state(header["state"], arrays))
+        logger.info("resuming from checkpoint %s (%s state)", self.path, header["kind"])
         return state
 
     # -- writing --------------------------------------------------------------------------
-    def save(self, state: dict, *, complete: bool = False) -> None:
-        js, arrays = _split_state(state)
+    def save(self, state: RunState, *, complete: bool = False) -> None:
+        """Write ``state`` atomically (see the module notes)."""
+        js, arrays = _split_state(state.to_state())
         header = {
-            "format": FORMAT,
+            "format": STATE_FORMAT,
+            "kind": state.kind,
             "algorithm": self.algorithm,
             "fingerprint": self.fingerprint,
             "params": self.params,
@@ -243,28 +321,45 @@ class Checkpoint:
         np.savez(buf, __header__=np.array(json.dumps(header)), **arrays)
         atomic_write_bytes(self.path, buf.getvalue())
         self._last = time.monotonic()
-        self.n_saves += 1
         logger.debug("checkpoint saved to %s", self.path)
 
     def step(self, state_fn, force: bool = False) -> None:
-        """Save ``state_fn()`` if forced, due, or a stop signal arrived (then raise)."""
-        stop = interrupt_requested()
+        """Save ``state_fn()`` if forced, due, or a stop was requested (then raise).
+
+        Raises
+        ------
+        CheckpointInterrupt
+            After saving, when the run's stop request is set.
+        """
+        stop = self.stop.is_set()
         if force or stop or (time.monotonic() - self._last) >= self.interval:
             self.save(state_fn())
         if stop:
-            signum = _signal_received[-1] if _signal_received else signal.SIGTERM
-            raise CheckpointInterrupt(self.path, int(signum))
+            raise CheckpointInterrupt(self.path, int(self.stop.signum or signal.SIGTERM))
 
-    def complete(self, state: dict) -> None:
+    def milestone(self, state_fn) -> None:
+        """Save ``state_fn()`` now (a unit of work finished: an init medoid), then raise
+        :class:`CheckpointInterrupt` if a stop was requested."""
+        self.save(state_fn())
+        if self.stop.is_set():
+            raise CheckpointInterrupt(self.path, int(self.stop.signum or signal.SIGTERM))
+
+    def complete(self, state: RunState) -> None:
         """Record the final state (a rerun returns it without recomputing)."""
         self.save(state, complete=True)
 
 
 class NullCheckpoint:
-    """Stand-in when no checkpoint path was given: nothing is saved or loaded."""
+    """Stand-in when no checkpoint path was given: nothing is saved or loaded.
+
+    Its :attr:`stop` is never set by a signal (no handler is installed for such a run).
+    """
 
     enabled = False
     path = None
+
+    def __init__(self, stop: StopRequest | None = None):
+        self.stop = StopRequest() if stop is None else stop
 
     def load(self):
         return None
@@ -273,20 +368,24 @@ class NullCheckpoint:
         return None
 
     def step(self, state_fn, force=False):
-        return None
+        if self.stop.is_set():
+            raise CheckpointInterrupt(None, int(self.stop.signum or signal.SIGTERM))
+
+    milestone = step
 
     def complete(self, state):
         return None
 
 
 def open_checkpoint(path, *, algorithm: str, source=None, fingerprint: str | None = None,
-                    params: dict | None = None, interval: float = 60.0):
+                    params: dict | None = None, interval: float = 60.0, stop: StopRequest | None = None):
     """Return a :class:`Checkpoint` for ``path``, or a :class:`NullCheckpoint` if path is None.
 
-    ``source`` (anything with ``.fingerprint()``) or ``fingerprint`` identifies the data.
+    ``source`` (anything with ``.fingerprint()``) or ``fingerprint`` identifies the data;
+    ``stop`` is the run's :class:`StopRequest` (drivers get it from their driver scope).
     """
     if path is None:
-        return NullCheckpoint()
+        return NullCheckpoint(stop)
     if not isinstance(path, (str, os.PathLike)):
         from ._errors import InvalidTypeError
 
@@ -295,4 +394,5 @@ def open_checkpoint(path, *, algorithm: str, source=None, fingerprint: str | Non
         if source is None:
             raise InvalidParameterError("open_checkpoint needs source= or fingerprint=")
         fingerprint = source.fingerprint()
-    return Checkpoint(path, algorithm=algorithm, fingerprint=fingerprint, params=params or {}, interval=interval)
+    return Checkpoint(path, algorithm=algorithm, fingerprint=fingerprint, params=params or {}, interval=interval,
+                      stop=stop)

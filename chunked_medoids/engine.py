@@ -7,7 +7,8 @@ whose result never depends on scheduling, worker count or block size.
 
 The mapped object is normally a source; any "row reader" with ``n``, ``dtype``,
 ``block_rows`` (storage chunk height, for memory accounting) and ``read_rows(start, stop)``
-works too (CLARA maps over feature row ranges and over independent sample tasks this way).
+works too.  Work that is not a row block of D (CLARA's samples and feature passes,
+CLARANS' local searches) goes through :meth:`Engine.map_tasks` instead.
 
 Block functions have the signature ``func(block, start, stop, state) -> result`` where
 ``block`` is the (stop - start, n) row stripe of D, ``state`` a dict of small broadcast
@@ -61,6 +62,13 @@ from ._errors import (
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)
+
+
+class PassStopped(ChunkedMedoidsError):
+    """A pass ended early because the run's stop request was set (see ``should_stop=``).
+
+    The driver catches it, saves its checkpoint and raises ``CheckpointInterrupt``.
+    """
 
 #: bytes of working memory per stored byte of a block while it is being read.  Measured on
 #: a blosc-compressed zarr store (benchmarks/bench_scaling.py): the compressed chunk bytes,
@@ -234,18 +242,40 @@ class Engine:
         return [(s, min(s + b, source.n)) for s in range(0, source.n, b)]
 
     # -- parallel map -------------------------------------------------------------------
-    def map_blocks(self, source, func, state=None, *, blocks=None, desc: str | None = None):
+    def map_blocks(self, source, func, state=None, *, blocks=None, desc: str | None = None,
+                   should_stop=None):
         """Apply ``func(block, start, stop, state)`` to every row block; results in block order.
 
         One Dask graph (one task per row stripe) and one compute per call.
+
+        Parameters
+        ----------
+        source : DissimilaritySource or row reader
+        func : callable
+            Module-level ``func(block, start, stop, state) -> result``.
+        state : dict, optional
+            Small broadcast state (passed by reference to threads, scattered once to a cluster).
+        blocks : list of (start, stop), optional
+            Default: :meth:`blocks`.
+        desc : str, optional
+            Name of the pass (logs, progress bar).
+        should_stop : callable, optional
+            Polled before each block is read (local threads) or while waiting (cluster); once
+            it returns True no further block starts, the running ones finish, and
+            :class:`PassStopped` is raised (the pass's results are discarded).
+
+        Returns
+        -------
+        list
+            ``func``'s results in block order.
         """
         state = {} if state is None else state
         blocks = self.blocks(source) if blocks is None else blocks
         t0 = time.perf_counter()
         if self.client is None:
-            results = self._map_threads(source, func, state, blocks, desc)
+            results = self._map_threads(source, func, state, blocks, desc, should_stop)
         else:
-            results = self._map_distributed(source, func, state, blocks, desc)
+            results = self._map_distributed(source, func, state, blocks, desc, should_stop)
         nbytes = sum((b - a) * source.n * source.dtype.itemsize for a, b in blocks)
         with self._lock:
             self.bytes_read += nbytes
@@ -270,12 +300,17 @@ class Engine:
         cost = height * source.n * source.dtype.itemsize * DECODE_FACTOR
         return int(max(1, min(self.num_workers, self.memory_limit // max(cost, 1))))
 
-    def _map_threads(self, source, func, state, blocks, desc):
+    def _map_threads(self, source, func, state, blocks, desc, should_stop=None):
         import dask
 
         bar = self._bar(len(blocks), desc)
+        skipped = []
+
         # Threads share memory: the state dict is passed by reference, never copied.
         def task(a, b):
+            if should_stop is not None and should_stop():
+                skipped.append(a)  # nothing read: the remaining blocks drain at once
+                return None
             res = func(source.read_rows(a, b), a, b, state)
             if bar is not None:
                 bar.update(1)
@@ -288,15 +323,17 @@ class Engine:
         finally:
             if bar is not None:
                 bar.close()
+        if skipped:
+            raise PassStopped(f"pass {desc or func.__name__!r} stopped on request")
         return list(results)
 
-    def _map_distributed(self, source, func, state, blocks, desc):
+    def _map_distributed(self, source, func, state, blocks, desc, should_stop=None):
         client = self.client
         desc = desc or func.__name__
         if not _client_alive(client):  # fail now, not after the client's reconnect timeout
             raise _scheduler_lost(client, desc)
         try:
-            return self._map_distributed_run(client, source, func, state, blocks, desc)
+            return self._map_distributed_run(client, source, func, state, blocks, desc, should_stop)
         except (ChunkedMedoidsError, MemoryError):
             raise
         except Exception as exc:
@@ -308,7 +345,7 @@ class Engine:
                 raise _scheduler_lost(client, desc, exc) from exc
             raise
 
-    def _map_distributed_run(self, client, source, func, state, blocks, desc):
+    def _map_distributed_run(self, client, source, func, state, blocks, desc, should_stop=None):
         # Scatter the state dict as ONE object (a dict passed to scatter would use its keys
         # as cluster-wide data keys and collide across passes).
         state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
@@ -324,6 +361,8 @@ class Engine:
                 from distributed import progress as dprogress
 
                 dprogress(futures, notebook=False)
+            if should_stop is not None:
+                _wait_or_stop(futures, should_stop, desc)
             results = client.gather(futures)
         finally:
             del futures
@@ -332,6 +371,147 @@ class Engine:
                 if state_future is not None:
                     client.cancel(state_future)
         return list(results)
+
+    # -- independent tasks ----------------------------------------------------------------
+    def map_tasks(self, func, items, state=None, *, max_concurrency: int | None = None,
+                  desc: str | None = None, on_result=None, should_stop=None):
+        """Apply ``func(item, state)`` to every item; results in item order.
+
+        For work that is not a row block of D (CLARA's samples and feature passes, CLARANS'
+        local searches).  Same guarantees as :meth:`map_blocks`: results come back in item
+        order whatever finishes first, so a driver's reduction over them is fixed-order.
+
+        Parameters
+        ----------
+        func : callable
+            Module-level ``func(item, state) -> result`` (picklable for a cluster).
+        items : sequence
+            Small picklable task descriptions (the big shared data goes in ``state``).
+        state : dict, optional
+            Broadcast state: passed by reference to local threads; scattered once to a
+            cluster (sources in it pickle as paths).
+        max_concurrency : int, optional
+            At most this many tasks run at once (memory bound of the caller); default: the
+            engine's parallelism.  Tasks start in item order as earlier ones finish.
+        desc : str, optional
+            Name of the map (logs, progress bar).
+        on_result : callable, optional
+            ``on_result(index, result)``, called in the calling thread as each task
+            finishes (completion order), e.g. to checkpoint per task.
+        should_stop : callable, optional
+            Polled before each task starts; once it returns True no further task starts,
+            the running ones finish (``on_result`` is called for them) and
+            :class:`PassStopped` is raised.
+
+        Returns
+        -------
+        list
+            ``func``'s results in item order.
+        """
+        items = list(items)
+        state = {} if state is None else state
+        desc = desc or getattr(func, "__name__", "tasks")
+        conc = self.parallelism if max_concurrency is None else int(max_concurrency)
+        conc = max(1, min(conc, self.parallelism, max(1, len(items))))
+        t0 = time.perf_counter()
+        if self.client is None:
+            results = self._tasks_threads(func, items, state, conc, desc, on_result, should_stop)
+        else:
+            client = self.client
+            if not _client_alive(client):
+                raise _scheduler_lost(client, desc)
+            try:
+                results = self._tasks_distributed(client, func, items, state, conc, desc, on_result,
+                                                  should_stop)
+            except (ChunkedMedoidsError, MemoryError):
+                raise
+            except Exception as exc:
+                if _client_alive(client) and isinstance(exc, (CancelledError, OSError, TimeoutError)):
+                    time.sleep(0.2)
+                if not _client_alive(client):
+                    raise _scheduler_lost(client, desc, exc) from exc
+                raise
+        logger.debug("%s: %d tasks in %.3fs", desc, len(items), time.perf_counter() - t0)
+        return results
+
+    def _tasks_threads(self, func, items, state, conc, desc, on_result, should_stop):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        results = [None] * len(items)
+        bar = self._bar(len(items), desc)
+        stopped = False
+        pool = ThreadPoolExecutor(max_workers=conc, thread_name_prefix="cm-task")
+        try:
+            running = {}
+            nxt = 0
+            while nxt < len(items) or running:
+                while not stopped and nxt < len(items) and len(running) < conc:
+                    if should_stop is not None and should_stop():
+                        stopped = True
+                        break
+                    running[pool.submit(func, items[nxt], state)] = nxt
+                    nxt += 1
+                if not running:
+                    break
+                finished, _ = wait(list(running), timeout=0.2 if should_stop is not None else None,
+                                   return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=running.get):
+                    i = running.pop(fut)
+                    results[i] = fut.result()
+                    if bar is not None:
+                        bar.update(1)
+                    if on_result is not None:
+                        on_result(i, results[i])
+                if should_stop is not None and should_stop():
+                    stopped = True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if bar is not None:
+                bar.close()
+        if stopped:
+            raise PassStopped(f"{desc!r} stopped on request")
+        return results
+
+    def _tasks_distributed(self, client, func, items, state, conc, desc, on_result, should_stop):
+        from distributed import as_completed
+
+        results = [None] * len(items)
+        state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
+        self.last_state_key = None if state_future is None else state_future.key
+        stamp = time.monotonic_ns()
+
+        def submit(i):
+            return client.submit(_run_task, func, items[i], state_future, pure=False, retries=2,
+                                 key=f"cm-{getattr(func, '__name__', 'task')}-{i}-{stamp}")
+
+        stopped = False
+        index = {}
+        try:
+            nxt = min(conc, len(items))
+            for i in range(nxt):
+                index[submit(i)] = i
+            pending = as_completed(list(index))
+            for fut in pending:
+                i = index.pop(fut)
+                results[i] = fut.result()
+                if on_result is not None:
+                    on_result(i, results[i])
+                if should_stop is not None and should_stop():
+                    stopped = True
+                if not stopped and nxt < len(items):
+                    new = submit(nxt)
+                    index[new] = nxt
+                    pending.add(new)
+                    nxt += 1
+        finally:
+            if _client_alive(client):
+                if index:
+                    client.cancel(list(index))
+                if state_future is not None:
+                    client.cancel(state_future)
+        if stopped:
+            raise PassStopped(f"{desc!r} stopped on request")
+        return results
 
     # -- sequential streaming with read-ahead ------------------------------------------
     def iter_blocks(self, source, blocks=None, prefetch: int = 1, desc: str | None = None):
@@ -407,6 +587,28 @@ class Engine:
 
 def _run_block(source, func, start, stop, state):
     return func(source.read_rows(start, stop), start, stop, {} if state is None else state)
+
+
+def _run_task(func, item, state):
+    return func(item, {} if state is None else state)
+
+
+def _wait_or_stop(futures, should_stop, desc):
+    """Wait for ``futures``, polling ``should_stop``; on a stop cancel them and raise."""
+    from distributed import wait
+
+    while True:
+        try:
+            wait(futures, timeout=0.2)
+            return
+        except TimeoutError:
+            pass
+        if should_stop():
+            import contextlib
+
+            with contextlib.suppress(Exception):
+                futures[0].client.cancel(futures)
+            raise PassStopped(f"pass {desc!r} stopped on request")
 
 
 def make_engine(engine=None, **options) -> Engine:

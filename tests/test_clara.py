@@ -301,11 +301,11 @@ def test_checkpoint_resume_after_interruption(rng, tmp_path, monkeypatch):
     real = mod._Run.run_samples
     calls = {"n": 0}
 
-    def flaky(self, tasks, s):
+    def flaky(self, tasks, s, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("simulated kill during wave 1")
-        return real(self, tasks, s)
+        return real(self, tasks, s, **kw)
 
     monkeypatch.setattr(mod._Run, "run_samples", flaky)
     with pytest.raises(KeyboardInterrupt):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from chunked_medoids import InvalidParameterError, InvalidTypeError
 from chunked_medoids._kernels.clara import clarans_run
 from chunked_medoids.algorithms import get_method
-from chunked_medoids.algorithms._common import SwapState
+from chunked_medoids.algorithms._common import SwapCaches
 from chunked_medoids.algorithms.clarans import clarans, fastclarans, resolve_maxneighbor
 from chunked_medoids.metrics import resolve_metric
 from chunked_medoids.sources import open_dissimilarity
@@ -105,7 +107,7 @@ def test_kernel_steps_match_naive(data):
     k = 4
     for fast in (False, True):
         rng = np.random.default_rng(3)
-        st = SwapState(src, np.array([0, 1, 2, 3]), None)
+        st = SwapCaches(src, np.array([0, 1, 2, 3]), None)
         cands = rng.integers(0, 400, size=200)
         slots = rng.integers(0, k, size=200)
         stv = np.zeros(4, dtype=np.int64)
@@ -206,23 +208,20 @@ def test_checkpoint_resume_equals_uninterrupted(func, init, data, tmp_path, monk
     def step(self, state_fn, force=False):
         calls["n"] += 1
         if calls["n"] == 2:
-            ck._signal_event.set()
+            self.stop.request(signal.SIGTERM)
         return orig(self, state_fn, force)
 
     monkeypatch.setattr(ck.Checkpoint, "step", step)
-    try:
-        with pytest.raises(ck.CheckpointInterrupt):
-            func(D, 5, checkpoint=path, **kw)
-    finally:
-        ck.clear_interrupt()
+    with pytest.raises(ck.CheckpointInterrupt):
+        func(D, 5, checkpoint=path, **kw)
     monkeypatch.setattr(ck.Checkpoint, "step", orig)
     assert (tmp_path / "c.ckpt").exists()
     searched = []
     real = mod._local_search
 
-    def counting(block, start, stop, st):
-        searched.append(int(block[0]))
-        return real(block, start, stop, st)
+    def counting(i, st):
+        searched.append(int(i))
+        return real(i, st)
 
     monkeypatch.setattr(mod, "_local_search", counting)
     resumed = func(D, 5, checkpoint=path, **kw)

@@ -19,6 +19,8 @@ import pytest
 
 import chunked_medoids as cm
 
+pytestmark = pytest.mark.slow  # every test here drives CLI subprocesses and signals
+
 N, K, SEED = 2000, 20, 3
 BUDGET = "3MiB"  # small blocks: many block boundaries, hence many checkpoints per pass
 
@@ -196,3 +198,203 @@ def test_build_kill_resume_bit_identical(store, tmp_path):
     b = cm.open_dissimilarity(str(fresh))
     ra, rb = a.read_rows(0, a.n), b.read_rows(0, b.n)
     assert ra.dtype == rb.dtype and ra.tobytes() == rb.tobytes()
+
+
+# ---------------------------------------------------------------------------------------
+# interruptible, resumable initialisation and k-steps (issue 12)
+# ---------------------------------------------------------------------------------------
+KB = 40  # BUILD medoids: 40 passes over D, long enough to be interrupted
+
+
+@pytest.fixture(scope="module")
+def build_ref(store):
+    _, path, _ = store
+    medoids = cm.build(str(path), KB, memory_limit=BUDGET)
+    res = cm.fasterpam(str(path), KB, init="build", random_state=SEED, memory_limit=BUDGET)
+    return medoids, res
+
+
+def build_args(path, ckpt, out):
+    return fit_args(path, ckpt, out, k=KB) + ("--init", "build")
+
+
+def ckpt_kind(path):
+    try:
+        return ckpt_header(path)["kind"]
+    except (OSError, ValueError, KeyError):  # not written yet
+        return None
+
+
+def saved_medoids(path):
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(str(z["__header__"]))
+        return z[header["state"]["medoids"]["__array__"]]
+
+
+def test_build_init_sigterm_exit_3_within_a_block_then_resume(store, build_ref, tmp_path):
+    _, path, _ = store
+    ref_build, ref = build_ref
+    ckpt, out = tmp_path / "b.ckpt", tmp_path / "out"
+    proc = popen(*build_args(path, ckpt, out))
+    assert wait_for(lambda: ckpt_kind(ckpt) == "init-build" and len(saved_medoids(ckpt)) >= 3, proc)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    latency = time.monotonic() - t0
+    assert proc.returncode == 3, stderr
+    assert "checkpoint" in stderr and "Traceback" not in stderr
+    header = ckpt_header(ckpt)
+    assert header["kind"] == "init-build" and header["complete"] is False
+    m = saved_medoids(ckpt)
+    assert 3 <= len(m) < KB
+    np.testing.assert_array_equal(m, ref_build[: len(m)])  # exactly BUILD's first medoids
+    assert latency < 10.0, latency  # one block of a 2000-point store, not the rest of BUILD
+    proc = run(*build_args(path, ckpt, out))
+    assert proc.returncode == 0, proc.stderr
+    assert_same_as(out, ref)
+
+
+def test_build_init_sigkill_loses_at_most_one_medoid(store, build_ref, tmp_path):
+    _, path, _ = store
+    ref_build, ref = build_ref
+    ckpt, out = tmp_path / "b.ckpt", tmp_path / "out"
+    rng = np.random.default_rng(5)
+    counts = []
+    for _ in range(2):
+        before = len(saved_medoids(ckpt)) if ckpt_kind(ckpt) == "init-build" else 0
+        proc = popen(*build_args(path, ckpt, out))
+        saves = count_saves(ckpt, proc, int(rng.integers(2, 8)))
+        if proc.poll() is not None or ckpt_kind(ckpt) != "init-build":
+            proc.kill()
+            proc.wait()
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        m = saved_medoids(ckpt)
+        np.testing.assert_array_equal(m, ref_build[: len(m)])
+        # the state is saved after every medoid: each observed save is one more medoid kept
+        assert len(m) >= before + saves
+        counts.append(len(m))
+    assert counts and 0 < counts[0] < KB
+    proc = run(*build_args(path, ckpt, out))
+    assert proc.returncode == 0, proc.stderr
+    assert_same_as(out, ref)
+
+
+def dyn_args(path, ckpt, out):
+    return ("dynmsc", path, "--kmin", 2, "--kmax", 8, "--seed", SEED, "--memory-limit", BUDGET,
+            "--checkpoint", ckpt, "--checkpoint-interval", 0, "-o", out, "--no-progress")
+
+
+def assert_same_dyn(out, ref):
+    assert np.array_equal(np.load(out / "medoids.npy"), ref.medoids)
+    assert np.array_equal(np.load(out / "labels.npy"), ref.labels)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss"] == ref.loss and summary["score"] == ref.score
+    assert summary["loss_history"] == ref.loss_history
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_dynmsc_interrupt_during_init_and_k_steps_then_resume(store, tmp_path, sig):
+    _, path, _ = store
+    ref = cm.dynmsc(str(path), 8, kmin=2, random_state=SEED, memory_limit=BUDGET)
+    ckpt, out = tmp_path / "d.ckpt", tmp_path / "out"
+    kinds = []
+    # first during the BUILD of the kmax medoids, then during the k-steps
+    for want in ("init-build", "dynmsc"):
+        proc = popen(*dyn_args(path, ckpt, out))
+        if not wait_for(lambda: ckpt_kind(ckpt) == want, proc, timeout=120):  # noqa: B023
+            break
+        if want == "dynmsc":
+            count_saves(ckpt, proc, 3)
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == (3 if sig == signal.SIGTERM else -signal.SIGKILL), stderr
+        kinds.append(ckpt_kind(ckpt))
+        assert ckpt_header(ckpt)["complete"] is False
+    assert "init-build" in kinds, kinds
+    proc = run(*dyn_args(path, ckpt, out))
+    assert proc.returncode == 0, proc.stderr
+    assert_same_dyn(out, ref)
+
+
+# -- LAB and CLARA samples: a child process whose row reads are slowed down, so that the
+# short phases last long enough to be hit by a signal (the results do not change)
+_CHILD = """
+import sys, time
+import numpy as np
+import chunked_medoids as cm
+from chunked_medoids.checkpoint import CheckpointInterrupt, install_signal_handlers
+
+path, what, ckpt, out = sys.argv[1:5]
+src = cm.open_dissimilarity(path)
+cls = type(src)
+orig = cls.take_rows
+def take_rows(self, idx):
+    time.sleep(0.02)
+    return orig(self, idx)
+cls.take_rows = take_rows
+install_signal_handlers()
+try:
+    if what == "lab":
+        res = cm.fasterpam(src, 60, init="lab", random_state=3, memory_limit="3MiB", checkpoint=ckpt,
+                           checkpoint_interval=0)
+    else:
+        res = cm.clara(src, 5, n_samples=10, sample_size=150, random_state=3, memory_limit="3MiB",
+                       checkpoint=ckpt, num_workers=2)
+except CheckpointInterrupt:
+    sys.exit(3)
+np.savez(out, medoids=res.medoids, labels=res.labels, loss=res.loss, history=res.loss_history)
+"""
+
+
+def child(path, what, ckpt, out, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(script), str(path), what, str(ckpt), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("what", ["lab", "clara"])
+def test_lab_and_clara_samples_sigterm_sigkill_resume(store, tmp_path, what):
+    _, path, _ = store
+    if what == "lab":
+        ref = cm.fasterpam(str(path), 60, init="lab", random_state=3, memory_limit="3MiB")
+        want = "init-lab"
+    else:
+        ref = cm.clara(str(path), 5, n_samples=10, sample_size=150, random_state=3, memory_limit="3MiB",
+                       num_workers=2)
+        want = "clara"
+    ckpt, out = tmp_path / "c.ckpt", tmp_path / "res.npz"
+    hits = []
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        proc = child(path, what, ckpt, out, tmp_path)
+        if not wait_for(lambda: ckpt_kind(ckpt) == want, proc, timeout=120):
+            break
+        count_saves(ckpt, proc, 2)
+        if proc.poll() is not None:
+            break
+        state_before = ckpt_header(ckpt)["state"]
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == (3 if sig == signal.SIGTERM else -signal.SIGKILL), stderr
+        header = ckpt_header(ckpt)
+        if header["kind"] == want and not header["complete"]:
+            hits.append(sig)
+            if what == "lab":
+                assert len(saved_medoids(ckpt)) >= 1
+            else:  # saved per sample: finished samples of the current wave are kept
+                st = header["state"]
+                assert len(st["pending_loss"]) + len(st["sample_losses"]) >= 1
+                assert len(st["sample_losses"]) >= len(state_before["sample_losses"])
+    assert hits, "no signal arrived during the phase under test"
+    proc = child(path, what, ckpt, out, tmp_path)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["medoids"], ref.medoids)
+        np.testing.assert_array_equal(z["labels"], ref.labels)
+        assert float(z["loss"]) == ref.loss and z["history"].tolist() == ref.loss_history

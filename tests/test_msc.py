@@ -1,6 +1,7 @@
 """FasterMSC / DynMSC: known results, brute-force references, oracle, the choose_k example."""
 
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -275,15 +276,12 @@ def test_checkpoint_resume_equals_uninterrupted(func, interrupt_at, tmp_path, mo
     def step(self, state_fn, force=False):
         calls["n"] += 1
         if calls["n"] == interrupt_at:
-            ck._signal_event.set()
+            self.stop.request(signal.SIGTERM)
         return orig(self, state_fn, force)
 
     monkeypatch.setattr(ck.Checkpoint, "step", step)
-    try:
-        with pytest.raises(ck.CheckpointInterrupt):
-            f(D, 5, checkpoint=path, **kw)
-    finally:
-        ck.clear_interrupt()
+    with pytest.raises(ck.CheckpointInterrupt):
+        f(D, 5, checkpoint=path, **kw)
     monkeypatch.setattr(ck.Checkpoint, "step", orig)
     for _ in range(2):  # resume, then rerun from the completed checkpoint
         again = f(D, 5, checkpoint=path, **kw)

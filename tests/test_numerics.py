@@ -10,7 +10,7 @@ import pytest
 
 import chunked_medoids as cm
 from chunked_medoids._kernels.swap import NOISE, accept_swap, swapped_loss
-from chunked_medoids.algorithms._common import SwapState
+from chunked_medoids.algorithms._common import SwapCaches
 
 
 def _dup_matrix(n=400, seed=0):
@@ -48,7 +48,7 @@ def test_duplicates_converge_to_a_local_optimum(method):
 def test_duplicate_swap_is_rejected_and_real_gains_accepted():
     D = _dup_matrix(80)
     medoids = np.array([0, 5, 9])
-    st = SwapState(cm.open_dissimilarity(D), medoids)
+    st = SwapCaches(cm.open_dissimilarity(D), medoids)
     dup = next(j for j in range(80) if j not in medoids and np.array_equal(D[j], D[medoids[1]]))
     row = D[dup]
     assert swapped_loss(row, 1, st.dn, st.ds, st.nn, st.w, st.weighted) == st.td

@@ -1,21 +1,20 @@
 """Helpers shared by every clustering driver (exact PAM family, CLARA, silhouettes...).
 
-Typical driver skeleton::
+Typical driver skeleton (the scope opens the source, owns a new engine, installs the
+checkpoint signal handlers, and closes / restores all of it on exit)::
 
-    source, engine, owns = prepare(D, k, memory_limit=..., client=..., progress=...,
-                                   num_workers=..., block_rows=..., engine=engine)
-    try:
-        rng = check_random_state(random_state)
-        w = check_weights(weights, source.n)
-        medoids = resolve_init(init, source, k, rng, engine, w)
-        M = medoid_table(source, medoids)
-        labels, dn, ds, nn, sn = assign_table(M, medoids)
-        ...
-        return make_result(M, medoids, w, n_iter=..., n_swap=..., loss_history=...,
-                           algorithm="...")
-    finally:
-        if owns:
-            engine.close()
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        max_iter, tol, w, rng, params = check_run(run.source, k, init=init, ...)
+        ckpt = run.open_checkpoint(checkpoint, algorithm="...", params=params,
+                                   interval=checkpoint_interval)
+        saved = ckpt.load()
+        state = ... (from ``saved``, or a fresh start via :func:`resolve_init`)
+        _xxx_single(run, state, ...)       # the algorithm's loop
+        result = make_result(...)
+        ckpt.complete(state)
+        return result
 
 Memory: the medoid table ``M`` is n×k in the source dtype; the caches are O(n).  Nothing
 here reads more than the k medoid rows of D.
@@ -23,47 +22,119 @@ here reads more than the k medoid rows of D.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import numbers
+import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.assign import assign_all, loss_sum, removal_loss
-from .._result import MedoidsResult
+from .._result import SwapResult
+from .._state import INIT_STATES
 from .._util import check_int, check_k, check_medoids, check_random_state, check_weights
+from ..checkpoint import StopRequest, open_checkpoint, signal_scope
 from ..engine import make_engine
 from ..sources import open_dissimilarity
 
 logger = logging.getLogger(__name__)
 
+#: whether :func:`driver_scope` hands ``validate`` on to ``open_dissimilarity``.  False
+#: until validation is fused into the first pass (issue 12): checking up front would add
+#: a full pass over D, so today ``validate=True`` keeps the previous behaviour.
+VALIDATE_IN_SCOPE = False
 
-def prepare(D, k, *, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-            block_rows=None, engine=None):
-    """Open ``D`` as a source, validate ``k`` against it, and get an engine.
+
+@dataclass
+class DriverScope:
+    """What one driver run holds: its source, engine, stop request and checkpoint.
+
+    Created by :func:`driver_scope`; drivers never build it themselves.
+
+    Attributes
+    ----------
+    source : DissimilaritySource
+        The opened input (``None`` when the driver opened its input itself).
+    engine : Engine
+        The engine of the run (created by the scope unless one was passed).
+    stop : StopRequest
+        This run's stop request (set by the signal handlers of a checkpointed run).
+    checkpoint : Checkpoint or NullCheckpoint
+        Set by :meth:`open_checkpoint` (a :class:`~chunked_medoids.checkpoint.NullCheckpoint`
+        until then).
+    """
+
+    source: object
+    engine: object
+    stop: StopRequest
+    checkpoint: object
+    _stack: contextlib.ExitStack
+
+    def open_checkpoint(self, path, *, algorithm: str, params: dict, interval: float = 60.0,
+                        source=None):
+        """Open the run's checkpoint (None: no checkpoint) bound to this run's stop request.
+
+        With a checkpoint file, the opted-in signals (see
+        :func:`~chunked_medoids.checkpoint.install_signal_handlers`) request this run to
+        stop until the scope ends; the previous handlers are restored then.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None
+        algorithm : str
+            Name recorded in (and checked against) the file.
+        params : dict
+            Every result-affecting parameter (see :func:`check_run`).
+        interval : float, default 60.0
+            Seconds between saves inside a pass.
+        source : optional
+            What identifies the data (``.fingerprint()``); default: the scope's source.
+
+        Returns
+        -------
+        Checkpoint or NullCheckpoint
+        """
+        ckpt = open_checkpoint(path, algorithm=algorithm, source=self.source if source is None else source,
+                               params=params, interval=interval, stop=self.stop)
+        self._stack.enter_context(signal_scope(self.stop, enabled=ckpt.enabled))
+        self.checkpoint = ckpt
+        return ckpt
+
+
+@contextlib.contextmanager
+def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False, num_workers=None,
+                 block_rows=None, engine=None, validate: bool = True, open_source: bool = True):
+    """The context every driver runs in: source, engine and checkpoint, closed on exit.
+
+    Opens ``D`` as a source (``open_source=False``: the driver resolves its input itself,
+    as CLARA does), validates ``k`` against it, creates an engine unless one is given, and
+    on exit closes what it created (the engine, a source opened from a path) and restores
+    the signal handlers a checkpointed run installed (:meth:`DriverScope.open_checkpoint`).
 
     Parameters
     ----------
     D : anything :func:`~chunked_medoids.open_dissimilarity` accepts
-    k : int
+    k : int, optional
         Number of medoids, validated as ``1 <= k <= n`` (``None`` skips the check).
     memory_limit, client, progress, num_workers, block_rows
         Options of a new :class:`~chunked_medoids.Engine` (used only when ``engine`` is None).
     engine : Engine, optional
-        An existing engine to reuse (its own settings apply).  Passing ``client``,
-        ``num_workers`` or ``block_rows`` together with ``engine`` is an error.
+        An existing engine to reuse (its own settings apply; it is not closed).  Passing
+        ``client``, ``num_workers`` or ``block_rows`` together with ``engine`` is an error.
+    validate : bool, default True
+        Check the matrix (finite, non-negative, zero diagonal, symmetric).  Handed to
+        :func:`~chunked_medoids.open_dissimilarity` once validation costs no extra pass
+        (:data:`VALIDATE_IN_SCOPE`); until then it is accepted and has no effect.
+    open_source : bool, default True
+        Open ``D`` here (False: ``scope.source`` is None).
 
-    Returns
-    -------
-    source : DissimilaritySource
-    engine : Engine
-    owns_engine : bool
-        True when the engine was created here (the caller must ``engine.close()`` it).
+    Yields
+    ------
+    DriverScope
     """
-    source = open_dissimilarity(D)
-    if k is not None:
-        check_k(k, source.n)
     if engine is not None:
         extra = {name: v for name, v in (("client", client), ("num_workers", num_workers),
                                          ("block_rows", block_rows)) if v is not None}
@@ -72,10 +143,22 @@ def prepare(D, k, *, memory_limit="1GiB", client=None, progress=False, num_worke
                 f"engine= was given together with {sorted(extra)}; configure the engine "
                 "itself (Engine(...)) or omit engine="
             )
-        return source, engine, False
-    eng = make_engine(None, memory_limit=memory_limit, client=client, progress=progress,
-                      num_workers=num_workers, block_rows=block_rows)
-    return source, eng, True
+    with contextlib.ExitStack() as stack:
+        source = None
+        if open_source:
+            source = open_dissimilarity(D, validate=bool(validate) and VALIDATE_IN_SCOPE)
+            if isinstance(D, (str, os.PathLike)):
+                stack.callback(source.close)  # opened here from a path: ours to close
+            if k is not None:
+                check_k(k, source.n)
+        if engine is None:
+            engine = make_engine(None, memory_limit=memory_limit, client=client, progress=progress,
+                                 num_workers=num_workers, block_rows=block_rows)
+            stack.callback(engine.close)
+        stop = StopRequest()
+        scope = DriverScope(source=source, engine=engine, stop=stop, checkpoint=open_checkpoint(
+            None, algorithm="", stop=stop), _stack=stack)
+        yield scope
 
 
 def medoid_table(source, medoids) -> np.ndarray:
@@ -135,14 +218,22 @@ def total_loss(dn, weights=None) -> float:
     return float(loss_sum(dn, w, weighted))
 
 
-def resolve_init(init, source, k, rng, engine, weights=None) -> np.ndarray:
+def resolve_init(init, source, k, rng, engine, weights=None, *, checkpoint=None, resume=None) -> np.ndarray:
     """Initial medoids: a registered init name (``"random"``, ``"build"``, ``"lab"``) or an
-    explicit array of k distinct indices in [0, n).  Returns int64 (k,)."""
+    explicit array of k distinct indices in [0, n).  Returns int64 (k,).
+
+    A resumable init (BUILD, LAB) saves its state in ``checkpoint`` after each medoid and
+    continues from ``resume`` (a :class:`~chunked_medoids._state.BuildState` /
+    ``LabState`` read back from it); other inits ignore both.
+    """
     from ._registry import get_init
 
     if isinstance(init, str):
         spec = get_init(init)
-        medoids = spec.func(source, k, rng=rng, engine=engine, weights=weights)
+        opts = {}
+        if spec.resumable and checkpoint is not None:
+            opts = {"checkpoint": checkpoint, "resume": resume}
+        medoids = spec.func(source, k, rng=rng, engine=engine, weights=weights, **opts)
         return check_medoids(medoids, source.n, k, name=f"init {init!r} result")
     if init is None:
         raise InvalidParameterError("init must be a registered name or an array of k distinct indices, got None")
@@ -187,17 +278,17 @@ def check_run(source, k, *, init, max_iter, tol, weights, random_state, init_k=N
     return max_iter, tol, w, rng, params
 
 
-def start_or_resume(saved, init, source, k, rng, engine, weights):
-    """The progress of a swap driver: restored from a checkpoint state, or a fresh start.
+def init_or_saved(saved, init, source, k, rng, engine, weights, ckpt, state_type):
+    """The driver's saved state, or None after resolving ``init`` afresh.
 
-    Returns ``(medoids, n_iter, n_swap, loss_history, done)``.  A fresh start resolves
-    ``init`` (reading the rows it needs); a resumed one takes the saved medoids.
+    Returns ``(state, medoids)``: ``state`` is ``saved`` when it is a ``state_type`` (then
+    ``medoids`` is None); otherwise the init runs -- continuing from ``saved`` when that is
+    an init state (BUILD / LAB interrupted) -- and ``state`` is None.
     """
-    if saved is None:
-        return resolve_init(init, source, k, rng, engine, weights), 0, 0, [], False
-    done = bool(saved.get("done", False)) or bool(saved.get("__complete__", False))
-    return (np.asarray(saved["medoids"], dtype=np.int64), int(saved["n_iter"]),
-            int(saved["n_swap"]), list(saved["loss_history"]), done)
+    if isinstance(saved, state_type):
+        return saved, None
+    resume = saved if isinstance(saved, INIT_STATES) else None
+    return None, resolve_init(init, source, k, rng, engine, weights, checkpoint=ckpt, resume=resume)
 
 
 def check_max_iter(max_iter, name: str = "max_iter") -> int:
@@ -236,8 +327,8 @@ def seed_param(random_state):
     return None
 
 
-class SwapState:
-    """The O(n·k) state of the swap methods (DESIGN.md §4).
+class SwapCaches:
+    """The O(n·k) working state of the swap methods (medoid table and caches).
 
     Attributes
     ----------
@@ -283,8 +374,9 @@ class SwapState:
         self.td = float(loss_sum(self.dn, self.w, self.weighted))
 
 
-def make_result(M, medoids, weights, *, n_iter, n_swap, loss_history, algorithm, extra=None):
-    """Final :class:`MedoidsResult` from the medoid table.
+def make_result(M, medoids, weights, *, n_iter, n_swap, loss_history, algorithm, cls=SwapResult, **details):
+    """Final result (``cls``, a :class:`~chunked_medoids.MedoidsResult` subclass) from the
+    medoid table; ``details`` are the subclass's typed fields.
 
     Labels are recomputed from ``M`` with the tie rules (lowest slot; a medoid in its own
     slot) and the loss recomputed from them with :func:`total_loss`.
@@ -292,7 +384,7 @@ def make_result(M, medoids, weights, *, n_iter, n_swap, loss_history, algorithm,
     medoids = np.asarray(medoids, dtype=np.int64).copy()
     labels, dn, _, _, _ = assign_table(M, medoids)
     loss = total_loss(dn, weights)
-    return MedoidsResult(
+    return cls(
         medoids=medoids,
         labels=labels.astype(np.int32, copy=False),
         loss=loss,
@@ -300,5 +392,5 @@ def make_result(M, medoids, weights, *, n_iter, n_swap, loss_history, algorithm,
         n_swap=int(n_swap),
         loss_history=[float(x) for x in loss_history],
         algorithm=algorithm,
-        extra={} if extra is None else dict(extra),
+        **details,
     )

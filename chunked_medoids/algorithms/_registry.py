@@ -30,11 +30,16 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class InitSpec:
-    """A registered initialisation: ``func(source, k, *, rng, engine, weights) -> medoids``."""
+    """A registered initialisation: ``func(source, k, *, rng, engine, weights) -> medoids``.
+
+    A ``resumable`` init also takes ``checkpoint=`` (saved into after each medoid, see
+    :mod:`chunked_medoids._state`) and ``resume=`` (the state to continue from, or None).
+    """
 
     name: str
     func: Callable
     description: str
+    resumable: bool = False
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -50,8 +55,8 @@ def register_method(name, func, *, family, description, default_init="random", a
     return func
 
 
-def register_init(name, func, *, description):
-    INITS[name] = InitSpec(name, func, description)
+def register_init(name, func, *, description, resumable=False):
+    INITS[name] = InitSpec(name, func, description, resumable)
     return func
 
 

@@ -17,16 +17,16 @@ import time
 import numpy as np
 
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
+from .._state import SwapState
 from .._util import format_bytes
-from ..checkpoint import open_checkpoint
 from ._common import (
     assign_table,
     check_run,
+    driver_scope,
+    init_or_saved,
     kernel_weights,
     make_result,
     medoid_table,
-    prepare,
-    start_or_resume,
     total_loss,
 )
 from ._registry import register_method
@@ -45,7 +45,7 @@ def _within_block(block, start, stop, st):
 
 def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
                 tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-                block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+                block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     """Alternating k-medoids (Voronoi iteration), streaming D once per iteration.
 
     Parameters
@@ -69,10 +69,12 @@ def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=
     checkpoint : path, optional
         State saved after every iteration; a rerun resumes to the identical result.
     checkpoint_interval : float, default 60.0
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    SwapResult
         ``n_swap`` counts medoid replacements.
 
     Notes
@@ -81,63 +83,68 @@ def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=
     iteration: one read of D plus the rows of the new medoids.  Usually converges to a
     worse local optimum than the swap methods (it is mainly a baseline).
     """
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        source, eng = run.source, run.engine
         k = int(k)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
                                                   weights=weights, random_state=random_state)
-        ckpt = open_checkpoint(checkpoint, algorithm="alternating", source=source, params=params,
-                               interval=checkpoint_interval)
-        medoids, n_iter, n_swap, history, done = start_or_resume(ckpt.load(), init, source, k, rng, eng, w)
-        kw, weighted = kernel_weights(w)
-        M = medoid_table(source, medoids)
-        labels, dn, _, _, _ = assign_table(M, medoids)
-        if not history:
-            history.append(total_loss(dn, w))
-
-        def snapshot(done_flag):
-            return {"medoids": medoids.copy(), "n_iter": n_iter, "n_swap": n_swap,
-                    "loss_history": list(history), "done": done_flag}
-
-        while not done and n_iter < max_iter:
-            t0 = time.perf_counter()
-            read0 = eng.bytes_read
-            n_iter += 1
-            blocks = eng.blocks(source)
-            sums = eng.map_blocks(source, _within_block, {"labels": labels, "w": kw, "weighted": weighted},
-                                  blocks=blocks, desc=f"alternating {n_iter}")
-            best_val = np.full(k, np.inf)
-            best_idx = np.full(k, -1, dtype=np.int64)
-            current = np.empty(k, dtype=np.float64)
-            for (a, _), s in zip(blocks, sums):
-                argmin_per_cluster(s, a, labels, k, best_val, best_idx)
-                sel = (medoids >= a) & (medoids < a + s.shape[0])
-                current[sel] = s[medoids[sel] - a]
-            new = medoids.copy()
-            better = (best_idx >= 0) & (best_val < (1.0 - tol) * current) & (best_idx != medoids)
-            new[better] = best_idx[better]
-            changed = np.flatnonzero(new != medoids)
-            if changed.size:
-                rows = source.take_rows(new[changed])
-                M[:, changed] = rows.T
-                medoids = new
-                labels, dn, _, _, _ = assign_table(M, medoids)
-                n_swap += int(changed.size)
-            else:
-                done = True
-            history.append(total_loss(dn, w))
-            logger.info("alternating iteration %d: loss=%.10g changed=%d %.2fs read %s", n_iter,
-                        history[-1], changed.size, time.perf_counter() - t0,
-                        format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
-        result = make_result(M, medoids, w, n_iter=n_iter, n_swap=n_swap, loss_history=history,
-                             algorithm="alternating", extra={"converged": bool(done)})
-        ckpt.complete(snapshot(True))
+        ckpt = run.open_checkpoint(checkpoint, algorithm="alternating", params=params,
+                                   interval=checkpoint_interval)
+        state, medoids = init_or_saved(ckpt.load(), init, source, k, rng, eng, w, ckpt, SwapState)
+        if state is None:
+            state = SwapState(medoids=medoids)
+        M = _alternating_single(source, eng, state, w, k, max_iter=max_iter, tol=tol, ckpt=ckpt)
+        result = make_result(M, state.medoids, w, n_iter=state.n_iter, n_swap=state.n_swap,
+                             loss_history=state.loss_history, algorithm="alternating",
+                             converged=bool(state.done))
+        state.done = True
+        ckpt.complete(state)
         return result
-    finally:
-        if owns:
-            eng.close()
+
+
+def _alternating_single(source, eng, state, w, k, *, max_iter, tol, ckpt):
+    """Voronoi iterations continuing ``state`` (updated in place); returns the medoid table."""
+    kw, weighted = kernel_weights(w)
+    medoids = state.medoids
+    M = medoid_table(source, medoids)
+    labels, dn, _, _, _ = assign_table(M, medoids)
+    if not state.loss_history:
+        state.loss_history.append(total_loss(dn, w))
+    while not state.done and state.n_iter < max_iter:
+        t0 = time.perf_counter()
+        read0 = eng.bytes_read
+        state.n_iter += 1
+        blocks = eng.blocks(source)
+        sums = eng.map_blocks(source, _within_block, {"labels": labels, "w": kw, "weighted": weighted},
+                              blocks=blocks, desc=f"alternating {state.n_iter}")
+        best_val = np.full(k, np.inf)
+        best_idx = np.full(k, -1, dtype=np.int64)
+        current = np.empty(k, dtype=np.float64)
+        for (a, _), s in zip(blocks, sums):
+            argmin_per_cluster(s, a, labels, k, best_val, best_idx)
+            sel = (medoids >= a) & (medoids < a + s.shape[0])
+            current[sel] = s[medoids[sel] - a]
+        new = medoids.copy()
+        better = (best_idx >= 0) & (best_val < (1.0 - tol) * current) & (best_idx != medoids)
+        new[better] = best_idx[better]
+        changed = np.flatnonzero(new != medoids)
+        if changed.size:
+            rows = source.take_rows(new[changed])
+            M[:, changed] = rows.T
+            medoids = new
+            labels, dn, _, _, _ = assign_table(M, medoids)
+            state.n_swap += int(changed.size)
+        else:
+            state.done = True
+        state.medoids = medoids.copy()
+        state.loss_history.append(total_loss(dn, w))
+        logger.info("alternating iteration %d: loss=%.10g changed=%d %.2fs read %s", state.n_iter,
+                    state.loss_history[-1], changed.size, time.perf_counter() - t0,
+                    format_bytes(eng.bytes_read - read0))
+        ckpt.step(lambda: state, force=True)  # noqa: B023 - called here
+    return M
 
 
 register_method("alternating", alternating, family="swap",

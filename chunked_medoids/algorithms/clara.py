@@ -3,7 +3,7 @@
 Each sample of ``sample_size`` points is clustered on its small in-memory dissimilarity
 matrix by an exact swap method (PAM, FastPAM2 or FasterPAM); its medoids are then scored on
 the FULL data by a streaming, block-parallel pass, and the medoids with the lowest
-full-data loss win (DESIGN.md §4).
+full-data loss win (see the architecture document, ``docs/architecture.rst``).
 
 Inputs: features or a dissimilarity
 -----------------------------------
@@ -49,12 +49,12 @@ import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import PARTIALS, score_dist_block, score_rows, symmetrize_upper
-from .._result import MedoidsResult
+from .._result import ClaraResult
+from .._state import ClaraState
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
-from ..checkpoint import open_checkpoint
-from ..engine import make_engine
+from ..engine import PassStopped
 from ..sources import DissimilaritySource, open_dissimilarity
-from ._common import kernel_weights, seed_param, weights_hash
+from ._common import driver_scope, kernel_weights, seed_param, weights_hash
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -82,44 +82,12 @@ CLASSIC_SAMPLES = 5
 
 
 # ---------------------------------------------------------------------------------------
-# engine adapters: the engine maps block functions over "row ranges" of these objects
+# task functions (module level: picklable; run by Engine.map_tasks)
 # ---------------------------------------------------------------------------------------
-class _Tasks:
-    """A list of independent tasks as the engine sees it: row block ``(i, i + 1)`` is task i."""
-
-    dtype = np.dtype(np.uint8)
-    n = 1  # bytes accounted per task by the engine
-    block_rows = 1  # no storage chunks: any task grouping reads nothing extra
-
-    def __init__(self, count):
-        self.count = int(count)
-
-    def read_rows(self, start, stop):
-        return np.arange(start, stop, dtype=np.int64)
-
-
-class _FeatureRows:
-    """Row blocks of a feature array: ``read_rows(a, b)`` is ``X[a:b]`` as float64 (b - a, d).
-
-    Pickles as the feature array does (a path for file-backed arrays).
-    """
-
-    dtype = np.dtype(np.float64)
-    block_rows = 1  # row ranges of X cost what they hold (the reader decodes per range)
-
-    def __init__(self, features):
-        self.features = features
-        self.n = features.d  # so that the engine's byte count is the feature bytes read
-
-    def read_rows(self, start, stop):
-        return self.features.read(start, stop)
-
-
-# ---------------------------------------------------------------------------------------
-# block / task functions (module level: picklable)
-# ---------------------------------------------------------------------------------------
-def _feature_pass_block(block, start, stop, st):
-    """Gather the requested feature rows of this block and score medoid sets on it."""
+def _feature_pass_task(rows, st):
+    """Rows ``(start, stop)`` of X: gather the requested feature rows and score medoid sets."""
+    start, stop = rows
+    block = st["features"].read(start, stop)
     out = {}
     idx = st.get("gather")
     if idx is not None:
@@ -153,9 +121,9 @@ def _gather_submatrix(source, sample, budget):
     return S
 
 
-def _sample_task(block, start, stop, st):
-    """Cluster one sample (task ``start``) on its in-memory matrix; returns global medoids."""
-    task = st["tasks"][int(block[0])]
+def _sample_task(task, st):
+    """Cluster one sample on its in-memory matrix (the ``_single`` step of this family);
+    returns (global medoids, n_iter, n_swap, sample loss)."""
     sample = task["sample"]
     k = st["k"]
     if st["mode"] == "features":
@@ -306,11 +274,12 @@ def _metric_param(metric):
 class _Run:
     """State of one CLARA run (kept small: O(n_samples·s) indices + O(k·d) features)."""
 
-    def __init__(self, mode, src, metric, k, w, eng, memory_limit, variant, wave_size):
+    def __init__(self, mode, src, metric, k, w, eng, memory_limit, variant, should_stop=None):
         self.mode, self.src, self.metric, self.k, self.w = mode, src, metric, k, w
-        self.eng, self.memory_limit, self.variant, self.wave_size = eng, memory_limit, variant, wave_size
+        self.eng, self.memory_limit, self.variant = eng, memory_limit, variant
         self.n = src.n
         self.kw, self.weighted = kernel_weights(w)
+        self.should_stop = should_stop
 
     # -- feature passes ---------------------------------------------------------------
     def feature_blocks(self, cols):
@@ -332,7 +301,7 @@ class _Run:
         """One streaming pass over X: gather rows ``gather`` (sorted unique) and/or score the
         medoid sets (W, k) whose stacked features are ``C`` (W·k, d).  Returns
         ``(gathered rows or None, losses list, labels or None)``."""
-        st = {}
+        st = {"features": self.src.features}
         cols = 0
         if gather is not None:
             st["gather"] = gather
@@ -341,8 +310,7 @@ class _Run:
                       metric=self.metric, w=self.kw, weighted=self.weighted, labels=labels)
             cols = medoid_sets.size
         blocks = self.feature_blocks(cols)
-        res = self.eng.map_blocks(_FeatureRows(self.src.features), _feature_pass_block, st,
-                                  blocks=blocks, desc=desc)
+        res = self.eng.map_tasks(_feature_pass_task, blocks, st, desc=desc, should_stop=self.should_stop)
         rows = None
         if gather is not None:
             parts = [r["rows"] for r in res]
@@ -370,21 +338,20 @@ class _Run:
         return loss, (labels if want_labels else None)
 
     # -- sample tasks -------------------------------------------------------------------
-    def run_samples(self, tasks, s):
-        """Run the sample tasks in memory-bounded batches (batching never changes results)."""
+    def run_samples(self, tasks, s, on_result=None):
+        """Run the sample tasks, at most a memory-bounded number at once (never changes results).
+
+        ``on_result(q, result)`` is called as task ``q`` finishes (to checkpoint per sample).
+        """
         task_bytes = 2 * 8 * s * s + 64 * s * max(1, self.k)
         conc = max(1, min(self.eng.parallelism, int(0.75 * self.memory_limit // task_bytes)))
         gather_bytes = max(1 << 16, self.memory_limit // (8 * conc))
-        out = []
-        for a in range(0, len(tasks), conc):
-            batch = tasks[a:a + conc]
-            st = {"tasks": batch, "k": self.k, "mode": self.mode, "variant": self.variant,
-                  "metric": self.metric, "memory_limit": self.memory_limit,
-                  "source": self.src if self.mode == "matrix" else None, "gather_bytes": gather_bytes}
-            out.extend(self.eng.map_blocks(_Tasks(len(batch)), _sample_task, st,
-                                           blocks=[(i, i + 1) for i in range(len(batch))],
-                                           desc=f"{self.variant} samples"))
-        return out
+        st = {"k": self.k, "mode": self.mode, "variant": self.variant,
+              "metric": self.metric, "memory_limit": self.memory_limit,
+              "source": self.src if self.mode == "matrix" else None, "gather_bytes": gather_bytes}
+        return self.eng.map_tasks(_sample_task, tasks, st, max_concurrency=conc,
+                                  desc=f"{self.variant} samples", on_result=on_result,
+                                  should_stop=self.should_stop)
 
 
 def _check_bool(value, name):
@@ -396,7 +363,7 @@ def _check_bool(value, name):
 def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None, include_best=True,
           metric="euclidean", metric_params=None, random_state=None, weights=None, client=None,
           memory_limit="1GiB", polish=False, progress=False, num_workers=None, checkpoint=None,
-          precomputed=None, wave_size=DEFAULT_WAVE_SIZE, engine=None):
+          precomputed=None, wave_size=DEFAULT_WAVE_SIZE, engine=None, validate=True):
     """CLARA-family k-medoids for very large n: optimise on samples, keep the best on all data.
 
     Parameters
@@ -449,8 +416,10 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
     num_workers : int, optional
         Threads of the local scheduler (default: number of cores).
     checkpoint : path, optional
-        Save the state after every wave; a rerun with the same path and parameters resumes
-        and returns the identical result.
+        Save the state after every sample (its inner result) and every wave (scored); a
+        rerun with the same path and parameters resumes and returns the identical result.
+        SIGTERM / SIGUSR1 (see :func:`~chunked_medoids.checkpoint.install_signal_handlers`)
+        stop the run once the running samples finished.
     precomputed : bool, optional
         Force matrix (True) or feature (False) interpretation of ``X_or_D``.
     wave_size : int, default 4
@@ -459,10 +428,14 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
         results do not depend on the scheduler; 1 = classic sequential CLARA.
     engine : Engine, optional
         Reuse an existing engine (then ``client``/``num_workers`` must be None).
+    validate : bool, default True
+        Check a dissimilarity input (see
+        :func:`~chunked_medoids.algorithms._common.driver_scope`); feature inputs are
+        always checked for non-finite values.
 
     Returns
     -------
-    MedoidsResult
+    ClaraResult
         Medoids (global indices), full-data ``labels`` and ``loss`` (correctly rounded
         float64 sum Σ w·d; after ``polish`` the loss reported by FasterPAM), ``n_iter`` =
         samples run, ``n_swap`` = swaps of the winning sample's inner run (+ polish swaps),
@@ -516,17 +489,10 @@ def clara(X_or_D, k, *, variant="fasterclara", n_samples=None, sample_size=None,
         n_samples = check_int(n_samples, "n_samples", minimum=1)
     w = check_weights(weights, n)
     rng = check_random_state(random_state)
-    eng = make_engine(engine, memory_limit=ml, client=client, progress=progress, num_workers=num_workers) \
-        if engine is None else engine
-    if engine is not None and (client is not None or num_workers is not None):
-        raise InvalidParameterError("engine= was given together with client=/num_workers=; configure the engine itself")
-    owns = engine is None
-    try:
-        return _clara(mode, src, metric_b, k, variant, s, n_samples, include_best, w, rng, eng, ml,
+    with driver_scope(None, None, memory_limit=ml, client=client, progress=progress, num_workers=num_workers,
+                      engine=engine, validate=validate, open_source=False) as scope:
+        return _clara(scope, mode, src, metric_b, k, variant, s, n_samples, include_best, w, rng, ml,
                       polish, checkpoint, wave_size, random_state)
-    finally:
-        if owns:
-            eng.close()
 
 
 def _compose(sample_draw, best, s):
@@ -537,49 +503,73 @@ def _compose(sample_draw, best, s):
     return np.sort(np.concatenate([best, rest]))
 
 
-def _clara(mode, src, metric, k, variant, s, n_samples, include_best, w, rng, eng, ml, polish,
+def _clara(scope, mode, src, metric, k, variant, s, n_samples, include_best, w, rng, ml, polish,
            checkpoint, wave_size, random_state):
     n = src.n
+    eng = scope.engine
     t0 = time.perf_counter()
-    run = _Run(mode, src, metric, k, w, eng, ml, variant, wave_size)
     params = {"variant": variant, "k": k, "sample_size": s, "n_samples": n_samples,
               "include_best": include_best, "wave_size": wave_size, "mode": mode,
               "metric": _metric_param(metric), "seed": seed_param(random_state),
               "weights": weights_hash(w)}
-    ckpt = open_checkpoint(checkpoint, algorithm="clara", source=src, params=params)
-    saved = ckpt.load()
-    if saved is not None:
-        draws = np.asarray(saved["draws"], dtype=np.int64)
-        seeds = np.asarray(saved["seeds"], dtype=np.int64)
-        done = int(saved["samples_done"])
-        best = np.asarray(saved["best_medoids"], dtype=np.int64) if done else None
-        best_loss = float(saved["best_loss"])
-        best_sample = int(saved["best_sample"])
-        best_X = np.asarray(saved["best_X"]) if (done and mode == "features") else None
-        sample_losses = [float(x) for x in saved["sample_losses"]]
-        history = [float(x) for x in saved["loss_history"]]
-        sample_swaps = [int(x) for x in saved["sample_swaps"]]
-    else:
+    ckpt = scope.open_checkpoint(checkpoint, algorithm="clara", params=params, source=src)
+    run = _Run(mode, src, metric, k, w, eng, ml, variant,
+               should_stop=ckpt.stop.is_set if ckpt.enabled else None)
+    state = ckpt.load()
+    if state is None:
         # every draw of the run, made up front in a fixed order (s points per sample: enough
         # for the s - k non-best points even when all k best medoids are among them)
         draws = np.empty((n_samples, s), dtype=np.int64)
         for i in range(n_samples):
             draws[i] = rng.choice(n, size=s, replace=False)
         seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
-        done, best, best_loss, best_sample, best_X = 0, None, math.inf, -1, None
-        sample_losses, history, sample_swaps = [], [], []
+        state = ClaraState(draws=draws, seeds=seeds)
+    try:
+        _clara_samples(run, state, s, n_samples, include_best, wave_size, ckpt)
+        # final labels of the winner
+        best = state.best_medoids
+        if mode == "features":
+            _, losses, labels = run.feature_pass(medoid_sets=best[None, :], C=state.best_X, labels=True,
+                                                 desc="clara labels")
+            loss = losses[0]
+        else:
+            loss, labels = run.score_matrix(best, want_labels=True)
+    except PassStopped:
+        ckpt.step(lambda: state, force=True)  # saves what is done, raises CheckpointInterrupt
+        raise
+    best_sample = state.best_sample
+    history = list(state.loss_history)
+    details = dict(sample_losses=list(state.sample_losses), sample_size=int(s), n_samples=int(n_samples),
+                   variant=variant, best_sample=int(best_sample), include_best=include_best,
+                   wave_size=int(wave_size), mode=mode, clara_loss=float(loss))
+    n_swap = state.sample_swaps[best_sample] if best_sample >= 0 else 0
+    result = ClaraResult(medoids=best.copy(), labels=labels, loss=float(loss), n_iter=len(state.sample_losses),
+                         n_swap=int(n_swap), loss_history=history, algorithm=variant, polished=False, **details)
+    ckpt.complete(state)
+    if polish:
+        from .fasterpam import fasterpam
 
-    def snapshot():
-        st = {"draws": draws, "seeds": seeds, "samples_done": done,
-              "best_medoids": best if best is not None else np.zeros(0, dtype=np.int64),
-              "best_loss": best_loss, "best_sample": best_sample,
-              "sample_losses": list(sample_losses), "loss_history": list(history),
-              "sample_swaps": list(sample_swaps)}
-        st["best_X"] = best_X if best_X is not None else np.zeros((0, 1))
-        return st
+        dis = src.dissimilarity() if mode == "features" else src
+        pol = fasterpam(dis, k, init=best, weights=w, engine=eng)
+        result = ClaraResult(medoids=pol.medoids, labels=pol.labels, loss=float(pol.loss),
+                             n_iter=result.n_iter, n_swap=result.n_swap + int(pol.n_swap),
+                             loss_history=history + [float(pol.loss)], algorithm=variant,
+                             polished=True, polish_n_iter=int(pol.n_iter), **details)
+    logger.info("%s: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", variant, k, n, s, n_samples,
+                result.loss, time.perf_counter() - t0)
+    return result
 
+
+def _clara_samples(run, state, s, n_samples, include_best, wave_size, ckpt):
+    """Run and score the samples not done yet, wave by wave, continuing ``state``.
+
+    Each finished sample's inner result is saved at once (``state.pending``); a wave's
+    samples are scored together on the full data, then the wave counts as done.
+    """
+    mode, w = run.mode, run.w
+    draws, seeds = state.draws, state.seeds
     waves = [(a, min(a + wave_size, n_samples)) for a in range(0, n_samples, wave_size)]
-    waves = [wv for wv in waves if wv[0] >= done]
+    waves = [wv for wv in waves if wv[0] >= state.samples_done]
     gathered = None  # features mode: (sorted unique indices, rows) of the current wave
     if mode == "features" and waves:
         a, b = waves[0]
@@ -588,6 +578,7 @@ def _clara(mode, src, metric, k, variant, s, n_samples, include_best, w, rng, en
         gathered = (idx, rows)
     for wi, (a, b) in enumerate(waves):
         tw = time.perf_counter()
+        best, best_X = state.best_medoids, state.best_X
         inc = best if include_best else None
         tasks = []
         for i in range(a, b):
@@ -601,7 +592,16 @@ def _clara(mode, src, metric, k, variant, s, n_samples, include_best, w, rng, en
             if mode == "features":
                 task["X"] = _sample_features(sample, gathered, best, best_X)
             tasks.append(task)
-        results = run.run_samples(tasks, s)
+        todo = [i for i in range(a, b) if i not in state.pending]
+
+        def record(q, result, todo=todo):
+            state.pending[todo[q]] = result
+            ckpt.save(state)  # per sample: an interruption loses only the running samples
+
+        if todo:
+            for i, r in zip(todo, run.run_samples([tasks[i - a] for i in todo], s, on_result=record)):
+                state.pending[i] = r
+        results = [state.pending[i] for i in range(a, b)]
         medoid_sets = np.stack([r[0] for r in results]).astype(np.int64)
         nxt = waves[wi + 1] if wi + 1 < len(waves) else None
         if mode == "features":
@@ -614,50 +614,23 @@ def _clara(mode, src, metric, k, variant, s, n_samples, include_best, w, rng, en
             losses = [run.score_matrix(m)[0] for m in medoid_sets]
             new_gathered = None
         for q, (i, loss) in enumerate(zip(range(a, b), losses)):
-            sample_losses.append(float(loss))
-            sample_swaps.append(int(results[q][2]))
-            if loss < best_loss:
-                best_loss, best, best_sample = float(loss), medoid_sets[q].copy(), i
+            state.sample_losses.append(float(loss))
+            state.sample_swaps.append(int(results[q][2]))
+            if loss < state.best_loss:
+                state.best_loss, state.best_medoids, state.best_sample = float(loss), medoid_sets[q].copy(), i
                 if mode == "features":
-                    best_X = _rows_of(tasks[q]["sample"], tasks[q]["X"], best)
-            history.append(best_loss)
-        if best is None:  # every loss was non-finite: keep the first sample's medoids
-            best, best_sample = medoid_sets[0].copy(), a
+                    state.best_X = _rows_of(tasks[q]["sample"], tasks[q]["X"], state.best_medoids)
+            state.loss_history.append(state.best_loss)
+        if state.best_medoids is None:  # every loss was non-finite: keep the first sample's medoids
+            state.best_medoids, state.best_sample = medoid_sets[0].copy(), a
             if mode == "features":
-                best_X = _rows_of(tasks[0]["sample"], tasks[0]["X"], best)
+                state.best_X = _rows_of(tasks[0]["sample"], tasks[0]["X"], state.best_medoids)
         gathered = new_gathered
-        done = b
-        logger.info("%s wave %d (samples %d-%d): losses %s, best %.10g (%.2fs)", variant, wi, a, b - 1,
-                    [f"{x:.6g}" for x in losses], best_loss, time.perf_counter() - tw)
-        ckpt.step(snapshot, force=True)
-    # final labels of the winner
-    if mode == "features":
-        _, losses, labels = run.feature_pass(medoid_sets=best[None, :], C=best_X, labels=True,
-                                             desc="clara labels")
-        loss = losses[0]
-    else:
-        loss, labels = run.score_matrix(best, want_labels=True)
-    extra = {"sample_losses": list(sample_losses), "sample_size": int(s), "n_samples": int(n_samples),
-             "variant": variant, "best_sample": int(best_sample), "include_best": include_best,
-             "wave_size": int(wave_size), "mode": mode, "clara_loss": float(loss), "polished": False}
-    n_swap = sample_swaps[best_sample] if best_sample >= 0 else 0
-    result = MedoidsResult(medoids=best.copy(), labels=labels, loss=float(loss), n_iter=len(sample_losses),
-                           n_swap=int(n_swap), loss_history=list(history), algorithm=variant, extra=extra)
-    ckpt.complete(snapshot())
-    if polish:
-        from .fasterpam import fasterpam
-
-        dis = src.dissimilarity() if mode == "features" else src
-        pol = fasterpam(dis, k, init=best, weights=w, engine=eng)
-        extra["polished"] = True
-        extra["polish_n_iter"] = int(pol.n_iter)
-        result = MedoidsResult(medoids=pol.medoids, labels=pol.labels, loss=float(pol.loss),
-                               n_iter=result.n_iter, n_swap=result.n_swap + int(pol.n_swap),
-                               loss_history=list(history) + [float(pol.loss)], algorithm=variant,
-                               extra=extra)
-    logger.info("%s: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", variant, k, n, s, n_samples,
-                result.loss, time.perf_counter() - t0)
-    return result
+        state.samples_done = b
+        state.pending.clear()
+        logger.info("%s wave %d (samples %d-%d): losses %s, best %.10g (%.2fs)", run.variant, wi, a, b - 1,
+                    [f"{x:.6g}" for x in losses], state.best_loss, time.perf_counter() - tw)
+        ckpt.step(lambda: state, force=True)
 
 
 def _rows_of(sample, Xs, points):

@@ -1,4 +1,4 @@
-"""CLARANS and FastCLARANS: randomised local search over swap neighbours (DESIGN.md §4).
+"""CLARANS and FastCLARANS: randomised local search over swap neighbours (see ``docs/architecture.rst``).
 
 A *local search* starts from k medoids and examines random neighbours (a swap of one
 medoid slot for a non-medoid candidate).  An improving neighbour (ΔTD < 0) is taken at
@@ -29,20 +29,20 @@ import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
+from .._result import ClaransResult
+from .._state import INIT_STATES, ClaransState
 from .._util import check_int, check_random_state, check_weights
-from ..checkpoint import open_checkpoint
 from ._common import (
-    SwapState,
+    SwapCaches,
     check_tol,
+    driver_scope,
     make_result,
     medoid_table,
-    prepare,
     resolve_init,
     seed_param,
     weights_hash,
 )
 from ._registry import get_init, register_method
-from .clara import _Tasks
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +78,15 @@ def resolve_maxneighbor(maxneighbor, per: int, name: str = "maxneighbor") -> int
     return int(m)
 
 
-def _local_search(block, start, stop, st):
-    """One local search (task ``start``): returns (medoids, loss, n_eval, n_swap, init_loss)."""
-    i = int(block[0])
+def _local_search(i, st):
+    """Local search number ``i`` (a task of ``Engine.map_tasks``); the ``_single`` loop of
+    this family.  Returns (medoids, loss, n_eval, n_swap, init_loss)."""
+    i = int(i)
     source, k, n = st["source"], st["k"], st["source"].n
     rng = np.random.default_rng(int(st["seeds"][i]))
     init = st["init"]
     medoids = rng.choice(n, size=k, replace=False).astype(np.int64) if init is None else init.copy()
-    state = SwapState(source, medoids, st["weights"])
+    state = SwapCaches(source, medoids, st["weights"])
     init_loss = state.td
     stv = np.zeros(4, dtype=np.int64)  # counter, n_eval, n_swap, done
     td_box = np.array([state.td], dtype=np.float64)
@@ -112,11 +113,12 @@ def _local_search(block, start, stop, st):
 
 
 def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol, memory_limit, client,
-         progress, num_workers, block_rows, engine, checkpoint, checkpoint_interval):
+         progress, num_workers, block_rows, engine, checkpoint, checkpoint_interval, validate=True):
     fast = name == "fastclarans"
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as scope:
+        source, eng = scope.source, scope.engine
         t0 = time.perf_counter()
         k = int(k)
         n = source.n
@@ -136,33 +138,20 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
             init_p = init_arr.tolist()
         params = {"k": k, "numlocal": numlocal, "maxneighbor": int(mn), "tol": tol, "init": init_p,
                   "seed": seed_param(random_state), "weights": weights_hash(w), "fast": fast}
-        ckpt = open_checkpoint(checkpoint, algorithm=name, source=source, params=params,
-                               interval=checkpoint_interval)
+        ckpt = scope.open_checkpoint(checkpoint, algorithm=name, params=params,
+                                     interval=checkpoint_interval)
         saved = ckpt.load()
-        if saved is not None:
-            seeds = np.asarray(saved["seeds"], dtype=np.int64)
-            if saved["has_init"]:
-                init_arr = np.asarray(saved["init"], dtype=np.int64)
-            done = int(saved["done"])
-            results = [(np.asarray(saved["medoids"][i], dtype=np.int64), float(saved["losses"][i]),
-                        int(saved["n_eval"][i]), int(saved["n_swap"][i]), float(saved["init_losses"][i]))
-                       for i in range(done)]
+        if isinstance(saved, ClaransState):
+            state = saved
         else:
             if isinstance(init, str) and init != "random":
-                init_arr = resolve_init(init, source, k, rng, eng, w)
+                resume = saved if isinstance(saved, INIT_STATES) else None
+                init_arr = resolve_init(init, source, k, rng, eng, w, checkpoint=ckpt, resume=resume)
             # every local search's seed, drawn up front: a resumed run redoes only the
             # unfinished searches, with the seeds an uninterrupted run would use
-            seeds = rng.integers(0, 2**63 - 1, size=numlocal, dtype=np.int64)
-            done, results = 0, []
-
-        def snapshot():
-            return {"seeds": seeds, "has_init": init_arr is not None,
-                    "init": init_arr if init_arr is not None else np.zeros(0, dtype=np.int64),
-                    "done": done,
-                    "medoids": (np.stack([r[0] for r in results]) if results
-                                else np.zeros((0, k), dtype=np.int64)),
-                    "losses": [r[1] for r in results], "n_eval": [r[2] for r in results],
-                    "n_swap": [r[3] for r in results], "init_losses": [r[4] for r in results]}
+            state = ClaransState(seeds=rng.integers(0, 2**63 - 1, size=numlocal, dtype=np.int64),
+                                 init=init_arr)
+        seeds, init_arr, results = state.seeds, state.init, state.results
 
         conc = max(1, min(numlocal, eng.parallelism))
         row_bytes = n * source.dtype.itemsize
@@ -172,32 +161,29 @@ def _run(name, D, k, *, numlocal, maxneighbor, random_state, weights, init, tol,
         # with a checkpoint the searches run in waves of `conc` (saved after each wave);
         # each search depends only on its seed, so the grouping never changes the result
         wave = conc if ckpt.enabled else numlocal
-        while done < numlocal:
+        while len(results) < numlocal:
+            done = len(results)
             stop = min(done + wave, numlocal)
-            results.extend(eng.map_blocks(_Tasks(numlocal), _local_search, st,
-                                          blocks=[(i, i + 1) for i in range(done, stop)], desc=name))
-            done = stop
-            ckpt.step(snapshot, force=True)
+            results.extend(eng.map_tasks(_local_search, range(done, stop), st, max_concurrency=conc,
+                                         desc=name))
+            ckpt.step(lambda: state, force=True)
         best = 0
         for i, r in enumerate(results):
             if r[1] < results[best][1]:
                 best = i
         medoids, loss, n_eval, n_swap, init_loss = results[best]
         M = medoid_table(source, medoids)
-        extra = {"restart_losses": [float(r[1]) for r in results],
-                 "restart_n_eval": [int(r[2]) for r in results],
-                 "restart_n_swap": [int(r[3]) for r in results],
-                 "restart_init_losses": [float(r[4]) for r in results],
-                 "best_restart": int(best), "numlocal": numlocal, "maxneighbor": int(mn)}
         res = make_result(M, medoids, w, n_iter=n_eval, n_swap=n_swap,
-                          loss_history=[init_loss, loss], algorithm=name, extra=extra)
-        ckpt.complete(snapshot())
+                          loss_history=[init_loss, loss], algorithm=name, cls=ClaransResult,
+                          restart_losses=[float(r[1]) for r in results],
+                          restart_n_eval=[int(r[2]) for r in results],
+                          restart_n_swap=[int(r[3]) for r in results],
+                          restart_init_losses=[float(r[4]) for r in results],
+                          best_restart=int(best), numlocal=numlocal, maxneighbor=int(mn))
+        ckpt.complete(state)
         logger.info("%s: n=%d k=%d numlocal=%d maxneighbor=%d loss=%.10g (%.2fs)", name, n, k,
                     numlocal, mn, res.loss, time.perf_counter() - t0)
         return res
-    finally:
-        if owns:
-            eng.close()
 
 
 _DOC = """
@@ -237,10 +223,12 @@ _DOC = """
         result-affecting parameters raises ``CheckpointMismatchError``.
     checkpoint_interval : float, default 60.0
         Seconds between saves (waves always end with a save).
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    ClaransResult
         ``n_iter`` = neighbours evaluated in the winning search, ``n_swap`` its swaps,
         ``loss_history`` = [its starting loss, its final loss]; ``extra``:
         ``restart_losses``, ``restart_n_eval``, ``restart_n_swap``,
@@ -256,11 +244,11 @@ _DOC = """
 
 def clarans(D, k, *, numlocal=2, maxneighbor=0.0125, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
             memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-            engine=None, checkpoint=None, checkpoint_interval=60.0):
+            engine=None, checkpoint=None, checkpoint_interval=60.0, validate=True):
     return _run("clarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor, random_state=random_state,
                 weights=weights, init=init, tol=tol, memory_limit=memory_limit, client=client, progress=progress,
                 num_workers=num_workers, block_rows=block_rows, engine=engine, checkpoint=checkpoint,
-                checkpoint_interval=checkpoint_interval)
+                checkpoint_interval=checkpoint_interval, validate=validate)
 
 
 clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbours, each ΔTD
@@ -270,11 +258,12 @@ clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbour
 
 def fastclarans(D, k, *, numlocal=2, maxneighbor=0.025, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
                 memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-                engine=None, checkpoint=None, checkpoint_interval=60.0):
+                engine=None, checkpoint=None, checkpoint_interval=60.0, validate=True):
     return _run("fastclarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor,
                 random_state=random_state, weights=weights, init=init, tol=tol, memory_limit=memory_limit,
                 client=client, progress=progress, num_workers=num_workers, block_rows=block_rows,
-                engine=engine, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval)
+                engine=engine, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval,
+                validate=validate)
 
 
 fastclarans.__doc__ = """FastCLARANS (Schubert & Rousseeuw): a random candidate scored against

@@ -24,26 +24,24 @@ new caches, so the outcome is bitwise that of the sequential definition.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
+from .._errors import InvalidTypeError
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
-from .._util import check_choice, format_bytes
-from ..checkpoint import open_checkpoint
-from ._common import SwapState, check_run, make_result, prepare, start_or_resume
+from .._state import SwapState
+from .._util import check_choice
+from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
+from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
 
 #: default bound on passes over D.
 DEFAULT_MAX_ITER = 100
-#: rows per granule of the "shuffle" order (independent of memory_limit / block size).
-GRANULE = 256
 #: candidate orders.
 ORDERS = ("natural", "shuffle")
-#: row blocks held at once by a FasterPAM pass (current + read-ahead).
-BLOCKS_IN_FLIGHT = 3
+__all__ = ["BLOCKS_IN_FLIGHT", "GRANULE", "ORDERS", "candidate_order", "fasterpam"]
 #: whether ``speculative=None`` speculates when the engine has several threads.  Measured
 #: on 2 cores (benchmarks/bench_scaling.py): 1.56x faster in memory (n = 20000, k = 10, from
 #: a random init; 1.9x on a pass without swaps) and 1.3x on a zarr store, with identical
@@ -71,48 +69,6 @@ def candidate_order(n, order, rng):
         b = min(a + GRANULE, n)
         parts.append(a + rng.permutation(b - a))
     return np.concatenate(parts).astype(np.int64)
-
-
-def _units(n, order, pos, block_rows):
-    """Read units from order position ``pos``: list of (pos_start, pos_stop, read) where
-    read is a (start, stop) row range or an index array (take_rows)."""
-    units = []
-    if order is None:
-        for a in range(pos, n, block_rows):
-            b = min(a + block_rows, n)
-            units.append((a, b, (a, b)))
-        return units
-    if block_rows >= GRANULE:
-        # granule boundaries along the order
-        p = 0
-        starts = []
-        while p < n:
-            g0 = (int(order[p]) // GRANULE) * GRANULE
-            size = min(GRANULE, n - g0)
-            starts.append((p, p + size, g0))
-            p += size
-        for ps, pe, g0 in starts:
-            if pe <= pos:
-                continue
-            units.append((max(ps, pos), pe, (g0, g0 + (pe - ps))))
-        return units
-    for a in range(pos, n, block_rows):
-        b = min(a + block_rows, n)
-        units.append((a, b, order[a:b]))
-    return units
-
-
-def _read_iter(source, eng, units, desc):
-    """Yield (unit, block) with read-ahead for range reads (engine.iter_blocks)."""
-    if all(isinstance(u[2], tuple) for u in units):
-        ranges = [u[2] for u in units]
-        for u, (_, _, block) in zip(units, eng.iter_blocks(source, blocks=ranges, prefetch=1, desc=desc)):
-            yield u, block
-    else:
-        for u in units:
-            block = source.take_rows(u[2])
-            eng.bytes_read += block.nbytes
-            yield u, block
 
 
 class _Speculator:
@@ -195,7 +151,7 @@ class _Speculator:
 def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
               tol=0.0, order="natural", memory_limit="1GiB", client=None, progress=False,
               num_workers=None, block_rows=None, checkpoint=None, checkpoint_interval=60.0,
-              engine=None, speculative=None):
+              engine=None, speculative=None, validate=True):
     """FasterPAM: eager k-medoids swaps in a fixed candidate order, streaming D.
 
     Parameters
@@ -237,10 +193,12 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         Evaluate upcoming candidates speculatively on the engine's ``num_workers`` threads
         (exact: identical result for any thread count).  None: :data:`AUTO_SPECULATIVE`.
         Ignored (sequential) when ``num_workers == 1``.
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    SwapResult
         ``n_iter`` = passes (the last one possibly partial), ``loss_history`` = loss after
         the init and after each pass.
 
@@ -251,94 +209,81 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
     rows.
     """
     order_name = check_choice(order, "order", ORDERS)
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+    if speculative is None:
+        speculative = AUTO_SPECULATIVE
+    if not isinstance(speculative, (bool, np.bool_)):
+        raise InvalidTypeError(f"speculative must be True, False or None, got {speculative!r}")
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        source, eng = run.source, run.engine
         k = int(k)
-        n = source.n
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
                                                   weights=weights, random_state=random_state,
                                                   order=order_name)
-        ckpt = open_checkpoint(checkpoint, algorithm="fasterpam", source=source, params=params,
-                               interval=checkpoint_interval)
-        saved = ckpt.load()
-        medoids, n_iter, n_swap, history, done = start_or_resume(saved, init, source, k, rng, eng, w)
-        if saved is not None:
-            pos, since, caches = int(saved["pos"]), int(saved["since"]), saved["caches"]
-            rng_state = saved.get("rng_state")
-            if rng_state is not None:
-                rng.bit_generator.state = rng_state
-        else:
-            pos, since, caches = 0, 0, None
+        ckpt = run.open_checkpoint(checkpoint, algorithm="fasterpam", params=params,
+                                   interval=checkpoint_interval)
+        state, medoids = init_or_saved(ckpt.load(), init, source, k, rng, eng, w, ckpt, SwapState)
+        if state is None:
             rng_state = rng.bit_generator.state if order_name == "shuffle" else None
-        cand_order = candidate_order(n, order_name, rng)
-        st = SwapState(source, medoids, w, caches=caches)
-        if not history:
-            history.append(st.td)
-        counters = np.array([since, n_swap], dtype=np.int64)
-        td_box = np.array([st.td], dtype=np.float64)
-        P = np.empty(k, dtype=np.float64)
-        buf = np.empty(n, dtype=np.int32)
-        if speculative is None:
-            speculative = AUTO_SPECULATIVE
-        if not isinstance(speculative, (bool, np.bool_)):
-            from .._errors import InvalidTypeError
-
-            raise InvalidTypeError(f"speculative must be True, False or None, got {speculative!r}")
+            state = SwapState(medoids=medoids, rng_state=rng_state)
+        elif state.rng_state is not None:
+            rng.bit_generator.state = state.rng_state
+        cand_order = candidate_order(source.n, order_name, rng)
+        st = SwapCaches(source, state.medoids, w, caches=state.caches)
+        if not state.loss_history:
+            state.loss_history.append(st.td)
         threads = eng.num_workers if (eng.client is None and speculative) else 1
-        spec = _Speculator(eng.thread_pool(), threads, k, n) if threads > 1 else None
-        brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
-        state_pos = [pos]
-
-        def snapshot(done_flag=False):
-            return {"medoids": st.medoids.copy(), "n_iter": n_iter, "n_swap": int(counters[1]),
-                    "pos": state_pos[0], "since": int(counters[0]), "loss_history": list(history),
-                    "done": done_flag, "rng_state": rng_state, "caches": st.caches()}
-
-        while not done and (pos > 0 or n_iter < max_iter):
-            t0 = time.perf_counter()
-            read0 = eng.bytes_read
-            swaps0 = int(counters[1])
-            if pos == 0:
-                n_iter += 1
-            units = _units(n, cand_order, pos, brows)
-            for (ps, pe, read), block in _read_iter(source, eng, units, f"fasterpam pass {n_iter}"):
-                if isinstance(read, tuple):
-                    base = read[0]
-                    cand = np.arange(ps, pe, dtype=np.int64) if cand_order is None else cand_order[ps:pe]
-                    visit = cand - base
-                else:
-                    cand = np.asarray(read, dtype=np.int64)
-                    visit = np.arange(cand.shape[0], dtype=np.int64)
-                if spec is None:
-                    consumed = fasterpam_block(block, visit, cand, st.M, st.medoids, st.is_medoid,
-                                               st.dn, st.ds, st.nn, st.sn, st.R, st.w, st.weighted,
-                                               tol, P, buf, counters, td_box)
-                else:
-                    consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
-                st.td = float(td_box[0])
-                pos = ps + consumed
-                state_pos[0] = pos
-                if counters[0] >= n:
-                    done = True
-                    break
-                ckpt.step(snapshot)
-            pos = 0
-            state_pos[0] = 0
-            history.append(st.td)
-            logger.info("fasterpam pass %d: loss=%.10g swaps=%d %.2fs read %s", n_iter, st.td,
-                        int(counters[1]) - swaps0, time.perf_counter() - t0,
-                        format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
-        n_swap = int(counters[1])
-        result = make_result(st.M, st.medoids, w, n_iter=n_iter, n_swap=n_swap, loss_history=history,
-                             algorithm="fasterpam",
-                             extra={"converged": bool(done), "order": order_name})
-        ckpt.complete(snapshot(True))
+        spec = _Speculator(eng.thread_pool(), threads, k, source.n) if threads > 1 else None
+        _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol, ckpt=ckpt)
+        result = make_result(st.M, st.medoids, w, n_iter=state.n_iter, n_swap=state.n_swap,
+                             loss_history=state.loss_history, algorithm="fasterpam",
+                             converged=bool(state.done), order=order_name)
+        state.done = True
+        ckpt.complete(_snapshot(state, st))
         return result
-    finally:
-        if owns:
-            eng.close()
+
+
+def _snapshot(state, st):
+    """``state`` with the current medoids and caches of ``st`` (for a checkpoint)."""
+    state.medoids = st.medoids.copy()
+    state.caches = st.caches()
+    return state
+
+
+def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt):
+    """FasterPAM passes on ``st`` until convergence or ``max_iter``, continuing ``state``.
+
+    The eager walk itself is :func:`~chunked_medoids.algorithms._eager.eager_passes`; this
+    supplies the evaluation of a block of candidates (sequential kernel, or speculative
+    over several threads) and the per-pass history.
+    """
+    walk = state.progress
+    td_box = np.array([st.td], dtype=np.float64)
+    P = np.empty(st.k, dtype=np.float64)
+    buf = np.empty(st.n, dtype=np.int32)
+
+    def evaluate(block, start, visit, cand, counters):
+        if spec is None:
+            consumed = fasterpam_block(block, visit, cand, st.M, st.medoids, st.is_medoid, st.dn, st.ds,
+                                       st.nn, st.sn, st.R, st.w, st.weighted, tol, P, buf, counters, td_box)
+        else:
+            consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
+        st.td = float(td_box[0])
+        return consumed
+
+    def snapshot():
+        state.n_iter, state.n_swap, state.pos, state.since, state.done = (
+            walk.n_iter, walk.n_swap, walk.pos, walk.since, walk.done)
+        return _snapshot(state, st)
+
+    def on_pass_end(walk, seconds, nbytes, swaps):
+        state.loss_history.append(st.td)
+        log_pass("fasterpam", "loss", st.td, walk, seconds, nbytes, swaps)
+
+    eager_passes(source, eng, walk, evaluate, max_iter=max_iter, order=cand_order, ckpt=ckpt,
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam")
+    snapshot()
 
 
 register_method("fasterpam", fasterpam, family="swap",

@@ -3,6 +3,13 @@
 Each registered init has the signature ``func(source, k, *, rng, engine, weights) ->
 medoids`` (int64, k distinct indices).  :func:`build` and :func:`lab` are the public
 wrappers taking anything :func:`~chunked_medoids.open_dissimilarity` accepts.
+
+BUILD and LAB are *resumable*: inside a checkpointed run they also take
+``checkpoint=`` and ``resume=``, save a :class:`~chunked_medoids._state.BuildState` /
+:class:`~chunked_medoids._state.LabState` after every added medoid (so a SIGKILL loses at
+most one medoid's work), stop within a block when the run's stop request is set (saving
+the state after the last complete medoid), and continue from ``resume`` to the result an
+uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import time
 import numpy as np
 
 from .._kernels.build import build_gains, row_sums, update_nearest
+from .._state import BuildState, LabState
 from .._util import check_random_state, check_weights
-from ._common import kernel_weights, prepare
+from ..checkpoint import NullCheckpoint
+from ..engine import PassStopped
+from ._common import driver_scope, kernel_weights
 from ._registry import register_init
 
 logger = logging.getLogger(__name__)
@@ -50,7 +60,7 @@ def random_init(source, k, *, rng, engine=None, weights=None):
     return np.asarray(rng.choice(source.n, size=k, replace=False), dtype=np.int64)
 
 
-def build_init(source, k, *, rng=None, engine, weights=None):
+def build_init(source, k, *, rng=None, engine, weights=None, checkpoint=None, resume=None):
     """BUILD (Kaufman & Rousseeuw) on the full data: k block-parallel passes over D.
 
     The first medoid minimises the (weighted) row sum; each next one maximises
@@ -58,32 +68,54 @@ def build_init(source, k, *, rng=None, engine, weights=None):
     When no candidate has a positive gain (duplicates, fewer than k distinct points) the
     non-medoid with the largest gain (0) and earliest index is taken anyway, so k distinct
     indices are always returned.  ``rng`` is unused (BUILD is deterministic).
+
+    ``checkpoint`` (a Checkpoint) receives a :class:`~chunked_medoids._state.BuildState`
+    after every medoid; a pass stops at the next block once its stop request is set.
+    ``resume`` (a BuildState) continues an interrupted BUILD.
     """
+    ckpt = NullCheckpoint() if checkpoint is None else checkpoint
+    should_stop = ckpt.stop.is_set if ckpt.enabled else None
     w, weighted = kernel_weights(weights)
     n = source.n
     taken = np.zeros(n, dtype=bool)
-    medoids = np.empty(k, dtype=np.int64)
+    medoids = [] if resume is None else [int(m) for m in resume.medoids]
+    taken[medoids] = True
+    dn = None if resume is None or resume.dn is None else np.array(resume.dn, dtype=source.dtype)
     t0 = time.perf_counter()
-    sums = np.concatenate(engine.map_blocks(source, _rowsum_block, {"w": w, "weighted": weighted},
-                                            desc="BUILD 1"))
-    m = _pick(sums, taken, largest=False)
-    medoids[0] = m
-    taken[m] = True
-    dn = source.take_rows([m])[0].copy()
-    for s in range(1, k):
-        state = {"dn": dn, "w": w, "weighted": weighted}
-        gains = np.concatenate(engine.map_blocks(source, _gain_block, state, desc=f"BUILD {s + 1}"))
-        m = _pick(gains, taken, largest=True)
-        if gains[m] <= 0:
+
+    def snapshot():
+        return BuildState(medoids=np.asarray(medoids, dtype=np.int64), dn=None if dn is None else dn.copy())
+
+    while len(medoids) < k:
+        s = len(medoids)
+        try:
+            if s == 0:
+                values = engine.map_blocks(source, _rowsum_block, {"w": w, "weighted": weighted},
+                                           desc="BUILD 1", should_stop=should_stop)
+            else:
+                values = engine.map_blocks(source, _gain_block, {"dn": dn, "w": w, "weighted": weighted},
+                                           desc=f"BUILD {s + 1}", should_stop=should_stop)
+        except PassStopped:
+            ckpt.milestone(snapshot)  # the state after the last complete medoid; raises
+            raise
+        values = np.concatenate(values)
+        m = _pick(values, taken, largest=(s > 0))
+        if s > 0 and values[m] <= 0:
             logger.info("BUILD: no candidate improves the loss at medoid %d; taking index %d", s + 1, m)
-        medoids[s] = m
+        medoids.append(m)
         taken[m] = True
-        update_nearest(source.take_rows([m])[0], dn)
+        row = source.take_rows([m])[0]
+        if s == 0:
+            dn = row.copy()
+        else:
+            update_nearest(row, dn)
+        if ckpt.enabled:
+            ckpt.milestone(snapshot)
     logger.info("BUILD: k=%d in %.2fs", k, time.perf_counter() - t0)
-    return medoids
+    return np.asarray(medoids, dtype=np.int64)
 
 
-def lab_init(source, k, *, rng, engine=None, weights=None):
+def lab_init(source, k, *, rng, engine=None, weights=None, checkpoint=None, resume=None):
     """LAB (Linear Approximative BUILD, Schubert & Rousseeuw 2021).
 
     For each medoid, a fresh random subsample S of size ``min(n, 10 + ceil(sqrt(n)))`` of
@@ -93,13 +125,22 @@ def lab_init(source, k, *, rng, engine=None, weights=None):
     chosen so far.  Ties go to the earliest sample position.  Reads only the rows of S
     (in pieces that fit the engine's budget, keeping the S and medoid columns):
     O(k·(10 + √n)) rows in total, memory O(|S|² + |S|·k).
+
+    ``checkpoint`` receives a :class:`~chunked_medoids._state.LabState` (medoids and the
+    generator state) after every medoid; ``resume`` continues from one, restoring ``rng``.
     """
+    ckpt = NullCheckpoint() if checkpoint is None else checkpoint
     n = source.n
     m = min(n, 10 + int(math.ceil(math.sqrt(n))))
     medoids = []
+    if resume is not None:
+        medoids = [int(x) for x in resume.medoids]
+        if resume.rng_state is not None:
+            rng.bit_generator.state = resume.rng_state
     taken = np.zeros(n, dtype=bool)
+    taken[medoids] = True
     piece = max(1, engine.block_rows_for(source) if engine is not None else m)
-    for s in range(k):
+    for s in range(len(medoids), k):
         pool = np.flatnonzero(~taken)
         size = min(m, pool.shape[0])
         sample = np.sort(rng.choice(pool, size=size, replace=False))
@@ -124,17 +165,22 @@ def lab_init(source, k, *, rng, engine=None, weights=None):
         j = int(sample[pick])
         medoids.append(j)
         taken[j] = True
+        if ckpt.enabled:
+            ckpt.milestone(lambda: LabState(medoids=np.asarray(medoids, dtype=np.int64),  # noqa: B023
+                                       rng_state=rng.bit_generator.state))
     return np.asarray(medoids, dtype=np.int64)
 
 
 register_init("random", random_init, description="k distinct points drawn uniformly at random")
-register_init("build", build_init, description="BUILD: greedy, k full passes over D (deterministic)")
-register_init("lab", lab_init, description="LAB: BUILD on fresh subsamples of size 10+sqrt(n) (O(n·k) reads)")
+register_init("build", build_init, description="BUILD: greedy, k full passes over D (deterministic)",
+              resumable=True)
+register_init("lab", lab_init, description="LAB: BUILD on fresh subsamples of size 10+sqrt(n) (O(n·k) reads)",
+              resumable=True)
 
 
 # -- public wrappers ------------------------------------------------------------------------
 def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=False,
-          num_workers=None, block_rows=None, engine=None):
+          num_workers=None, block_rows=None, engine=None, validate=True):
     """BUILD initial medoids (deterministic greedy; see :func:`build_init`).
 
     Parameters
@@ -148,6 +194,8 @@ def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=Fals
         Non-negative point weights.
     memory_limit, client, progress, num_workers, block_rows, engine
         Engine options (see :class:`~chunked_medoids.Engine`).
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
@@ -158,18 +206,15 @@ def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=Fals
     I/O: k full passes over D (block-parallel) plus k single rows; memory O(n) plus the
     row blocks in flight.
     """
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
-        w = check_weights(weights, source.n)
-        return build_init(source, int(k), engine=eng, weights=w)
-    finally:
-        if owns:
-            eng.close()
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        w = check_weights(weights, run.source.n)
+        return build_init(run.source, int(k), engine=run.engine, weights=w)
 
 
 def lab(D, k, *, random_state=None, weights=None, memory_limit="1GiB", client=None, progress=False,
-        num_workers=None, block_rows=None, engine=None):
+        num_workers=None, block_rows=None, engine=None, validate=True):
     """LAB initial medoids (BUILD on random subsamples; see :func:`lab_init`).
 
     Parameters
@@ -180,17 +225,16 @@ def lab(D, k, *, random_state=None, weights=None, memory_limit="1GiB", client=No
     weights : (n,) array, optional
     memory_limit, client, progress, num_workers, block_rows, engine
         Engine options (the block budget bounds the sample rows read at once).
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
     medoids : (k,) int64
     """
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
         rng = check_random_state(random_state)
-        w = check_weights(weights, source.n)
-        return lab_init(source, int(k), rng=rng, engine=eng, weights=w)
-    finally:
-        if owns:
-            eng.close()
+        w = check_weights(weights, run.source.n)
+        return lab_init(run.source, int(k), rng=rng, engine=run.engine, weights=w)

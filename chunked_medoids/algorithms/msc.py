@@ -29,23 +29,22 @@ on exact ties).  Removing a medoid drops a column of the n×k medoid table: no e
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
 from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
-from .._util import check_int, format_bytes
-from ..checkpoint import open_checkpoint
-from ._common import check_run, make_result, medoid_table, prepare, resolve_init
+from .._result import DynMSCResult, MSCResult
+from .._state import DynMSCRecords, DynMSCState, MSCPass, MSCState
+from .._util import check_int
+from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
+from ._eager import eager_passes, log_pass
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
 
 #: default bound on passes over D (per k for DynMSC).
 DEFAULT_MAX_ITER = 100
-#: row blocks held at once by a pass (current + read-ahead).
-BLOCKS_IN_FLIGHT = 3
 #: absolute swap guard per unit of weight: improvements of the average medoid silhouette
 #: below 1e-12 are treated as floating-point noise (prevents swapping back and forth on
 #: rounding differences between mathematically equal configurations).
@@ -108,51 +107,33 @@ def _check_k_msc(k, n, name="k"):
     return k
 
 
-def _new_run():
-    """Progress of one FasterMSC optimisation (checkpointable, JSON-able)."""
-    return {"n_iter": 0, "n_swap": 0, "pos": 0, "since": 0, "td_hist": [], "score_hist": [], "done": False}
+def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
+    """Run FasterMSC passes on ``st`` in place, continuing the progress ``run`` (MSCPass).
 
-
-def _optimise(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
-    """Run FasterMSC passes on ``st`` in place, continuing the progress dict ``run``.
-
-    ``run["td_hist"]`` / ``run["score_hist"]`` get the values after each pass.  The walk
-    can stop and resume at any block boundary (``ckpt.step(snapshot)``): the state after
-    a position is a function of the medoids alone (the caches are rebuilt from M, equal
-    up to the slot order of exactly tied distances, which no computation depends on).
+    ``run.td_hist`` / ``run.score_hist`` get the values after each pass.  The walk (the
+    shared :func:`~chunked_medoids.algorithms._eager.eager_passes`) can stop and resume at
+    any block boundary: the state after a position is a function of the medoids alone
+    (the caches are rebuilt from M, equal up to the slot order of exactly tied distances,
+    which no computation depends on).
     """
-    n = st.n
-    brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
-    counters = np.array([run["since"], run["n_swap"]], dtype=np.int64)
     loss_box = np.array([st.L], dtype=np.float64)
     P = np.empty(st.k, dtype=np.float64)
     eps_abs = EPS * st.wsum
-    while not run["done"] and (run["pos"] > 0 or run["n_iter"] < max_iter):
-        if run["pos"] == 0:
-            run["n_iter"] += 1
-        t0 = time.perf_counter()
-        read0 = eng.bytes_read
-        swaps0 = int(counters[1])
-        blocks = [(a, min(a + brows, n)) for a in range(run["pos"], n, brows)]
-        for a, _b, block in eng.iter_blocks(source, blocks=blocks, prefetch=1,
-                                           desc=f"{desc} pass {run['n_iter']}"):
-            consumed = fastermsc_block(block, a, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
-                                       st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P,
-                                       counters, loss_box)
-            st.L = float(loss_box[0])
-            run["pos"] = a + int(consumed)
-            run["since"], run["n_swap"] = int(counters[0]), int(counters[1])
-            if counters[0] >= n:
-                run["done"] = True
-                break
-            ckpt.step(snapshot)
-        run["pos"] = 0
-        run["td_hist"].append(st.td())
-        run["score_hist"].append(st.score())
-        logger.info("%s pass %d: medoid silhouette=%.10g swaps=%d %.2fs read %s", desc, run["n_iter"],
-                    st.score(), int(counters[1]) - swaps0, time.perf_counter() - t0,
-                    format_bytes(eng.bytes_read - read0))
-        ckpt.step(snapshot, force=True)
+
+    def evaluate(block, start, visit, cand, counters):
+        consumed = fastermsc_block(block, start, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
+                                   st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P,
+                                   counters, loss_box)
+        st.L = float(loss_box[0])
+        return consumed
+
+    def on_pass_end(walk, seconds, nbytes, swaps):
+        run.td_hist.append(st.td())
+        run.score_hist.append(st.score())
+        log_pass(desc, "medoid silhouette", st.score(), walk, seconds, nbytes, swaps)
+
+    eager_passes(source, eng, run.walk, evaluate, max_iter=max_iter, ckpt=ckpt, snapshot=snapshot,
+                 on_pass_end=on_pass_end, desc=desc)
     # exact values from fresh caches (the incremental ones agree up to rounding)
     st.refresh()
     return run
@@ -160,7 +141,7 @@ def _optimise(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
 
 def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
               tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-              block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+              block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     """FasterMSC: k-medoids maximising the average medoid silhouette, streaming D.
 
     Parameters
@@ -190,10 +171,12 @@ def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         Saved at block boundaries (every ``checkpoint_interval`` seconds) and at pass ends;
         rerunning with the same path and parameters resumes to the identical result.
     checkpoint_interval : float, default 60.0
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    MSCResult
         ``algorithm="fastermsc"``.  ``loss`` is the total deviation Σ w·d1 of the final
         medoids (recomputed; as for every method), ``loss_history`` the total deviation
         after the init and after each pass (it need not decrease: TD is not the objective).
@@ -206,45 +189,38 @@ def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
     three int32 slots) + up to 3 row blocks.  I/O: one read of D per pass plus the k
     initial medoid rows.
     """
-    source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
-        n = source.n
-        k = _check_k_msc(k, n)
+    with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as scope:
+        source, eng = scope.source, scope.engine
+        k = _check_k_msc(k, source.n)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
                                                   weights=weights, random_state=random_state)
-        ckpt = open_checkpoint(checkpoint, algorithm="fastermsc", source=source, params=params,
-                               interval=checkpoint_interval)
-        saved = ckpt.load()
-        if saved is not None:
-            medoids = np.asarray(saved["medoids"], dtype=np.int64)
-            run, td0, s0 = saved["run"], float(saved["td0"]), float(saved["s0"])
-        else:
-            medoids = resolve_init(init, source, k, rng, eng, w)
-            run = _new_run()
-        st = _MSCState(source, medoids, w)
-        if saved is None:
-            td0, s0 = st.td(), st.score()
+        ckpt = scope.open_checkpoint(checkpoint, algorithm="fastermsc", params=params,
+                                     interval=checkpoint_interval)
+        state, medoids = init_or_saved(ckpt.load(), init, source, k, rng, eng, w, ckpt, MSCState)
+        st = _MSCState(source, medoids if state is None else state.medoids, w)
+        if state is None:
+            state = MSCState(medoids=st.medoids.copy(), run=MSCPass(), td0=st.td(), s0=st.score())
 
         def snapshot():
-            return {"medoids": st.medoids.copy(), "run": run, "td0": td0, "s0": s0}
+            state.medoids = st.medoids.copy()
+            return state
 
-        _optimise(source, eng, st, run, max_iter=max_iter, tol=tol, desc="fastermsc", ckpt=ckpt,
-                  snapshot=snapshot)
-        result = make_result(st.M, st.medoids, w, n_iter=run["n_iter"], n_swap=run["n_swap"],
-                             loss_history=[td0] + list(run["td_hist"]), algorithm="fastermsc",
-                             extra={"score": st.score(), "score_history": [s0] + list(run["score_hist"]),
-                                    "converged": bool(run["done"])})
+        _fastermsc_single(source, eng, st, state.run, max_iter=max_iter, tol=tol, desc="fastermsc",
+                          ckpt=ckpt, snapshot=snapshot)
+        run = state.run
+        result = make_result(st.M, st.medoids, w, n_iter=run.walk.n_iter, n_swap=run.walk.n_swap,
+                             loss_history=[state.td0] + list(run.td_hist), algorithm="fastermsc",
+                             cls=MSCResult, score=st.score(), score_history=[state.s0] + list(run.score_hist),
+                             converged=bool(run.walk.done))
         ckpt.complete(snapshot())
         return result
-    finally:
-        if owns:
-            eng.close()
 
 
 def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
            tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-           checkpoint=None, checkpoint_interval=60.0, engine=None):
+           checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     """DynMSC: choose k by the average medoid silhouette, from ``kmax`` down to ``kmin``.
 
     Starts from ``kmax`` medoids (``init``), optimises them with FasterMSC and records the
@@ -273,10 +249,12 @@ def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_s
         after each k; rerunning with the same path and parameters resumes to the identical
         result.
     checkpoint_interval : float, default 60.0
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    DynMSCResult
         ``algorithm="dynmsc"``; ``medoids``/``labels``/``loss`` (total deviation) of the best
         k, so ``result.k`` is the chosen number of clusters; ``loss_history`` the total
         deviation after the start and each pass of the best k's optimisation.
@@ -290,9 +268,10 @@ def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_s
     one read of D per FasterMSC pass (at least one pass per k), and the best k's medoid
     rows again at the end.
     """
-    source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+    with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as scope:
+        source, eng = scope.source, scope.engine
         n = source.n
         kmin = check_int(kmin, "kmin", minimum=2)
         kmax = _check_k_msc(kmax, n, "kmax")
@@ -301,61 +280,66 @@ def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_s
         max_iter, tol, w, rng, params = check_run(source, None, init=init, max_iter=max_iter, tol=tol,
                                                   weights=weights, random_state=random_state,
                                                   init_k=kmax, kmin=kmin, kmax=kmax)
-        ckpt = open_checkpoint(checkpoint, algorithm="dynmsc", source=source, params=params,
-                               interval=checkpoint_interval)
-        saved = ckpt.load()
-        if saved is not None:
-            medoids = np.asarray(saved["medoids"], dtype=np.int64)
-            run, rec = saved["run"], saved["rec"]
-        else:
-            medoids = resolve_init(init, source, kmax, rng, eng, w)
-            run = _new_run()
-            # records of the finished k (lists of [k, value]: JSON-able for checkpoints)
-            rec = {"scores": [], "medoids": [], "losses": [], "total_iter": 0, "total_swap": 0,
-                   "best": None, "td0": None}
-        st = _MSCState(source, medoids, w)
-        if rec["td0"] is None:
-            rec["td0"] = st.td()
+        ckpt = scope.open_checkpoint(checkpoint, algorithm="dynmsc", params=params,
+                                     interval=checkpoint_interval)
+        state, medoids = init_or_saved(ckpt.load(), init, source, kmax, rng, eng, w, ckpt, DynMSCState)
+        st = _MSCState(source, medoids if state is None else state.medoids, w)
+        if state is None:
+            state = DynMSCState(medoids=st.medoids.copy(), run=MSCPass(), rec=DynMSCRecords())
+        rec = state.rec
+        if rec.td0 is None:
+            rec.td0 = st.td()
 
         def snapshot():
-            return {"medoids": st.medoids.copy(), "run": run, "rec": rec}
+            state.medoids = st.medoids.copy()
+            return state
 
-        while not rec.get("finished", False):
-            k = st.k
-            _optimise(source, eng, st, run, max_iter=max_iter, tol=tol, desc=f"dynmsc k={k}", ckpt=ckpt,
-                      snapshot=snapshot)
-            sc = st.score()
-            rec["total_iter"] += run["n_iter"]
-            rec["total_swap"] += run["n_swap"]
-            rec["scores"].append([k, sc])
-            rec["medoids"].append([k, st.medoids.tolist()])
-            rec["losses"].append([k, st.td()])
-            logger.info("dynmsc k=%d: average medoid silhouette %.10g (%d swaps)", k, sc, run["n_swap"])
-            if rec["best"] is None or sc >= rec["best"]["score"]:  # >=: smaller k wins exact ties
-                rec["best"] = {"score": sc, "k": k, "history": [rec["td0"]] + list(run["td_hist"])}
-            if k == kmin:
-                rec["finished"] = True
-                break
-            st.remove(int(np.argmin(st.R)))  # first minimum: lowest slot on ties
-            run = _new_run()
-            rec["td0"] = st.td()
-            ckpt.step(snapshot, force=True)
-        best = rec["best"]
-        medoids_by_k = {int(kk): np.asarray(m, dtype=np.int64) for kk, m in sorted(rec["medoids"])}
+        _dynmsc_single(source, eng, st, state, kmin=kmin, max_iter=max_iter, tol=tol, ckpt=ckpt,
+                       snapshot=snapshot)
+        best = rec.best
+        medoids_by_k = {int(kk): np.asarray(m, dtype=np.int64) for kk, m in sorted(rec.medoids)}
         med = medoids_by_k[int(best["k"])]
         M = st.M if int(best["k"]) == st.k else medoid_table(source, med)
-        result = make_result(M, med, w, n_iter=rec["total_iter"], n_swap=rec["total_swap"],
-                             loss_history=best["history"], algorithm="dynmsc",
-                             extra={"score": float(best["score"]),
-                                    "scores": {int(kk): float(v) for kk, v in sorted(rec["scores"])},
-                                    "medoids_by_k": medoids_by_k,
-                                    "losses": {int(kk): float(v) for kk, v in sorted(rec["losses"])},
-                                    "kmin": kmin, "kmax": kmax})
+        result = make_result(M, med, w, n_iter=rec.total_iter, n_swap=rec.total_swap,
+                             loss_history=best["history"], algorithm="dynmsc", cls=DynMSCResult,
+                             score=float(best["score"]),
+                             scores={int(kk): float(v) for kk, v in sorted(rec.scores)},
+                             medoids_by_k=medoids_by_k,
+                             losses={int(kk): float(v) for kk, v in sorted(rec.losses)},
+                             kmin=kmin, kmax=kmax)
         ckpt.complete(snapshot())
         return result
-    finally:
-        if owns:
-            eng.close()
+
+
+def _dynmsc_single(source, eng, st, state, *, kmin, max_iter, tol, ckpt, snapshot):
+    """DynMSC's k-steps from the current k down to ``kmin``, continuing ``state``.
+
+    Each step optimises the current medoids with FasterMSC, records k's score, then drops
+    the medoid whose removal costs least; the state is saved after every step (and at the
+    block boundaries of the passes).
+    """
+    rec = state.rec
+    while not rec.finished:
+        k = st.k
+        run = state.run
+        _fastermsc_single(source, eng, st, run, max_iter=max_iter, tol=tol, desc=f"dynmsc k={k}",
+                          ckpt=ckpt, snapshot=snapshot)
+        sc = st.score()
+        rec.total_iter += run.walk.n_iter
+        rec.total_swap += run.walk.n_swap
+        rec.scores.append([k, sc])
+        rec.medoids.append([k, st.medoids.tolist()])
+        rec.losses.append([k, st.td()])
+        logger.info("dynmsc k=%d: average medoid silhouette %.10g (%d swaps)", k, sc, run.walk.n_swap)
+        if rec.best is None or sc >= rec.best["score"]:  # >=: smaller k wins exact ties
+            rec.best = {"score": sc, "k": k, "history": [rec.td0] + list(run.td_hist)}
+        if k == kmin:
+            rec.finished = True
+            break
+        st.remove(int(np.argmin(st.R)))  # first minimum: lowest slot on ties
+        state.run = MSCPass()
+        rec.td0 = st.td()
+        ckpt.step(snapshot, force=True)
 
 
 register_method("fastermsc", fastermsc, family="swap",

@@ -1,4 +1,4 @@
-"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (DESIGN.md §4).
+"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (see ``docs/architecture.rst``).
 
 Every iteration is one block-parallel pass over D (one Dask graph): each row stripe
 evaluates its rows as swap candidates against the broadcast caches and returns a small
@@ -17,9 +17,9 @@ import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
+from .._state import SwapState
 from .._util import format_bytes
-from ..checkpoint import open_checkpoint
-from ._common import SwapState, check_run, make_result, prepare, start_or_resume
+from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -67,64 +67,72 @@ def check_tau(tau) -> float:
 
 
 # -- the shared driver ------------------------------------------------------------------------
+_BLOCK_FUNCS = {"pam": _pam_block, "fastpam1": _fastpam1_block, "fastpam2": _fastpam2_block}
+
+
 def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memory_limit, client,
-         progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine):
-    source, eng, owns = prepare(D, k, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
+         progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine, validate=True):
+    with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        source, eng = run.source, run.engine
         k = int(k)
         extra = {"tau": tau} if variant == "fastpam2" else {}
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
                                                   weights=weights, random_state=random_state, **extra)
-        ckpt = open_checkpoint(checkpoint, algorithm=variant, source=source, params=params,
-                               interval=checkpoint_interval)
-        saved = ckpt.load()
-        medoids, n_iter, n_swap, history, done = start_or_resume(saved, init, source, k, rng, eng, w)
-        caches = None if saved is None else saved["caches"]
-        state = SwapState(source, medoids, w, caches=caches)
-        if not history:
-            history.append(state.td)
-
-        def snapshot(done_flag=False):
-            return {"medoids": state.medoids.copy(), "n_iter": n_iter, "n_swap": n_swap,
-                    "loss_history": list(history), "done": done_flag,
-                    "caches": state.caches()}
-
-        block_fn = {"pam": _pam_block, "fastpam1": _fastpam1_block, "fastpam2": _fastpam2_block}[variant]
-        while not done and n_iter < max_iter:
-            t0 = time.perf_counter()
-            read0 = eng.bytes_read
-            n_iter += 1
-            threshold = -tol * state.td
-            results = eng.map_blocks(source, block_fn, state.block_state(), desc=f"{variant} {n_iter}")
-            swaps = 0
-            if variant in ("pam", "fastpam1"):
-                bd, bj, bs = _reduce_best(results)
-                if bj >= 0 and bd < threshold:
-                    row = source.take_rows([bj])[0]
-                    if accept_swap(row, bs, state.dn, state.ds, state.nn, state.w, state.weighted,
-                                   state.td, tol, bd):
-                        state.td = float(apply_swap(row, bs, bj, state.M, state.medoids,
-                                                    state.is_medoid, state.dn, state.ds, state.nn,
-                                                    state.sn, state.R, state.w, state.weighted))
-                        swaps = 1
-            else:
-                swaps = _fastpam2_execute(results, state, source, threshold, tol, tau)
-            n_swap += swaps
-            history.append(state.td)
-            if swaps == 0:
-                done = True
-            logger.info("%s iteration %d: loss=%.10g swaps=%d %.2fs read %s", variant, n_iter,
-                        state.td, swaps, time.perf_counter() - t0, format_bytes(eng.bytes_read - read0))
-            ckpt.step(lambda: snapshot(done), force=True)  # noqa: B023 - called here
-        result = make_result(state.M, state.medoids, w, n_iter=n_iter, n_swap=n_swap,
-                             loss_history=history, algorithm=variant,
-                             extra={"converged": bool(done)})
-        ckpt.complete(snapshot(True))
+        ckpt = run.open_checkpoint(checkpoint, algorithm=variant, params=params,
+                                   interval=checkpoint_interval)
+        state, medoids = init_or_saved(ckpt.load(), init, source, k, rng, eng, w, ckpt, SwapState)
+        if state is None:
+            state = SwapState(medoids=medoids)
+        st = SwapCaches(source, state.medoids, w, caches=state.caches)
+        if not state.loss_history:
+            state.loss_history.append(st.td)
+        _pam_single(variant, source, eng, st, state, max_iter=max_iter, tol=tol, tau=tau, ckpt=ckpt)
+        result = make_result(st.M, st.medoids, w, n_iter=state.n_iter, n_swap=state.n_swap,
+                             loss_history=state.loss_history, algorithm=variant, converged=bool(state.done))
+        state.done = True
+        ckpt.complete(_snapshot(state, st))
         return result
-    finally:
-        if owns:
-            eng.close()
+
+
+def _snapshot(state, st):
+    state.medoids = st.medoids.copy()
+    state.caches = st.caches()
+    return state
+
+
+def _pam_single(variant, source, eng, st, state, *, max_iter, tol, tau, ckpt):
+    """Best-swap iterations of ``variant`` on ``st`` until no swap improves or ``max_iter``.
+
+    One iteration = one block-parallel pass (reduced in block order) + the swap(s); the
+    state is saved after every iteration.
+    """
+    block_fn = _BLOCK_FUNCS[variant]
+    while not state.done and state.n_iter < max_iter:
+        t0 = time.perf_counter()
+        read0 = eng.bytes_read
+        state.n_iter += 1
+        threshold = -tol * st.td
+        results = eng.map_blocks(source, block_fn, st.block_state(), desc=f"{variant} {state.n_iter}")
+        swaps = 0
+        if variant in ("pam", "fastpam1"):
+            bd, bj, bs = _reduce_best(results)
+            if bj >= 0 and bd < threshold:
+                row = source.take_rows([bj])[0]
+                if accept_swap(row, bs, st.dn, st.ds, st.nn, st.w, st.weighted, st.td, tol, bd):
+                    st.td = float(apply_swap(row, bs, bj, st.M, st.medoids, st.is_medoid, st.dn, st.ds,
+                                             st.nn, st.sn, st.R, st.w, st.weighted))
+                    swaps = 1
+        else:
+            swaps = _fastpam2_execute(results, st, source, threshold, tol, tau)
+        state.n_swap += swaps
+        state.loss_history.append(st.td)
+        if swaps == 0:
+            state.done = True
+        logger.info("%s iteration %d: loss=%.10g swaps=%d %.2fs read %s", variant, state.n_iter,
+                    st.td, swaps, time.perf_counter() - t0, format_bytes(eng.bytes_read - read0))
+        ckpt.step(lambda: _snapshot(state, st), force=True)  # noqa: B023 - called here
 
 
 def _fastpam2_execute(results, state, source, threshold, tol, tau):
@@ -212,10 +220,12 @@ _PARAMS_DOC = """
     checkpoint_interval : float, default 60.0
     engine : Engine, optional
         Reuse an existing engine instead of the options above.
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
-    MedoidsResult
+    SwapResult
 
     Notes
     -----
@@ -226,11 +236,12 @@ _PARAMS_DOC = """
 
 def pam(D, k, *, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None, tol=0.0,
         memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-        checkpoint=None, checkpoint_interval=60.0, engine=None):
+        checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     return _run("pam", D, k, init=init, max_iter=max_iter, random_state=random_state, weights=weights,
                 tol=tol, tau=None, memory_limit=memory_limit, client=client, progress=progress,
                 num_workers=num_workers, block_rows=block_rows, checkpoint=checkpoint,
-                checkpoint_interval=checkpoint_interval, engine=engine)
+                checkpoint_interval=checkpoint_interval, engine=engine,
+                validate=validate)
 
 
 pam.__doc__ = """Original PAM SWAP (Kaufman & Rousseeuw): per iteration the single best
@@ -241,11 +252,12 @@ pam.__doc__ = """Original PAM SWAP (Kaufman & Rousseeuw): per iteration the sing
 
 def fastpam1(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
              tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     return _run("fastpam1", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=None, memory_limit=memory_limit, client=client,
                 progress=progress, num_workers=num_workers, block_rows=block_rows,
-                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine)
+                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine,
+                validate=validate)
 
 
 fastpam1.__doc__ = """FastPAM1: the same swap as PAM each iteration (identical results in exact
@@ -256,12 +268,13 @@ fastpam1.__doc__ = """FastPAM1: the same swap as PAM each iteration (identical r
 
 def fastpam2(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
              tol=0.0, tau=1.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None):
+             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
     tau = check_tau(tau)
     return _run("fastpam2", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=tau, memory_limit=memory_limit, client=client,
                 progress=progress, num_workers=num_workers, block_rows=block_rows,
-                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine)
+                checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine,
+                validate=validate)
 
 
 fastpam2.__doc__ = """FastPAM2: one pass records the best candidate per slot, then several swaps

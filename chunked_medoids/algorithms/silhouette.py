@@ -16,7 +16,7 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.silhouette import medoid_silhouette_values, silhouette_block
 from .._util import check_medoids
 from ..sources import open_dissimilarity
-from ._common import medoid_table, prepare
+from ._common import driver_scope, medoid_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _check_labels(labels, n):
 
 
 def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, progress=False,
-               num_workers=None, block_rows=None, engine=None):
+               num_workers=None, block_rows=None, engine=None, validate=True):
     """Silhouette (Rousseeuw 1987) of a clustering, computed in one streaming pass over D.
 
     For a point o in cluster A: ``a(o)`` = mean distance to the other members of A,
@@ -73,6 +73,8 @@ def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, pr
         Return the per-point silhouettes instead of their mean.
     memory_limit, client, progress, num_workers, block_rows, engine
         Engine options (see :class:`~chunked_medoids.Engine`).
+    validate : bool, default True
+        Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
 
     Returns
     -------
@@ -92,16 +94,13 @@ def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, pr
     or the scheduler.
     """
     samples = _check_samples(samples)
-    source, eng, owns = prepare(D, None, memory_limit=memory_limit, client=client, progress=progress,
-                                num_workers=num_workers, block_rows=block_rows, engine=engine)
-    try:
-        lab, counts = _check_labels(labels, source.n)
-        parts = eng.map_blocks(source, _silhouette_rows, {"labels": lab, "counts": counts},
-                               desc="silhouette")
+    with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
+                      num_workers=num_workers, block_rows=block_rows, engine=engine,
+                      validate=validate) as run:
+        lab, counts = _check_labels(labels, run.source.n)
+        parts = run.engine.map_blocks(run.source, _silhouette_rows, {"labels": lab, "counts": counts},
+                                      desc="silhouette")
         s = np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
-    finally:
-        if owns:
-            eng.close()
     if samples:
         return s
     return float(np.mean(s))
