@@ -158,10 +158,10 @@ def test_source_pickles_without_its_prepared_copy(rng):
 def _run_kernel(src, D, init, fused, weights=None, passes=6):
     from chunked_medoids._kernels import fused as kf
     from chunked_medoids._kernels.swap import fasterpam_block
-    from chunked_medoids.algorithms._common import SwapState
+    from chunked_medoids.algorithms._common import SwapCaches
 
     n, k = src.n, len(init)
-    st = SwapState(src, init, weights)
+    st = SwapCaches(src, init, weights)
     counters = np.zeros(2, np.int64)
     td = np.array([st.td])
     P = np.empty(k)
@@ -217,3 +217,57 @@ def test_thresholds_are_exact(rng, fin, f32):
         assert f(s) >= v
         assert f(np.nextafter(s, 0.0)) < v or s == 0.0
     assert threshold(fin, dt(0.0), f32) == 0.0
+    s = threshold(fin, dt(np.inf), f32)  # the finiteness bound
+    f = (lambda x: dt(np.sqrt(x))) if fin == 2 else (lambda x: dt(x))  # noqa: E731
+    with np.errstate(over="ignore"):
+        assert f(s) == np.inf
+        assert f(np.nextafter(s, 0.0)) < np.inf
+
+
+# ---------------------------------------------------------------------------------------
+# the driver's fused path
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric,dtype", [("euclidean", "float32"), ("manhattan", "float64"),
+                                          ("cosine", "float32"), ("chebyshev", "float32")])
+@pytest.mark.parametrize("workers,order", [(1, "natural"), (2, "natural"), (2, "shuffle")])
+def test_fasterpam_from_features_equals_in_memory_matrix(rng, metric, dtype, workers, order):
+    from chunked_medoids import fasterpam
+
+    X = np.round(rng.normal(size=(700, 3)), 1)
+    src = from_features(X, metric, dtype=dtype)
+    assert src.fused_bundle() is not None
+    D = src.read_rows(0, src.n)
+    w = rng.uniform(0.5, 2.0, size=src.n)
+    for weights in (None, w):
+        kw = dict(init="random", random_state=3, order=order, num_workers=workers, weights=weights)
+        a = fasterpam(D, 6, **kw)
+        b = fasterpam(src, 6, **kw)
+        c = fasterpam(src, 6, block_rows=37, speculative=False, **{**kw, "num_workers": 1})
+        for r in (b, c):
+            assert r.medoids.tolist() == a.medoids.tolist() and r.loss == a.loss
+            assert r.n_iter == a.n_iter and r.n_swap == a.n_swap and r.loss_history == a.loss_history
+            np.testing.assert_array_equal(r.labels, a.labels)
+
+
+def test_fused_kernels_flag_a_float32_overflow_and_the_driver_reports_it():
+    from chunked_medoids import DissimilarityError
+    from chunked_medoids._kernels import fused as kf
+    from chunked_medoids.algorithms.fasterpam import report_bad_rows
+
+    X = np.zeros((40, 2))
+    X[:, 0] = np.arange(40)
+    X[33] = [2e38, 3e38]
+    src = from_features(X, "euclidean", dtype="float32")
+    F = src.fused_bundle()
+    n, k = 40, 3
+    ds = np.full(n, 5.0, np.float32)
+    H = kf.make_thresholds(F, ds)
+    for j, expect in ((5, 1), (33, 39)):
+        S = kf.make_scratch(n, np.float32, F[6])
+        kf.fused_eval(j, F, np.full(n, 1.0, np.float32), ds, H, np.zeros(n, np.int32), np.zeros(k),
+                      np.empty(0), False, np.empty(k), S)
+        assert S[5][0] == expect  # non-finite entries of row j
+    with pytest.raises(DissimilarityError, match="inf"):
+        report_bad_rows(src, np.array([4, 5]))

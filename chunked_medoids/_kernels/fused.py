@@ -94,7 +94,10 @@ def threshold(fin, v, f32):
     if f32:
         # RN32(q) >= v  iff  q >= m (tie at the midpoint m goes to the even neighbour)
         lo = np.float64(np.nextafter(np.float32(v), np.float32(0.0)))
-        m = 0.5 * (lo + v)  # exact in float64
+        if v == np.inf:  # the midpoint above the largest float32 (half its ulp above it)
+            m = lo + 0.5 * (lo - np.float64(np.nextafter(np.float32(lo), np.float32(0.0))))
+        else:
+            m = 0.5 * (lo + v)  # exact in float64
         if np.float32(m) != np.float32(v):
             m = np.nextafter(m, np.inf)
     else:
