@@ -38,7 +38,6 @@ templates_path: list[str] = []
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 autodoc_typehints = "signature"
-autodoc_default_options = {"show-inheritance": False}
 # members are listed by autodoc itself; numpydoc must not add autosummary tables of them
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False

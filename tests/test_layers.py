@@ -1,4 +1,4 @@
-"""Layer rules of DESIGN.md §2, enforced on the source text."""
+"""Layer rules of docs/architecture.rst §2, enforced on the source text."""
 
 import ast
 import pathlib

@@ -65,7 +65,7 @@ def _naive_fastermsc(D, medoids, max_iter=100):
     return med
 
 
-# -- known results (DESIGN.md §7) -------------------------------------------------------------
+# -- known results (docs/architecture.rst §13) -------------------------------------------------
 def test_fixture_dynmsc():
     r = dynmsc(FIXTURE.astype(float), 3, init="build")
     assert r.k == 3

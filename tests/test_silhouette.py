@@ -25,7 +25,7 @@ def _naive_medoid_silhouette(D, medoids):
     return s
 
 
-# -- known values (DESIGN.md §7) -----------------------------------------------------------
+# -- known values (docs/architecture.rst §13) --------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.int64])
 def test_fixture_values(dtype):
     D = FIXTURE.astype(dtype)

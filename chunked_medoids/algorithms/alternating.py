@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,19 @@ from ._common import (
 )
 from ._registry import register_method
 
+if TYPE_CHECKING:
+    from .._result import SwapResult
+    from .._typing import (
+        ClientLike,
+        DissimilarityLike,
+        InitLike,
+        MemoryLimit,
+        PathLike,
+        RandomStateLike,
+        WeightsLike,
+    )
+    from ..engine import Engine
+
 logger = logging.getLogger(__name__)
 
 #: default iteration bound (one iteration = one pass over D).
@@ -43,9 +57,12 @@ def _within_block(block, start, stop, st):
     return out
 
 
-def alternating(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-                tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-                block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def alternating(D: DissimilarityLike, k: int, *, init: InitLike = "random",
+                max_iter: int = DEFAULT_MAX_ITER, random_state: RandomStateLike = None,
+                weights: WeightsLike = None, tol: float = 0.0, memory_limit: MemoryLimit = "1GiB",
+                client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
+                block_rows: int | None = None, checkpoint: PathLike | None = None,
+                checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> SwapResult:
     """Alternating k-medoids (Voronoi iteration), streaming D once per iteration.
 
     Parameters

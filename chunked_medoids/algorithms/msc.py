@@ -29,6 +29,7 @@ on exact ties).  Removing a medoid drops a column of the n×k medoid table: no e
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +41,18 @@ from .._util import check_int
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
 from ._registry import register_method
+
+if TYPE_CHECKING:
+    from .._typing import (
+        ClientLike,
+        DissimilarityLike,
+        InitLike,
+        MemoryLimit,
+        PathLike,
+        RandomStateLike,
+        WeightsLike,
+    )
+    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +152,12 @@ def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapsh
     return run
 
 
-def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-              tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-              block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_iter: int = DEFAULT_MAX_ITER,
+              random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
+              memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+              num_workers: int | None = None, block_rows: int | None = None,
+              checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
+              engine: Engine | None = None, validate: bool = True) -> MSCResult:
     """FasterMSC: k-medoids maximising the average medoid silhouette, streaming D.
 
     Parameters
@@ -218,9 +234,12 @@ def fastermsc(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         return result
 
 
-def dynmsc(D, kmax, *, kmin=2, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-           tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-           checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "build",
+           max_iter: int = DEFAULT_MAX_ITER, random_state: RandomStateLike = None,
+           weights: WeightsLike = None, tol: float = 0.0, memory_limit: MemoryLimit = "1GiB",
+           client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
+           block_rows: int | None = None, checkpoint: PathLike | None = None,
+           checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> DynMSCResult:
     """DynMSC: choose k by the average medoid silhouette, from ``kmax`` down to ``kmin``.
 
     Starts from ``kmax`` medoids (``init``), optimises them with FasterMSC and records the

@@ -1,4 +1,4 @@
-"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (see ``docs/architecture.rst``).
+"""PAM, FastPAM1 and FastPAM2: best-swap-per-iteration methods (``docs/architecture.rst`` §4).
 
 Every iteration is one block-parallel pass over D (one Dask graph): each row stripe
 evaluates its rows as swap candidates against the broadcast caches and returns a small
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,19 @@ from .._state import SwapState
 from .._util import format_bytes
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
+
+if TYPE_CHECKING:
+    from .._result import SwapResult
+    from .._typing import (
+        ClientLike,
+        DissimilarityLike,
+        InitLike,
+        MemoryLimit,
+        PathLike,
+        RandomStateLike,
+        WeightsLike,
+    )
+    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -234,9 +248,11 @@ _PARAMS_DOC = """
 """
 
 
-def pam(D, k, *, init="build", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None, tol=0.0,
-        memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-        checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def pam(D: DissimilarityLike, k: int, *, init: InitLike = "build", max_iter: int = DEFAULT_MAX_ITER,
+        random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
+        memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+        num_workers: int | None = None, block_rows: int | None = None, checkpoint: PathLike | None = None,
+        checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> SwapResult:
     return _run("pam", D, k, init=init, max_iter=max_iter, random_state=random_state, weights=weights,
                 tol=tol, tau=None, memory_limit=memory_limit, client=client, progress=progress,
                 num_workers=num_workers, block_rows=block_rows, checkpoint=checkpoint,
@@ -250,9 +266,12 @@ pam.__doc__ = """Original PAM SWAP (Kaufman & Rousseeuw): per iteration the sing
 """ + _PARAMS_DOC % {"init": "build", "per": "one row", "extra": ""}
 
 
-def fastpam1(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-             tol=0.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def fastpam1(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_iter: int = DEFAULT_MAX_ITER,
+             random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
+             memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+             num_workers: int | None = None, block_rows: int | None = None,
+             checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
+             engine: Engine | None = None, validate: bool = True) -> SwapResult:
     return _run("fastpam1", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=None, memory_limit=memory_limit, client=client,
                 progress=progress, num_workers=num_workers, block_rows=block_rows,
@@ -266,9 +285,12 @@ fastpam1.__doc__ = """FastPAM1: the same swap as PAM each iteration (identical r
 """ + _PARAMS_DOC % {"init": "random", "per": "one row", "extra": ""}
 
 
-def fastpam2(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-             tol=0.0, tau=1.0, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-             block_rows=None, checkpoint=None, checkpoint_interval=60.0, engine=None, validate=True):
+def fastpam2(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_iter: int = DEFAULT_MAX_ITER,
+             random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
+             tau: float = 1.0, memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
+             progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
+             checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
+             engine: Engine | None = None, validate: bool = True) -> SwapResult:
     tau = check_tau(tau)
     return _run("fastpam2", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=tau, memory_limit=memory_limit, client=client,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,10 @@ from .._kernels.silhouette import medoid_silhouette_values, silhouette_block
 from .._util import check_medoids
 from ..sources import open_dissimilarity
 from ._common import driver_scope, medoid_table
+
+if TYPE_CHECKING:
+    from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit
+    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +57,10 @@ def _check_labels(labels, n):
     return inv.astype(np.int32).reshape(-1), np.bincount(inv.reshape(-1), minlength=c).astype(np.int64)
 
 
-def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, progress=False,
-               num_workers=None, block_rows=None, engine=None, validate=True):
+def silhouette(D: DissimilarityLike, labels: ArrayLike, *, samples: bool = False,
+               memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+               num_workers: int | None = None, block_rows: int | None = None, engine: Engine | None = None,
+               validate: bool = True) -> float | np.ndarray:
     """Silhouette (Rousseeuw 1987) of a clustering, computed in one streaming pass over D.
 
     For a point o in cluster A: ``a(o)`` = mean distance to the other members of A,
@@ -106,7 +113,7 @@ def silhouette(D, labels, *, samples=False, memory_limit="1GiB", client=None, pr
     return float(np.mean(s))
 
 
-def medoid_silhouette(D, medoids, *, samples=False):
+def medoid_silhouette(D: DissimilarityLike, medoids: IndexArray, *, samples: bool = False) -> float | np.ndarray:
     """Average medoid silhouette (Van der Laan et al. 2003; Lenssen & Schubert 2022).
 
     ``s(o) = 1 − d1(o) / d2(o)`` with ``d1 <= d2`` the distances of o to its nearest and
