@@ -98,6 +98,9 @@ WRITE_FACTOR = 3
 
 NATURAL_BLOCK_BYTES = 64 << 20
 FEATURE_WORK_BYTES = 32 << 20
+#: largest metric-prepared feature copy (float64, transposed: n·d·8 bytes) a features source
+#: keeps for the fused row kernels; larger X is prepared column chunk by column chunk.
+FEATURE_PREP_BYTES = 256 << 20
 PREDICT_BLOCK_BYTES = 32 << 20
 MAX_STRIPE_BYTES = 16 << 20
 HDF5_CHUNK_BYTES = 4 << 20
@@ -415,6 +418,7 @@ __all__ = [
     "CLARA_TASK_SHARE",
     "DECODE_FACTOR",
     "FEATURE_WORK_BYTES",
+    "FEATURE_PREP_BYTES",
     "HDF5_CHUNK_BYTES",
     "HDF5_MIN_CACHE_BYTES",
     "MAX_STRIPE_BYTES",

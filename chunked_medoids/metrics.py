@@ -403,6 +403,33 @@ class BoundMetric:
             return ()
         return self.spec.kernel_args(self.params, d)
 
+    def fused_args(self, d: int):
+        """``(code, p, categorical, ranges)`` for the fused row kernels
+        (:func:`chunked_medoids._kernels.metrics.dist_rows`), or None for a user function.
+
+        ``code`` is the kernel's metric code (minkowski with p = 1 or 2 maps to manhattan /
+        euclidean exactly as its block kernel dispatches); the others are the kernel's
+        parameter arguments (placeholders when the metric takes none).
+        """
+        if self.spec is None:
+            return None
+        km = _kernels()
+        code = km.FUSED_CODES.get(self.spec.kernel_name)
+        if code is None:
+            return None
+        p = 0.0
+        categorical = np.zeros(d, dtype=np.bool_)
+        ranges = np.zeros(d, dtype=np.float64)
+        if code == km.M_MINKOWSKI:
+            p = float(self.params["p"])
+            if p == 1.0:
+                code = km.M_MANHATTAN
+            elif p == 2.0:
+                code = km.M_EUCLIDEAN
+        elif code == km.M_GOWER:
+            categorical, ranges = self.spec.kernel_args(self.params, d)
+        return code, p, categorical, ranges
+
     def pairwise(self, XA, XB, out, *, check_finite: bool = False) -> np.ndarray:
         """Fill ``out[i, j] = d(XA[i], XB[j])`` with the numba kernel (GIL released).
 

@@ -25,6 +25,57 @@ import numpy as np
 from numba import njit
 
 # ---------------------------------------------------------------------------------------
+# per-coordinate terms: the ONE definition of each metric's arithmetic.  The per-pair
+# functions below and the fused row tiles (:func:`dist_tile`) both accumulate these terms
+# in coordinate order starting from 0.0, so they give the same float64 bits.
+# ---------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def sqdiff_term(a, b):
+    t = a - b
+    return t * t
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def absdiff_term(a, b):
+    return abs(a - b)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def dot_term(a, b):
+    return a * b
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def cheb_step(s, a, b):
+    # running maximum of |a - b| (first argument the running value)
+    t = abs(a - b)
+    return t if t > s else s
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def minkowski_term(a, b, p):
+    t = abs(a - b)
+    return t**p if t != 0.0 else 0.0
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def canberra_term(a, b):
+    # terms with |a| + |b| == 0 contribute 0 (scipy's convention)
+    den = abs(a) + abs(b)
+    return abs(a - b) / den if den > 0.0 else 0.0
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def gower_term(a, b, categorical, r):
+    # categorical -> (a != b); numeric -> |a - b| / range, columns with range 0 count 0
+    if categorical:
+        return 1.0 if a != b else 0.0
+    return abs(a - b) / r if r > 0.0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
 # per-pair functions (x, y: 1-D float64 rows of equal length d >= 1)
 # ---------------------------------------------------------------------------------------
 
@@ -33,8 +84,7 @@ from numba import njit
 def sqeuclidean_pair(x, y):
     s = 0.0
     for i in range(x.shape[0]):
-        t = x[i] - y[i]
-        s += t * t
+        s += sqdiff_term(x[i], y[i])
     return s
 
 
@@ -47,7 +97,7 @@ def euclidean_pair(x, y):
 def manhattan_pair(x, y):
     s = 0.0
     for i in range(x.shape[0]):
-        s += abs(x[i] - y[i])
+        s += absdiff_term(x[i], y[i])
     return s
 
 
@@ -55,9 +105,7 @@ def manhattan_pair(x, y):
 def chebyshev_pair(x, y):
     s = 0.0
     for i in range(x.shape[0]):
-        t = abs(x[i] - y[i])
-        if t > s:
-            s = t
+        s = cheb_step(s, x[i], y[i])
     return s
 
 
@@ -66,20 +114,15 @@ def minkowski_pair(x, y, p):
     # the kernel dispatches p == 1, 2 to the exact special cases; general p here
     s = 0.0
     for i in range(x.shape[0]):
-        t = abs(x[i] - y[i])
-        if t != 0.0:
-            s += t**p
+        s += minkowski_term(x[i], y[i], p)
     return s ** (1.0 / p)
 
 
 @njit(nogil=True, cache=True)
 def canberra_pair(x, y):
-    # terms with |x_i| + |y_i| == 0 contribute 0 (scipy's convention)
     s = 0.0
     for i in range(x.shape[0]):
-        den = abs(x[i]) + abs(y[i])
-        if den > 0.0:
-            s += abs(x[i] - y[i]) / den
+        s += canberra_term(x[i], y[i])
     return s
 
 
@@ -135,35 +178,32 @@ def jaccard_pair(x, y):
 
 @njit(nogil=True, cache=True)
 def gower_pair(x, y, categorical, ranges):
-    # mean over all d columns of: categorical -> (x_i != y_i); numeric -> |x_i - y_i| / range_i,
-    # where columns with range 0 contribute 0.
+    # mean over all d columns of gower_term
     s = 0.0
     d = x.shape[0]
     for i in range(d):
-        if categorical[i]:
-            if x[i] != y[i]:
-                s += 1.0
-        else:
-            r = ranges[i]
-            if r > 0.0:
-                s += abs(x[i] - y[i]) / r
+        s += gower_term(x[i], y[i], categorical[i], ranges[i])
     return s / d
 
 
-@njit(nogil=True, cache=True)
-def _cos_from_parts(dot, nx, ny):
-    # shared tail of cosine / correlation: symmetric in (nx, ny).
-    # Convention: both vectors zero -> 0; exactly one zero -> 1 (scipy gives NaN).
-    if dot == nx and nx == ny:
-        return 0.0  # identical rows (or rows indistinguishable in this arithmetic)
-    if nx == 0.0 or ny == 0.0:
-        return 1.0
-    r = 1.0 - dot / (math.sqrt(nx) * math.sqrt(ny))
-    if r < 0.0:
-        return 0.0
-    if r > 2.0:
-        return 2.0
+@njit(nogil=True, cache=True, error_model="numpy")
+def cos_from_roots(dot, nx, ny, rx, ry):
+    # shared tail of cosine / correlation (rx = sqrt(nx), ry = sqrt(ny)): symmetric in
+    # (nx, ny).  Convention: both vectors zero -> 0; exactly one zero -> 1 (scipy: NaN).
+    # Branch-free (selects), so it vectorises; error_model="numpy": the division is
+    # evaluated, then discarded, when a norm is 0.
+    r = 1.0 - dot / (rx * ry)
+    r = 0.0 if r < 0.0 else r
+    r = 2.0 if r > 2.0 else r
+    r = 1.0 if (nx == 0.0 or ny == 0.0) else r
+    # identical rows (or rows indistinguishable in this arithmetic)
+    r = 0.0 if (dot == nx and nx == ny) else r
     return r
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _cos_from_parts(dot, nx, ny):
+    return cos_from_roots(dot, nx, ny, math.sqrt(nx), math.sqrt(ny))
 
 
 @njit(nogil=True, cache=True)
@@ -277,7 +317,7 @@ def _cosine_block_scaled(CA, CB, out):
         for j in range(CB.shape[0]):
             dot = 0.0
             for t in range(d):
-                dot += CA[i, t] * CB[j, t]
+                dot += dot_term(CA[i, t], CB[j, t])
             out[i, j] = _cos_from_parts(dot, na[i], nb[j])
 
 
@@ -377,3 +417,379 @@ def update_minmax(X, lo, hi):
             if v > hi[t]:
                 hi[t] = v
     return True
+
+
+# ---------------------------------------------------------------------------------------
+# fused row tiles: distances of one row against a run of columns, computed coordinate-outer
+# (SIMD across the columns) into a small float64 tile that the caller consumes at once.
+# Features are held *prepared and transposed*: ``T`` is (d, m) C-contiguous float64 with
+# column ``o`` the row of point ``o`` after the metric's per-row preparation (the power-of-
+# two scaling / centring of cosine and correlation, else the row itself), ``aux`` (m,) its
+# squared norm (cosine / correlation; zeros otherwise).  Every built-in metric is bitwise
+# symmetric (all terms are symmetric in (x_i, y_i), summed in coordinate order), so
+# ``dist_tile`` gives ``pair(X[a], X[b])`` exactly, for either orientation.
+# ---------------------------------------------------------------------------------------
+
+M_EUCLIDEAN = 1
+M_SQEUCLIDEAN = 2
+M_MANHATTAN = 3
+M_CHEBYSHEV = 4
+M_MINKOWSKI = 5
+M_COSINE = 6
+M_CORRELATION = 7
+M_CANBERRA = 8
+M_BRAYCURTIS = 9
+M_HAMMING = 10
+M_JACCARD = 11
+M_GOWER = 12
+
+#: block kernel name -> fused metric code (minkowski with p = 1 / 2 maps to manhattan /
+#: euclidean, exactly as :func:`minkowski_block` dispatches).
+FUSED_CODES = {"euclidean_block": M_EUCLIDEAN, "sqeuclidean_block": M_SQEUCLIDEAN,
+               "manhattan_block": M_MANHATTAN, "chebyshev_block": M_CHEBYSHEV,
+               "minkowski_block": M_MINKOWSKI, "cosine_block": M_COSINE,
+               "correlation_block": M_CORRELATION, "canberra_block": M_CANBERRA,
+               "braycurtis_block": M_BRAYCURTIS, "hamming_block": M_HAMMING,
+               "jaccard_block": M_JACCARD, "gower_block": M_GOWER}
+
+
+@njit(nogil=True, cache=True)
+def prepare_columns(code, X):
+    """``(T, aux)`` of the float64 rows ``X`` (m, d): prepared rows transposed to (d, m);
+    ``aux`` (2, m): squared norms and their square roots (cosine / correlation; else 0)."""
+    if code == M_COSINE:
+        C = _pow2_scaled(X)
+    elif code == M_CORRELATION:
+        C = _pow2_scaled(_centered(X))
+    else:
+        C = X
+    m = C.shape[0]
+    d = C.shape[1]
+    aux = np.zeros((2, m), dtype=np.float64)
+    if code == M_COSINE or code == M_CORRELATION:
+        sq = _row_sqnorms(C)
+        for i in range(m):
+            aux[0, i] = sq[i]
+            aux[1, i] = math.sqrt(sq[i])
+    T = np.empty((d, m), dtype=np.float64)
+    for i in range(m):
+        for t in range(d):
+            T[t, i] = C[i, t]
+    return T, aux
+
+
+def tile_width(d):
+    """Columns per tile, a multiple of 64: the (d, width) slice of T stays within ~128 KiB
+    (L2) when d <= 256."""
+    w = (16384 // max(1, d)) // 64 * 64
+    return max(64, min(1024, w))
+
+
+@njit(nogil=True, cache=True)
+def _acc_sqdiff(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t sqdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            v += sqdiff_term(x2, r2[o])
+            v += sqdiff_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            v += sqdiff_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += sqdiff_term(x0, r0[o])
+            v += sqdiff_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += sqdiff_term(x0, r0[o])
+
+
+@njit(nogil=True, cache=True)
+def _acc_absdiff(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t absdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            v += absdiff_term(x2, r2[o])
+            v += absdiff_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            v += absdiff_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += absdiff_term(x0, r0[o])
+            v += absdiff_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += absdiff_term(x0, r0[o])
+
+
+@njit(nogil=True, cache=True)
+def _acc_dot(AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t dot_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+    d = AT.shape[0]
+    for o in range(w):
+        acc[o] = 0.0
+    t = 0
+    while t + 4 <= d:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        x3 = AT[t + 3, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        r3 = BT[t + 3, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            v += dot_term(x2, r2[o])
+            v += dot_term(x3, r3[o])
+            acc[o] = v
+        t += 4
+    rem = d - t
+    if rem == 3:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        x2 = AT[t + 2, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        r2 = BT[t + 2, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            v += dot_term(x2, r2[o])
+            acc[o] = v
+    elif rem == 2:
+        x0 = AT[t, ia]
+        x1 = AT[t + 1, ia]
+        r0 = BT[t, b0:b0 + w]
+        r1 = BT[t + 1, b0:b0 + w]
+        for o in range(w):
+            v = acc[o]
+            v += dot_term(x0, r0[o])
+            v += dot_term(x1, r1[o])
+            acc[o] = v
+    elif rem == 1:
+        x0 = AT[t, ia]
+        r0 = BT[t, b0:b0 + w]
+        for o in range(w):
+            acc[o] += dot_term(x0, r0[o])
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc, acc2):
+    """``acc[o] = d(point ia of A, point b0 + o of B)`` for ``o < w`` (finished float64).
+
+    ``aux_a`` / ``aux_b`` are the (2, m) auxiliaries of A / B (:func:`prepare_columns`).
+    """
+    d = AT.shape[0]
+    nb = aux_b[0, b0:b0 + w]
+    rb = aux_b[1, b0:b0 + w]
+    if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
+        _acc_sqdiff(AT, ia, BT, b0, w, acc)
+        if code == M_EUCLIDEAN:
+            for o in range(w):
+                acc[o] = math.sqrt(acc[o])
+        return
+    if code == M_MANHATTAN:
+        _acc_absdiff(AT, ia, BT, b0, w, acc)
+        return
+    if code == M_COSINE or code == M_CORRELATION:
+        _acc_dot(AT, ia, BT, b0, w, acc)
+        na = aux_a[0, ia]
+        ra = aux_a[1, ia]
+        for o in range(w):
+            acc[o] = cos_from_roots(acc[o], na, nb[o], ra, rb[o])
+        return
+    for o in range(w):
+        acc[o] = 0.0
+    if code == M_CHEBYSHEV:
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                acc[o] = cheb_step(acc[o], x, bt[o])
+    elif code == M_MINKOWSKI:
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                acc[o] += minkowski_term(x, bt[o], p)
+        q = 1.0 / p
+        for o in range(w):
+            acc[o] = acc[o] ** q
+    elif code == M_CANBERRA:
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                acc[o] += canberra_term(x, bt[o])
+    elif code == M_BRAYCURTIS:
+        for o in range(w):
+            acc2[o] = 0.0
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                y = bt[o]
+                acc[o] += abs(x - y)
+                acc2[o] += abs(x + y)
+        for o in range(w):
+            num = acc[o]
+            den = acc2[o]
+            if not (math.isfinite(num) and math.isfinite(den)):
+                acc[o] = braycurtis_pair(AT[:, ia], BT[:, b0 + o])  # overflow: the exact path
+            elif num == 0.0:
+                acc[o] = 0.0
+            elif den == 0.0:
+                acc[o] = np.inf
+            else:
+                acc[o] = num / den
+    elif code == M_HAMMING:
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                acc[o] += 1.0 if x != bt[o] else 0.0
+        for o in range(w):
+            acc[o] = acc[o] / d
+    elif code == M_JACCARD:
+        for o in range(w):
+            acc2[o] = 0.0
+        for t in range(d):
+            a = AT[t, ia] != 0.0
+            bt = BT[t, b0:b0 + w]
+            for o in range(w):
+                b = bt[o] != 0.0
+                acc2[o] += 1.0 if (a or b) else 0.0
+                acc[o] += 1.0 if a != b else 0.0
+        for o in range(w):
+            acc[o] = acc[o] / acc2[o] if acc2[o] != 0.0 else 0.0
+    elif code == M_GOWER:
+        for t in range(d):
+            x = AT[t, ia]
+            bt = BT[t, b0:b0 + w]
+            c = categorical[t]
+            r = ranges[t]
+            for o in range(w):
+                acc[o] += gower_term(x, bt[o], c, r)
+        for o in range(w):
+            acc[o] = acc[o] / d
+
+
+@njit(nogil=True, cache=True)
+def dist_rows(code, AT, aux_a, a_off, ids, BT, aux_b, gB, out, oc, p, categorical, ranges, is_int,
+              imax, tw):
+    """``out[r, oc + o] = D[ids[r], gB + o]`` for every row r and every column o of ``BT``.
+
+    Column ``a_off + r`` of ``AT`` (and ``aux_a``) holds the prepared row of point ``ids[r]``;
+    ``BT``/``aux_b`` those of the
+    points ``gB .. gB + BT.shape[1]``.  The diagonal (``ids[r] == gB + o``) is exactly 0.
+    Float output: the float64 distance is rounded to ``out``'s dtype; integer output: first
+    to the nearest integer (``np.rint``).  Returns the number of entries that are not
+    finite in the output dtype (integers: above ``imax``), so the caller can report them.
+    Tiles of ``tw`` columns; all rows are run against a tile before the next (cache blocking).
+    """
+    m = ids.shape[0]
+    nb = BT.shape[1]
+    acc = np.empty(tw, dtype=np.float64)
+    acc2 = np.empty(tw, dtype=np.float64)
+    bad = 0
+    for c0 in range(0, nb, tw):
+        w = min(tw, nb - c0)
+        for r in range(m):
+            dist_tile(code, AT, a_off + r, aux_a, BT, c0, w, aux_b, p, categorical, ranges, acc, acc2)
+            g = ids[r] - gB - c0
+            if 0 <= g < w:
+                acc[g] = 0.0
+            row = out[r, oc + c0:oc + c0 + w]
+            if is_int:
+                for o in range(w):
+                    v = np.rint(acc[o])
+                    if not (v <= imax):
+                        bad += 1
+                        v = 0.0
+                    row[o] = v
+            else:
+                for o in range(w):
+                    row[o] = acc[o]
+                for o in range(w):
+                    bad += not (row[o] < np.inf)
+    return bad

@@ -24,9 +24,28 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def pass_terms(d, a, b, nno, wo, weighted, P, acc):
+    """The FastPAM1 terms of one point with ``d < ds[o]`` (float64 ``d``, ``a = dn[o]``,
+    ``b = ds[o]``, ``nno = nn[o]``): ``acc += min(d, a) − a``, ``P[nno] += max(d, a) − b``
+    (each times ``wo`` when weighted).  Returns the new ``acc``."""
+    if weighted:
+        acc += wo * (min(d, a) - a)
+        P[nno] += wo * (max(d, a) - b)
+    else:
+        acc += min(d, a) - a
+        P[nno] += max(d, a) - b
+    return acc
+
+
+#: points per comparison mask of :func:`eval_candidate` (bits of a uint64).
+MASK_BITS = 64
 
 
 @njit(nogil=True, cache=True)
@@ -38,11 +57,13 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
     ``P[nn[o]] += d − ds[o]`` (each term times ``w[o]`` when weighted).  With k = 1
     (no second medoid) ``P[0] = 0`` and ``acc = Σ w_o (d − dn[o])``.  O(n + k).
 
-    Implementation (branch-light): a first branch-free loop collects into the scratch
-    ``buf`` (n,) int32 the points with ``d < ds[o]`` (the only ones that contribute); a
-    second loop adds ``min(d, dn) − dn`` to acc and ``max(d, dn) − ds`` to ``P[nn]`` for
-    them, in increasing o.  Both are exactly the terms above (the extra terms are exact
-    zeros), summed in the same order, so the result is bitwise that of the textbook loop.
+    Implementation (vector compare, scalar work only where it is needed): the points are
+    compared with ``ds`` 64 at a time into a bit mask (a loop numba vectorises); only the
+    set bits -- the few points with ``d < ds[o]``, the only ones that contribute -- are
+    visited, in increasing o, adding ``min(d, dn) − dn`` to acc and ``max(d, dn) − ds`` to
+    ``P[nn]`` (:func:`pass_terms`).  These are exactly the terms above (the extra terms are
+    exact zeros), summed in the same order, so the result is bitwise that of the textbook
+    loop.  ``buf`` is unused (kept for the signature).
     """
     k = R.shape[0]
     n = row.shape[0]
@@ -58,25 +79,22 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
         return acc
     for s in range(k):
         P[s] = R[s]
-    cnt = 0
-    for o in range(n):
-        buf[cnt] = o
-        cnt += row[o] < ds[o]
-    if weighted:
-        for t in range(cnt):
-            o = buf[t]
-            d = np.float64(row[o])
-            a = np.float64(dn[o])
-            wo = w[o]
-            acc += wo * (min(d, a) - a)
-            P[nn[o]] += wo * (max(d, a) - np.float64(ds[o]))
-    else:
-        for t in range(cnt):
-            o = buf[t]
-            d = np.float64(row[o])
-            a = np.float64(dn[o])
-            acc += min(d, a) - a
-            P[nn[o]] += max(d, a) - np.float64(ds[o])
+    nfull = n - n % MASK_BITS
+    for base in range(0, nfull, MASK_BITS):
+        r = row[base:base + MASK_BITS]
+        q = ds[base:base + MASK_BITS]
+        m = np.uint64(0)
+        for t in range(MASK_BITS):
+            m |= np.uint64(r[t] < q[t]) << np.uint64(t)
+        while m != 0:
+            o = base + trailing_zeros(m)
+            m &= m - np.uint64(1)
+            acc = pass_terms(np.float64(row[o]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                             w[o] if weighted else 1.0, weighted, P, acc)
+    for o in range(nfull, n):
+        if row[o] < ds[o]:
+            acc = pass_terms(np.float64(row[o]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                             w[o] if weighted else 1.0, weighted, P, acc)
     return acc
 
 

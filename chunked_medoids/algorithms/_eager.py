@@ -74,7 +74,7 @@ def iter_units(source, eng, units, desc):
 
 
 def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=None, ckpt, snapshot,
-                 on_pass_end=None, desc="eager"):
+                 on_pass_end=None, desc="eager", rows=True):
     """Run eager passes over ``source`` until convergence or ``max_iter`` passes.
 
     Parameters
@@ -99,6 +99,10 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         before the pass-end checkpoint.
     desc : str
         Name used in progress bars and logs.
+    rows : bool, default True
+        False when ``evaluate`` computes the candidates' rows itself (fused kernels on a
+        features source): nothing is read, ``evaluate(None, start, None, cand, counters)``
+        gets the candidates in units of the same size.
 
     Returns
     -------
@@ -114,9 +118,15 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         swaps0 = walk.n_swap
         if walk.pos == 0:
             walk.n_iter += 1
-        units = read_units(n, order, walk.pos, brows)
-        for (ps, pe, read), block in iter_units(source, eng, units, f"{desc} pass {walk.n_iter}"):
-            if isinstance(read, tuple):
+        if rows:
+            stream = iter_units(source, eng, read_units(n, order, walk.pos, brows), f"{desc} pass {walk.n_iter}")
+        else:
+            stream = (((a, min(a + brows, n), None), None) for a in range(walk.pos, n, brows))
+        for (ps, pe, read), block in stream:
+            if read is None:
+                cand = np.arange(ps, pe, dtype=np.int64) if order is None else order[ps:pe]
+                visit = None
+            elif isinstance(read, tuple):
                 cand = np.arange(ps, pe, dtype=np.int64) if order is None else order[ps:pe]
                 visit = cand - read[0]
             else:

@@ -27,7 +27,8 @@ import logging
 
 import numpy as np
 
-from .._errors import InvalidTypeError
+from .._errors import DissimilarityError, InvalidTypeError
+from .._kernels.fused import FusedEval
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
 from .._state import SwapState
 from .._util import check_choice, check_k
@@ -74,8 +75,9 @@ def candidate_order(n, order, rng):
 class _Speculator:
     """Speculative batch evaluation over ``threads`` threads (see module notes)."""
 
-    def __init__(self, pool, threads, k, n):
+    def __init__(self, pool, threads, k, n, fused=None):
         self.pool = pool
+        self.fused = fused  # FusedEval: rows computed from features (block/visit are None)
         self.threads = threads
         self.P = [np.empty(k, dtype=np.float64) for _ in range(threads)]
         self.out = [np.empty(2, dtype=np.float64) for _ in range(threads)]
@@ -86,7 +88,7 @@ class _Speculator:
 
     def run(self, block, visit, cand, st, counters, td_box, tol, P_seq):
         n = st.n
-        L = visit.shape[0]
+        L = cand.shape[0]
         i = 0
         T = self.threads
         while i < L:
@@ -96,9 +98,14 @@ class _Speculator:
                 # swaps are frequent: speculation would mostly be wasted; go sequential
                 hi = min(L, i + 16)
                 before = int(counters[1])
-                consumed = fasterpam_block(block, visit[i:hi], cand[i:hi], st.M, st.medoids,
-                                           st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w,
-                                           st.weighted, tol, P_seq, self.buf[0], counters, td_box)
+                if self.fused is not None:
+                    consumed = self.fused.block(cand[i:hi], st, tol, P_seq, counters, td_box)
+                else:
+                    consumed = fasterpam_block(block, visit[i:hi], cand[i:hi], st.M, st.medoids,
+                                               st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w,
+                                               st.weighted, tol, P_seq, self.buf[0], counters, td_box)
+                if self.fused is not None and self.fused.bad():
+                    return i
                 got = int(counters[1]) - before
                 self.gap = 0.8 * self.gap + 0.2 * ((hi - i) / got if got else 4.0 * (hi - i))
                 i += consumed
@@ -110,19 +117,29 @@ class _Speculator:
             td_now = float(td_box[0])
             bounds = np.linspace(i, hi, T + 1).astype(np.int64)
             futures = []
+            fe = self.fused
             for t in range(1, T):
                 lo_t, hi_t = int(bounds[t]), int(bounds[t + 1])
-                if hi_t > lo_t:
+                if hi_t > lo_t and fe is not None:
+                    futures.append(self.pool.submit(fe.first, t, cand, lo_t, hi_t, st, td_now, tol,
+                                                    self.P[t], self.out[t]))
+                elif hi_t > lo_t:
                     futures.append(self.pool.submit(
                         first_improving, block, visit, cand, lo_t, hi_t, st.is_medoid, st.dn, st.ds,
                         st.nn, st.R, st.w, st.weighted, td_now, tol, self.P[t], self.buf[t], self.out[t]))
                 else:
                     futures.append(None)
-            hits = [(first_improving(block, visit, cand, int(bounds[0]), int(bounds[1]), st.is_medoid,
-                                     st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td_now, tol,
-                                     self.P[0], self.buf[0], self.out[0]), 0)]
+            if fe is not None:
+                first = fe.first(0, cand, int(bounds[0]), int(bounds[1]), st, td_now, tol, self.P[0], self.out[0])
+            else:
+                first = first_improving(block, visit, cand, int(bounds[0]), int(bounds[1]), st.is_medoid,
+                                        st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td_now, tol,
+                                        self.P[0], self.buf[0], self.out[0])
+            hits = [(first, 0)]
             for t, f in enumerate(futures, start=1):
                 hits.append((-1 if f is None else f.result(), t))
+            if fe is not None and fe.bad():
+                return i
             found = next(((p, t) for p, t in hits if p >= 0), None)
             if found is None:
                 counters[0] += hi - i
@@ -137,8 +154,11 @@ class _Speculator:
             counters[0] += p - i
             slot = int(self.out[t][0])
             j = int(cand[p])
-            td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
-                                   st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
+            if fe is not None:
+                td_box[0] = fe.apply(slot, j, st)
+            else:
+                td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
+                                       st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
             counters[1] += 1
             counters[0] = 1
             self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
@@ -235,8 +255,10 @@ def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=No
         if not state.loss_history:
             state.loss_history.append(st.td)
         threads = eng.num_workers if (eng.client is None and speculative) else 1
-        spec = _Speculator(eng.thread_pool(), threads, k, source.n) if threads > 1 else None
-        _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol, ckpt=ckpt)
+        fused = fused_eval(source, threads, st)
+        spec = _Speculator(eng.thread_pool(), threads, k, source.n, fused) if threads > 1 else None
+        _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol, ckpt=ckpt,
+                          fused=fused)
         result = make_result(st.M, st.medoids, w, n_iter=state.n_iter, n_swap=state.n_swap,
                              loss_history=state.loss_history, algorithm="fasterpam",
                              converged=bool(state.done), order=order_name)
@@ -252,7 +274,23 @@ def _snapshot(state, st):
     return state
 
 
-def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt):
+def fused_eval(source, threads, st):
+    """The fused kernels for ``source`` when it computes rows from features (its
+    ``fused_bundle()``), else None (the pass streams ``read_rows`` blocks)."""
+    bundle = getattr(source, "fused_bundle", None)
+    F = bundle() if bundle is not None else None
+    return None if F is None else FusedEval(F, threads, st.ds)
+
+
+def report_bad_rows(source, cand):
+    """A fused kernel met a non-finite distance among the rows of ``cand``: let the source
+    raise its own error naming the entry (the rows are recomputed one by one)."""
+    for j in cand:
+        source.read_rows(int(j), int(j) + 1)
+    raise DissimilarityError(f"a distance computed on the fly is not finite (rows {cand[0]}..{cand[-1]})")
+
+
+def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt, fused=None):
     """FasterPAM passes on ``st`` until convergence or ``max_iter``, continuing ``state``.
 
     The eager walk itself is :func:`~chunked_medoids.algorithms._eager.eager_passes`; this
@@ -265,11 +303,15 @@ def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol
     buf = np.empty(st.n, dtype=np.int32)
 
     def evaluate(block, start, visit, cand, counters):
-        if spec is None:
+        if spec is not None:
+            consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
+        elif fused is not None:
+            consumed = fused.block(cand, st, tol, P, counters, td_box)
+        else:
             consumed = fasterpam_block(block, visit, cand, st.M, st.medoids, st.is_medoid, st.dn, st.ds,
                                        st.nn, st.sn, st.R, st.w, st.weighted, tol, P, buf, counters, td_box)
-        else:
-            consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
+        if fused is not None and fused.bad():
+            report_bad_rows(source, cand)
         st.td = float(td_box[0])
         return consumed
 
@@ -283,7 +325,7 @@ def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol
         log_pass("fasterpam", "loss", st.td, walk, seconds, nbytes, swaps)
 
     eager_passes(source, eng, walk, evaluate, max_iter=max_iter, order=cand_order, ckpt=ckpt,
-                 snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam")
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam", rows=fused is None)
     snapshot()
 
 

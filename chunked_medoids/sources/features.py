@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 
 import numpy as np
 
@@ -272,6 +273,9 @@ class FeatureSource(DissimilaritySource):
             self._imax = float(np.iinfo(self.dtype).max)
         else:
             self._imax = None
+        self._fused = metric.fused_args(d)
+        self._prep = None
+        self._prep_lock = threading.Lock()
 
     @property
     def features_hash(self) -> str:
@@ -324,6 +328,16 @@ class FeatureSource(DissimilaritySource):
             target[...] = values
 
     def _read_rows(self, start, stop):
+        m = stop - start
+        if m == 0 or self._fused is None:
+            return self._read_rows_generic(start, stop)
+        out = np.empty((m, self.n), dtype=self.dtype)
+        if self._fused_rows(None, np.arange(start, stop, dtype=np.int64), out):
+            return out
+        return self._read_rows_generic(start, stop)  # raises naming the offending entry
+
+    def _read_rows_generic(self, start, stop):
+        """Rows through ``metric.pairwise`` blocks (user metrics; error reporting)."""
         n, m = self.n, stop - start
         out = np.empty((m, n), dtype=self.dtype)
         if m == 0:
@@ -382,6 +396,11 @@ class FeatureSource(DissimilaritySource):
         run_starts = np.concatenate(([0], breaks))
         run_stops = np.concatenate((breaks, [u]))
         XS = np.vstack([feats.read(int(uniq[a]), int(uniq[b - 1]) + 1) for a, b in zip(run_starts, run_stops)])
+        if self._fused is not None:
+            rows = np.empty((u, n), dtype=self.dtype)
+            if self._fused_rows(XS, uniq.astype(np.int64), rows):
+                out[:] = rows[inverse]
+                return out
         rows = np.empty((u, n), dtype=self.dtype)
         work = np.empty(u * min(fbr, n), dtype=np.float64)
         for c0 in range(0, n, fbr):
@@ -415,6 +434,107 @@ class FeatureSource(DissimilaritySource):
     def _fingerprint_parts(self):
         return ["features", self._x_hash, self.metric.describe()]
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_prep"] = None  # rebuilt lazily where it is used (e.g. on a Dask worker)
+        state["_prep_lock"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._prep_lock = threading.Lock()
+
+    # -- fused row kernels -------------------------------------------------------------
+    def prepared_features(self):
+        """``(T, aux)``: the metric-prepared features of all n points, transposed, or None.
+
+        ``T`` is (d, n) float64 C-contiguous, column ``o`` the row of point ``o`` after the
+        metric's per-row preparation; ``aux`` (2, n) float64 its squared norm and that
+        norm's square root (cosine / correlation) or zeros.  This is what the fused kernels
+        of :mod:`chunked_medoids._kernels` take instead of dissimilarity rows.
+
+        None for a user metric (no fused kernel), for X in a zarr / HDF5 / dask array
+        (never loaded whole: rows are then computed column chunk by column chunk) or when
+        the copy would exceed ``_budget.FEATURE_PREP_BYTES``.  Computed once on first use (one
+        streaming read of X), kept by this object (not pickled).
+
+        Returns
+        -------
+        tuple of (ndarray, ndarray) or None
+        """
+        if (self._fused is None or self.features._mode not in ("numpy", "memmap", "npy")
+                or self.n * self.features.d * 8 > _budget.FEATURE_PREP_BYTES):
+            return None
+        if self._prep is None:
+            with self._prep_lock:
+                if self._prep is None:
+                    from .._kernels.metrics import prepare_columns
+
+                    n, d, code = self.n, self.features.d, self._fused[0]
+                    T = np.empty((d, n), dtype=np.float64)
+                    aux = np.empty((2, n), dtype=np.float64)
+                    rows = max(1, min(n, _budget.FEATURE_WORK_BYTES // (8 * d)))
+                    for a, b, blk in self.features.iter_blocks(rows):
+                        t, x = prepare_columns(code, blk)
+                        T[:, a:b] = t
+                        aux[:, a:b] = x
+                    self._prep = (T, aux)
+        return self._prep
+
+    def fused_bundle(self):
+        """The feature bundle ``F`` the fused swap kernels take instead of rows of D, or None.
+
+        ``(code, T, aux, p, categorical, ranges, tw)``: metric code and parameters, the
+        prepared features (:meth:`prepared_features`) and the tile width; see
+        :mod:`chunked_medoids._kernels.fused`.  None for integer dtypes, user metrics and
+        when :meth:`prepared_features` is None (the caller then streams :meth:`read_rows`).
+        """
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            return None
+        prep = self.prepared_features()
+        if prep is None:
+            return None
+        from .._kernels.metrics import tile_width
+
+        code, p, cat, ranges = self._fused
+        return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)))
+
+    def fused_metric(self):
+        """``(code, p, categorical, ranges)`` of the fused kernels, or None (user metric)."""
+        return self._fused
+
+    def _fused_rows(self, XA, ids, out):
+        """Fill ``out`` (len(ids), n) with the rows of points ``ids`` (features ``XA``, or None
+        when the prepared copy is used).  False if an entry is not finite / overflows."""
+        from .._kernels.metrics import dist_rows, prepare_columns, tile_width
+
+        code, p, cat, ranges = self._fused
+        is_int = self._imax is not None
+        imax = self._imax if is_int else 0.0
+        tw = tile_width(self.features.d)
+        prep = self.prepared_features()
+        if prep is not None:
+            T, aux = prep
+            if XA is None:
+                a_off = int(ids[0])
+                AT, auxA = T, aux
+            else:
+                AT, auxA = prepare_columns(code, XA)
+                a_off = 0
+            bad = dist_rows(code, AT, auxA, a_off, ids, T, aux, 0, out, 0, p, cat, ranges, is_int, imax, tw)
+            return bad == 0
+        if XA is None:
+            XA = self.features.read(int(ids[0]), int(ids[-1]) + 1)
+        AT, auxA = prepare_columns(code, XA)
+        fbr = self.feature_block_rows
+        for c0 in range(0, self.n, fbr):
+            c1 = min(c0 + fbr, self.n)
+            BT, auxB = prepare_columns(code, self.features.read(c0, c1))
+            bad = dist_rows(code, AT, auxA, 0, ids, BT, auxB, c0, out, c0, p, cat, ranges, is_int, imax, tw)
+            if bad:
+                return False
+        return True
+
     def __repr__(self) -> str:
         return (f"<FeatureSource X={self.features.describe()} n={self.n} d={self.features.d} "
                 f"metric={self.metric.name!r} dtype={self.dtype} block_rows={self.block_rows}>")
@@ -433,8 +553,8 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
     dtype : {"float32", "float64", "int32", "int64"}, default "float32"
-        Element type of the returned rows.  Distances are computed in float64 and cast;
-        integer dtypes round to the nearest integer (overflow raises).
+        Element type of the returned rows.  Distances are computed in float64 and rounded
+        to it; integer dtypes round to the nearest integer (overflow raises).
     block_rows : int, optional
         Natural row-block height (default: about 64 MiB of output rows).
     feature_block_rows : int, optional
@@ -456,8 +576,14 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
 
     Notes
     -----
-    Memory per row block of height ``m``: the output ``m × n`` plus a float64 buffer of
-    ``m × feature_block_rows`` plus ``(m + feature_block_rows) × d`` features.
+    Rows are computed by the fused row kernels of :mod:`chunked_medoids._kernels.metrics`:
+    tiles of a few hundred distances in float64 registers/L1, rounded straight into the
+    output rows (no float64 blocks, no transposed copies, finiteness checked in the same
+    sweep); user metrics take the generic path through ``metric.pairwise``.  Memory per
+    row block of height ``m``: the output ``m × n``; for X in memory (numpy, memmap, .npy)
+    plus one metric-prepared float64 copy of X, ``n × d × 8`` bytes, kept by the source
+    when it is at most 256 MiB (also what the fused FasterPAM kernels read); otherwise
+    X is prepared column chunk by column chunk (``feature_block_rows × d × 8`` bytes).
     ``take_rows`` of scattered rows makes one pass over X for all of them.
     Creation streams X once (finite check, contents hash for :meth:`fingerprint`, metric fit).
     Each entry is ``metric(X[min(i, j)], X[max(i, j)])`` and the diagonal is exactly 0, so D

@@ -1,0 +1,439 @@
+"""Fused swap kernels: candidate rows computed from features and consumed in the same loop.
+
+Pure numba, numpy in / numpy out.  A *feature bundle* replaces the candidate's row of D:
+``code`` (metric code of :mod:`.metrics`), ``T`` (d, n) / ``aux`` (2, n) the prepared,
+transposed features (:func:`~.metrics.prepare_columns`) and the metric parameters ``p``,
+``categorical``, ``ranges``.  ``D[j, o]`` is :func:`~.metrics.dist_tile`'s float64 value
+rounded to the source dtype (float32 or float64) -- bit for bit the value
+``FeatureSource.read_rows`` returns, and the diagonal is 0.
+
+The kernels walk the candidate's row in tiles of ``tw`` points (tile buffers of a few KiB,
+no row or block is materialised) and give bitwise the results of the stored kernels of
+:mod:`.swap` on the materialised row: the same points contribute the same terms, summed in
+increasing point order.
+
+*Monotone* metrics (euclidean, sqeuclidean, manhattan, chebyshev) are compared before their
+finishing step: with ``s`` the accumulated float64 sum (maximum for chebyshev) and
+``f(s) = dtype(finish(s))`` (``finish`` = sqrt for euclidean, identity otherwise), ``f`` is
+non-decreasing, so ``f(s) < ds[o]`` iff ``s < thr[o]`` where ``thr[o]`` is the smallest
+float64 ``s`` with ``f(s) >= ds[o]`` (:func:`threshold`, exact).  Only the few points that
+pass are finished (one sqrt each).  The finiteness of every entry is checked in the same
+sweep (``s < thr(inf)``; other metrics: the rounded value ``< inf``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from .assign import loss_sum, removal_loss, swap_update
+from .metrics import (
+    M_CHEBYSHEV,
+    M_EUCLIDEAN,
+    M_MANHATTAN,
+    M_SQEUCLIDEAN,
+    _acc_absdiff,
+    _acc_sqdiff,
+    cheb_step,
+    dist_tile,
+)
+from .swap import NOISE, best_slot, eval_candidate, pass_terms
+
+#: finishing kinds of the monotone path: 0 = none (not monotone), 1 = identity, 2 = sqrt.
+FIN_NONE = 0
+FIN_ID = 1
+FIN_SQRT = 2
+
+
+@njit(nogil=True, cache=True)
+def finish_kind(code):
+    """How ``code`` is finished on the monotone path (:data:`FIN_NONE` if it is not)."""
+    if code == M_EUCLIDEAN:
+        return FIN_SQRT
+    if code == M_SQEUCLIDEAN or code == M_MANHATTAN or code == M_CHEBYSHEV:
+        return FIN_ID
+    return FIN_NONE
+
+
+@njit(nogil=True, cache=True)
+def _raw_tile(code, T, ia, b0, w, acc):
+    """``acc[o]`` = the unfinished float64 sum (max) of the monotone metric ``code``."""
+    if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
+        _acc_sqdiff(T, ia, T, b0, w, acc)
+    elif code == M_MANHATTAN:
+        _acc_absdiff(T, ia, T, b0, w, acc)
+    else:  # chebyshev
+        d = T.shape[0]
+        for o in range(w):
+            acc[o] = 0.0
+        for t in range(d):
+            x = T[t, ia]
+            bt = T[t, b0:b0 + w]
+            for o in range(w):
+                acc[o] = cheb_step(acc[o], x, bt[o])
+
+
+@njit(nogil=True, cache=True)
+def _finish(fin, s):
+    if fin == FIN_SQRT:
+        return math.sqrt(s)
+    return s
+
+
+@njit(nogil=True, cache=True)
+def threshold(fin, v, f32):
+    """Smallest float64 ``s >= 0`` with ``f(s) >= v`` (``f`` as in the module notes), for a
+    value ``v >= 0`` of the output dtype (``f32``: float32, else float64).  ``inf`` when
+    only ``s = inf`` reaches ``v`` (float64 output, ``v = inf``)."""
+    v = np.float64(v)
+    if not (v > 0.0):
+        return 0.0
+    if f32:
+        # RN32(q) >= v  iff  q >= m (tie at the midpoint m goes to the even neighbour)
+        lo = np.float64(np.nextafter(np.float32(v), np.float32(0.0)))
+        if v == np.inf:  # the midpoint above the largest float32 (half its ulp above it)
+            m = lo + 0.5 * (lo - np.float64(np.nextafter(np.float32(lo), np.float32(0.0))))
+        else:
+            m = 0.5 * (lo + v)  # exact in float64
+        if np.float32(m) != np.float32(v):
+            m = np.nextafter(m, np.inf)
+    else:
+        m = v
+    if fin == FIN_ID:
+        return m
+    # smallest s with sqrt(s) >= m (sqrt correctly rounded, monotone)
+    if m == np.inf:
+        return np.inf
+    s = m * m
+    while s > 0.0 and math.sqrt(np.nextafter(s, 0.0)) >= m:
+        s = np.nextafter(s, 0.0)
+    while math.sqrt(s) < m:
+        s = np.nextafter(s, np.inf)
+    return s
+
+
+@njit(nogil=True, cache=True)
+def update_thresholds(fin, ds, thr, thr_v, f32, everything):
+    """Recompute ``thr[o] = threshold(ds[o])`` where ``ds[o]`` changed since ``thr_v[o]``
+    (all points when ``everything``)."""
+    for o in range(ds.shape[0]):
+        if everything or ds[o] != thr_v[o]:
+            thr[o] = threshold(fin, ds[o], f32)
+            thr_v[o] = ds[o]
+
+
+@njit(nogil=True, cache=True)
+def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
+    """``row[o] = D[j, o]`` in ``row``'s dtype for all o (diagonal 0).  Returns the number
+    of entries that are not finite in that dtype."""
+    n = T.shape[1]
+    bad = 0
+    for c0 in range(0, n, tw):
+        w = min(tw, n - c0)
+        dist_tile(code, T, j, aux, T, c0, w, aux, p, categorical, ranges, acc, acc2)
+        if c0 <= j < c0 + w:
+            acc[j - c0] = 0.0
+        seg = row[c0:c0 + w]
+        for o in range(w):
+            seg[o] = acc[o]
+        for o in range(w):
+            bad += not (seg[o] < np.inf)
+    return bad
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
+    # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
+    # Full groups of 64 have a constant trip count (the compare loop vectorises).
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        a = acc[g0:g0 + 64]
+        q = lim[g0:g0 + 64]
+        m = np.uint64(0)
+        for t in range(64):
+            m |= np.uint64(a[t] < q[t]) << np.uint64(t)
+        while m != 0:
+            t = g0 + trailing_zeros(m)
+            m &= m - np.uint64(1)
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
+    for t in range(nfull, wt):
+        if acc[t] < lim[t]:
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
+    return total
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32):
+    v = _finish(fin, s)
+    if f32:
+        v = np.float64(np.float32(v))  # rounded to the source dtype
+    return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0,
+                      weighted, P, total)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
+    # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with ds directly
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        v = vals[g0:g0 + 64]
+        q = ds[c0 + g0:c0 + g0 + 64]
+        m = np.uint64(0)
+        for t in range(64):
+            m |= np.uint64(v[t] < q[t]) << np.uint64(t)
+        while m != 0:
+            t = g0 + trailing_zeros(m)
+            m &= m - np.uint64(1)
+            o = c0 + t
+            total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                               w[o] if weighted else 1.0, weighted, P, total)
+    for t in range(nfull, wt):
+        o = c0 + t
+        if vals[t] < ds[o]:
+            total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                               w[o] if weighted else 1.0, weighted, P, total)
+    return total
+
+
+@njit(nogil=True, cache=True)
+def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf, nn, R, w,
+                         weighted, P, vals, acc, acc2, tw, bad_box):
+    """:func:`~.swap.eval_candidate` of candidate ``j`` with its row computed on the fly.
+
+    Fills ``P`` and returns the sum bitwise as the stored kernel does on ``D[j]`` (same
+    passing points, same :func:`~.swap.pass_terms`, increasing o); adds the number of
+    non-finite entries of the row to ``bad_box[0]``.  ``vals`` (tw,) source dtype and
+    ``acc``/``acc2`` (tw,) float64 are scratch; ``thr`` / ``tinf`` the thresholds of the
+    monotone path (unused otherwise).  ``tw`` must be a multiple of 64.  Requires k >= 2
+    (k = 1: see :func:`fused_eval`).
+    """
+    k = R.shape[0]
+    n = T.shape[1]
+    fin = finish_kind(code)
+    for s in range(k):
+        P[s] = R[s]
+    total = 0.0
+    bad = 0
+    for c0 in range(0, n, tw):
+        wt = min(tw, n - c0)
+        if fin != FIN_NONE:
+            _raw_tile(code, T, j, c0, wt, acc)
+            if c0 <= j < c0 + wt:
+                acc[j - c0] = 0.0
+            lim = thr[c0:c0 + wt]
+            for o in range(wt):
+                bad += not (acc[o] < tinf)
+        else:
+            dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
+            if c0 <= j < c0 + wt:
+                acc[j - c0] = 0.0
+            for o in range(wt):
+                vals[o] = acc[o]  # rounded to the source dtype
+                bad += not (vals[o] < np.inf)
+        if fin != FIN_NONE:
+            total = _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, vals.itemsize == 4)
+        else:
+            total = _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total)
+    bad_box[0] += bad
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# FasterPAM on a feature bundle.  ``F = (code, T, aux, p, categorical, ranges, tw)``;
+# scratch ``S = (idx, vals, acc, acc2, row, bad_box)`` (one per thread); thresholds
+# ``H = (thr, thr_v, tinf_box)`` shared (read-only while candidates are evaluated).
+# ---------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True)
+def fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S):
+    """``acc`` with ΔTD(s) = P[s] + acc for candidate ``j`` (any k; see :func:`eval_candidate_fused`)."""
+    code, T, aux, p, categorical, ranges, tw = F
+    idx, vals, acc, acc2, row, bad_box = S
+    if R.shape[0] == 1:
+        bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw)
+        return eval_candidate(row, dn, ds, nn, R, w, weighted, P, idx)
+    thr, thr_v, tinf_box = H
+    return eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf_box[0], nn,
+                                R, w, weighted, P, vals, acc, acc2, tw, bad_box)
+
+
+@njit(nogil=True, cache=True)
+def fused_full_row(j, F, S):
+    """``S.row`` = D[j] (diagonal 0); returns it.  Non-finite entries counted in ``bad_box``."""
+    code, T, aux, p, categorical, ranges, tw = F
+    idx, vals, acc, acc2, row, bad_box = S
+    bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw)
+    return row
+
+
+@njit(nogil=True, cache=True)
+def _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, delta):
+    # accept_swap of swap.py with the row computed only for the rare noise-band check
+    bound = -tol * td
+    if not (delta < bound) or td <= 0.0:
+        return False
+    if delta < bound - NOISE * td:
+        return True
+    row = fused_full_row(j, F, S)
+    n = row.shape[0]
+    tot = 0.0
+    for o in range(n):  # swapped_loss (swap.py), same order and arithmetic
+        d = row[o]
+        if nn[o] == s:
+            b = ds[o]
+            new = d if d < b else b
+        else:
+            a = dn[o]
+            new = d if d < a else a
+        if weighted:
+            tot += w[o] * np.float64(new)
+        else:
+            tot += np.float64(new)
+    return tot < td + bound
+
+
+@njit(nogil=True, cache=True)
+def fused_apply_swap(F, S, H, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
+    """:func:`~.swap.apply_swap` with j's row computed here; thresholds refreshed."""
+    row = fused_full_row(j, F, S)
+    swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
+    removal_loss(dn, ds, nn, w, weighted, R)
+    refresh_thresholds(F, H, ds, False)
+    return loss_sum(dn, w, weighted)
+
+
+@njit(nogil=True, cache=True)
+def refresh_thresholds(F, H, ds, everything):
+    """Thresholds of the monotone path for the current ``ds`` (no-op for other metrics)."""
+    fin = finish_kind(F[0])
+    if fin == FIN_NONE:
+        return
+    thr, thr_v, tinf_box = H
+    f32 = ds.itemsize == 4
+    if everything:
+        tinf_box[0] = threshold(fin, np.inf, f32)
+    update_thresholds(fin, ds, thr, thr_v, f32, everything)
+
+
+@njit(nogil=True, cache=True)
+def fasterpam_fused(F, S, H, cand, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted, tol, P,
+                    counters, td_box):
+    """:func:`~.swap.fasterpam_block` over the candidates ``cand`` (rows computed on the fly).
+
+    Returns the number of positions consumed; stops early (like the stored kernel) after a
+    full cycle without a swap, or when a row holds a non-finite entry (``bad_box[0] > 0``).
+    """
+    n = M.shape[0]
+    m = cand.shape[0]
+    since = counters[0]
+    nsw = counters[1]
+    td = td_box[0]
+    consumed = m
+    bad_box = S[5]
+    for i in range(m):
+        j = cand[i]
+        if not is_medoid[j]:
+            acc = fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S)
+            if bad_box[0] > 0:
+                consumed = i
+                break
+            s, dlt = best_slot(P, acc)
+            if _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, dlt):
+                td = fused_apply_swap(F, S, H, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
+                nsw += 1
+                since = 0
+        since += 1
+        if since >= n:
+            consumed = i + 1
+            break
+    counters[0] = since
+    counters[1] = nsw
+    td_box[0] = td
+    return consumed
+
+
+@njit(nogil=True, cache=True)
+def first_improving_fused(F, S, H, cand, lo, hi, is_medoid, dn, ds, nn, R, w, weighted, td, tol, P, out):
+    """:func:`~.swap.first_improving` with rows computed on the fly (same arithmetic).
+
+    Returns the first accepted position in ``[lo, hi)`` or -1 (also -1 with
+    ``bad_box[0] > 0`` when a row holds a non-finite entry)."""
+    bad_box = S[5]
+    for i in range(lo, hi):
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        acc = fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S)
+        if bad_box[0] > 0:
+            return -1
+        s, dlt = best_slot(P, acc)
+        if _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, dlt):
+            out[0] = s
+            out[1] = dlt
+            return i
+    return -1
+
+
+def make_scratch(n, dtype, tw):
+    """Per-thread scratch ``S`` of the fused FasterPAM kernels (plain numpy)."""
+    return (np.empty(n, dtype=np.int32), np.empty(tw, dtype=dtype), np.empty(tw, dtype=np.float64),
+            np.empty(tw, dtype=np.float64), np.empty(n, dtype=dtype), np.zeros(1, dtype=np.int64))
+
+
+def make_thresholds(F, ds):
+    """Thresholds ``H`` for the caches' current ``ds`` (plain numpy + one kernel call)."""
+    n = ds.shape[0]
+    H = (np.zeros(n, dtype=np.float64), np.full(n, np.nan, dtype=ds.dtype), np.zeros(1, dtype=np.float64))
+    refresh_thresholds(F, H, ds, True)
+    return H
+
+
+class FusedEval:
+    """The fused FasterPAM kernels bound to one feature bundle (plain Python handle).
+
+    Holds the bundle ``F``, one scratch ``S`` per thread and the thresholds ``H`` of the
+    caches' ``ds`` (refreshed by :meth:`apply` and :meth:`refresh`).  Drivers call it where
+    they would call the stored kernels with a block of rows.
+
+    Parameters
+    ----------
+    F : tuple
+        Feature bundle (module notes).
+    threads : int
+        Scratch sets to allocate (one per concurrently evaluating thread).
+    ds : ndarray
+        The second-nearest distances of the caches (source dtype).
+    """
+
+    def __init__(self, F, threads, ds):
+        n = ds.shape[0]
+        self.F = F
+        self.S = [make_scratch(n, ds.dtype, F[6]) for _ in range(max(1, int(threads)))]
+        self.H = make_thresholds(F, ds)
+
+    def refresh(self, ds):
+        """Recompute every threshold (after the caches changed outside these kernels)."""
+        refresh_thresholds(self.F, self.H, ds, True)
+
+    def bad(self):
+        """Whether a computed row held a non-finite entry (the caller reports it)."""
+        return any(int(S[5][0]) for S in self.S)
+
+    def block(self, cand, st, tol, P, counters, td_box):
+        """:func:`fasterpam_fused` over ``cand`` on the caches ``st`` (thread 0's scratch)."""
+        return fasterpam_fused(self.F, self.S[0], self.H, cand, st.M, st.medoids, st.is_medoid, st.dn,
+                               st.ds, st.nn, st.sn, st.R, st.w, st.weighted, tol, P, counters, td_box)
+
+    def first(self, t, cand, lo, hi, st, td, tol, P, out):
+        """:func:`first_improving_fused` with thread ``t``'s scratch."""
+        return first_improving_fused(self.F, self.S[t], self.H, cand, lo, hi, st.is_medoid, st.dn, st.ds,
+                                     st.nn, st.R, st.w, st.weighted, td, tol, P, out)
+
+    def apply(self, slot, j, st):
+        """:func:`fused_apply_swap`: swap slot ``slot`` for ``j``; returns the new TD."""
+        return fused_apply_swap(self.F, self.S[0], self.H, slot, j, st.M, st.medoids, st.is_medoid, st.dn,
+                                st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
