@@ -92,11 +92,11 @@ def test_fused_rows_from_a_zarr_x_use_column_chunks(tmp_path, rng, metric, param
 
 
 def test_prepared_copy_above_budget_falls_back_to_chunks(monkeypatch, rng):
-    import chunked_medoids.sources.features as features_mod
+    from chunked_medoids import _budget
 
     X = rng.normal(size=(70, 4))
     ref = from_features(X).read_rows(0, 70)
-    monkeypatch.setattr(features_mod, "_PREP_BYTES", 100)
+    monkeypatch.setattr(_budget, "FEATURE_PREP_BYTES", 100)
     src = from_features(X, feature_block_rows=9)
     assert src.prepared_features() is None
     np.testing.assert_array_equal(src.read_rows(0, 70), ref)

@@ -40,7 +40,7 @@ from .metrics import (
     cheb_step,
     dist_tile,
 )
-from .swap import NOISE, best_slot, eval_candidate, pass_terms
+from .swap import NOISE, best_slot, eval_candidate, pass_terms, rounding_margin
 
 #: finishing kinds of the monotone path: 0 = none (not monotone), 1 = identity, 2 = sqrt.
 FIN_NONE = 0
@@ -276,7 +276,8 @@ def _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, delta):
     bound = -tol * td
     if not (delta < bound) or td <= 0.0:
         return False
-    if delta < bound - NOISE * td:
+    margin = rounding_margin(S[4], weighted, td)  # dtype and n of the row scratch only
+    if delta < bound - max(NOISE * td, 2.0 * margin):
         return True
     row = fused_full_row(j, F, S)
     n = row.shape[0]
@@ -293,7 +294,7 @@ def _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, delta):
             tot += w[o] * np.float64(new)
         else:
             tot += np.float64(new)
-    return tot < td + bound
+    return tot < td + bound - margin
 
 
 @njit(nogil=True, cache=True)

@@ -380,7 +380,7 @@ def _choose(cost, cand):
 def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_passes=None,
                polish_iter=None, polish_candidates=None, polish_pool=None, metric="euclidean", metric_params=None,
                random_state=None, weights=None, client=None, memory_limit="1GiB", progress=False,
-               num_workers=None, checkpoint=None, precomputed=None, engine=None):
+               num_workers=None, checkpoint=None, precomputed=None, engine=None, validate=True):
     """LargeCLARA: FasterPAM on large on-the-fly samples, exact scoring, exact polish.
 
     Parameters
@@ -429,6 +429,9 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
     precomputed : bool, optional
         Only ``None`` / ``False`` (features) are accepted.
     engine : Engine, optional
+    validate : bool, default True
+        For a dissimilarity matrix X (run through fasterclara): check it while it streams
+        (see :func:`~chunked_medoids.open_dissimilarity`); feature rows are checked anyway.
 
     Returns
     -------
@@ -464,7 +467,7 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
                                         "(it carries its metric); drop them")
         src, metric_b = _SourceFeatures(X), X.metric
     else:
-        mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml)
+        mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml, validate)
         if mode != "features":
             own = {"init_size": init_size, "max_passes": max_passes, "polish_iter": polish_iter,
                    "polish_candidates": polish_candidates, "polish_pool": polish_pool}
@@ -475,7 +478,8 @@ def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_pa
                     f"need sample matrices there), which does not take {given}; drop them or pass features")
             return clara(src, k, variant="fasterclara", n_samples=n_samples, sample_size=sample_size,
                          random_state=random_state, weights=weights, client=client, memory_limit=ml,
-                         progress=progress, num_workers=num_workers, checkpoint=checkpoint, engine=engine)
+                         progress=progress, num_workers=num_workers, checkpoint=checkpoint, engine=engine,
+                         validate=validate)
     return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
                           init_size=init_size, max_passes=max_passes, polish_iter=polish_iter,
                           polish_candidates=polish_candidates, polish_pool=polish_pool,
