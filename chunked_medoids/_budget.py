@@ -142,8 +142,16 @@ def natural_block_rows(n: int, itemsize: int) -> int:
     return max(1, min(n, NATURAL_BLOCK_BYTES // max(1, n * itemsize)))
 
 
+def reader_bytes(itemsize: int, storage_itemsize: int | None = None) -> int:
+    """Working bytes per element of a block being read: :data:`DECODE_FACTOR` x the stored
+    bytes, plus the dequantised output when the stored type is narrower than the values
+    (float16 stores read as float32: 5 x 2 + 4 = 14 bytes instead of 5 x 4 = 20)."""
+    st = itemsize if storage_itemsize is None else int(storage_itemsize)
+    return DECODE_FACTOR * st + (itemsize if st != itemsize else 0)
+
+
 def block_rows(n: int, itemsize: int, memory_limit: int, natural_rows: int, *,
-               readers: int, held: int = 0) -> int:
+               readers: int, held: int = 0, storage_itemsize: int | None = None) -> int:
     """Rows per block so that the blocks in flight of an engine pass fit ``memory_limit``.
 
     ``readers`` blocks may be decoding at once (:data:`DECODE_FACTOR` x the block each) and
@@ -164,6 +172,10 @@ def block_rows(n: int, itemsize: int, memory_limit: int, natural_rows: int, *,
         Blocks being decoded at once.
     held : int, default 0
         Decoded blocks held besides.
+    storage_itemsize : int, optional
+        Bytes per element as stored, when narrower than ``itemsize`` (float16 stores):
+        a reader then costs :func:`reader_bytes` per element (the 2-byte chunks decoded,
+        plus the float32 block they are converted into).
 
     Returns
     -------
@@ -171,21 +183,21 @@ def block_rows(n: int, itemsize: int, memory_limit: int, natural_rows: int, *,
         Between 1 and ``n``; a multiple of ``natural_rows`` when at least one chunk fits
         (so every stored chunk is decoded exactly once per pass).
     """
-    units = DECODE_FACTOR * readers + held
-    rows = max(1, memory_limit // (n * itemsize * units))
+    per_elem = reader_bytes(itemsize, storage_itemsize) * readers + itemsize * held
+    rows = max(1, memory_limit // (n * per_elem))
     natural = max(1, int(natural_rows))
     if rows >= natural:
         rows = (rows // natural) * natural
     return int(min(rows, n))
 
 
-def chunk_decode_bytes(natural_rows: int, n: int, itemsize: int) -> int:
+def chunk_decode_bytes(natural_rows: int, n: int, itemsize: int, storage_itemsize: int | None = None) -> int:
     """Bytes needed to decode one storage chunk of ``natural_rows`` rows."""
-    return max(1, int(natural_rows)) * n * itemsize * DECODE_FACTOR
+    return max(1, int(natural_rows)) * n * reader_bytes(itemsize, storage_itemsize)
 
 
 def read_concurrency(height: int, n: int, itemsize: int, natural_rows: int,
-                     memory_limit: int, threads: int) -> int:
+                     memory_limit: int, threads: int, storage_itemsize: int | None = None) -> int:
     """Threads that may read blocks of ``height`` rows at once within ``memory_limit``.
 
     A read decodes whole storage chunks even for a partial stripe, so a block shorter than
@@ -200,7 +212,7 @@ def read_concurrency(height: int, n: int, itemsize: int, natural_rows: int,
     natural = max(1, int(natural_rows))
     if height % natural:
         height = -(-height // natural) * natural
-    cost = height * n * itemsize * DECODE_FACTOR
+    cost = height * n * reader_bytes(itemsize, storage_itemsize)
     return int(max(1, min(threads, memory_limit // max(cost, 1))))
 
 
@@ -444,5 +456,6 @@ __all__ = [
     "plan_stripes",
     "predict_block_rows",
     "read_concurrency",
+    "reader_bytes",
     "validate_block_rows",
 ]

@@ -80,3 +80,10 @@ class CheckpointCorruptError(CheckpointMismatchError):
     """A checkpoint file is damaged, not a checkpoint, or holds values no run can have
     written (an array of the wrong shape, dtype or range; caches that disagree with the
     data).  The message names the file and the field; delete the file to start over."""
+
+
+class QuantisationOverflowError(ChunkedMedoidsError, OverflowError):
+    """A distance does not fit the 2-byte storage type (float16) with the chosen scale.
+
+    The message names the value, the scale and the fix (a smaller ``scale=`` or a 4-byte
+    dtype)."""

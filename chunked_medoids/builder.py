@@ -118,7 +118,7 @@ from ._store_meta import ATTR, FORMAT, read_meta
 from ._util import check_int, format_bytes, parse_memory_limit
 from ._version import __version__
 from .engine import Engine
-from .sources.base import check_dtype
+from .sources.base import check_storage_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +342,19 @@ def _write_zarr_stripe(block, start, stop, state):
     return start
 
 
+class _StoredRows:
+    """The rows of a float16 features source *as stored* (scaled float16), for the stripe
+    tasks: a row reader for :meth:`Engine.map_blocks` (``n``, ``dtype``, ``block_rows``,
+    ``read_rows``) that pickles with the source."""
+
+    def __init__(self, source):
+        self.source = source
+        self.n, self.dtype, self.block_rows = source.n, source.stored_dtype, source.block_rows
+
+    def read_rows(self, start, stop):
+        return self.source.read_stored_rows(start, stop)
+
+
 def _return_block(block, start, stop, state):
     """HDF5 stripes: the computed block goes back to the driver, which writes it."""
     return block
@@ -401,7 +414,7 @@ def _zarr_present(path, n_stripes):
     return [i for i in range(n_stripes) if os.path.exists(_zarr_chunk_path(path, i))]
 
 
-_IDENTITY = ("n", "dtype", "metric", "metric_params", "features_fingerprint")
+_IDENTITY = ("n", "dtype", "scale", "metric", "metric_params", "features_fingerprint")
 _RESUME = _IDENTITY + ("version", "compressor")
 
 
@@ -423,7 +436,7 @@ def _differences(old: dict, new: dict, keys) -> list[str]:
 def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory_limit="1GiB",
                         block_rows=None, compressor="default", overwrite=False, client=None,
                         progress=False, dataset="dissimilarity", num_workers=None,
-                        features_dataset=None, **metric_params):
+                        features_dataset=None, scale=None, **metric_params):
     """Compute the full symmetric n×n dissimilarity of ``X`` into a chunked store on disk.
 
     Parameters
@@ -438,10 +451,18 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.  A
         custom function is identified in the metadata by its qualified name only.
-    dtype : {"float32", "float64", "int32", "int64"}, default "float32"
+    dtype : {"float32", "float64", "int32", "int64", "float16"}, default "float32"
         Element type stored.  Integer dtypes round every distance to the nearest integer
         (overflow raises): only meaningful for integer-valued metrics (e.g. ``hamming`` on
         counts via ``manhattan`` on integer features) -- otherwise use a float dtype.
+        ``"float16"`` is the 2-byte storage type: half the bytes on disk and per pass, each
+        distance rounded to float16 (relative error <= 2**-11) after multiplying by
+        ``scale``; readers get float32 ``value / scale`` (see :mod:`chunked_medoids._quant`).
+    scale : float, optional
+        ``dtype="float16"`` only: a power of two recorded in the store's metadata; by
+        default chosen from the data so that no distance overflows float16.  A scale under
+        which some distance exceeds 65504 raises
+        :class:`~chunked_medoids.QuantisationOverflowError` naming the largest that fits.
     memory_limit : int or str, default "1GiB"
         Budget for the stripes in flight (see :func:`plan_stripes`); stripes are sized so
         ``parallelism`` stripes being computed plus their work and codec buffers fit.  The
@@ -485,7 +506,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
         Bad ``store`` suffix, ``memory_limit``, ``block_rows``, ``dataset``; X not 2-D,
         empty or not finite.
     UnsupportedDtypeError
-        ``dtype`` not one of float32/float64/int32/int64, or X not numeric.
+        ``dtype`` not one of float32/float64/int32/int64/float16, or X not numeric.
+    QuantisationOverflowError
+        ``dtype="float16"`` and a distance times ``scale`` exceeds float16's maximum.
     UnknownNameError
         Unknown metric or compressor name.
     StoreExistsError
@@ -507,9 +530,13 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
         np.dtype(dtype)
     except TypeError as exc:
         raise UnsupportedDtypeError(
-            f"dtype must be one of float32, float64, int32, int64, got {dtype!r}"
+            f"dtype must be one of float32, float64, int32, int64, float16, got {dtype!r}"
         ) from exc
-    dt = check_dtype(dtype, "dtype")
+    values_dt, dt = check_storage_dtype(dtype, "dtype")
+    if scale is not None and dt == values_dt:
+        raise InvalidParameterError(
+            f"scale={scale!r} applies to dtype='float16' (the 2-byte storage type) only, got "
+            f"dtype={dtype!r}; drop scale= or pass dtype='float16'")
     limit = parse_memory_limit(memory_limit, "memory_limit")
     if block_rows is not None:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
@@ -530,7 +557,8 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
     engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
                     progress=progress and writer.engine_progress)
     try:
-        plan = plan_stripes(n, d, dt.itemsize, limit, engine.parallelism, block_rows, writer.fmt)
+        # float16: the stripe is computed in float32 before it is quantised, so plan with 4 bytes
+        plan = plan_stripes(n, d, values_dt.itemsize, limit, engine.parallelism, block_rows, writer.fmt)
         if not plan["fits"]:
             logger.warning(
                 "memory_limit=%s is below the estimated need of %s for %d parallel stripes of %d rows "
@@ -538,12 +566,13 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
                 format_bytes(plan["estimated_peak"]), plan["parallelism"], plan["stripe_rows"], n)
         fsrc = from_features(X, metric, dtype=dt, block_rows=plan["stripe_rows"],
                              feature_block_rows=plan["feature_block_rows"],
-                             dataset=features_dataset, **metric_params)
+                             dataset=features_dataset, scale=scale, **metric_params)
         mdesc = fsrc.metric.describe()
         meta = {
             "format": FORMAT,
             "n": int(n),
             "dtype": str(dt),
+            **({"scale": float(fsrc.scale)} if fsrc.storage_dtype is not None else {}),
             "metric": mdesc["metric"],
             "metric_params": mdesc["params"],
             "features_fingerprint": _features_hash(fsrc),
@@ -563,8 +592,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
             if meta is None:  # complete store with the same arguments
                 logger.info("store %s is complete and matches the request; returned unchanged", writer.path)
             else:
+                rows = fsrc if fsrc.storage_dtype is None else _StoredRows(fsrc)
                 try:
-                    writer.write(meta, comp, plan, fsrc, engine, progress)
+                    writer.write(meta, comp, plan, rows, engine, progress)
                 except OSError as exc:
                     if isinstance(exc, ChunkedMedoidsError):
                         raise
@@ -1093,7 +1123,9 @@ def store_info(path, dataset=None) -> dict:
     Returns
     -------
     dict
-        JSON-able: ``path``, ``format``, ``dataset``, ``shape``, ``dtype``, ``chunks``,
+        JSON-able: ``path``, ``format``, ``dataset``, ``shape``, ``dtype`` (as stored),
+        ``scale`` (float16 stores: stored value = distance × scale; else None),
+        ``values_dtype`` (what readers return: float32 for float16 stores), ``chunks``,
         ``compressor``, ``fill_value``, ``managed`` (carries chunked_medoids metadata),
         ``metric``, ``metric_params``, ``features_fingerprint``, ``version``,
         ``complete`` (foreign stores count as complete), ``stripe_rows``, ``n_stripes``,
@@ -1129,6 +1161,10 @@ def _common_meta(info, meta, n_chunks_rows, present_stripes=None):
         if k in m:
             info[k] = m[k]
     info["complete"] = bool(m.get("complete", True)) if meta is not None else True
+    # float16 stores: the scale (stored = distance x scale) and what readers see
+    f16 = info.get("dtype") == "float16"
+    info["scale"] = float(m.get("scale", 1.0)) if f16 else None
+    info["values_dtype"] = "float32" if f16 else info.get("dtype")
     if meta is not None:
         info["stripe_rows"] = int(m.get("stripe_rows", n_chunks_rows))
         info["n_stripes"] = int(m.get("n_stripes", 0))

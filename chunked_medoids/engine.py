@@ -225,10 +225,11 @@ class Engine:
         else:
             readers, held = 1, max(0, int(blocks_in_flight) - 1)
         n, itemsize = source.n, source.dtype.itemsize
+        stored = getattr(source, "storage_itemsize", itemsize)  # float16 stores: 2
         rows = _budget.block_rows(n, itemsize, self.memory_limit, source.block_rows,
-                                  readers=readers, held=held)
+                                  readers=readers, held=held, storage_itemsize=stored)
         natural = max(1, int(source.block_rows))
-        decode = _budget.chunk_decode_bytes(natural, n, itemsize)
+        decode = _budget.chunk_decode_bytes(natural, n, itemsize, stored)
         if rows < natural and decode > self.memory_limit:
             logger.warning(
                 "storage chunks of %d rows (%s decoded) exceed memory_limit=%s; "
@@ -297,7 +298,8 @@ class Engine:
             return 1
         height = max(b - a for a, b in blocks)
         return _budget.read_concurrency(height, source.n, source.dtype.itemsize, source.block_rows,
-                                        self.memory_limit, self.num_workers)
+                                        self.memory_limit, self.num_workers,
+                                        getattr(source, "storage_itemsize", None))
 
     def _map_threads(self, source, func, state, blocks, desc, should_stop=None):
         import dask

@@ -185,7 +185,7 @@ case("build-features-overflow",
      r"rescale X")
 case("metric-gower-negative-column", lambda e: cm.resolve_metric("gower", categorical=[-1]),
      r"categorical", r"-1")
-case("features-dtype-float16", lambda e: cm.from_features(e.X, dtype="float16"), r"dtype", r"float16")
+case("features-dtype-int16", lambda e: cm.from_features(e.X, dtype="int16"), r"dtype", r"int16")
 case("features-block-rows-0", lambda e: cm.from_features(e.X, block_rows=0), r"block_rows", r"0")
 case("features-dataset-on-numpy", lambda e: cm.from_features(e.X, dataset="x"), r"dataset", r"'x'")
 case("features-missing-file", lambda e: cm.from_features(e.dir / "nope.npy"), r"nope\.npy", fs=True)
@@ -196,8 +196,8 @@ case("features-int32-overflow", lambda e: cm.from_features(e.X * 1e12, dtype="in
 
 # -- build_dissimilarity (the store must not be left behind looking complete) ---------------
 case("build-bad-suffix", lambda e: cm.build_dissimilarity(e.X, e.dir / "out.txt"), r"store", r"out\.txt")
-case("build-bad-dtype", lambda e: cm.build_dissimilarity(e.X, e.dir / "b1.zarr", dtype="float16"),
-     r"dtype", r"float16")
+case("build-bad-dtype", lambda e: cm.build_dissimilarity(e.X, e.dir / "b1.zarr", dtype="int16"),
+     r"dtype", r"int16")
 case("build-existing-store-other-metric",
      lambda e: cm.build_dissimilarity(e.X, e.store, "manhattan"), r"E\.zarr", r"manhattan")
 case("build-memory-limit-abc", lambda e: cm.build_dissimilarity(e.X, e.dir / "b2.zarr", memory_limit="abc"),
@@ -451,7 +451,7 @@ def test_rejected_builds_leave_no_store(env, tmp_path):
     complete."""
     X = env.X
     bad = {
-        "dtype.zarr": dict(dtype="float16"),
+        "dtype.zarr": dict(dtype="int16"),
         "memory.zarr": dict(memory_limit="abc"),
         "compressor.zarr": dict(compressor="nope"),
         "metric.h5": dict(metric="nosuch"),

@@ -49,7 +49,7 @@ def run(args) -> int:
                 compressor=None if args.compressor == "none" else args.compressor,
                 overwrite=args.overwrite, client=client, progress=progress(args),
                 dataset=out_dataset or "dissimilarity",
-                features_dataset=fdataset, **opts, **mparams)
+                features_dataset=fdataset, scale=args.scale, **opts, **mparams)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -23,7 +23,8 @@ def run(args) -> int:
         ("path", info["path"]),
         ("format", info["format"] + (f"  dataset {info['dataset']}" if info.get("dataset") else "")),
         ("shape", " × ".join(str(s) for s in shape)),
-        ("dtype", info["dtype"]),
+        ("dtype", info["dtype"] + (f"  (scale {info['scale']!r}: stored = distance × scale; read as "
+                                   f"{info['values_dtype']})" if info.get("scale") is not None else "")),
         ("chunks", " × ".join(str(c) for c in info["chunks"]) if info.get("chunks") else "contiguous"),
         ("metric", "unknown (not written by chunked-medoids build)" if not info.get("managed")
          else f"{info.get('metric')}" + (f" {json.dumps(info['metric_params'])}" if info.get("metric_params") else "")),

@@ -29,6 +29,19 @@ def check_dtype(dtype, what: str = "dissimilarity") -> np.dtype:
     return dt.newbyteorder("=")
 
 
+def check_storage_dtype(dtype, what: str = "dissimilarity") -> tuple[np.dtype, np.dtype]:
+    """``(dtype of the values read, dtype stored)`` of a stored matrix.
+
+    Like :func:`check_dtype`, but also accepts float16, the 2-byte storage type
+    (:mod:`chunked_medoids._quant`): it is read as float32 (dequantised block by block).
+    """
+    dt = np.dtype(dtype).newbyteorder("=")
+    if dt == np.float16:
+        return np.dtype(np.float32), dt
+    dt = check_dtype(dtype, what)
+    return dt, dt
+
+
 def fill_marker(fill):
     """The marker of never-written chunks for a store fill value, or None if not checkable.
 
@@ -86,6 +99,12 @@ class DissimilaritySource(abc.ABC):
     n: int
     dtype: np.dtype
     block_rows: int
+    #: element type as stored when it differs from ``dtype`` (float16 stores: the 2-byte
+    #: type, read as float32); None means ``dtype``.  ``_read_rows`` / ``_take_rows`` return
+    #: it, and :meth:`read_rows` / :meth:`take_rows` dequantise each block.
+    storage_dtype: np.dtype | None = None
+    #: float16 stores: stored value = distance x ``scale`` (a power of two, so exact).
+    scale: float = 1.0
 
     # -- the contract -------------------------------------------------------------------
     @abc.abstractmethod
@@ -97,7 +116,7 @@ class DissimilaritySource(abc.ABC):
 
         Default: read each maximal run of consecutive sorted indices once, then scatter.
         """
-        out = np.empty((indices.shape[0], self.n), dtype=self.dtype)
+        out = np.empty((indices.shape[0], self.n), dtype=self.stored_dtype)
         if indices.shape[0] == 0:
             return out
         order = np.argsort(indices, kind="stable")
@@ -107,7 +126,7 @@ class DissimilaritySource(abc.ABC):
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
         starts = np.concatenate(([0], breaks))
         stops = np.concatenate((breaks, [uniq.shape[0]]))
-        rows = np.empty((uniq.shape[0], self.n), dtype=self.dtype)
+        rows = np.empty((uniq.shape[0], self.n), dtype=self.stored_dtype)
         for a, b in zip(starts, stops):
             rows[a:b] = self._read_rows(int(uniq[a]), int(uniq[b - 1]) + 1)
         out[order] = rows[inverse]
@@ -127,6 +146,38 @@ class DissimilaritySource(abc.ABC):
         return self.dtype.itemsize
 
     @property
+    def stored_dtype(self) -> np.dtype:
+        """The element type as stored (``storage_dtype``, or ``dtype``)."""
+        return self.dtype if self.storage_dtype is None else self.storage_dtype
+
+    @property
+    def storage_itemsize(self) -> int:
+        """Bytes per stored element (2 for float16 stores; else ``itemsize``)."""
+        return self.stored_dtype.itemsize
+
+    def _values(self, block: np.ndarray) -> np.ndarray:
+        """A block as returned to callers: dequantised (float16 stores), C-contiguous, ``dtype``."""
+        if block.dtype == np.float16 and self.dtype != np.float16:
+            from .._quant import dequantise
+
+            return dequantise(block, self.scale)
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+        return block
+
+    def read_stored_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as stored (float16 stores: the scaled float16 values), unvalidated.
+
+        For the builder, which writes a features source's rows into a store bit for bit.
+        """
+        start, stop = int(start), int(stop)
+        if not (0 <= start <= stop <= self.n):
+            raise InvalidParameterError(
+                f"read_stored_rows needs 0 <= start <= stop <= n = {self.n}, got start={start}, stop={stop}"
+            )
+        return np.ascontiguousarray(self._read_rows(start, stop), dtype=self.stored_dtype)
+
+    @property
     def nbytes(self) -> int:
         return self.n * self.n * self.dtype.itemsize
 
@@ -138,9 +189,7 @@ class DissimilaritySource(abc.ABC):
             raise InvalidParameterError(
                 f"read_rows needs 0 <= start <= stop <= n = {self.n}, got start={start}, stop={stop}"
             )
-        block = self._read_rows(start, stop)
-        if block.dtype != self.dtype or not block.flags.c_contiguous:
-            block = np.ascontiguousarray(block, dtype=self.dtype)
+        block = self._values(self._read_rows(start, stop))
         v = self.__dict__.get("_validator")  # validation on the default path (sources/validate.py)
         if v is not None:
             v.check_rows(block, start, stop, self)
@@ -158,9 +207,7 @@ class DissimilaritySource(abc.ABC):
             raise InvalidParameterError(
                 f"take_rows indices must lie in [0, {self.n}), got min {idx.min()} max {idx.max()}"
             )
-        block = self._take_rows(idx)
-        if block.dtype != self.dtype or not block.flags.c_contiguous:
-            block = np.ascontiguousarray(block, dtype=self.dtype)
+        block = self._values(self._take_rows(idx))
         v = self.__dict__.get("_validator")
         if v is not None:
             v.check_take(block, idx, self)
@@ -186,6 +233,8 @@ class DissimilaritySource(abc.ABC):
         """
         h = hashlib.sha256()
         h.update(f"{self.n}|{self.dtype.str}|".encode())
+        if self.storage_dtype is not None and self.storage_dtype != self.dtype:
+            h.update(f"stored {self.storage_dtype.str} scale {self.scale!r}|".encode())
         for part in self._fingerprint_parts():
             if isinstance(part, np.ndarray):
                 h.update(np.ascontiguousarray(part).view(np.uint8).tobytes())

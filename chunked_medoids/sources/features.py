@@ -29,7 +29,7 @@ from .._errors import (
     UnsupportedDtypeError,
 )
 from .._util import check_int
-from .base import DissimilaritySource, check_dtype
+from .base import DissimilaritySource, check_storage_dtype
 from .memory import _is_whole_memmap
 
 logger = logging.getLogger(__name__)
@@ -248,12 +248,19 @@ class FeatureSource(DissimilaritySource):
     kind = "features"
 
     def __init__(self, X, metric="euclidean", *, dtype="float32", block_rows=None,
-                 feature_block_rows=None, dataset=None, **metric_params):
+                 feature_block_rows=None, dataset=None, scale=None, **metric_params):
+        from .._quant import check_scale
         from ..metrics import resolve_metric
 
+        self.dtype, stored = check_storage_dtype(dtype, "dtype")
+        if stored == self.dtype and scale is not None:
+            raise InvalidParameterError(
+                f"scale={scale!r} applies to dtype='float16' (the 2-byte storage type) only, got "
+                f"dtype={dtype!r}; drop scale= or pass dtype='float16'")
+        if scale is not None:
+            scale = check_scale(scale)
         self.features = FeatureArray(X, dataset=dataset)
         self.n = self.features.n
-        self.dtype = check_dtype(dtype, "dtype")
         n, d = self.n, self.features.d
         if block_rows is None:
             block_rows = _budget.natural_block_rows(n, self.dtype.itemsize)
@@ -276,6 +283,33 @@ class FeatureSource(DissimilaritySource):
         self._fused = metric.fused_args(d)
         self._prep = None
         self._prep_lock = threading.Lock()
+        if stored != self.dtype:
+            self.storage_dtype = stored
+            self.scale = self._float16_scale(scale)
+
+    def _float16_scale(self, scale):
+        """The scale of a float16 source: given (checked against row 0) or chosen from row 0.
+
+        Every built-in metric obeys ``D[i, j] <= 4 max_o D[0, o]`` (the triangle inequality
+        gives 2 for metrics; 4 covers squared Euclidean distances and cosine / correlation,
+        which are squared Euclidean distances of normalised rows); the scale maps that bound
+        into ``(2**14, 2**15]`` (:func:`chunked_medoids._quant.choose_scale`).  A value that
+        still overflows (user metrics, braycurtis on signed data) raises
+        :class:`~chunked_medoids.QuantisationOverflowError` when computed.
+        """
+        from .._quant import choose_scale, quantise
+
+        row0 = self._compute_rows(0, 1)
+        if scale is None:
+            scale = choose_scale(4.0 * float(row0.max()))
+        quantise(row0, scale, where=lambda f: f"D[0, {f}]")  # refuses a scale that overflows
+        return scale
+
+    def _quantise(self, values, row_ids):
+        from .._quant import quantise
+
+        n = self.n
+        return quantise(values, self.scale, where=lambda f: f"D[{int(row_ids(f // n))}, {f % n}]")
 
     @property
     def features_hash(self) -> str:
@@ -328,6 +362,18 @@ class FeatureSource(DissimilaritySource):
             target[...] = values
 
     def _read_rows(self, start, stop):
+        out = self._compute_rows(start, stop)
+        if self.storage_dtype is None:
+            return out
+        return self._quantise(out, lambda r: start + r)
+
+    def _take_rows(self, indices):
+        out = self._compute_take(indices)
+        if self.storage_dtype is None:
+            return out
+        return self._quantise(out, lambda r: indices[r])
+
+    def _compute_rows(self, start, stop):
         m = stop - start
         if m == 0 or self._fused is None:
             return self._read_rows_generic(start, stop)
@@ -380,7 +426,7 @@ class FeatureSource(DissimilaritySource):
         self._check_values(out, lambda r: start + r)
         return out
 
-    def _take_rows(self, indices):
+    def _compute_take(self, indices):
         """Scattered rows in one pass over X (not one pass per run of indices)."""
         K = indices.shape[0]
         out = np.empty((K, self.n), dtype=self.dtype)
@@ -388,7 +434,7 @@ class FeatureSource(DissimilaritySource):
             return out
         uniq, inverse = np.unique(indices, return_inverse=True)
         if uniq.shape[0] == uniq[-1] - uniq[0] + 1:
-            out[:] = self._read_rows(int(uniq[0]), int(uniq[-1]) + 1)[inverse]
+            out[:] = self._compute_rows(int(uniq[0]), int(uniq[-1]) + 1)[inverse]
             return out
         n, u, fbr = self.n, uniq.shape[0], self.feature_block_rows
         metric, feats = self.metric, self.features
@@ -433,6 +479,7 @@ class FeatureSource(DissimilaritySource):
 
     def _fingerprint_parts(self):
         return ["features", self._x_hash, self.metric.describe()]
+
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -489,8 +536,8 @@ class FeatureSource(DissimilaritySource):
         :mod:`chunked_medoids._kernels.fused`.  None for integer dtypes, user metrics and
         when :meth:`prepared_features` is None (the caller then streams :meth:`read_rows`).
         """
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            return None
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or self.storage_dtype is not None:
+            return None  # float16: the kernels must see the quantised rows, so they stream rows
         prep = self.prepared_features()
         if prep is None:
             return None
@@ -537,11 +584,13 @@ class FeatureSource(DissimilaritySource):
 
     def __repr__(self) -> str:
         return (f"<FeatureSource X={self.features.describe()} n={self.n} d={self.features.d} "
-                f"metric={self.metric.name!r} dtype={self.dtype} block_rows={self.block_rows}>")
+                f"metric={self.metric.name!r} dtype={self.dtype}"
+                + (f" stored={self.storage_dtype} scale={self.scale!r}" if self.storage_dtype is not None else "")
+                + f" block_rows={self.block_rows}>")
 
 
 def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
-                  feature_block_rows=None, dataset=None, **metric_params) -> FeatureSource:
+                  feature_block_rows=None, dataset=None, scale=None, **metric_params) -> FeatureSource:
     """A dissimilarity source computing ``D[i, j] = metric(X[i], X[j])`` on the fly.
 
     Parameters
@@ -552,9 +601,18 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
         ``.h5``/``.hdf5``/``.he5`` file.  Values must be finite (checked once, streaming).
     metric : str or numba.njit function, default "euclidean"
         A name from :data:`chunked_medoids.METRICS` or a jitted ``f(x, y) -> float``.
-    dtype : {"float32", "float64", "int32", "int64"}, default "float32"
+    dtype : {"float32", "float64", "int32", "int64", "float16"}, default "float32"
         Element type of the returned rows.  Distances are computed in float64 and rounded
-        to it; integer dtypes round to the nearest integer (overflow raises).
+        to it; integer dtypes round to the nearest integer (overflow raises).  ``"float16"``
+        is the 2-byte storage type (:mod:`chunked_medoids._quant`): each float32 distance
+        is multiplied by ``scale`` and rounded to float16, and rows are returned as float32
+        ``float16 value / scale`` -- exactly what a float16 store built by
+        :func:`~chunked_medoids.build_dissimilarity` returns.
+    scale : float, optional
+        ``dtype="float16"`` only: a power of two; default chosen from the distances of
+        point 0 so that no distance overflows float16 (see
+        :meth:`FeatureSource._float16_scale`).  A scale under which a distance exceeds
+        65504 raises :class:`~chunked_medoids.QuantisationOverflowError`.
     block_rows : int, optional
         Natural row-block height (default: about 64 MiB of output rows).
     feature_block_rows : int, optional
@@ -599,7 +657,8 @@ def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
         Unknown metric name.
     """
     return FeatureSource(X, metric, dtype=dtype, block_rows=block_rows,
-                         feature_block_rows=feature_block_rows, dataset=dataset, **metric_params)
+                         feature_block_rows=feature_block_rows, dataset=dataset, scale=scale,
+                         **metric_params)
 
 
 def _matches(obj) -> bool:

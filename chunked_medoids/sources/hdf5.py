@@ -24,7 +24,7 @@ from .._errors import (
     UnknownNameError,
 )
 from .._store_meta import check_complete, read_meta
-from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
+from .base import DissimilaritySource, check_storage_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
 #: dataset read by default from an HDF5 file given by path.
@@ -256,8 +256,13 @@ class HDF5Source(DissimilaritySource):
             dset = self._ref.get()
             where = f"{self._ref.filename}:{dset.name}"
             self.n = _check_square(dset.shape, f"HDF5 dataset {where!r}")
-            self.dtype = check_dtype(dset.dtype, f"HDF5 dataset {where!r}")
+            self.dtype, stored = check_storage_dtype(dset.dtype, f"HDF5 dataset {where!r}")
             self.meta = _meta_of(dset)
+            if stored != self.dtype:  # a float16 store (docs/architecture.rst §3): read as float32
+                from .._quant import check_scale
+
+                self.storage_dtype = stored
+                self.scale = check_scale((self.meta or {}).get("scale", 1.0), f"scale of HDF5 dataset {where!r}")
             if not allow_incomplete:
                 check_complete(self.meta, where)
             self.chunks = tuple(dset.chunks) if dset.chunks else None
@@ -271,7 +276,7 @@ class HDF5Source(DissimilaritySource):
         if self.chunks:
             self.block_rows = int(min(self.n, self.chunks[0]))
         else:
-            self.block_rows = natural_block_rows(self.n, self.dtype.itemsize)
+            self.block_rows = natural_block_rows(self.n, self.storage_itemsize)
 
     @property
     def filename(self) -> str:
@@ -284,8 +289,8 @@ class HDF5Source(DissimilaritySource):
     def _read_rows(self, start, stop):
         dset = self._ref.get()
         if start == stop:
-            return np.empty((0, self.n), dtype=self.dtype)
-        out = np.empty((stop - start, self.n), dtype=self.dtype)
+            return np.empty((0, self.n), dtype=self.stored_dtype)
+        out = np.empty((stop - start, self.n), dtype=self.stored_dtype)
         try:
             dset.read_direct(out, np.s_[start:stop], np.s_[:])
         except OSError as exc:
@@ -317,7 +322,7 @@ class HDF5Source(DissimilaritySource):
         where = f"rows {start}:{stop}"
         cr = self.chunks[0] if self.chunks else None
         if cr:
-            buf = np.empty((cr, self.n), dtype=self.dtype)
+            buf = np.empty((cr, self.n), dtype=self.stored_dtype)
             for r0 in range((start // cr) * cr, stop, cr):
                 r1 = min(r0 + cr, self.n)
                 try:

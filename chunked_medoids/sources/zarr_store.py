@@ -22,7 +22,7 @@ from .._errors import (
     UnknownNameError,
 )
 from .._store_meta import check_complete, read_meta
-from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
+from .base import DissimilaritySource, check_storage_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
 #: array read by default when the store root is a group.
@@ -215,9 +215,14 @@ class ZarrSource(DissimilaritySource):
         arr = self._ref.get()
         where = self._ref.location
         self.n = _check_square(arr.shape, f"zarr array {where!r}")
-        self.dtype = check_dtype(arr.dtype, f"zarr array {where!r}")
+        self.dtype, stored = check_storage_dtype(arr.dtype, f"zarr array {where!r}")
         meta = read_meta(arr.attrs)
         self.meta = meta if meta is not None else self._ref.group_meta
+        if stored != self.dtype:  # a float16 store (docs/architecture.rst §3): read as float32
+            from .._quant import check_scale
+
+            self.storage_dtype = stored
+            self.scale = check_scale((self.meta or {}).get("scale", 1.0), f"scale of zarr store {where!r}")
         if not allow_incomplete:
             check_complete(self.meta, where)
         self.chunks = tuple(int(c) for c in arr.chunks)
@@ -309,7 +314,7 @@ class ZarrSource(DissimilaritySource):
 
     def _read_rows(self, start, stop):
         if start == stop:
-            return np.empty((0, self.n), dtype=self.dtype)
+            return np.empty((0, self.n), dtype=self.stored_dtype)
         try:
             block = self._ref.get()[start:stop]
         except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError/ValueError/OSError
@@ -320,7 +325,7 @@ class ZarrSource(DissimilaritySource):
         return block
 
     def _take_rows(self, indices):
-        out = np.empty((indices.shape[0], self.n), dtype=self.dtype)
+        out = np.empty((indices.shape[0], self.n), dtype=self.stored_dtype)
         if indices.shape[0] == 0:
             return out
         uniq, inverse = np.unique(indices, return_inverse=True)
@@ -330,7 +335,7 @@ class ZarrSource(DissimilaritySource):
             # One stored row stripe (chunk or shard) at a time: zarr decodes every chunk an
             # orthogonal selection touches concurrently, so selecting k scattered rows at once
             # would hold k decoded chunks (k medoids in k stripes: k × chunk bytes) in memory.
-            rows = np.empty((uniq.shape[0], self.n), dtype=self.dtype)
+            rows = np.empty((uniq.shape[0], self.n), dtype=self.stored_dtype)
             stripe = uniq // self.block_rows
             cuts = np.flatnonzero(np.diff(stripe)) + 1
             for part in np.split(np.arange(uniq.shape[0]), cuts):
