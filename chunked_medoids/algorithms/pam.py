@@ -12,29 +12,26 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
+from .._result import SwapResult
 from .._state import SwapState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_k, format_bytes
+from ..engine import Engine
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
-
-if TYPE_CHECKING:
-    from .._result import SwapResult
-    from .._typing import (
-        ClientLike,
-        DissimilarityLike,
-        InitLike,
-        MemoryLimit,
-        PathLike,
-        RandomStateLike,
-        WeightsLike,
-    )
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 
