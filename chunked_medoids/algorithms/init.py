@@ -45,6 +45,26 @@ def _gain_block(block, start, stop, state):
     return out
 
 
+def _lab_rows_task(rows, state):
+    """LAB: the rows ``rows`` (sorted, within one engine block) restricted to the columns U."""
+    return np.ascontiguousarray(state["source"].take_rows(rows)[:, state["U"]])
+
+
+def _lab_submatrix(source, U, engine):
+    """``D[U][:, U]`` for sorted U: one task per engine row block holding rows of U (run
+    concurrently by the engine, results in block order), so every storage chunk holding a
+    row of U is decoded once, and only the U columns of each row are kept."""
+    if engine is None:
+        return np.ascontiguousarray(source.take_rows(U)[:, U])
+    blocks = engine.blocks(source)
+    cuts = np.searchsorted(U, [a for a, _ in blocks] + [source.n])
+    items = [U[cuts[i]:cuts[i + 1]] for i in range(len(blocks)) if cuts[i + 1] > cuts[i]]
+    conc = engine.read_concurrency(source, blocks)
+    parts = engine.map_tasks(_lab_rows_task, items, {"source": source, "U": U},
+                             max_concurrency=conc, desc="LAB rows")
+    return np.concatenate(parts, axis=0) if parts else np.empty((0, U.shape[0]), dtype=source.dtype)
+
+
 def _pick(values, taken, largest):
     """Index of the best value among points not yet taken; earliest index on ties."""
     v = values.copy()
@@ -118,19 +138,44 @@ def build_init(source, k, *, rng=None, engine, weights=None, checkpoint=None, re
     return np.asarray(medoids, dtype=np.int64)
 
 
-def lab_init(source, k, *, rng, engine=None, weights=None, checkpoint=None, resume=None):
-    """LAB (Linear Approximative BUILD, Schubert & Rousseeuw 2021).
+def _lab_groups(samples, itemsize, budget):
+    """Consecutive medoid steps whose union of sample rows fits ``budget`` bytes as a
+    ``|U| x |U|`` matrix: ``[(first step, stop step, sorted union U), ...]``."""
+    groups, first, union = [], 0, np.empty(0, dtype=np.int64)
+    for s, S in enumerate(samples):
+        grown = np.union1d(union, S)
+        if s > first and grown.shape[0] ** 2 * itemsize > budget:
+            groups.append((first, s, union))
+            first, grown = s, S
+        union = grown
+    if samples:
+        groups.append((first, len(samples), union))
+    return groups
 
-    For each medoid, a fresh random subsample S of size ``min(n, 10 + ceil(sqrt(n)))`` of
-    the non-medoids is drawn with ``rng``; BUILD's choice is made on S only: the first
-    medoid minimises ``Σ_{o∈S} w_o D[o, j]`` over ``j ∈ S``, each next one maximises
-    ``Σ_{o∈S} w_o max(dn_S[o] − D[o, j], 0)`` where ``dn_S`` is the distance to the medoids
-    chosen so far.  Ties go to the earliest sample position.  Reads only the rows of S
-    (in pieces that fit the engine's budget, keeping the S and medoid columns):
-    O(k·(10 + √n)) rows in total, memory O(|S|² + |S|·k).
+
+def lab_init(source, k, *, rng, engine=None, weights=None, checkpoint=None, resume=None):
+    """LAB (Linear Approximative BUILD, Schubert & Rousseeuw 2021), reading D once.
+
+    For each medoid a random subsample S of size ``min(n, 10 + ceil(sqrt(n)))`` is drawn
+    with ``rng``; BUILD's choice is made on S only: the first medoid minimises
+    ``Σ_{o∈S} w_o D[o, j]`` over ``j ∈ S``, each next one maximises
+    ``Σ_{o∈S} w_o max(dn_S[o] − D[o, j], 0)`` over the non-medoids ``j ∈ S``, where ``dn_S``
+    is the distance to the medoids chosen so far.  Ties go to the earliest index.
+
+    The k subsamples are drawn **up front** (each from all n points; a medoid in a later
+    subsample counts with ``dn = 0`` and is no candidate), so their rows are read in one
+    sorted pass (``take_rows`` in pieces of the engine's block height, keeping only the
+    columns of the union ``U`` of the subsamples): a |U|×|U| matrix, |U| <= k·(10 + √n),
+    holds every distance LAB needs.  On a chunked store this is one read of the chunks
+    holding U instead of one per medoid (one engine task per row block, read concurrently).  When |U|² values exceed half of
+    ``memory_limit``, consecutive medoid steps are grouped so that each group's union fits,
+    one pass per group, and the rows of the medoids of earlier groups are read once each
+    (one row per added medoid) to carry ``dn`` across groups.
 
     ``checkpoint`` receives a :class:`~chunked_medoids._state.LabState` (medoids and the
-    generator state) after every medoid; ``resume`` continues from one, restoring ``rng``.
+    generator state at the start of LAB) after every medoid; ``resume`` continues from one:
+    the subsamples are drawn again from that state, so a resumed LAB returns the medoids
+    and leaves ``rng`` in the state an uninterrupted one does.
     """
     ckpt = NullCheckpoint() if checkpoint is None else checkpoint
     n = source.n
@@ -140,47 +185,76 @@ def lab_init(source, k, *, rng, engine=None, weights=None, checkpoint=None, resu
         medoids = [int(x) for x in resume.medoids]
         if resume.rng_state is not None:
             rng.bit_generator.state = resume.rng_state
+    start_state = rng.bit_generator.state
+    samples = [np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64) for _ in range(k)]
     taken = np.zeros(n, dtype=bool)
     taken[medoids] = True
-    piece = max(1, engine.block_rows_for(source) if engine is not None else m)
+    itemsize = source.dtype.itemsize
+    budget = engine.memory_limit // 2 if engine is not None else np.inf
+    piece = max(1, engine.block_rows_for(source) if engine is not None else n)
+    dn_full = None  # distance to the nearest medoid of earlier groups (n,), read row by row
+    carried = 0  # medoids whose rows are in dn_full
+
+    def state():
+        return LabState(medoids=np.asarray(medoids, dtype=np.int64), rng_state=start_state)
+
     with phase(engine, "LAB", k, "medoid", initial=len(medoids)) as ph:
-        for s in range(len(medoids), k):
-            pool = np.flatnonzero(~taken)
-            size = min(m, pool.shape[0])
-            sample = np.sort(rng.choice(pool, size=size, replace=False))
-            # sample rows restricted to the sample columns and the medoid columns
-            cols = np.concatenate([sample, np.asarray(medoids, dtype=np.int64)])
-            sub = np.empty((size, cols.shape[0]), dtype=source.dtype)
-            for a in range(0, size, piece):
-                rows = source.take_rows(sample[a:a + piece])
-                sub[a:a + rows.shape[0]] = rows[:, cols]
-            ws = None if weights is None else np.ascontiguousarray(weights[sample], dtype=np.float64)
-            w, weighted = kernel_weights(ws)
-            DS = np.ascontiguousarray(sub[:, :size])
-            if s == 0:
-                vals = np.empty(size, dtype=np.float64)
-                row_sums(DS, w, weighted, vals)
-                pick = int(np.argmin(vals))
-            else:
-                dn = np.ascontiguousarray(sub[:, size:].min(axis=1))
-                vals = np.empty(size, dtype=np.float64)
-                build_gains(DS, dn, w, weighted, vals)  # D symmetric: row j of DS is column j
-                pick = int(np.argmax(vals))
-            j = int(sample[pick])
-            medoids.append(j)
-            taken[j] = True
-            if ckpt.enabled:
-                ckpt.milestone(lambda: LabState(medoids=np.asarray(medoids, dtype=np.int64),  # noqa: B023
-                                                rng_state=rng.bit_generator.state))
-            ph.update()
+        for first, stop, U in _lab_groups(samples, itemsize, budget):
+            if stop <= len(medoids):
+                continue  # every step of this group was done before the resume
+            # the distances to the medoids chosen before this group: one row per medoid
+            before = min(first, len(medoids))
+            if carried < before:
+                for a in range(carried, before, piece):
+                    rows = source.take_rows(np.asarray(medoids[a:before][:piece], dtype=np.int64))
+                    low = rows.min(axis=0)
+                    dn_full = low if dn_full is None else np.minimum(dn_full, low)
+                carried = before
+            sub = _lab_submatrix(source, U, engine)  # one pass over the chunks holding U
+            dn_U = None if dn_full is None else np.ascontiguousarray(dn_full[U])
+            for s in range(first, stop):
+                S = samples[s]
+                pos = np.searchsorted(U, S)
+                if s < len(medoids):  # done before the resume: only its dn contribution
+                    j = medoids[s]
+                else:
+                    DS = np.ascontiguousarray(sub[np.ix_(pos, pos)])
+                    ws = None if weights is None else np.ascontiguousarray(weights[S], dtype=np.float64)
+                    w, weighted = kernel_weights(ws)
+                    vals = np.empty(S.shape[0], dtype=np.float64)
+                    if dn_U is None:
+                        row_sums(DS, w, weighted, vals)
+                        vals[taken[S]] = np.inf
+                        pick = int(np.argmin(vals))
+                    else:
+                        build_gains(DS, np.ascontiguousarray(dn_U[pos]), w, weighted, vals)
+                        vals[taken[S]] = -np.inf
+                        pick = int(np.argmax(vals))
+                    if taken[S[pick]]:  # every sampled point is a medoid already (k close to n)
+                        j = int(np.flatnonzero(~taken)[0])
+                        logger.info("LAB: subsample %d holds only medoids; taking index %d", s + 1, j)
+                    else:
+                        j = int(S[pick])
+                    medoids.append(j)
+                    taken[j] = True
+                    if ckpt.enabled:
+                        ckpt.milestone(state)
+                    ph.update()
+                if s + 1 < stop:  # the next steps of this group see the new medoid
+                    jp = int(np.searchsorted(U, j))
+                    if jp < U.shape[0] and U[jp] == j:
+                        col = sub[jp]  # D symmetric: row j restricted to U
+                    else:  # the fallback pick outside U
+                        col = source.take_rows([j])[0][U]
+                    dn_U = col.copy() if dn_U is None else np.minimum(dn_U, col)
     return np.asarray(medoids, dtype=np.int64)
 
 
 register_init("random", random_init, description="k distinct points drawn uniformly at random")
 register_init("build", build_init, description="BUILD: greedy, k full passes over D (deterministic)",
               resumable=True)
-register_init("lab", lab_init, description="LAB: BUILD on fresh subsamples of size 10+sqrt(n) (O(n·k) reads)",
-              resumable=True)
+register_init("lab", lab_init, description="LAB: BUILD on k subsamples of size 10+sqrt(n), their rows "
+              "read in one pass (O(k·sqrt(n)) rows: the init to use on a stored matrix)", resumable=True)
 
 
 # -- public wrappers ------------------------------------------------------------------------

@@ -283,7 +283,9 @@ COMMANDS = [
             opt("--method", default="fasterpam", metavar="NAME", choices=METHODS,
                 help="clustering method (default fasterpam; one of: %(choices)s)"),
             opt("--init", metavar="NAME", choices=INITS,
-                help="initialisation (default: the method's own; one of: %(choices)s)"),
+                help="initialisation (default: the method's own; one of: %(choices)s). On a stored "
+                     "matrix larger than RAM use lab (its subsample rows in one read) or random; build "
+                     "reads the whole matrix once per medoid"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of iterations / passes"),
             "memory", "checkpoint", "outputs", "plots", "progress", "general",
@@ -337,7 +339,9 @@ COMMANDS = [
             "input",
             opt("--kmax", type=int, required=True, metavar="K", help="largest k tried"),
             opt("--kmin", type=int, default=None, metavar="K", help="smallest k tried (default 2)"),
-            opt("--init", metavar="NAME", choices=INITS, help="initialisation (one of: %(choices)s; default build)"),
+            opt("--init", metavar="NAME", choices=INITS,
+                help="initialisation (one of: %(choices)s; default build; out of core prefer lab: one "
+                     "read of its subsample rows instead of one full pass per medoid)"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of passes"),
             "memory", "checkpoint", "outputs",
