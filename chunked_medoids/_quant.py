@@ -116,14 +116,40 @@ def quantise(values: np.ndarray, scale: float, where=None) -> np.ndarray:
     return values.astype(FLOAT16)
 
 
-def dequantise(block: np.ndarray, scale: float) -> np.ndarray:
-    """``float32(block) / scale`` as a new C-contiguous float32 array (exact: power of two)."""
-    out = np.empty(block.shape, dtype=VALUES_DTYPE)
-    if scale == 1.0:
+#: blocks of at least this many elements are converted by the numba kernel
+#: (:func:`chunked_medoids._kernels.convert.f16_to_f32`, ~8x numpy's speed), smaller ones by numpy.
+KERNEL_MIN_SIZE = 4096
+
+
+def dequantise(block: np.ndarray, scale: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``float32(block) / scale`` as a C-contiguous float32 array (exact: power of two).
+
+    Large blocks go through the numba kernel of :mod:`chunked_medoids._kernels.convert`
+    (bitwise the same as numpy's conversion; releases the GIL, so a reader thread converts
+    while the kernels run); ``out`` (same shape, float32, C-contiguous) is filled if given.
+    """
+    if out is None:
+        out = np.empty(block.shape, dtype=VALUES_DTYPE)
+    if block.size >= KERNEL_MIN_SIZE:
+        from ._kernels.convert import f16_to_f32
+
+        src = np.ascontiguousarray(block).view(np.uint16)
+        mul1, mul2 = _kernel_factors(scale)
+        f16_to_f32(src, mul1, mul2, out)
+    elif scale == 1.0:
         np.copyto(out, block, casting="safe")
     else:
         np.multiply(block, np.float32(1.0 / scale), out=out, dtype=VALUES_DTYPE)
     return out
+
+
+def _kernel_factors(scale: float) -> tuple[np.float32, np.float32]:
+    """``(mul1, mul2)``, powers of two with ``mul1 * mul2 = 2**112 / scale`` (mul2 = 1 when
+    that is a float32)."""
+    e = 112 - (math.frexp(scale)[1] - 1)
+    if e <= 127:
+        return np.float32(math.ldexp(1.0, e)), np.float32(1.0)
+    return np.float32(2.0 ** 112), np.float32(math.ldexp(1.0, e - 112))
 
 
 __all__ = ["FLOAT16", "FLOAT16_MAX", "TARGET_MAX", "VALUES_DTYPE", "check_scale", "choose_scale",

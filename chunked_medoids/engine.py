@@ -196,6 +196,8 @@ class Engine:
         self._pool = None
         self.last_state_key = None
         self.bytes_read = 0
+        #: where the time of sequential streams went (see :meth:`iter_blocks`).
+        self.read_stats = {"wait_s": 0.0, "read_s": 0.0, "blocks": 0}
         self._lock = threading.Lock()
 
     # -- sizing -------------------------------------------------------------------------
@@ -237,6 +239,24 @@ class Engine:
                 natural, format_bytes(decode), format_bytes(self.memory_limit),
             )
         return rows
+
+    def stream_plan(self, source, blocks_in_flight: int = 3) -> tuple[int, int, int]:
+        """``(rows per block, reader threads, blocks read ahead)`` for :meth:`iter_blocks`.
+
+        Sources whose reads run in parallel (``parallel_reads``: zarr stores) on local
+        threads get :data:`~chunked_medoids._budget.STREAM_READERS` concurrent readers and
+        as deep a read-ahead as the budget allows (:func:`chunked_medoids._budget.stream_plan`);
+        everything else (a forced ``block_rows``, a cluster, HDF5 behind h5py's global lock,
+        in-memory arrays) reads one block ahead in one thread with :meth:`block_rows_for`.
+        Only memory use and overlap change, never a result (§8).
+        """
+        if (self.forced_block_rows is not None or self.client is not None
+                or not getattr(source, "parallel_reads", False)):
+            return self.block_rows_for(source, blocks_in_flight), 1, 1
+        itemsize = source.dtype.itemsize
+        return _budget.stream_plan(source.n, itemsize, self.memory_limit, source.block_rows,
+                                   held=max(1, int(blocks_in_flight) - 1),
+                                   storage_itemsize=getattr(source, "storage_itemsize", itemsize))
 
     def blocks(self, source, block_rows: int | None = None) -> list[tuple[int, int]]:
         b = block_rows or self.block_rows_for(source)
@@ -515,31 +535,48 @@ class Engine:
         return results
 
     # -- sequential streaming with read-ahead ------------------------------------------
-    def iter_blocks(self, source, blocks=None, prefetch: int = 1, desc: str | None = None):
+    def iter_blocks(self, source, blocks=None, prefetch: int = 1, desc: str | None = None,
+                    readers: int = 1):
         """Yield ``(start, stop, block)`` in the given order, reading ``prefetch`` blocks ahead.
 
-        Reads run in a background thread (numpy/zarr/h5py release the GIL while decoding), so
-        I/O overlaps the caller's compute.
+        Reads run in ``readers`` background threads (numpy/zarr/h5py release the GIL while
+        decoding; float16 blocks are converted there too), so I/O and decoding overlap the
+        caller's compute, and several reads keep the disk busy.  Blocks are still yielded
+        in order.  ``self.read_stats`` accumulates ``wait_s`` (the caller blocked waiting for
+        a block), ``read_s`` (time inside the reads, summed over threads) and ``blocks``.
         """
         blocks = self.blocks(source) if blocks is None else list(blocks)
-        pool = self._get_pool()
+        pool = self._get_pool(max(1, int(readers)))
         pending = deque()
         bar = self._bar(len(blocks), desc)
+        stats = self.read_stats
+        lock = self._lock
+
+        def read(a, b):
+            t = time.perf_counter()
+            out = source.read_rows(a, b)
+            with lock:
+                stats["read_s"] += time.perf_counter() - t
+            return out
+
         it = iter(blocks)
         try:
             for _ in range(max(1, prefetch + 1)):
                 nxt = next(it, None)
                 if nxt is None:
                     break
-                pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+                pending.append((nxt, pool.submit(read, *nxt)))
             while pending:
                 (a, b), fut = pending.popleft()
+                t = time.perf_counter()
                 block = fut.result()
                 with self._lock:
+                    stats["wait_s"] += time.perf_counter() - t
+                    stats["blocks"] += 1
                     self.bytes_read += block.nbytes
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+                    pending.append((nxt, pool.submit(read, *nxt)))
                 yield a, b, block
                 del block
                 if bar is not None:
@@ -550,10 +587,15 @@ class Engine:
             if bar is not None:
                 bar.close()
 
-    def _get_pool(self):
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")
-        return self._pool
+    def _get_pool(self, readers: int = 1):
+        pools = self.__dict__.setdefault("_pools", {})
+        if readers == 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")
+            return self._pool
+        if readers not in pools:
+            pools[readers] = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="cm-read")
+        return pools[readers]
 
     def thread_pool(self):
         """A pool of ``num_workers`` compute threads for drivers (e.g. speculative FasterPAM)."""
@@ -572,6 +614,8 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        for pool in self.__dict__.pop("_pools", {}).values():
+            pool.shutdown(wait=True)
         if getattr(self, "_cpool", None) is not None:
             self._cpool.shutdown(wait=True)
             self._cpool = None

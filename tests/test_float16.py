@@ -290,3 +290,21 @@ def test_cli_build_and_info_show_dtype_and_scale(tmp_path):
     proc = run_cli("build", tmp_path / "X.npy", "-o", tmp_path / "E.zarr", "--metric", "euclidean",
                    "--dtype", "float16", "--scale", "0.3")
     assert proc.returncode == 2 and "power of two" in proc.stderr
+
+
+# -- the conversion kernel -----------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [2.0 ** -100, 2.0 ** -20, 2.0 ** -3, 1.0, 2.0 ** 5, 2.0 ** 100])
+def test_conversion_kernel_is_bitwise_numpy_on_every_float16(scale):
+    from chunked_medoids._kernels.convert import f16_to_f32
+    from chunked_medoids._quant import _kernel_factors
+
+    q = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    with np.errstate(invalid="ignore"):
+        ref = q.astype(np.float32) * np.float32(1.0 / scale)
+    out = np.empty(q.shape, np.float32)
+    f16_to_f32(q.view(np.uint16), *_kernel_factors(scale), out)
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(out.view(np.uint32)[finite], ref.view(np.uint32)[finite])
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(out) & (out > 0), np.isinf(ref) & (ref > 0))
+    np.testing.assert_array_equal(dequantise(q, scale)[finite], ref[finite])

@@ -60,11 +60,12 @@ def read_units(n, order, pos, block_rows):
     return units
 
 
-def iter_units(source, eng, units, desc):
+def iter_units(source, eng, units, desc, readers=1, ahead=1):
     """Yield (unit, block) with read-ahead for range reads (engine.iter_blocks)."""
     if all(isinstance(u[2], tuple) for u in units):
         ranges = [u[2] for u in units]
-        for u, (_, _, block) in zip(units, eng.iter_blocks(source, blocks=ranges, prefetch=1, desc=desc)):
+        for u, (_, _, block) in zip(units, eng.iter_blocks(source, blocks=ranges, prefetch=ahead, desc=desc,
+                                                           readers=readers)):
             yield u, block
     else:
         for u in units:
@@ -110,7 +111,10 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         ``walk``.
     """
     n = source.n
-    brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
+    if order is None and rows:  # natural order: concurrent readers, deep read-ahead (Engine.stream_plan)
+        brows, readers, ahead = eng.stream_plan(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
+    else:  # shuffle order reads 256-row granules: keep the blocks tall
+        brows, readers, ahead = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT), 1, 1
     counters = np.array([walk.since, walk.n_swap], dtype=np.int64)
     while not walk.done and (walk.pos > 0 or walk.n_iter < max_iter):
         t0 = time.perf_counter()
@@ -119,7 +123,8 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         if walk.pos == 0:
             walk.n_iter += 1
         if rows:
-            stream = iter_units(source, eng, read_units(n, order, walk.pos, brows), f"{desc} pass {walk.n_iter}")
+            stream = iter_units(source, eng, read_units(n, order, walk.pos, brows), f"{desc} pass {walk.n_iter}",
+                                readers, ahead)
         else:
             stream = (((a, min(a + brows, n), None), None) for a in range(walk.pos, n, brows))
         for (ps, pe, read), block in stream:

@@ -209,6 +209,9 @@ class ZarrSource(DissimilaritySource):
     """
 
     kind = "zarr"
+    #: reads from several threads at once run in parallel (the engine streams with several
+    #: readers: :meth:`~chunked_medoids.Engine.stream_plan`).
+    parallel_reads = True
 
     def __init__(self, obj, dataset: str | None = None, *, allow_incomplete: bool = False):
         self._ref = ZarrArrayRef(obj, dataset)

@@ -1,0 +1,218 @@
+"""Cold-disk FasterPAM passes, codecs and the 2-byte storage type (issue 17).  Not CI.
+
+Drops the page cache (``sync; echo 3 > /proc/sys/vm/drop_caches``; needs root) before
+every cold measurement, so run it on a machine where that is acceptable.  Prints one JSON
+document on stdout.
+
+Parts (``--part``):
+
+``pass``      For each ``--codecs`` x ``--dtypes`` store of the n x n Euclidean matrix of n
+              real pixels (scikit-image ``hubble_deep_field``, a seeded sample): bytes on
+              disk, the fastest cold read of the store's files (each file read once, by 1, 4
+              and 8 threads), one cold FasterPAM pass (k = 10, random init, ``max_iter=1``,
+              ``memory_limit``) in a fresh subprocess with its peak RSS and where the time
+              went (the kernel thread waiting for blocks, the reader threads), and a warm
+              pass (the store in the page cache) when it fits in RAM.  Stores are deleted
+              afterwards unless ``--keep``.
+``quality``   FasterPAM (k = 20, random init) on float32 and on float16 distances of the
+              same n points from the same init, both rescored on exact float32 distances:
+              the loss ratio, for three real-pixel data sets.
+
+Reproduce the README figures with::
+
+    python benchmarks/bench_cold_disk.py --part pass --n 60000 --codecs lz4 --dtypes float32,float16 \\
+        --dir /work/bench_tmp/cold > cold.json
+    python benchmarks/bench_cold_disk.py --part pass --n 20000 --codecs none,lz4,zstd,blosc-zstd \\
+        --dtypes float32 --dir /work/bench_tmp/cold > codecs.json
+    python benchmarks/bench_cold_disk.py --part quality --n 20000 --k 20 > quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, machine  # noqa: E402
+
+DATASETS = {
+    "hubble": (("hubble_deep_field",), 0),
+    "retina": (("retina",), 1),
+    "astronaut+coffee+rocket": (("astronaut", "coffee", "rocket"), 2),
+}
+
+
+def pixels(name, n):
+    from skimage import data
+
+    pics, seed = DATASETS[name]
+    X = np.concatenate([getattr(data, p)()[..., :3].reshape(-1, 3) for p in pics]).astype(np.float64)
+    idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], size=n, replace=False))
+    return np.ascontiguousarray(X[idx])
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def store_files(path):
+    if os.path.isfile(path):
+        return [path]
+    out = []
+    for dp, _, files in os.walk(path):
+        out += [os.path.join(dp, f) for f in files]
+    return sorted(out)
+
+
+def _read_file(path, bufsize=8 << 20):
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(bufsize)
+            if not b:
+                return total
+            total += len(b)
+
+
+def cold_read(path, threads):
+    """Seconds to read every file of the store once with ``threads`` readers (cache dropped)."""
+    files = store_files(path)
+    drop_caches()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        nbytes = sum(pool.map(_read_file, files))
+    return time.perf_counter() - t0, nbytes
+
+
+CHILD = r"""
+import json, logging, re, resource, sys, time
+import numpy as np
+import chunked_medoids as cm
+spec = json.loads(sys.argv[1])
+passes = []
+class H(logging.Handler):
+    def emit(self, rec):
+        m = re.search(r"pass (\d+): .* ([0-9.]+)s read", rec.getMessage())
+        if m:
+            passes.append(float(m.group(2)))
+logging.getLogger("chunked_medoids").addHandler(H())
+logging.getLogger("chunked_medoids").setLevel(logging.INFO)
+src = cm.open_dissimilarity(spec["store"])
+eng = cm.Engine(memory_limit=spec["memory_limit"])
+t0 = time.perf_counter()
+res = cm.fasterpam(src, spec["k"], init="random", random_state=0, max_iter=1, engine=eng)
+total = time.perf_counter() - t0
+print(json.dumps({"pass_s": passes[0] if passes else None, "total_s": total, "loss": res.loss,
+                  "medoids": res.medoids.tolist(), "read_stats": getattr(eng, "read_stats", None),
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def run_pass(store, k, memory_limit, cold):
+    if cold:
+        drop_caches()
+    spec = json.dumps({"store": store, "k": k, "memory_limit": memory_limit})
+    proc = subprocess.run([sys.executable, "-c", CHILD, spec], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def part_pass(args):
+    import chunked_medoids as cm
+
+    X = pixels("hubble", args.n)
+    out = []
+    for dtype in args.dtypes.split(","):
+        for codec in args.codecs.split(","):
+            path = os.path.join(args.dir, f"D_{args.n}_{dtype}_{codec}.zarr")
+            row = {"n": args.n, "dtype": dtype, "codec": codec}
+            if not os.path.exists(path):
+                t0 = time.perf_counter()
+                cm.build_dissimilarity(X, path, dtype=dtype, compressor=None if codec == "none" else codec,
+                                       memory_limit="2GiB")
+                row["build_s"] = time.perf_counter() - t0
+            info = cm.store_info(path)
+            row.update(bytes_on_disk=info["size_on_disk"], nbytes=info["nbytes"], scale=info.get("scale"))
+            reads = {}
+            for t in (1, 4, 8):
+                sec, nb = cold_read(path, t)
+                reads[t] = sec
+            row["cold_read_s"] = reads
+            row["cold_read_best_s"] = min(reads.values())
+            row["cold_pass"] = run_pass(path, args.k, args.memory_limit, cold=True)
+            row["pass_over_read"] = row["cold_pass"]["pass_s"] / row["cold_read_best_s"]
+            if info["size_on_disk"] < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
+                run_pass(path, args.k, args.memory_limit, cold=False)  # warm the cache
+                row["warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            out.append(row)
+            if not args.keep:
+                shutil.rmtree(path)
+    return out
+
+
+def part_quality(args):
+    import chunked_medoids as cm
+
+    out = []
+    for name in DATASETS:
+        X = pixels(name, args.n)
+        init = np.random.default_rng(7).choice(args.n, size=args.k, replace=False)
+        f32 = cm.from_features(X, dtype="float32")
+        f16 = cm.from_features(X, dtype="float16")
+        t0 = time.perf_counter()
+        r32 = cm.fasterpam(f32, args.k, init=init, memory_limit="1GiB")
+        t32 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r16 = cm.fasterpam(f16, args.k, init=init, memory_limit="1GiB")
+        t16 = time.perf_counter() - t0
+        rescored = _loss(f32, r16.medoids)
+        row = {"dataset": name, "n": args.n, "k": args.k, "scale": f16.scale,
+               "loss_float32": r32.loss, "loss_float16_rescored_on_float32": rescored,
+               "ratio": rescored / r32.loss, "same_medoids": sorted(r32.medoids.tolist()) == sorted(r16.medoids.tolist()),
+               "passes_float32": r32.n_iter, "passes_float16": r16.n_iter, "seconds_float32": t32,
+               "seconds_float16": t16}
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        out.append(row)
+    return out
+
+
+def _loss(src, medoids):
+    """Σ_o min_m D[o, m] on the float32 source (k medoid rows, float64 sum)."""
+    rows = src.take_rows(np.asarray(medoids, dtype=np.int64))
+    return float(rows.min(axis=0).astype(np.float64).sum())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["pass", "quality"], required=True)
+    ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--k", type=int, default=None)
+    ap.add_argument("--codecs", default="lz4")
+    ap.add_argument("--dtypes", default="float32,float16")
+    ap.add_argument("--memory-limit", default="1GiB")
+    ap.add_argument("--dir", default="/tmp/cm_cold")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args(argv)
+    os.makedirs(args.dir, exist_ok=True)
+    if args.part == "pass":
+        args.k = args.k or 10
+        rows = part_pass(args)
+    else:
+        args.k = args.k or 20
+        rows = part_quality(args)
+    emit({"part": args.part, "machine": machine(), "memory_limit": args.memory_limit, "results": rows,
+          "command": " ".join(sys.argv)})
+
+
+if __name__ == "__main__":
+    main()
