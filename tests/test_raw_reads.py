@@ -1,0 +1,102 @@
+"""The raw fast path of zarr stores built with ``compressor=None`` (issue 17): chunk files read
+with ``os.preadv`` straight into the block, crc32c verified in place -- the same values and
+the same errors as zarr's own path, and the concurrent stream of an eager pass."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import chunked_medoids as cm
+from chunked_medoids.sources.zarr_store import ZarrSource
+
+
+@pytest.fixture()
+def raw(tmp_path):
+    X = np.random.default_rng(0).normal(size=(53, 3))
+    src = cm.build_dissimilarity(X, tmp_path / "D.zarr", compressor=None, block_rows=10)
+    return tmp_path / "D.zarr", src
+
+
+def _chunk(path, i):
+    return os.path.join(path, "c", str(i), "0")
+
+
+def test_raw_layout_detected_only_for_raw_chunks(tmp_path, raw):
+    path, src = raw
+    assert src._raw_layout() == (os.path.join(str(path), ""), True)
+    lz = cm.build_dissimilarity(np.zeros((5, 2)) + np.arange(5)[:, None], tmp_path / "L.zarr")
+    assert lz._raw_layout() is None
+    f16 = cm.build_dissimilarity(np.arange(12.0).reshape(6, 2), tmp_path / "H.zarr", compressor=None,
+                                 dtype="float16")
+    assert f16._raw_layout() is not None
+    np.testing.assert_array_equal(f16.read_rows(0, 6), cm.from_features(np.arange(12.0).reshape(6, 2),
+                                                                        dtype="float16").read_rows(0, 6))
+
+
+def test_raw_reads_equal_zarr_reads(raw, monkeypatch):
+    path, src = raw
+    arr = src.array
+    calls = {"raw": 0}
+    real = ZarrSource._read_raw
+
+    def spy(self, *a):
+        calls["raw"] += 1
+        return real(self, *a)
+
+    monkeypatch.setattr(ZarrSource, "_read_raw", spy)
+    for a, b in ((0, 10), (0, 53), (3, 7), (9, 11), (45, 53), (50, 53), (52, 53)):
+        np.testing.assert_array_equal(src.read_rows(a, b), arr[a:b])
+    idx = np.array([52, 0, 17, 17, 3])
+    np.testing.assert_array_equal(src.take_rows(idx), arr[:][idx])
+    assert calls["raw"] >= 7
+    r1 = cm.fasterpam(src, 4, random_state=0, memory_limit=2 ** 16)
+    r2 = cm.fasterpam(arr[:], 4, random_state=0)
+    np.testing.assert_array_equal(r1.medoids, r2.medoids)
+    assert r1.loss == r2.loss
+
+
+def test_raw_path_keeps_zarrs_errors(raw):
+    path, _ = raw
+    # a flipped bit: the checksum fails, the zarr path names the chunk
+    p = _chunk(path, 2)
+    data = bytearray(open(p, "rb").read())
+    data[100] ^= 1
+    open(p, "wb").write(bytes(data))
+    src = cm.open_dissimilarity(path)
+    with pytest.raises(cm.StoreCorruptionError, match="rows 20:30"):
+        src.read_rows(15, 25)
+    # a truncated chunk
+    p = _chunk(path, 3)
+    data = open(p, "rb").read()
+    open(p, "wb").write(data[:-9])
+    with pytest.raises(cm.StoreCorruptionError, match="rows 30:40"):
+        src.read_rows(30, 40)
+    # a missing chunk
+    os.unlink(_chunk(path, 4))
+    with pytest.raises(cm.StoreCorruptionError, match=r"rows 40:50.*missing"):
+        src.read_rows(40, 45)
+    np.testing.assert_array_equal(src.read_rows(0, 10), cm.open_dissimilarity(path).array[0:10])
+
+
+def test_eager_stream_plan_reads_concurrently_within_budget(raw):
+    from chunked_medoids import _budget
+
+    path, src = raw
+    eng = cm.Engine(memory_limit=2 ** 16)
+    rows, readers, ahead = eng.stream_plan(src)
+    assert readers == _budget.STREAM_READERS and rows % src.block_rows == 0
+    n = src.n
+    # readers decoding + every finished block read ahead + the one processed fit the budget
+    held = ahead - readers + 1
+    assert rows * n * (readers * _budget.reader_bytes(4) + held * 4) <= 2 ** 16
+    assert ahead >= readers
+    got = np.vstack([b for _, _, b in eng.iter_blocks(src, eng.blocks(src, rows), prefetch=ahead,
+                                                     readers=readers)])
+    np.testing.assert_array_equal(got, src.array[:])
+    assert eng.read_stats["blocks"] == -(-n // rows)
+    # other sources (in memory, forced block rows) keep one reader and one block ahead
+    assert cm.Engine(memory_limit=2 ** 20).stream_plan(cm.open_dissimilarity(src.array[:]))[1:] == (1, 1)
+    assert cm.Engine(memory_limit=2 ** 20, block_rows=7).stream_plan(src) == (7, 1, 1)
