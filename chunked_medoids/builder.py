@@ -13,7 +13,7 @@ zarr (``store`` ends in ``.zarr``)
     ``(stripe_rows, n)``: **one chunk is one row stripe**, written by exactly one task (a
     thread or a distributed worker that opens the store by path; workers must share the
     file system).  Chunk keys use the default v3 encoding ``c/<stripe>/0``.  Codecs:
-    ``compressor`` (default blosc-lz4 with byte shuffle, see :data:`COMPRESSORS`), followed
+    ``compressor`` (default none: raw chunks, see :data:`COMPRESSORS`), followed
     by a crc32c checksum of every chunk (so a damaged chunk fails to read with
     :class:`~chunked_medoids.StoreCorruptionError` instead of decoding to wrong numbers).
     Fill value NaN for float dtypes, ``-1`` for integer dtypes (distances are never
@@ -179,8 +179,14 @@ def _h5_plugin(name):
 
 
 #: name -> (description, zarr codec factory or None, HDF5 create_dataset-kwargs factory or None).
-#: ``"default"`` maps to "lz4" for zarr and "lzf" for HDF5, the fastest measured on distance
-#: matrices (benchmarks/bench_build.py, 2 cores): zarr blosc-lz4 + byte shuffle wrote
+#: ``"default"`` maps to no compressor for zarr (raw chunks + crc32c) and "lzf" for HDF5.
+#: zarr: chosen from cold-disk passes (benchmarks/bench_cold_disk.py, issue 17): float32
+#: distances compress only 1.16x with lz4 (1.34x zstd; float16 not at all), and decoding
+#: costs CPU the swap kernels need, while raw chunks are read straight into the block
+#: (ZarrSource's raw path): a cold FasterPAM pass waited 0.17 s for blocks against 0.82 s
+#: (lz4) and 3.2 s (zstd) at n = 20000.  Pick "zstd" when bytes matter more than CPU (a
+#: network file system, a slow disk).  Build speed (benchmarks/bench_build.py, 2 cores): zarr
+#: blosc-lz4 + byte shuffle wrote
 #: ~670 MB/s vs ~460 MB/s for zstd level 1 and decodes ~2x faster; HDF5 lzf ~60-75 MB/s vs
 #: gzip level 1 ~26-31 MB/s (even with the chunks deflated in parallel tasks).  Float
 #: distances compress only ~1.2-1.4x anyway.
@@ -191,7 +197,7 @@ COMPRESSORS = {
     "gzip": ("gzip level 1 (HDF5: with shuffle)", _zarr_gzip, _h5_gzip),
     "lzf": ("lzf with shuffle (HDF5 only)", None, _h5_lzf),
 }
-_DEFAULT_COMPRESSOR = {"zarr": "lz4", "hdf5": "lzf"}
+_DEFAULT_COMPRESSOR = {"zarr": "none", "hdf5": "lzf"}
 
 
 def _resolve_compressor(compressor, fmt: str):
@@ -200,6 +206,8 @@ def _resolve_compressor(compressor, fmt: str):
         return "none", (None if fmt == "zarr" else {})
     if isinstance(compressor, str):
         name = _DEFAULT_COMPRESSOR[fmt] if compressor == "default" else compressor
+        if name == "none":  # raw chunks (the zarr default)
+            return "none", (None if fmt == "zarr" else {})
         entry = COMPRESSORS.get(name)
         if entry is None:
             raise UnknownNameError(
@@ -474,7 +482,9 @@ def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "
         Force the stripe height (rows per stripe = rows per zarr chunk) instead of deriving
         it from ``memory_limit``.
     compressor : str, None, zarr codec(s) or dict, default "default"
-        ``"default"`` is blosc-lz4 + byte shuffle for zarr and lzf + shuffle for HDF5; other
+        ``"default"`` is no compressor for zarr (raw chunks with a crc32c checksum: the
+        fastest cold and warm passes, +16 % bytes on disk against lz4) and lzf + shuffle for
+        HDF5; ``"none"`` is the same as None; other
         names in :data:`COMPRESSORS` (``"zstd"``, ``"blosc-zstd"``, ``"gzip"``; ``"lzf"``
         HDF5 only; blosc/zstd in HDF5 need ``hdf5plugin`` imported by readers too);
         ``None`` stores raw values (zarr: still followed by the crc32c chunk checksum); zarr

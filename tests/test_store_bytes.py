@@ -76,10 +76,11 @@ def _X():
 
 #: (suffix, build keywords) -> digest on main at e2f9921.
 EXPECTED = {
-    'zarr-default': 'b13cc7347b407d9ab8e0b8cddae0f01c8eda65e16d3901fb991d4c3678e13f99',
+    # the zarr default was lz4 until issue 17 (now raw chunks): same bytes, explicit name
+    'zarr-compressor=lz4': 'b13cc7347b407d9ab8e0b8cddae0f01c8eda65e16d3901fb991d4c3678e13f99',
     'zarr-compressor=None-dtype=float64': '297e7d6f04f5c3d0d0cd22477d5abcc2886aef394a23007ebb4b74b437d0b2a9',
     'zarr-block_rows=7-compressor=zstd-metric=manhattan': '9b87fee888666e6af49f3cd40c343fe17102bd0678439de9cf3bc5c68e2362b8',
-    'zarr-memory_limit=96KiB-num_workers=2': '28ef7a321f5d7909c51bab224230bef532826af2b7e1650d7b8e7f1514a3a3f6',
+    'zarr-compressor=lz4-memory_limit=96KiB-num_workers=2': '28ef7a321f5d7909c51bab224230bef532826af2b7e1650d7b8e7f1514a3a3f6',
     'h5-default': '8e0182e8b44235abeb0db7d4a4d216782044ce984110e9a245c7d8a0295a3980',
     'h5-block_rows=8-compressor=gzip': '5b82ca5fb94ce2ed19c59b652b3782f36d0096f2f2835f4ca7586f097f3c489c',
     'h5-compressor=None-dtype=float64-metric=cosine': '51e948b3733adeac474b1c351dc82682b0bc0ad12f538ce646ef58b0ecb6fa4b',
@@ -87,10 +88,10 @@ EXPECTED = {
 }
 
 CASES = [
-    (".zarr", {}),
+    (".zarr", {"compressor": "lz4"}),
     (".zarr", {"compressor": None, "dtype": "float64"}),
     (".zarr", {"compressor": "zstd", "metric": "manhattan", "block_rows": 7}),
-    (".zarr", {"memory_limit": "96KiB", "num_workers": 2}),
+    (".zarr", {"memory_limit": "96KiB", "num_workers": 2, "compressor": "lz4"}),
     (".h5", {}),
     (".h5", {"compressor": "gzip", "block_rows": 8}),
     (".h5", {"compressor": None, "dtype": "float64", "metric": "cosine"}),

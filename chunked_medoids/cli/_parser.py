@@ -248,7 +248,8 @@ COMMANDS = [
                 help="with --dtype float16: the scale (a power of two; stored = distance x S); default "
                      "chosen from the data so that nothing overflows float16"),
             opt("--compressor", default="default",
-                help="'default' (zarr: blosc-lz4, HDF5: lzf), lz4, zstd, blosc-zstd, gzip, lzf, none"),
+                help="'default' (zarr: none, i.e. raw chunks + crc32c, fastest passes; HDF5: lzf), lz4, "
+                     "zstd (smallest: for network file systems), blosc-zstd, gzip, lzf, none"),
             opt("--block-rows", type=int, metavar="ROWS",
                 help="force the row-stripe height instead of deriving it from --memory-limit"),
             opt("--overwrite", action="store_true", help="replace an existing STORE"),
