@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,23 +26,21 @@ from .._kernels.swap import (
     select_best,
     tie_margin,
 )
+from .._result import SwapResult
 from .._state import SwapState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_k, format_bytes
+from ..engine import Engine
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
-
-if TYPE_CHECKING:
-    from .._result import SwapResult
-    from .._typing import (
-        ClientLike,
-        DissimilarityLike,
-        InitLike,
-        MemoryLimit,
-        PathLike,
-        RandomStateLike,
-        WeightsLike,
-    )
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 

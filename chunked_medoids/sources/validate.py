@@ -30,6 +30,7 @@ import numpy as np
 
 from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError
+from .._typing import DissimilarityLike, MemoryLimit, RandomStateLike
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
 
@@ -409,8 +410,9 @@ def _check_pair(a: np.ndarray, b: np.ndarray, atol, rtol, rows0: int, cols0: int
     check_pairs(a, b, (rows0, rows0 + a.shape[0]), (cols0, cols0 + a.shape[1]), float(atol), rtol, _where(src))
 
 
-def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, atol=None,
-                    rtol: float = RTOL, random_state=0) -> DissimilaritySource:
+def validate_source(source: DissimilarityLike, *, memory_limit: MemoryLimit = "256MiB", n_sample_pairs: int = 8,
+                    atol: float | None = None, rtol: float = RTOL,
+                    random_state: RandomStateLike = 0) -> DissimilaritySource:
     """Check that ``source`` is a valid dissimilarity matrix, streaming in bounded memory.
 
     This is the standalone, read-everything check.  The clustering functions validate on
