@@ -30,6 +30,7 @@ import numpy as np
 
 from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError
+from .._kernels.checks import all_nonneg_finite
 from .._typing import DissimilarityLike, MemoryLimit, RandomStateLike
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
@@ -71,12 +72,16 @@ def _row_id(rows, r) -> int:
 def check_values(block: np.ndarray, rows, where: str) -> None:
     """Refuse NaN/inf (floats) and negative entries in ``block`` (rows ``rows`` of D).
 
-    ``rows`` is ``(start, stop)`` or an index array.  Two reductions (min, max; no
-    temporaries) on the happy path; only a failing block is searched for the first offender.
+    ``rows`` is ``(start, stop)`` or an index array.  One reduction over the IEEE bits on the
+    happy path (:func:`~chunked_medoids._kernels.checks.all_nonneg_finite`; min and max for
+    other layouts and integers); only a failing block is searched for the first offender.
     """
     if block.size == 0:
         return
     is_float = np.issubdtype(block.dtype, np.floating)
+    if (is_float and block.flags.c_contiguous and block.dtype in (np.float32, np.float64)
+            and all_nonneg_finite(block)):
+        return  # one pass over the bits (``_kernels/checks.py``); -0.0 falls through
     lo = block.min()
     if lo >= 0 and (not is_float or block.max() < np.inf):
         return
