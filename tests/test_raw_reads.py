@@ -27,7 +27,7 @@ def _chunk(path, i):
 def test_raw_layout_detected_only_for_raw_chunks(tmp_path, raw):
     path, src = raw
     assert src._raw_layout() == (os.path.join(str(path), ""), True)
-    lz = cm.build_dissimilarity(np.zeros((5, 2)) + np.arange(5)[:, None], tmp_path / "L.zarr")
+    lz = cm.build_dissimilarity(np.zeros((5, 2)) + np.arange(5)[:, None], tmp_path / "L.zarr", compressor="lz4")
     assert lz._raw_layout() is None
     f16 = cm.build_dissimilarity(np.arange(12.0).reshape(6, 2), tmp_path / "H.zarr", compressor=None,
                                  dtype="float16")
