@@ -118,11 +118,16 @@ print(json.dumps({"pass_s": passes[0] if passes else None, "total_s": total, "lo
 """
 
 
-def run_pass(store, k, memory_limit, cold):
+def run_pass(store, k, memory_limit, cold, tree=None):
+    """One FasterPAM pass in a fresh subprocess (``tree``: another checkout's package)."""
     if cold:
         drop_caches()
     spec = json.dumps({"store": store, "k": k, "memory_limit": memory_limit})
-    proc = subprocess.run([sys.executable, "-c", CHILD, spec], capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+    proc = subprocess.run([sys.executable, "-c", CHILD, spec], capture_output=True, text=True, check=True,
+                          env=env, cwd=tree or None)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -150,6 +155,9 @@ def part_pass(args):
             row["cold_read_best_s"] = min(reads.values())
             row["cold_pass"] = run_pass(path, args.k, args.memory_limit, cold=True)
             row["pass_over_read"] = row["cold_pass"]["pass_s"] / row["cold_read_best_s"]
+            if args.baseline_tree and dtype != "float16":  # the same cold pass, an older checkout
+                row["baseline_cold_pass"] = run_pass(path, args.k, args.memory_limit, cold=True,
+                                                     tree=args.baseline_tree)
             if info["size_on_disk"] < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
                 run_pass(path, args.k, args.memory_limit, cold=False)  # warm the cache
                 row["warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False)
@@ -202,6 +210,7 @@ def main(argv=None):
     ap.add_argument("--memory-limit", default="1GiB")
     ap.add_argument("--dir", default="/tmp/cm_cold")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--baseline-tree", help="also time the cold pass with the package of this checkout")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     if args.part == "pass":
