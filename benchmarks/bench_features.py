@@ -9,6 +9,10 @@ Parts (``--part``):
               alternated ``--repeat`` times; identical medoids and loss asserted.  Also
               ns per element per pass of the in-memory path (the swap kernel).
 ``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes.
+``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
+              pixels, k = 10 and 100, 2 threads: ns per element per pass, side by side with
+              ``kmedoids.fasterpam`` (``n_cpu=2``, same matrix and init) when that package
+              is installed (an optional benchmark reference only).
 ``metrics``   Per metric and d in {3, 16, 64, 784}: ns per distance for our rows
               (``read_rows`` of a block of rows), one fused FasterPAM pass (ns per distance
               per pass, k = 10), and ``sklearn.metrics.pairwise_distances`` on the same
@@ -129,6 +133,38 @@ def large(n=100000, ks=(10, 100), seed=0):
     return out
 
 
+def swap_part(n=20000, ks=(10, 100), seed=0):
+    from chunked_medoids import from_features
+
+    try:
+        import kmedoids
+    except ImportError:  # optional reference
+        kmedoids = None
+    D = from_features(pixels(n, seed), "euclidean").read_rows(0, n)
+    rng = np.random.default_rng(seed)
+    out = {"n": n, "threads": 2, "k": {}}
+    for k in ks:
+        init = rng.choice(n, k, replace=False)
+        _fit(D, k, init, max_iter=1)  # warm
+        res, t = _fit(D, k, init)
+        entry = {"seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
+                 "ns_per_el_pass": t / res.n_iter / n / n * 1e9}
+        if kmedoids is not None:
+            kmedoids.fasterpam(D, init.copy(), max_iter=1, n_cpu=2)  # warm
+            t0 = time.perf_counter()
+            rk = kmedoids.fasterpam(D, init.copy(), max_iter=100, n_cpu=2)
+            tk = time.perf_counter() - t0
+            entry["kmedoids"] = {"seconds": tk, "passes": int(rk.n_iter), "loss": float(rk.loss),
+                                 "ns_per_el_pass": tk / max(1, int(rk.n_iter)) / n / n * 1e9,
+                                 "same_medoids": sorted(rk.medoids.tolist()) == sorted(res.medoids.tolist())}
+            entry["time_ratio_ours_over_kmedoids"] = t / tk
+        out["k"][str(k)] = entry
+        print(f"swap n={n} k={k}: ours {entry['ns_per_el_pass']:.3f} ns/el/pass"
+              + (f", kmedoids {entry['kmedoids']['ns_per_el_pass']:.3f}" if "kmedoids" in entry else ""),
+              file=sys.stderr)
+    return out
+
+
 def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256):
     from sklearn.metrics import pairwise_distances
 
@@ -164,7 +200,7 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["headline", "large", "metrics", "all"], default="all")
+    ap.add_argument("--part", choices=["headline", "large", "swap", "metrics", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
@@ -175,6 +211,8 @@ def main(argv=None):
         result["headline"] = headline(args.n, repeat=args.repeat)
     if args.part in ("large", "all"):
         result["large"] = large(args.large_n)
+    if args.part in ("swap", "all"):
+        result["swap"] = swap_part(args.n)
     if args.part in ("metrics", "all"):
         result["metrics"] = metrics_part()
     result["loadavg_end"] = os.getloadavg()

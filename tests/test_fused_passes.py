@@ -210,8 +210,9 @@ def test_build_and_silhouette_on_features_equal_in_memory_matrix(rng, monkeypatc
 
 
 def test_custom_njit_metric_keeps_the_generic_path(rng, monkeypatch):
-    import chunked_medoids as cm
     from numba import njit
+
+    import chunked_medoids as cm
 
     @njit
     def l1(x, y):
@@ -245,3 +246,79 @@ def test_fused_pass_reports_a_non_finite_distance():
         cm.silhouette(src, np.arange(40) % 3)
     with pytest.raises(cm.DissimilarityError, match="inf"):
         cm.fastpam1(src, 3, init=[0, 1, 2])
+
+
+@pytest.mark.parametrize("metric,params", METRICS, ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fastermsc_kernel_equals_stored(rng, metric, params, dtype, weighted):
+    from chunked_medoids._kernels import fused as kf
+    from chunked_medoids._kernels import fused_passes as fp
+    from chunked_medoids._kernels.msc import fastermsc_block
+    from chunked_medoids.algorithms.msc import _MSCState
+
+    src = from_features(_data(rng), metric, dtype=dtype, **params)
+    F = src.fused_bundle()
+    D = src.read_rows(0, src.n)
+    n = src.n
+    w = rng.uniform(0.5, 2.0, size=n) if weighted else None
+    for k in (2, 5):
+        init = rng.choice(n, k, replace=False)
+        runs = []
+        for fused in (False, True):
+            st = _MSCState(src, init, w)
+            S = kf.make_scratch(n, src.dtype, F[6])
+            H = fp.msc_thresholds(F, st.d3, src.dtype)
+            counters = np.zeros(2, np.int64)
+            L = np.array([st.L])
+            P = np.empty(k)
+            for _ in range(4):
+                for a in range(0, n, 100):  # blocks of 100 candidates
+                    b = min(a + 100, n)
+                    args = (st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3, st.n1, st.n2, st.n3, st.R,
+                            st.w, st.weighted, 0.0, 1e-12 * n, P, counters, L)
+                    if fused:
+                        used = fp.fastermsc_fused(F, S, H, a, b, *args)
+                    else:
+                        used = fastermsc_block(D[a:b], a, *args)
+                    if counters[0] >= n:
+                        break
+                    assert used == b - a
+                if counters[0] >= n:
+                    break
+            assert S[5][0] == 0
+            runs.append((st.medoids.tolist(), float(L[0]), counters.tolist(), st.d1.copy(), st.d3.copy()))
+        a_, b_ = runs
+        assert a_[:3] == b_[:3]
+        np.testing.assert_array_equal(a_[3], b_[3])
+        np.testing.assert_array_equal(a_[4], b_[4])
+        assert a_[2][1] > 0  # swaps happened
+
+
+@pytest.mark.parametrize("metric,dtype", [("euclidean", "float32"), ("canberra", "float64")])
+def test_fastermsc_and_dynmsc_on_features_equal_in_memory_matrix(rng, monkeypatch, metric, dtype):
+    import chunked_medoids as cm
+    from chunked_medoids.algorithms import _fused
+
+    X = np.round(np.abs(rng.normal(size=(180, 3))), 1)
+    src = from_features(X, metric, dtype=dtype)
+    D = src.read_rows(0, src.n)
+    used = []
+    orig = _fused.msc_evaluator
+
+    def spy(*a, **kw):
+        ev = orig(*a, **kw)
+        used.append(ev is not None)
+        return ev
+
+    monkeypatch.setattr("chunked_medoids.algorithms.msc.msc_evaluator", spy)
+    w = rng.uniform(0.5, 2.0, size=src.n)
+    for weights in (None, w):
+        a = cm.fastermsc(D, 5, random_state=1, weights=weights)
+        b = cm.fastermsc(src, 5, random_state=1, weights=weights, block_rows=29)
+        assert used[-1] is True and used[-2] is False
+        assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss and a.n_swap == b.n_swap
+        assert a.loss_history == b.loss_history and a.score_history == b.score_history
+    a = cm.dynmsc(D, 6, kmin=3, random_state=2)
+    b = cm.dynmsc(src, 6, kmin=3, random_state=2)
+    assert a.medoids.tolist() == b.medoids.tolist() and a.scores == b.scores and a.losses == b.losses

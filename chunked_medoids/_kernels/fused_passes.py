@@ -17,6 +17,8 @@ terms a stored kernel adds as exact zeros are skipped where they are exact zeros
   points with ``D < dn`` contribute, and only they are finished).
 * :func:`silhouette_fused`: the classic silhouette of the candidates.
 * :func:`within_cluster_sums_fused`: the alternating method's within-cluster sums.
+* :func:`fastermsc_fused`: FasterMSC's eager walk (thresholds of ``d3``,
+  :func:`msc_thresholds`).
 
 Every kernel adds the number of non-finite entries it met to ``S[5][0]`` (``bad_box``);
 the caller reports them (the source raises its own error naming the entry).
@@ -28,8 +30,18 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .fused import FIN_NONE, _finish, _raw_tile, finish_kind, fused_eval, fused_full_row
+from .fused import (
+    FIN_NONE,
+    _finish,
+    _raw_tile,
+    finish_kind,
+    fused_eval,
+    fused_full_row,
+    threshold,
+    update_thresholds,
+)
 from .metrics import dist_tile
+from .msc import msc_loss, msc_removal, msc_swap_update, msc_terms
 from .silhouette import silhouette_value
 from .swap import _push_record, pam_delta
 
@@ -278,3 +290,141 @@ def within_cluster_sums_fused(F, S, start, stop, labels, w, weighted, out):
                     tot += (lab[o] == c) * np.float64(vals[o])
         out[j - start] = tot
     bad_box[0] += bad
+
+
+# -- FasterMSC (the medoid silhouette's eager walk) ---------------------------------------------
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32):
+    # monotone path: the points with raw acc[t] < lim[t] (D < d3) are finished and added
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        a = acc[g0:g0 + 64]
+        q = lim[g0:g0 + 64]
+        m = np.uint64(0)
+        for t in range(64):
+            m |= np.uint64(a[t] < q[t]) << np.uint64(t)
+        while m != 0:
+            t = g0 + trailing_zeros(m)
+            m &= m - np.uint64(1)
+            v = _finish(fin, acc[t])
+            if f32:
+                v = np.float64(np.float32(v))
+            tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
+    for t in range(nfull, wt):
+        if acc[t] < lim[t]:
+            v = _finish(fin, acc[t])
+            if f32:
+                v = np.float64(np.float32(v))
+            tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
+    return tot
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot):
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        v = vals[g0:g0 + 64]
+        q = d3[c0 + g0:c0 + g0 + 64]
+        m = np.uint64(0)
+        for t in range(64):
+            m |= np.uint64(np.float64(v[t]) < q[t]) << np.uint64(t)
+        while m != 0:
+            t = g0 + trailing_zeros(m)
+            m &= m - np.uint64(1)
+            tot = msc_terms(np.float64(vals[t]), c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
+    for t in range(nfull, wt):
+        if np.float64(vals[t]) < d3[c0 + t]:
+            tot = msc_terms(np.float64(vals[t]), c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
+    return tot
+
+
+@njit(nogil=True, cache=True)
+def eval_msc_fused(j, F, S, H, d1, d2, d3, n1, n2, R, w, weighted, P):
+    """:func:`~.msc.eval_msc_candidate` of candidate ``j`` with its row computed here (``H``:
+    the thresholds of ``d3``, :func:`msc_thresholds`)."""
+    code, T = F[0], F[1]
+    tw = F[6]
+    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
+    n = T.shape[1]
+    k = R.shape[0]
+    fin = finish_kind(code)
+    thr = H[0]
+    tinf = H[2][0]
+    f32 = vals.itemsize == 4
+    for s in range(k):
+        P[s] = R[s]
+    tot = 0.0
+    bad = 0
+    for c0 in range(0, n, tw):
+        wt = min(tw, n - c0)
+        if fin != FIN_NONE:
+            _raw_tile(code, T, j, c0, wt, acc)
+            if c0 <= j < c0 + wt:
+                acc[j - c0] = 0.0
+            for o in range(wt):
+                bad += not (acc[o] < tinf)
+            tot = _msc_raw(fin, acc, thr[c0:c0 + wt], c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32)
+        else:
+            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
+            tot = _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot)
+    bad_box[0] += bad
+    return tot
+
+
+@njit(nogil=True, cache=True)
+def fastermsc_fused(F, S, H, start, stop, M, medoids, is_medoid, d1, d2, d3, n1, n2, n3, R, w, weighted,
+                    tol, eps_abs, P, counters, loss_box):
+    """:func:`~.msc.fastermsc_block` over the candidates ``start..stop-1`` (rows computed
+    here; the thresholds ``H`` of ``d3`` are refreshed after each swap).  Returns the
+    positions consumed; stops early, like the stored kernel, after a full cycle without a
+    swap, and when a row holds a non-finite entry (``S[5][0] > 0``)."""
+    n = M.shape[0]
+    k = M.shape[1]
+    fin = finish_kind(F[0])
+    f32 = S[1].itemsize == 4
+    bad_box = S[5]
+    for j in range(start, stop):
+        r = j - start
+        if is_medoid[j]:
+            counters[0] += 1
+            if counters[0] >= n:
+                return r + 1
+            continue
+        acc = eval_msc_fused(j, F, S, H, d1, d2, d3, n1, n2, R, w, weighted, P)
+        if bad_box[0] > 0:
+            return r
+        best = 0
+        bv = P[0]
+        for s in range(1, k):
+            if P[s] < bv:
+                bv = P[s]
+                best = s
+        delta = bv + acc
+        if delta < -(tol * loss_box[0] + eps_abs):
+            row = fused_full_row(j, F, S)
+            msc_swap_update(row, best, j, M, medoids, is_medoid, d1, d2, d3, n1, n2, n3)
+            msc_removal(d1, d2, d3, n1, n2, w, weighted, R)
+            loss_box[0] = msc_loss(d1, d2, w, weighted)
+            if fin != FIN_NONE:
+                update_thresholds(fin, d3, H[0], H[1], f32, False)
+            counters[1] += 1
+            counters[0] = 1
+        else:
+            counters[0] += 1
+        if counters[0] >= n:
+            return r + 1
+    return stop - start
+
+
+def msc_thresholds(F, d3, dtype):
+    """Thresholds ``H`` of the float64 ``d3`` for a source of ``dtype`` (plain numpy + one kernel)."""
+    n = d3.shape[0]
+    H = (np.zeros(n, dtype=np.float64), np.full(n, np.nan, dtype=np.float64), np.zeros(1, dtype=np.float64))
+    fin = finish_kind(F[0])
+    if fin != FIN_NONE:
+        f32 = np.dtype(dtype).itemsize == 4
+        H[2][0] = threshold(fin, np.inf, f32)
+        update_thresholds(fin, d3, H[0], H[1], f32, True)
+    return H

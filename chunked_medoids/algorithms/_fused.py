@@ -82,3 +82,28 @@ def fused_pass(engine, source, kernel_fn, state, *, desc, blocks=None, should_st
     st["_kernel"] = kernel_fn
     return engine.map_tasks(_task, [(int(a), int(b)) for a, b in blocks], st, desc=desc,
                             should_stop=should_stop)
+
+
+def msc_evaluator(source, engine, st, tol, eps_abs, P, loss_box):
+    """FasterMSC's ``evaluate`` for :func:`~chunked_medoids.algorithms._eager.eager_passes`
+    with ``rows=False`` on the caches ``st`` (``_MSCState``), or None when the walk must
+    stream rows (see :func:`fused_ok`)."""
+    if not fused_ok(source, engine):
+        return None
+    from .._kernels.fused_passes import fastermsc_fused, msc_thresholds
+
+    F = source.fused_bundle()
+    S = make_scratch(source.n, source.dtype, F[6])
+    H = msc_thresholds(F, st.d3, source.dtype)
+
+    def evaluate(block, start, visit, cand, counters):
+        stop = start + cand.shape[0]
+        consumed = fastermsc_fused(F, S, H, start, stop, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
+                                   st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P, counters,
+                                   loss_box)
+        if S[5][0]:
+            report_bad_rows(source, start, stop)
+        st.L = float(loss_box[0])
+        return consumed
+
+    return evaluate
