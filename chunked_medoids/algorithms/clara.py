@@ -75,6 +75,8 @@ logger = logging.getLogger(__name__)
 VARIANTS = ("fasterclara", "fastclara", "clara")
 #: the features-only variant of :mod:`.clara_large` (default for feature inputs of n >= LARGE_N)
 LARGE_VARIANT = "largeclara"
+#: every ``variant=`` that :func:`clara` accepts (the CLI's ``--variant`` choices).
+ALL_VARIANTS = (*VARIANTS, LARGE_VARIANT)
 #: samples per wave (fixed so that results never depend on the number of workers).
 DEFAULT_WAVE_SIZE = 4
 #: largest default sample of the fast variants.
@@ -463,7 +465,7 @@ def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | No
         Unknown ``variant`` or metric.
     """
     if variant is not None:
-        variant = check_choice(variant, "variant", VARIANTS + (LARGE_VARIANT,))
+        variant = check_choice(variant, "variant", ALL_VARIANTS)
     include_best = _check_bool(include_best, "include_best")
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)
