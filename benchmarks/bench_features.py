@@ -13,6 +13,11 @@ Parts (``--part``):
               pixels, k = 10 and 100, 2 threads: ns per element per pass, side by side with
               ``kmedoids.fasterpam`` (``n_cpu=2``, same matrix and init) when that package
               is installed (an optional benchmark reference only).
+``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
+              BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
+              in-memory float32 matrix, on the features source (fused kernels) and on the
+              features source with the fused passes switched off (``read_rows`` blocks into
+              the stored kernels); identical results asserted.
 ``metrics``   Per metric and d in {3, 16, 64, 784}: ns per distance for our rows
               (``read_rows`` of a block of rows), one fused FasterPAM pass (ns per distance
               per pass, k = 10), and ``sklearn.metrics.pairwise_distances`` on the same
@@ -165,6 +170,43 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
     return out
 
 
+def passes_part(n=10000, k=10, seed=0):
+    import importlib
+
+    import chunked_medoids as cm
+    from chunked_medoids.algorithms import _fused
+
+    src = cm.from_features(pixels(n, seed), "euclidean")
+    D = src.read_rows(0, n)
+    labels = cm.fasterpam(D, k, random_state=seed).labels
+    init = np.random.default_rng(seed).choice(n, k, replace=False)
+    jobs = {"build": ("init", lambda X: cm.build(X, k, num_workers=2).tolist()),
+            "fastpam1_1_iteration": ("pam", lambda X: cm.fastpam1(X, k, init=init, max_iter=1,
+                                                                  num_workers=2).medoids.tolist()),
+            "silhouette": ("silhouette", lambda X: cm.silhouette(X, labels, num_workers=2))}
+    out = {"n": n, "d": 3, "k": k, "threads": 2}
+    for name, (modname, job) in jobs.items():
+        mod = importlib.import_module(f"chunked_medoids.algorithms.{modname}")
+        job(src)  # compile / warm
+        job(D)
+        times, results = {}, {}
+        for label, X, fused in (("memory", D, True), ("features_fused", src, True),
+                                ("features_rows", src, False)):
+            mod.fused_ok = _fused.fused_ok if fused else (lambda source, engine: False)
+            try:
+                t0 = time.perf_counter()
+                results[label] = job(X)
+                times[label] = time.perf_counter() - t0
+            finally:
+                mod.fused_ok = _fused.fused_ok
+        assert results["memory"] == results["features_fused"] == results["features_rows"], name
+        out[name] = {"seconds": times, "identical": True,
+                     "fused_over_memory": times["features_fused"] / times["memory"],
+                     "rows_over_fused": times["features_rows"] / times["features_fused"]}
+        print(f"{name}: " + ", ".join(f"{a} {b:.2f}s" for a, b in times.items()), file=sys.stderr)
+    return out
+
+
 def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256):
     from sklearn.metrics import pairwise_distances
 
@@ -200,7 +242,7 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["headline", "large", "swap", "metrics", "all"], default="all")
+    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
@@ -213,6 +255,8 @@ def main(argv=None):
         result["large"] = large(args.large_n)
     if args.part in ("swap", "all"):
         result["swap"] = swap_part(args.n)
+    if args.part in ("passes", "all"):
+        result["passes"] = passes_part()
     if args.part in ("metrics", "all"):
         result["metrics"] = metrics_part()
     result["loadavg_end"] = os.getloadavg()

@@ -322,3 +322,43 @@ def test_fastermsc_and_dynmsc_on_features_equal_in_memory_matrix(rng, monkeypatc
     a = cm.dynmsc(D, 6, kmin=3, random_state=2)
     b = cm.dynmsc(src, 6, kmin=3, random_state=2)
     assert a.medoids.tolist() == b.medoids.tolist() and a.scores == b.scores and a.losses == b.losses
+
+
+def test_fused_build_pass_stops_inside_and_resumes(tmp_path, monkeypatch, rng):
+    """A stop during a fused BUILD pass ends it at the next task; the rerun resumes bitwise."""
+    import signal
+
+    import chunked_medoids as cm
+    from chunked_medoids import checkpoint as ck
+    from chunked_medoids.algorithms import init as init_mod
+
+    src = from_features(rng.normal(size=(200, 3)))
+    kw = dict(init="build", random_state=0, block_rows=10, checkpoint_interval=0.0, num_workers=1)
+    full = cm.fasterpam(src, 5, **kw)
+    assert full.medoids.tolist() == cm.fasterpam(src.read_rows(0, 200), 5, **kw).medoids.tolist()
+    real = init_mod._gain_fused
+    seen = {"n": 0}
+    ck_obj = {}
+
+    def gain_fused(F, S, start, stop, state):
+        seen["n"] += 1
+        if seen["n"] == 25:  # inside the pass for the third medoid (20 tasks per pass)
+            ck_obj["c"].stop.request(signal.SIGUSR1)
+        return real(F, S, start, stop, state)
+
+    orig_init = ck.Checkpoint.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        ck_obj["c"] = self
+
+    monkeypatch.setattr(ck.Checkpoint, "__init__", init)
+    monkeypatch.setattr(init_mod, "_gain_fused", gain_fused)
+    with pytest.raises(ck.CheckpointInterrupt) as info:
+        cm.fasterpam(src, 5, checkpoint=tmp_path / "b.ckpt", **kw)
+    assert info.value.signum == signal.SIGUSR1
+    assert 25 <= seen["n"] < 40  # the pass did not run to its end
+    monkeypatch.setattr(init_mod, "_gain_fused", real)
+    res = cm.fasterpam(src, 5, checkpoint=tmp_path / "b.ckpt", **kw)
+    assert res.medoids.tolist() == full.medoids.tolist() and res.loss == full.loss
+    assert res.loss_history == full.loss_history
