@@ -76,7 +76,9 @@ def main(argv=None):
         row["build_s"] = time.perf_counter() - t0
         info = cm.store_info(path)
         row.update(bytes_on_disk=info["size_on_disk"], nbytes=info["nbytes"], scale=info.get("scale"))
+        print(json.dumps(row), file=sys.stderr, flush=True)
         row["cold_read_s"] = {t: cold_read(path, t)[0] for t in (1, 4, 8)}
+        print(json.dumps(row), file=sys.stderr, flush=True)
         drop_caches()
         spec = json.dumps({"store": path, "k": args.k, "memory_limit": args.memory_limit,
                            "max_iter": args.max_iter})
