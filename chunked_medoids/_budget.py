@@ -398,6 +398,27 @@ def clara_feature_block_rows(n: int, d: int, cols: int, memory_limit: int, threa
     return int(min(per, n))
 
 
+def largeclara_sample_batch(s: int, s0: int, k: int, d: int, n_samples: int, memory_limit: int,
+                            parallelism: int) -> tuple[int, int]:
+    """``(concurrent samples, memory_limit of each)`` for LargeCLARA's sample tasks.
+
+    A running sample holds its first-level ``s0 x s0`` float64 matrix twice, 16 bytes per
+    sample point and medoid (+ 8 spare) of swap state, its ``s x d`` float64 feature rows
+    and 64 MiB of row blocks; at most :data:`CLARA_TASK_SHARE` of the budget runs at once
+    (at least one sample, at most ``parallelism`` and ``n_samples``).  Each task gets an
+    equal part of that share, at least 32 MiB.  Results do not depend on either number.
+    """
+    task_bytes = 2 * _F8 * s0 * s0 + 2 * _F8 * s * (k + 8) + _F8 * s * d + (64 << 20)
+    conc = max(1, min(parallelism, n_samples, int(CLARA_TASK_SHARE * memory_limit // task_bytes)))
+    return int(conc), int(max(32 << 20, int(CLARA_TASK_SHARE * memory_limit) // conc))
+
+
+def largeclara_sample_rows(s: int, memory_limit: int) -> int:
+    """Rows per block of a LargeCLARA sample's on-the-fly ``s x s`` float64 matrix: eight
+    blocks (those in flight and their decode copies) within the task's ``memory_limit``."""
+    return max(1, int(memory_limit // (8 * _F8 * s)))
+
+
 def clarans_fetch_rows(memory_limit: int, searches: int, n: int, itemsize: int, cap: int) -> int:
     """Candidate rows each of ``searches`` concurrent CLARANS searches fetches at once.
 
@@ -439,6 +460,8 @@ __all__ = [
     "feature_block_rows",
     "feature_scan_rows",
     "gather_rows",
+    "largeclara_sample_batch",
+    "largeclara_sample_rows",
     "hdf5_cache_bytes",
     "natural_block_rows",
     "plan_stripes",
