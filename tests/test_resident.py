@@ -196,3 +196,21 @@ def test_cluster_reads_each_stripe_once_and_survives_a_killed_worker(store):
         got = cm.fastpam2(store, 4, init="build", max_iter=5, client=client, resident=True)
         killer.join()
         _same(got, want)
+
+
+def test_cli_resident_flag(store, tmp_path, capsys):
+    from chunked_medoids import cli
+
+    outs = {}
+    for flag in ("yes", "no", "auto"):
+        out = tmp_path / flag
+        assert cli.main(["fit", store, "--precomputed", "-k", "3", "--method", "fastpam2", "--init", "build",
+                         "--resident", flag, "-o", str(out), "-v"]) == 0
+        err = capsys.readouterr().err
+        assert ("streamed from storage each pass" in err) == (flag == "no"), err
+        outs[flag] = np.load(out / "medoids.npy")
+    np.testing.assert_array_equal(outs["yes"], outs["no"])
+    np.testing.assert_array_equal(outs["auto"], outs["no"])
+    assert cli.main(["dynmsc", store, "--precomputed", "--kmax", "4", "--resident", "no"]) == 0
+    assert cli.main(["clara", store, "--precomputed", "-k", "3", "--resident", "no"]) == 2  # not a clara option
+    assert "--resident" in capsys.readouterr().err
