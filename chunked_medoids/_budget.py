@@ -84,6 +84,15 @@ CLARA and CLARANS
     Each of CLARANS's concurrent local searches fetches candidate rows in batches of at
     most ``memory_limit / (4 x searches)`` bytes (:func:`clarans_fetch_rows`).
 
+Resident stripes
+----------------
+:data:`RESIDENT_SHARE` = 0.5
+    ``resident="auto"`` holds the matrix once read when it takes at most half of the budget
+    (locally ``memory_limit``; on a cluster the workers' summed memory limits), so the
+    blocks in flight of the first pass keep the other half (:func:`resident_plan`);
+    ``resident=True`` holds it whenever it fits the whole budget.  While it is held, block
+    sizes come from what it leaves (:func:`stream_budget`).
+
 State arrays (the n x k medoid table, O(n) caches) come on top of every budget above and
 are not counted against it.
 """
@@ -116,6 +125,7 @@ CLARA_MIN_GATHER_BYTES = 1 << 16
 CLARA_SCAN_SHARE = 32
 CLARA_FEATURE_SHARE = 4
 CLARANS_FETCH_SHARE = 4
+RESIDENT_SHARE = 0.5
 
 #: float64, the work dtype of every feature computation.
 _F8 = 8
@@ -469,3 +479,22 @@ __all__ = [
     "read_concurrency",
     "validate_block_rows",
 ]
+
+
+def resident_plan(nbytes: int, budget: int, resident) -> tuple[bool, int]:
+    """Whether a matrix of ``nbytes`` is held resident under ``budget`` bytes, and the share
+    of the budget it was compared with.
+
+    ``resident`` is ``"auto"`` (half the budget, :data:`RESIDENT_SHARE`), True (the whole
+    budget; larger matrices are refused by the caller) or False (never).
+    """
+    if resident is False:
+        return False, 0
+    share = int(budget) if resident is True else int(RESIDENT_SHARE * budget)
+    return int(nbytes) <= share, share
+
+
+def stream_budget(memory_limit: int, held_bytes: int) -> int:
+    """Budget left for blocks in flight while ``held_bytes`` are held resident (at least
+    :data:`MIN_MEMORY_LIMIT`)."""
+    return max(MIN_MEMORY_LIMIT, int(memory_limit) - int(held_bytes))
