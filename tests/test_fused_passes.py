@@ -362,3 +362,20 @@ def test_fused_build_pass_stops_inside_and_resumes(tmp_path, monkeypatch, rng):
     res = cm.fasterpam(src, 5, checkpoint=tmp_path / "b.ckpt", **kw)
     assert res.medoids.tolist() == full.medoids.tolist() and res.loss == full.loss
     assert res.loss_history == full.loss_history
+
+
+def test_fused_passes_run_on_a_cluster(rng, monkeypatch, local_cluster):
+    import chunked_medoids as cm
+
+    X = np.round(rng.normal(size=(120, 3)), 1)
+    src = from_features(X, "euclidean")
+    D = src.read_rows(0, src.n)
+    calls = _spy(monkeypatch)
+    for method in ("fastpam1", "fastpam2", "pam", "alternating"):
+        a = getattr(cm, method)(D, 4, init="build", max_iter=4)
+        b = getattr(cm, method)(src, 4, init="build", max_iter=4, client=local_cluster, block_rows=25)
+        assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss
+        assert a.loss_history == b.loss_history
+    s = cm.silhouette(src, a.labels, client=local_cluster, samples=True)
+    np.testing.assert_array_equal(s, cm.silhouette(D, a.labels, samples=True))
+    assert "BUILD 4" in calls and "silhouette" in calls and "fastpam1 1" in calls
