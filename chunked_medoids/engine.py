@@ -548,6 +548,24 @@ class Engine:
             if bar is not None:
                 bar.close()
 
+    # -- the eager walk on the workers ------------------------------------------------------
+    def eager_walker(self, source, *, method, order, state, params, resident="auto", n_swap=0):
+        """A :class:`~chunked_medoids._dist_eager.DistributedEagerWalk` running the eager
+        walk of ``method`` on this engine's cluster, or None on local threads.
+
+        The drivers call it once per run and, when it is not None, evaluate every batch of
+        candidates through it (see :mod:`chunked_medoids._dist_eager`); the result is
+        bitwise the local walk's.  The caller closes it.
+        """
+        if self.client is None:
+            return None
+        if not _client_alive(self.client):
+            raise _scheduler_lost(self.client, f"{method} (distributed eager walk)")
+        from ._dist_eager import DistributedEagerWalk
+
+        return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
+                                    resident=resident, n_swap=n_swap)
+
     def _get_pool(self):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")

@@ -1,0 +1,577 @@
+"""The eager walk of FasterPAM and FasterMSC on a Dask cluster (part of the engine layer).
+
+Only the engine (:meth:`chunked_medoids.Engine.eager_walker`) creates a
+:class:`DistributedEagerWalk`; like ``engine.py`` this module talks to ``distributed``
+(``tests/test_layers.py`` lists both).  The drivers never see a worker: they hand the walk
+an ``evaluate`` callback of :func:`~chunked_medoids.algorithms._eager.eager_passes` that
+calls :meth:`DistributedEagerWalk.run`.  See ``docs/architecture.rst`` §14.
+
+Design
+------
+* **Who holds what.**  The candidate rows are cut into *ownership granules* of ``G``
+  consecutive rows (``G`` = the storage chunk height, so each chunk is decoded by one
+  worker) and granule ``g`` belongs to actor ``g mod W``: interleaved, so that both the
+  natural order (consecutive rows) and the shuffled one (random 256-row granules) spread
+  every batch over all workers.  One :class:`EagerActor` (a ``distributed`` Actor) per
+  worker holds its granules' rows -- read once from storage by the worker itself
+  (*resident*), or re-read per pass through a bounded cache (*streaming*) -- or, for a
+  features source with fused kernels, the prepared features (rows are computed).  Every
+  actor also holds a replica of the O(n·k) state: the medoid table and the caches.
+* **One round trip per batch.**  The client walks the fixed candidate order in batches of
+  positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch in order
+  against its (identical) replica with the same numba kernels as the local path
+  (``first_improving`` / ``first_improving_fused`` / ``msc_first_improving``) and returns
+  its earliest accepted one; the earliest over all actors is the sequential walk's next
+  swap, because every earlier candidate was evaluated against the same state and refused.
+  The client applies it to its own replica (it keeps one for checkpoints and the result)
+  and sends it with the next batch (slot, candidate, the candidate's row unless the
+  workers compute rows themselves); every actor applies it exactly as the local code does
+  and the walk continues right after the swapped candidate.  Batches grow geometrically
+  while no swap is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+  So the result is bitwise the sequential definition's for any worker count, thread
+  count, block size or granule size, and the round trips of a pass are about
+  ``swaps + log(n)`` batches, not a function of n.
+* **Faults.**  A worker that dies takes its actor with it.  The batch's call to it fails;
+  a new actor is created on a live worker (preferring one without an actor, e.g. the one
+  the nanny restarted), it re-reads its granules and receives the client's replica (equal
+  bit for bit to the survivors'), and only its part of the batch is asked again.  Swaps
+  carry a sequence number, so an actor never applies one twice.  The result is identical.
+* **Checkpoints.**  The client holds the walk position, the counters and the replica, so
+  the driver's checkpoint is the same :class:`~chunked_medoids._state.RunState` the local
+  walk writes; :meth:`DistributedEagerWalk.run` returns between batches when a stop was
+  requested or a save is due, and ``eager_passes`` saves there.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
+from ._kernels.fused import FusedEval
+from ._kernels.msc import msc_apply, msc_first_improving
+from ._kernels.swap import apply_swap, first_improving
+from ._util import format_bytes
+
+logger = logging.getLogger(__name__)
+
+#: eager methods that can walk on the workers.
+METHODS = ("fasterpam", "fastermsc")
+#: largest storage chunk height used as the ownership granule (taller chunks: DEFAULT_GRANULE).
+GRANULE_CAP = 1024
+#: ownership granule of sources without a usable chunk height (in memory, features).
+DEFAULT_GRANULE = 64
+#: fraction of a worker's memory limit its resident rows may take under ``resident="auto"``.
+RESIDENT_FRACTION = 0.5
+#: batch bounds, in positions per worker.
+MIN_PER_WORKER = 16
+MAX_PER_WORKER = 8192
+#: recoveries of one batch before giving up (every attempt lost another worker).
+MAX_RECOVERIES = 8
+
+
+def check_resident(resident):
+    """``resident`` as ``"auto"``, True or False (typed error otherwise)."""
+    if isinstance(resident, (bool, np.bool_)):
+        return bool(resident)
+    if isinstance(resident, str) and resident == "auto":
+        return "auto"
+    if isinstance(resident, str):
+        raise InvalidParameterError(f"resident must be 'auto', True or False, got {resident!r}")
+    raise InvalidTypeError(f"resident must be 'auto', True or False, got {type(resident).__name__} {resident!r}")
+
+
+def ownership_granule(source, workers: int) -> int:
+    """Rows per ownership granule: the storage chunk height (each chunk read by one worker),
+    at most :data:`GRANULE_CAP`, and small enough that every worker gets about four
+    granules of a small matrix."""
+    b = int(getattr(source, "block_rows", 0) or 0)
+    g = b if 1 <= b <= GRANULE_CAP else DEFAULT_GRANULE
+    return max(1, min(g, max(16, -(-source.n // (4 * max(1, workers))))))
+
+
+class _Replica:
+    """An actor's copy of the O(n·k) state (the attributes the kernels take)."""
+
+    def __init__(self, method, state, w, weighted):
+        self.__dict__.update({k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()})
+        self.w, self.weighted = w, weighted
+        self.n = int(self.M.shape[0])
+        self.k = int(self.M.shape[1])
+
+
+class EagerActor:
+    """One worker's share of a distributed eager walk (a ``distributed`` Actor).
+
+    Created by :class:`DistributedEagerWalk` only.  Holds the rows of its ownership
+    granules (or the prepared features), the candidate order, and a replica of the state.
+
+    Parameters
+    ----------
+    payload : dict
+        ``method``, ``source``, ``order`` (None: natural), ``granule``, ``granules`` (the
+        owned granule ids), ``state`` (the replica's arrays and scalars), ``params``
+        (``tol``, ``eps_abs``, ``w``, ``weighted``, ``fused``, ``applied``), ``resident``,
+        ``budget`` (bytes of the streaming cache), ``threads``.
+    """
+
+    def __init__(self, payload):
+        p = payload
+        self.method = p["method"]
+        self.source = p["source"]
+        n = self.n = int(self.source.n)
+        self.G = int(p["granule"])
+        self.granules = np.asarray(p["granules"], dtype=np.int64)
+        order = p["order"]
+        cand_all = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        n_gran = -(-n // self.G)
+        owned = np.zeros(n_gran, dtype=np.bool_)
+        owned[self.granules] = True
+        self.own_pos = np.flatnonzero(owned[cand_all // self.G]).astype(np.int64)
+        self.own_cand = np.ascontiguousarray(cand_all[self.own_pos])
+        par = p["params"]
+        self.tol, self.eps_abs = float(par["tol"]), float(par.get("eps_abs", 0.0))
+        self.st = _Replica(self.method, p["state"], par["w"], bool(par["weighted"]))
+        self.applied = int(par["applied"])
+        self.threads = max(1, int(p.get("threads", 1)))
+        self.k = self.st.k
+        self.P = [np.empty(self.k, dtype=np.float64) for _ in range(self.threads)]
+        self.out = [np.empty(2, dtype=np.float64) for _ in range(self.threads)]
+        self.buf = [np.empty(n, dtype=np.int32) for _ in range(self.threads)]
+        self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cm-actor") if self.threads > 1 else None
+        self.fused = None
+        if self.method == "fasterpam" and par["fused"]:
+            self.fused = FusedEval(self.source.fused_bundle(), self.threads, self.st.ds)
+        self.resident = bool(p["resident"]) and self.fused is None
+        self.bytes_read = 0
+        self.rows = None
+        if self.fused is None:
+            itemsize = np.dtype(self.source.dtype).itemsize
+            gbytes = self.G * n * itemsize
+            cap = len(self.granules) if self.resident else max(
+                1, min(len(self.granules), int(p["budget"]) // max(1, gbytes)))
+            self.cap = max(1, cap)
+            self.rows = np.empty((self.cap * self.G, n), dtype=self.source.dtype)
+            self.slot_of = np.full(n_gran, -1, dtype=np.int64)
+            self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
+            self.slot_clock = np.zeros(self.cap, dtype=np.int64)
+            self.clock = 0
+
+    # -- rows --------------------------------------------------------------------------
+    def _read_granule(self, g, slot):
+        a = int(g) * self.G
+        b = min(a + self.G, self.n)
+        old = self.slot_gran[slot]
+        if old >= 0:
+            self.slot_of[old] = -1
+        self.rows[slot * self.G: slot * self.G + (b - a)] = self.source.read_rows(a, b)
+        self.bytes_read += (b - a) * self.n * self.rows.itemsize
+        self.slot_gran[slot] = g
+        self.slot_of[g] = slot
+
+    def load(self):
+        """Read the resident granules (once); returns ``(bytes read, seconds)``."""
+        t0 = time.perf_counter()
+        if self.rows is not None and self.resident:
+            for slot, g in enumerate(self.granules):
+                if self.slot_of[g] < 0:
+                    self._read_granule(g, slot)
+        elif self.fused is not None:
+            self.fused.refresh(self.st.ds)
+        return self.bytes_read, time.perf_counter() - t0
+
+    def _ensure(self, gran):
+        """Make the granules ``gran`` (in order of use) present; returns how many of the
+        leading positions are covered (the streaming cache may hold fewer than needed)."""
+        if self.resident:
+            return gran.shape[0]
+        self.clock += 1
+        pinned = 0
+        seen = {}
+        for i in range(gran.shape[0]):
+            g = int(gran[i])
+            if g in seen:
+                continue
+            if pinned >= self.cap:
+                return i
+            seen[g] = True
+            pinned += 1
+            slot = self.slot_of[g]
+            if slot < 0:
+                free = np.flatnonzero(self.slot_clock < self.clock)
+                slot = int(free[np.argmin(self.slot_clock[free])])
+                self._read_granule(g, slot)
+            self.slot_clock[slot] = self.clock
+        return gran.shape[0]
+
+    # -- the kernels -------------------------------------------------------------------
+    def _scan(self, t, visit, cand, lo, hi):
+        st = self.st
+        if self.fused is not None:
+            return self.fused.first(t, cand, lo, hi, st, st.td, self.tol, self.P[t], self.out[t])
+        if self.method == "fasterpam":
+            return first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.dn, st.ds, st.nn, st.R,
+                                   st.w, st.weighted, st.td, self.tol, self.P[t], self.buf[t], self.out[t])
+        return msc_first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
+                                   st.n2, st.R, st.w, st.weighted, st.L, self.tol, self.eps_abs, self.P[t],
+                                   self.out[t])
+
+    def _first(self, visit, cand):
+        """Earliest accepted index of ``cand`` (or -1) and its thread (for ``out``)."""
+        m = cand.shape[0]
+        T = self.threads
+        if T == 1 or m < 4 * T:
+            return self._scan(0, visit, cand, 0, m), 0
+        bounds = np.linspace(0, m, T + 1).astype(np.int64)
+        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]))
+                for t in range(1, T)]
+        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1])), 0)]
+        hits += [(f.result(), t) for t, f in enumerate(futs, start=1)]
+        return next(((h, t) for h, t in hits if h >= 0), (-1, 0))
+
+    def _apply(self, swap):
+        seq, slot, j, row = swap
+        if seq <= self.applied:
+            return  # already applied (the batch is being asked again after a recovery)
+        if seq != self.applied + 1:
+            raise ChunkedMedoidsError(f"swap {seq} arrived after swap {self.applied} (lost message)")
+        st = self.st
+        if self.fused is not None:
+            st.td = self.fused.apply(slot, j, st)
+        elif self.method == "fasterpam":
+            st.td = apply_swap(row, slot, j, st.M, st.medoids, st.is_medoid, st.dn, st.ds, st.nn, st.sn,
+                               st.R, st.w, st.weighted)
+        else:
+            st.L = msc_apply(row, slot, j, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
+                             st.n2, st.n3, st.R, st.w, st.weighted)
+        self.applied = seq
+
+    def step(self, swap, lo, hi):
+        """Apply ``swap`` (or None), then find this actor's earliest accepted candidate at
+        positions ``[lo, hi)``.
+
+        Returns ``(pos, slot, row, bad, seconds, evaluated, bytes_read)``: ``pos`` = -1
+        when none; ``row`` the candidate's row when rows are held (the others need it);
+        ``bad`` whether a computed row held a non-finite entry.
+        """
+        t0 = time.perf_counter()
+        read0 = self.bytes_read
+        if swap is not None:
+            self._apply(swap)
+        a = int(np.searchsorted(self.own_pos, lo))
+        b = int(np.searchsorted(self.own_pos, hi))
+        cand = self.own_cand[a:b]
+        pos, slot, row, bad, evaluated = -1, -1, None, False, 0
+        if self.fused is not None:
+            hit, t = self._first(None, cand)
+            bad = bool(self.fused.bad())
+            evaluated = (hit + 1) if hit >= 0 else cand.shape[0]
+        else:
+            hit, t, i = -1, 0, 0
+            while i < cand.shape[0]:
+                gran = cand[i:] // self.G
+                e = i + self._ensure(gran)
+                visit = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
+                h, t = self._first(visit, cand[i:e])
+                if h >= 0:
+                    hit = i + h
+                    row = self.rows[int(visit[h])].copy()
+                    break
+                i = e
+            evaluated = (hit + 1) if hit >= 0 else cand.shape[0]
+        if hit >= 0:
+            pos = int(self.own_pos[a + hit])
+            slot = int(self.out[t][0])
+        return pos, slot, row, bad, time.perf_counter() - t0, int(evaluated), self.bytes_read - read0
+
+    def state(self):
+        """The replica's arrays (tests: every replica equals the client's)."""
+        return {k: v for k, v in self.st.__dict__.items() if isinstance(v, np.ndarray)}
+
+    def info(self):
+        """``(resident, rows held, granules, bytes read)``."""
+        held = 0 if self.rows is None else int(self.rows.nbytes)
+        return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
+
+
+def _is_lost(exc) -> bool:
+    """Whether ``exc`` (raised by an actor call) means its worker went away."""
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, (CommClosedError, OSError, TimeoutError)):
+        return True
+    return isinstance(exc, RuntimeError) and "was lost" in str(exc)
+
+
+class DistributedEagerWalk:
+    """Client side of a distributed eager walk (see the module notes).
+
+    Parameters
+    ----------
+    engine : Engine
+        An engine with a ``distributed`` client.
+    source : DissimilaritySource
+    method : {"fasterpam", "fastermsc"}
+    order : ndarray of int64 or None
+        The candidate order (None: 0..n-1).
+    state : callable
+        ``state()`` -> the client's current replica (dict of arrays and scalars: the
+        medoid table, medoids, is_medoid, the caches, R and the loss).
+    params : dict
+        ``tol``, ``w``, ``weighted``, ``fused``, and ``eps_abs`` for FasterMSC.
+    resident : {"auto", True, False}
+    n_swap : int
+        Swaps done before this walk (a resumed run), the first sequence number.
+    """
+
+    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0):
+        if method not in METHODS:
+            raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
+        self.engine, self.client, self.source = engine, engine.client, source
+        self.method, self.order, self.state_fn, self.params = method, order, state, dict(params)
+        self.n = int(source.n)
+        self.seq = int(n_swap)
+        self.pending = None
+        self.round_trips = 0
+        self.recoveries = 0
+        self.worker_seconds = 0.0
+        self.evaluated = 0
+        self.gap = 8.0
+        self._pass_marks = (0, 0.0, 0)
+        self.futures, self.actors, self.addresses = [], [], []
+        workers = self._workers()
+        if not workers:
+            raise ChunkedMedoidsError("the Dask cluster has no workers; start some and rerun")
+        W = len(workers)
+        self.W = W
+        self.G = ownership_granule(source, W)
+        n_gran = -(-self.n // self.G)
+        self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
+        self.fused = bool(self.params.get("fused"))
+        share = max(min(self.G * len(g), self.n) for g in self.assign) * self.n * source.dtype.itemsize
+        self.resident, why = self._decide(check_resident(resident), share, workers)
+        self.share = share
+        self.budget = engine.memory_limit
+        logger.info("%s on %d workers: %s (%s); granules of %d rows", method, W,
+                    "rows computed from the features" if self.fused else
+                    ("resident rows" if self.resident else "rows streamed from storage"), why, self.G)
+        try:
+            for a, addr in enumerate(sorted(workers)):
+                self._create(a, addr, workers[addr][0])
+            self._load(range(W))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- cluster -----------------------------------------------------------------------
+    def _workers(self):
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0))
+                for addr, w in info.items()}
+
+    def _decide(self, resident, share, workers):
+        if self.fused:
+            return False, "a features source: each worker computes its candidates' rows"
+        if resident is True:
+            return True, f"resident=True: {format_bytes(share)} per worker"
+        if resident is False:
+            return False, "resident=False"
+        limits = [m for _, m in workers.values() if m > 0]
+        cap = RESIDENT_FRACTION * min(limits) if limits else float(self.engine.memory_limit)
+        basis = (f"{RESIDENT_FRACTION:g} of the smallest worker memory limit" if limits
+                 else "memory_limit (the workers have no memory limit)")
+        if share <= cap:
+            return True, f"resident='auto': {format_bytes(share)} per worker fits in {basis} ({format_bytes(cap)})"
+        return False, f"resident='auto': {format_bytes(share)} per worker exceeds {basis} ({format_bytes(cap)})"
+
+    def _payload(self, a, threads):
+        par = dict(self.params, applied=self.seq)
+        return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
+                "granules": self.assign[a], "state": self.state_fn(), "params": par,
+                "resident": self.resident, "budget": self.budget, "threads": threads}
+
+    def _create(self, a, addr, threads):
+        client = self.client
+        # the payload goes straight to its worker (not through the scheduler); it is released
+        # with the actor (cancelling it would cancel the actor, its dependent)
+        data = client.scatter([self._payload(a, threads)], workers=[addr], hash=False)[0]
+        fut = client.submit(EagerActor, data, actor=True, workers=[addr], allow_other_workers=False,
+                            pure=False, key=f"cm-eager-{self.method}-{a}-{time.monotonic_ns()}")
+        actor = fut.result()
+        del data
+        if a < len(self.actors):
+            self.futures[a], self.actors[a], self.addresses[a] = fut, actor, addr
+        else:
+            self.futures.append(fut)
+            self.actors.append(actor)
+            self.addresses.append(addr)
+
+    def _load(self, which):
+        futs = [(a, self.actors[a].load()) for a in which]
+        total = 0
+        for a, f in futs:
+            nbytes, secs = f.result()
+            total += nbytes
+            logger.debug("actor %d on %s: read %s in %.2fs", a, self.addresses[a], format_bytes(nbytes), secs)
+        self._add_bytes(total)
+        if self.resident and hasattr(self.source, "mark_rows_read"):
+            # the workers' copies of the source validated what they read (sources/validate.py)
+            self.source.mark_rows_read([(int(g) * self.G, min((int(g) + 1) * self.G, self.n))
+                                        for a in which for g in self.assign[a]])
+
+    def _add_bytes(self, nbytes):
+        with self.engine._lock:
+            self.engine.bytes_read += int(nbytes)
+
+    def _recover(self, dead, exc):
+        from .engine import _client_alive, _scheduler_lost
+
+        if not _client_alive(self.client):
+            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", exc) from exc
+        for a in dead:
+            for _attempt in range(MAX_RECOVERIES):
+                workers = self._workers()
+                live = {addr: v for addr, v in workers.items() if addr != self.addresses[a]}
+                if not live:
+                    self.client.wait_for_workers(1, timeout=60)
+                    continue
+                held = collections.Counter(self.addresses[b] for b in range(self.W) if b not in dead)
+                addr = min(sorted(live), key=lambda x: held.get(x, 0))
+                logger.warning("%s: the worker holding actor %d (%s) was lost (%s: %s); recreating it on %s",
+                               self.method, a, self.addresses[a], type(exc).__name__, exc, addr)
+                try:
+                    self._create(a, addr, live[addr][0])
+                    self._load([a])
+                    self.recoveries += 1
+                    break
+                except Exception as again:  # that worker went too: try another one
+                    if not _is_lost(again) and _client_alive(self.client):
+                        raise
+                    exc = again
+            else:
+                raise ChunkedMedoidsError(f"could not recreate the eager actor {a} after {MAX_RECOVERIES} "
+                                          f"attempts (the workers keep dying: {exc})") from exc
+
+    def _call(self, lo, hi):
+        msg = self.pending
+        results = [None] * self.W
+        todo = list(range(self.W))
+        for _ in range(MAX_RECOVERIES + 1):
+            futs = [(a, self.actors[a].step(msg, lo, hi)) for a in todo]
+            dead, first_exc = [], None
+            for a, f in futs:
+                try:
+                    results[a] = f.result()
+                except Exception as exc:
+                    if not _is_lost(exc):
+                        raise
+                    dead.append(a)
+                    first_exc = first_exc or exc
+            if not dead:
+                self.round_trips += 1
+                return results
+            self._recover(dead, first_exc)
+            todo = dead
+        raise ChunkedMedoidsError(f"{self.method}: gave up after {MAX_RECOVERIES} worker losses in one batch")
+
+    # -- the walk ----------------------------------------------------------------------
+    def run(self, lo, hi, counters, apply, *, on_bad=None, pause=None, interval=None):
+        """Walk positions ``[lo, hi)`` of the order like the sequential kernel would.
+
+        ``counters = [since, n_swap]`` is updated in place (module notes of
+        :mod:`chunked_medoids.algorithms._eager`); ``apply(slot, j, row)`` applies a swap
+        to the caller's replica (``row`` is None when the workers compute rows).  Returns
+        the positions consumed: ``hi - lo``, fewer when the walk converged, or when it
+        paused between batches because ``pause()`` became true or ``interval`` seconds
+        passed (the caller checkpoints and calls again from there).
+        """
+        n = self.n
+        W = self.W
+        i = lo
+        t_start = time.monotonic()
+        while i < hi:
+            remaining = n - int(counters[0])
+            size = int(min(MAX_PER_WORKER * W, max(MIN_PER_WORKER * W, self.gap)))
+            top = min(hi, i + size, i + remaining)
+            res = self._call(i, top)
+            self.pending = None
+            hits = []
+            for r in res:
+                pos, slot, row, bad, secs, evaluated, nbytes = r
+                self.worker_seconds += secs
+                self.evaluated += evaluated
+                if nbytes:
+                    self._add_bytes(nbytes)
+                if bad:
+                    if on_bad is not None:
+                        on_bad(i, top)
+                    raise ChunkedMedoidsError("a worker computed a row with a non-finite entry")
+                if pos >= 0:
+                    hits.append((pos, slot, row))
+            if not hits:
+                counters[0] += top - i
+                self.gap = min(2.0 * self.gap + (top - i), 1e12)
+                i = top
+                if counters[0] >= n:
+                    return i - lo
+            else:
+                p, slot, row = min(hits, key=lambda h: h[0])
+                j = int(p) if self.order is None else int(self.order[p])
+                counters[0] += p - i
+                apply(slot, j, row)
+                self.seq += 1
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s swap %d: slot %d <- point %d (position %d, round trip %d)", self.method,
+                                 self.seq, slot, j, p, self.round_trips)
+                self.pending = (self.seq, slot, j, None if self.fused else row)
+                counters[1] += 1
+                counters[0] = 1
+                self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
+                i = p + 1
+                if counters[0] >= n:
+                    return i - lo
+            if i < hi and ((pause is not None and pause())
+                           or (interval is not None and time.monotonic() - t_start >= interval)):
+                return i - lo
+        return i - lo
+
+    def pass_stats(self):
+        """``(round trips, worker seconds, candidates evaluated)`` since the last call."""
+        rt, ws, ev = self._pass_marks
+        out = (self.round_trips - rt, self.worker_seconds - ws, self.evaluated - ev)
+        self._pass_marks = (self.round_trips, self.worker_seconds, self.evaluated)
+        return out
+
+    def log_pass(self, n_iter, seconds, swaps) -> int:
+        """Log a finished pass's round trips; returns them."""
+        rt, ws, ev = self.pass_stats()
+        logger.info("%s pass %d on %d workers: %d round trips (%.3g ms each), %d swaps, %d candidates "
+                    "evaluated, %.2fs of worker compute in %.2fs", self.method, n_iter, self.W, rt,
+                    1e3 * seconds / max(1, rt), swaps, ev, ws, seconds)
+        return rt
+
+    def replica_states(self):
+        """Every actor's replica arrays (for tests)."""
+        return [f.result() for f in [act.state() for act in self.actors]]
+
+    def summary(self) -> dict:
+        """What the result reports: workers, granule, residency, round trips, recoveries."""
+        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident),
+                "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
+                "share_bytes": int(self.share), "round_trips": int(self.round_trips),
+                "recoveries": int(self.recoveries)}
+
+    def close(self):
+        """Release the actors (their workers drop the rows)."""
+        from .engine import _client_alive
+
+        if self.futures and _client_alive(self.client):
+            try:
+                self.client.cancel(self.futures)
+            except Exception:  # pragma: no cover - cluster going down
+                pass
+        self.futures, self.actors = [], []
