@@ -61,10 +61,17 @@ logger = logging.getLogger(__name__)
 
 #: eager methods that can walk on the workers.
 METHODS = ("fasterpam", "fastermsc")
-#: largest storage chunk height used as the ownership granule (taller chunks: DEFAULT_GRANULE).
+#: rows per granule of the shuffled candidate order (``algorithms/_eager.py:GRANULE``; a
+#: test checks they agree).  Ownership granules are multiples of it, so that in both orders
+#: runs of consecutive positions belong to one worker.
+ORDER_GRANULE = 256
+#: storage chunks up to this height set the ownership granule (rounded up to a multiple of
+#: ORDER_GRANULE, so each chunk is decoded by one worker); taller ones are split.
 GRANULE_CAP = 1024
-#: ownership granule of sources without a usable chunk height (in memory, features).
-DEFAULT_GRANULE = 64
+#: source kinds whose ``block_rows`` is a storage chunk height.
+CHUNKED_KINDS = ("zarr", "hdf5", "dask")
+#: set by tests to force another ownership granule (the result must not depend on it).
+_granule_override = None
 #: fraction of a worker's memory limit its resident rows may take under ``resident="auto"``.
 RESIDENT_FRACTION = 0.5
 #: batch bounds, in positions per worker.
@@ -86,12 +93,20 @@ def check_resident(resident):
 
 
 def ownership_granule(source, workers: int) -> int:
-    """Rows per ownership granule: the storage chunk height (each chunk read by one worker),
-    at most :data:`GRANULE_CAP`, and small enough that every worker gets about four
-    granules of a small matrix."""
-    b = int(getattr(source, "block_rows", 0) or 0)
-    g = b if 1 <= b <= GRANULE_CAP else DEFAULT_GRANULE
-    return max(1, min(g, max(16, -(-source.n // (4 * max(1, workers))))))
+    """Rows per ownership granule: a store's chunk height rounded up to a multiple of
+    :data:`ORDER_GRANULE` (chunks up to :data:`GRANULE_CAP` rows), else ORDER_GRANULE.
+
+    Granule ``g`` belongs to actor ``g mod W``.  A multiple of the shuffled order's granule
+    keeps every run of 256 consecutive positions on one worker in both orders (what the
+    sequential runs of dense swaps need); a multiple of the chunk height has every chunk
+    decoded by one worker.  Never changes the result.
+    """
+    if _granule_override is not None:
+        return int(_granule_override)
+    b = int(getattr(source, "block_rows", 0) or 0) if getattr(source, "kind", "") in CHUNKED_KINDS else 0
+    if 1 <= b <= GRANULE_CAP:
+        return ORDER_GRANULE * (-(-b // ORDER_GRANULE))
+    return ORDER_GRANULE
 
 
 class _Replica:
@@ -233,12 +248,7 @@ class EagerActor:
         hits += [(f.result(), t) for t, f in enumerate(futs, start=1)]
         return next(((h, t) for h, t in hits if h >= 0), (-1, 0))
 
-    def _apply(self, swap):
-        seq, slot, j, row = swap
-        if seq <= self.applied:
-            return  # already applied (the batch is being asked again after a recovery)
-        if seq != self.applied + 1:
-            raise ChunkedMedoidsError(f"swap {seq} arrived after swap {self.applied} (lost message)")
+    def _apply_local(self, slot, j, row):
         st = self.st
         if self.fused is not None:
             st.td = self.fused.apply(slot, j, st)
@@ -248,45 +258,76 @@ class EagerActor:
         else:
             st.L = msc_apply(row, slot, j, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
                              st.n2, st.n3, st.R, st.w, st.weighted)
+
+    def _apply(self, swap):
+        seq, slot, j, row = swap
+        if seq <= self.applied:
+            return  # already applied (a batch asked again after a recovery, or our own swap)
+        if seq != self.applied + 1:
+            raise ChunkedMedoidsError(f"swap {seq} arrived after swap {self.applied} (lost message)")
+        self._apply_local(slot, j, row)
         self.applied = seq
 
-    def step(self, swap, lo, hi):
-        """Apply ``swap`` (or None), then find this actor's earliest accepted candidate at
+    def step(self, swaps, lo, hi, since=None):
+        """Apply the ``swaps`` not applied yet, then walk this actor's candidates at
         positions ``[lo, hi)``.
 
-        Returns ``(pos, slot, row, bad, seconds, evaluated, bytes_read)``: ``pos`` = -1
-        when none; ``row`` the candidate's row when rows are held (the others need it);
-        ``bad`` whether a computed row held a non-finite entry.
+        ``since=None`` (a *parallel* batch): stop at the first accepted candidate and do not
+        apply it.  ``since`` an int (a *sequential* run: every position of ``[lo, hi)`` is
+        this actor's): apply each accepted candidate at once and go on right after it, as
+        the sequential kernel does, counting ``since`` (positions since the last swap) and
+        stopping when it reaches n.
+
+        Returns ``(hits, end, since, bad, seconds, evaluated, bytes_read)``: ``hits`` a list
+        of ``(pos, slot, j, row)`` (``row`` None when rows are computed); ``end`` the
+        position the walk reached (sequential runs); ``bad`` whether a computed row held a
+        non-finite entry.
         """
         t0 = time.perf_counter()
         read0 = self.bytes_read
-        if swap is not None:
-            self._apply(swap)
+        for sw in swaps:
+            self._apply(sw)
         a = int(np.searchsorted(self.own_pos, lo))
         b = int(np.searchsorted(self.own_pos, hi))
         cand = self.own_cand[a:b]
-        pos, slot, row, bad, evaluated = -1, -1, None, False, 0
-        if self.fused is not None:
-            hit, t = self._first(None, cand)
-            bad = bool(self.fused.bad())
-            evaluated = (hit + 1) if hit >= 0 else cand.shape[0]
-        else:
-            hit, t, i = -1, 0, 0
-            while i < cand.shape[0]:
-                gran = cand[i:] // self.G
+        m = cand.shape[0]
+        run = since is not None
+        if run and m != hi - lo:
+            raise ChunkedMedoidsError(f"positions {lo}..{hi} are not all held by this actor")
+        n = self.n
+        limit = min(m, n - int(since)) if run else m
+        hits, bad, evaluated, i = [], False, 0, 0
+        while i < limit:
+            if self.fused is not None:
+                e, visit = limit, None
+            else:
+                gran = cand[i:limit] // self.G
                 e = i + self._ensure(gran)
                 visit = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
-                h, t = self._first(visit, cand[i:e])
-                if h >= 0:
-                    hit = i + h
-                    row = self.rows[int(visit[h])].copy()
-                    break
+            sub = cand[i:e]
+            h, t = self._first(visit, sub)
+            if self.fused is not None and self.fused.bad():
+                bad = True
+                break
+            if h < 0:
+                evaluated += e - i
+                if run:
+                    since += e - i
                 i = e
-            evaluated = (hit + 1) if hit >= 0 else cand.shape[0]
-        if hit >= 0:
-            pos = int(self.own_pos[a + hit])
-            slot = int(self.out[t][0])
-        return pos, slot, row, bad, time.perf_counter() - t0, int(evaluated), self.bytes_read - read0
+                continue
+            evaluated += h + 1
+            slot, j = int(self.out[t][0]), int(sub[h])
+            row = None if self.fused is not None else self.rows[int(visit[h])].copy()
+            hits.append((int(self.own_pos[a + i + h]), slot, j, row))
+            i += h + 1
+            if not run:
+                break
+            self._apply_local(slot, j, row)
+            self.applied += 1
+            since = 1
+            limit = min(m, i + n - 1)
+        return (hits, lo + i, since, bad, time.perf_counter() - t0, int(evaluated),
+                self.bytes_read - read0)
 
     def state(self):
         """The replica's arrays (tests: every replica equals the client's)."""
@@ -335,8 +376,9 @@ class DistributedEagerWalk:
         self.method, self.order, self.state_fn, self.params = method, order, state, dict(params)
         self.n = int(source.n)
         self.seq = int(n_swap)
-        self.pending = None
+        self.log = []  # swaps (seq, slot, j, row) not yet delivered to every actor
         self.round_trips = 0
+        self.runs = self.batches = 0  # sequential runs on one actor / parallel batches on all
         self.recoveries = 0
         self.worker_seconds = 0.0
         self.evaluated = 0
@@ -351,6 +393,12 @@ class DistributedEagerWalk:
         self.G = ownership_granule(source, W)
         n_gran = -(-self.n // self.G)
         self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
+        self.sent = [self.seq] * W  # last swap each actor has
+        cand_all = np.arange(self.n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        owner = (cand_all // self.G) % W
+        self.owner = owner.astype(np.int32)
+        self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
+        self.latency, self.t_cand = 2e-3, 1e-9 * self.n  # running estimates (seconds)
         self.fused = bool(self.params.get("fused"))
         share = max(min(self.G * len(g), self.n) for g in self.assign) * self.n * source.dtype.itemsize
         self.resident, why = self._decide(check_resident(resident), share, workers)
@@ -362,7 +410,7 @@ class DistributedEagerWalk:
         try:
             for a, addr in enumerate(sorted(workers)):
                 self._create(a, addr, workers[addr][0])
-            self._load(range(W))
+            self._load(list(range(W)))
         except BaseException:
             self.close()
             raise
@@ -410,18 +458,45 @@ class DistributedEagerWalk:
             self.actors.append(actor)
             self.addresses.append(addr)
 
-    def _load(self, which):
-        futs = [(a, self.actors[a].load()) for a in which]
-        total = 0
+    def _ask(self, which, method, *args, per_actor=None):
+        """Call ``method(*per_actor(a), *args)`` on the actors ``which`` at once; returns
+        ``(results, lost, first loss)`` where ``lost`` lists the actors whose worker went
+        away."""
+        futs, lost, first = [], [], None
+        for a in which:
+            try:  # an actor whose worker is known to be gone raises already here
+                extra = () if per_actor is None else per_actor(a)
+                futs.append((a, getattr(self.actors[a], method)(*extra, *args)))
+            except Exception as exc:
+                if not _is_lost(exc):
+                    raise
+                lost.append(a)
+                first = first or exc
+        results = {}
         for a, f in futs:
-            nbytes, secs = f.result()
+            try:
+                results[a] = f.result()
+            except Exception as exc:
+                if not _is_lost(exc):
+                    raise
+                lost.append(a)
+                first = first or exc
+        return results, lost, first
+
+    def _load(self, which):
+        """Read the resident rows of the actors ``which``; returns the actors lost meanwhile."""
+        results, lost, first = self._ask(which, "load")
+        total = 0
+        for a, (nbytes, secs) in sorted(results.items()):
             total += nbytes
             logger.debug("actor %d on %s: read %s in %.2fs", a, self.addresses[a], format_bytes(nbytes), secs)
         self._add_bytes(total)
         if self.resident and hasattr(self.source, "mark_rows_read"):
             # the workers' copies of the source validated what they read (sources/validate.py)
             self.source.mark_rows_read([(int(g) * self.G, min((int(g) + 1) * self.G, self.n))
-                                        for a in which for g in self.assign[a]])
+                                        for a in results for g in self.assign[a]])
+        if lost:
+            self._recover(lost, first)
 
     def _add_bytes(self, nbytes):
         with self.engine._lock:
@@ -432,10 +507,11 @@ class DistributedEagerWalk:
 
         if not _client_alive(self.client):
             raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", exc) from exc
+        gone = {self.addresses[a] for a in dead}
         for a in dead:
             for _attempt in range(MAX_RECOVERIES):
                 workers = self._workers()
-                live = {addr: v for addr, v in workers.items() if addr != self.addresses[a]}
+                live = {addr: v for addr, v in workers.items() if addr not in gone}
                 if not live:
                     self.client.wait_for_workers(1, timeout=60)
                     continue
@@ -445,38 +521,74 @@ class DistributedEagerWalk:
                                self.method, a, self.addresses[a], type(exc).__name__, exc, addr)
                 try:
                     self._create(a, addr, live[addr][0])
-                    self._load([a])
+                    results, lost, again = self._ask([a], "load")
+                except Exception as err:  # that worker went too: try another one
+                    if not _is_lost(err) and _client_alive(self.client):
+                        raise
+                    lost, again = [a], err
+                if not lost:
+                    self._add_bytes(results[a][0])
                     self.recoveries += 1
                     break
-                except Exception as again:  # that worker went too: try another one
-                    if not _is_lost(again) and _client_alive(self.client):
-                        raise
-                    exc = again
+                gone.add(addr)
+                exc = again
             else:
                 raise ChunkedMedoidsError(f"could not recreate the eager actor {a} after {MAX_RECOVERIES} "
                                           f"attempts (the workers keep dying: {exc})") from exc
 
-    def _call(self, lo, hi):
-        msg = self.pending
-        results = [None] * self.W
-        todo = list(range(self.W))
+    def _undelivered(self, a):
+        return ([sw for sw in self.log if sw[0] > self.sent[a]],)
+
+    def _call(self, which, lo, hi, since=None):
+        """One round trip: ``step`` on the actors ``which`` (each gets the swaps it lacks);
+        actors lost meanwhile are recreated and asked again."""
+        which = list(which)
+        results = {}
+        todo = which
+        t0 = time.perf_counter()
         for _ in range(MAX_RECOVERIES + 1):
-            futs = [(a, self.actors[a].step(msg, lo, hi)) for a in todo]
-            dead, first_exc = [], None
-            for a, f in futs:
-                try:
-                    results[a] = f.result()
-                except Exception as exc:
-                    if not _is_lost(exc):
-                        raise
-                    dead.append(a)
-                    first_exc = first_exc or exc
+            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, per_actor=self._undelivered)
+            results.update(got)
             if not dead:
-                self.round_trips += 1
-                return results
+                break
             self._recover(dead, first_exc)
             todo = dead
-        raise ChunkedMedoidsError(f"{self.method}: gave up after {MAX_RECOVERIES} worker losses in one batch")
+        else:
+            raise ChunkedMedoidsError(f"{self.method}: gave up after {MAX_RECOVERIES} worker losses in one batch")
+        wall = time.perf_counter() - t0
+        self.round_trips += 1
+        for a in which:
+            self.sent[a] = self.seq
+        low = min(self.sent)
+        self.log = [sw for sw in self.log if sw[0] > low]
+        secs = [r[4] for r in results.values()]
+        ev = sum(r[5] for r in results.values())
+        self.worker_seconds += sum(secs)
+        self.evaluated += ev
+        self._add_bytes(sum(r[6] for r in results.values()))
+        self.latency = 0.8 * self.latency + 0.2 * max(0.0, wall - max(secs))
+        if ev:
+            self.t_cand = 0.8 * self.t_cand + 0.2 * (sum(secs) / ev)
+        return [results[a] for a in which]
+
+    def _sequential(self):
+        """Whether the next round trip should be a sequential run on one actor (swaps are
+        dense: a run of G positions with every swap applied on the spot costs less than a
+        parallel batch per swap) rather than a parallel batch over all actors."""
+        if self.W == 1:
+            return True
+        lam, run = self.latency, self.G * self.t_cand
+        return self.gap < self.G * lam / (lam + run * (1.0 - 1.0 / self.W))
+
+    def _swap(self, hit, counters, apply):
+        pos, slot, j, row = hit
+        apply(slot, j, row)
+        self.seq += 1
+        self.log.append((self.seq, slot, j, None if self.fused else row))
+        counters[1] += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s swap %d: slot %d <- point %d (position %d, round trip %d)", self.method,
+                         self.seq, slot, j, pos, self.round_trips)
 
     # -- the walk ----------------------------------------------------------------------
     def run(self, lo, hi, counters, apply, *, on_bad=None, pause=None, interval=None):
@@ -486,58 +598,70 @@ class DistributedEagerWalk:
         :mod:`chunked_medoids.algorithms._eager`); ``apply(slot, j, row)`` applies a swap
         to the caller's replica (``row`` is None when the workers compute rows).  Returns
         the positions consumed: ``hi - lo``, fewer when the walk converged, or when it
-        paused between batches because ``pause()`` became true or ``interval`` seconds
-        passed (the caller checkpoints and calls again from there).
+        paused between round trips because ``pause()`` became true or ``interval``
+        seconds passed (the caller checkpoints and calls again from there).
         """
-        n = self.n
-        W = self.W
+        n, W = self.n, self.W
         i = lo
         t_start = time.monotonic()
         while i < hi:
-            remaining = n - int(counters[0])
-            size = int(min(MAX_PER_WORKER * W, max(MIN_PER_WORKER * W, self.gap)))
-            top = min(hi, i + size, i + remaining)
-            res = self._call(i, top)
-            self.pending = None
-            hits = []
-            for r in res:
-                pos, slot, row, bad, secs, evaluated, nbytes = r
-                self.worker_seconds += secs
-                self.evaluated += evaluated
-                if nbytes:
-                    self._add_bytes(nbytes)
+            if self._sequential():
+                # a run of consecutive positions held by one actor, walked there with every
+                # swap applied on the spot (the others get the swaps with their next call)
+                a = int(self.owner[i])
+                b = int(np.searchsorted(self.breaks, i, side="right"))
+                stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
+                top = min(hi, stop, i + MAX_PER_WORKER)
+                hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
+                self.runs += 1
                 if bad:
-                    if on_bad is not None:
-                        on_bad(i, top)
-                    raise ChunkedMedoidsError("a worker computed a row with a non-finite entry")
-                if pos >= 0:
-                    hits.append((pos, slot, row))
-            if not hits:
-                counters[0] += top - i
-                self.gap = min(2.0 * self.gap + (top - i), 1e12)
-                i = top
+                    self._bad(on_bad, i, top)
+                for hit in hits:
+                    self._swap(hit, counters, apply)
+                self.sent[a] = self.seq  # it applied its own swaps
+                counters[0] = since
+                span = end - i
+                self.gap = (0.5 * self.gap + 0.5 * span / len(hits)) if hits else min(self.gap + span, 1e12)
+                i = end
                 if counters[0] >= n:
                     return i - lo
             else:
-                p, slot, row = min(hits, key=lambda h: h[0])
-                j = int(p) if self.order is None else int(self.order[p])
-                counters[0] += p - i
-                apply(slot, j, row)
-                self.seq += 1
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("%s swap %d: slot %d <- point %d (position %d, round trip %d)", self.method,
-                                 self.seq, slot, j, p, self.round_trips)
-                self.pending = (self.seq, slot, j, None if self.fused else row)
-                counters[1] += 1
-                counters[0] = 1
-                self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
-                i = p + 1
-                if counters[0] >= n:
-                    return i - lo
+                remaining = n - int(counters[0])
+                size = int(min(MAX_PER_WORKER * W, max(MIN_PER_WORKER * W, self.gap)))
+                top = min(hi, i + size, i + remaining)
+                res = self._call(range(W), i, top)
+                self.batches += 1
+                found = []
+                for hits, _, _, bad, *_ in res:
+                    if bad:
+                        self._bad(on_bad, i, top)
+                    found.extend(hits)
+                if not found:
+                    counters[0] += top - i
+                    self.gap = min(2.0 * self.gap + (top - i), 1e12)
+                    i = top
+                    if counters[0] >= n:
+                        return i - lo
+                else:
+                    hit = min(found, key=lambda h: h[0])
+                    p = hit[0]
+                    counters[0] += p - i
+                    self._swap(hit, counters, apply)
+                    counters[0] = 1
+                    self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
+                    i = p + 1
+                    if counters[0] >= n:
+                        return i - lo
             if i < hi and ((pause is not None and pause())
                            or (interval is not None and time.monotonic() - t_start >= interval)):
                 return i - lo
         return i - lo
+
+    @staticmethod
+    def _bad(on_bad, lo, hi):
+        if on_bad is not None:
+            on_bad(lo, hi)
+        raise ChunkedMedoidsError("a worker computed a row with a non-finite entry")
 
     def pass_stats(self):
         """``(round trips, worker seconds, candidates evaluated)`` since the last call."""
@@ -563,6 +687,7 @@ class DistributedEagerWalk:
         return {"workers": self.W, "granule": self.G, "resident": bool(self.resident),
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
+                "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
                 "recoveries": int(self.recoveries)}
 
     def close(self):

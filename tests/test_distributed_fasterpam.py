@@ -81,6 +81,7 @@ def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client):
     assert info["workers"] == len(client.nthreads())
     assert info["rows"] == ("computed" if kind == "features" else "resident")
     assert sum(info["pass_round_trips"]) == info["round_trips"] and len(info["pass_round_trips"]) == got.n_iter
+    assert info["sequential_runs"] + info["parallel_batches"] == info["round_trips"]
     assert ref.distributed is None
 
 
@@ -196,3 +197,24 @@ def test_checkpoint_interrupt_resume_distributed_or_local(order, sources, client
     assert saved["state"]["pos"] > 0 and not saved["complete"]  # stopped mid-pass
     assert_same(dist, ref)
     assert_same(local, ref)
+
+
+def test_order_granule_matches_the_shuffled_order():
+    from chunked_medoids import _dist_eager
+    from chunked_medoids.algorithms import _eager
+
+    assert _dist_eager.ORDER_GRANULE == _eager.GRANULE
+
+
+@pytest.mark.parametrize("granule", [7, 64, 1000])
+def test_result_independent_of_ownership_granule(granule, sources, client, monkeypatch):
+    """Any ownership granule (here not multiples of the shuffle granule: runs are short and
+    the walk mixes sequential runs and parallel batches differently) gives the same walk."""
+    from chunked_medoids import _dist_eager
+
+    monkeypatch.setattr(_dist_eager, "_granule_override", granule)
+    for kind, order in (("zarr", "shuffle"), ("features", "natural")):
+        ref = cm.fasterpam(sources[kind], K, random_state=8, order=order, num_workers=1)
+        got = cm.fasterpam(sources[kind], K, random_state=8, order=order, client=client)
+        assert_same(got, ref)
+        assert got.distributed["granule"] == granule
