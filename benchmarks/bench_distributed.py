@@ -125,6 +125,9 @@ def fit_on(cluster, src, k, init, log):
     cpu = time.process_time() - c0
     return res, {"seconds": wall, "client_cpu_seconds": cpu, "client_cpu_fraction": cpu / wall,
                  "round_trips": res.distributed["round_trips"], "rows": res.distributed["rows"],
+                 "setup_seconds": res.distributed["setup_seconds"], "granule": res.distributed["granule"],
+                 "sequential_runs": res.distributed["sequential_runs"],
+                 "parallel_batches": res.distributed["parallel_batches"],
                  "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
 
 

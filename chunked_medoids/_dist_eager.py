@@ -9,28 +9,37 @@ calls :meth:`DistributedEagerWalk.run`.  See ``docs/architecture.rst`` §14.
 Design
 ------
 * **Who holds what.**  The candidate rows are cut into *ownership granules* of ``G``
-  consecutive rows (``G`` = the storage chunk height, so each chunk is decoded by one
-  worker) and granule ``g`` belongs to actor ``g mod W``: interleaved, so that both the
-  natural order (consecutive rows) and the shuffled one (random 256-row granules) spread
-  every batch over all workers.  One :class:`EagerActor` (a ``distributed`` Actor) per
-  worker holds its granules' rows -- read once from storage by the worker itself
-  (*resident*), or re-read per pass through a bounded cache (*streaming*) -- or, for a
-  features source with fused kernels, the prepared features (rows are computed).  Every
-  actor also holds a replica of the O(n·k) state: the medoid table and the caches.
-* **One round trip per batch.**  The client walks the fixed candidate order in batches of
-  positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch in order
-  against its (identical) replica with the same numba kernels as the local path
+  consecutive rows (:func:`ownership_granule`: about 1024 rows, a multiple of a store's
+  chunk height so each chunk is decoded by one worker) and granule ``g`` belongs to actor
+  ``g mod W``: interleaved, so that both the natural order (consecutive rows) and the
+  shuffled one (random 256-row granules) spread a long batch over all workers.  One
+  :class:`EagerActor` (a ``distributed`` Actor) per worker holds its granules' rows --
+  read once from storage by the worker itself (*resident*), or re-read per pass through a
+  bounded cache (*streaming*) -- or, for a features source with fused kernels, the
+  prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
+  state: the medoid table, the caches, the removal loss and the loss.
+* **Parallel batches** (swaps are rare).  The client walks the fixed candidate order in
+  batches of positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch
+  in order against its (identical) replica with the same numba kernels as the local path
   (``first_improving`` / ``first_improving_fused`` / ``msc_first_improving``) and returns
   its earliest accepted one; the earliest over all actors is the sequential walk's next
-  swap, because every earlier candidate was evaluated against the same state and refused.
-  The client applies it to its own replica (it keeps one for checkpoints and the result)
-  and sends it with the next batch (slot, candidate, the candidate's row unless the
-  workers compute rows themselves); every actor applies it exactly as the local code does
-  and the walk continues right after the swapped candidate.  Batches grow geometrically
-  while no swap is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+  swap, because every earlier candidate was evaluated against the same state and
+  refused.  The walk continues right after it.  Batches grow geometrically while no swap
+  is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+* **Sequential runs** (swaps are dense, e.g. the first pass from a random init).  A batch
+  would end at nearly every swap, so the client instead sends the run of consecutive
+  positions held by one actor (up to a granule) to that actor alone, which walks it
+  exactly as the sequential kernel does, applying every accepted swap on the spot, and
+  returns them all.  The client picks the cheaper kind from its running estimates of the
+  round-trip latency, the per-candidate cost and the positions between swaps; with one
+  worker every round trip is a run.
+* **Swaps.**  The client applies each swap to its own replica (it keeps one for
+  checkpoints and the result) and appends it to a log (slot, candidate, the candidate's
+  row unless the workers compute rows themselves); every actor receives the swaps it has
+  not seen with its next call, in order, and applies them exactly as the local code does.
   So the result is bitwise the sequential definition's for any worker count, thread
-  count, block size or granule size, and the round trips of a pass are about
-  ``swaps + log(n)`` batches, not a function of n.
+  count, block size or granule size, and the round trips of a pass are bounded by about
+  ``swaps + log2(n)``, not a function of n.
 * **Faults.**  A worker that dies takes its actor with it.  The batch's call to it fails;
   a new actor is created on a live worker (preferring one without an actor, e.g. the one
   the nanny restarted), it re-reads its granules and receives the client's replica (equal
@@ -62,11 +71,11 @@ logger = logging.getLogger(__name__)
 #: eager methods that can walk on the workers.
 METHODS = ("fasterpam", "fastermsc")
 #: rows per granule of the shuffled candidate order (``algorithms/_eager.py:GRANULE``; a
-#: test checks they agree).  Ownership granules are multiples of it, so that in both orders
-#: runs of consecutive positions belong to one worker.
+#: test checks they agree).  Ownership granules of sources without storage chunks are
+#: multiples of it, so that in both orders runs of consecutive positions belong to one
+#: worker.
 ORDER_GRANULE = 256
-#: storage chunks up to this height set the ownership granule (rounded up to a multiple of
-#: ORDER_GRANULE, so each chunk is decoded by one worker); taller ones are split.
+#: the largest ownership granule (rows) unless a storage chunk is taller.
 GRANULE_CAP = 1024
 #: source kinds whose ``block_rows`` is a storage chunk height.
 CHUNKED_KINDS = ("zarr", "hdf5", "dask")
@@ -93,20 +102,22 @@ def check_resident(resident):
 
 
 def ownership_granule(source, workers: int) -> int:
-    """Rows per ownership granule: a store's chunk height rounded up to a multiple of
-    :data:`ORDER_GRANULE` (chunks up to :data:`GRANULE_CAP` rows), else ORDER_GRANULE.
+    """Rows per ownership granule, as large as :data:`GRANULE_CAP` while every worker still
+    gets at least four granules: a multiple of a store's chunk height (each chunk decoded by
+    exactly one worker; a chunk taller than that budget is one granule), else a multiple
+    of :data:`ORDER_GRANULE`.
 
-    Granule ``g`` belongs to actor ``g mod W``.  A multiple of the shuffled order's granule
-    keeps every run of 256 consecutive positions on one worker in both orders (what the
-    sequential runs of dense swaps need); a multiple of the chunk height has every chunk
-    decoded by one worker.  Never changes the result.
+    Granule ``g`` belongs to actor ``g mod W``.  The sequential runs of dense swaps are as
+    long as a granule (in the shuffled order: as long as the stretch of a 256-row shuffle
+    granule that lies in one ownership granule).  Never changes the result.
     """
     if _granule_override is not None:
         return int(_granule_override)
-    b = int(getattr(source, "block_rows", 0) or 0) if getattr(source, "kind", "") in CHUNKED_KINDS else 0
-    if 1 <= b <= GRANULE_CAP:
-        return ORDER_GRANULE * (-(-b // ORDER_GRANULE))
-    return ORDER_GRANULE
+    per = min(GRANULE_CAP, source.n // (4 * max(1, workers)))
+    c = int(getattr(source, "block_rows", 0) or 0) if getattr(source, "kind", "") in CHUNKED_KINDS else 0
+    if c >= 1:
+        return c * max(1, per // c)
+    return ORDER_GRANULE * max(1, per // ORDER_GRANULE)
 
 
 class _Replica:
@@ -407,6 +418,7 @@ class DistributedEagerWalk:
         logger.info("%s on %d workers: %s (%s); granules of %d rows", method, W,
                     "rows computed from the features" if self.fused else
                     ("resident rows" if self.resident else "rows streamed from storage"), why, self.G)
+        t0 = time.perf_counter()
         try:
             for a, addr in enumerate(sorted(workers)):
                 self._create(a, addr, workers[addr][0])
@@ -414,6 +426,8 @@ class DistributedEagerWalk:
         except BaseException:
             self.close()
             raise
+        self.setup_seconds = time.perf_counter() - t0
+        logger.info("%s: %d actors ready in %.2fs", method, W, self.setup_seconds)
 
     # -- cluster -----------------------------------------------------------------------
     def _workers(self):
@@ -688,7 +702,7 @@ class DistributedEagerWalk:
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
-                "recoveries": int(self.recoveries)}
+                "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds)}
 
     def close(self):
         """Release the actors (their workers drop the rows)."""
