@@ -128,6 +128,7 @@ def fit_on(cluster, src, k, init, log):
                  "setup_seconds": res.distributed["setup_seconds"], "granule": res.distributed["granule"],
                  "sequential_runs": res.distributed["sequential_runs"],
                  "parallel_batches": res.distributed["parallel_batches"],
+                 "run_positions": res.distributed["run_positions"],
                  "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
 
 

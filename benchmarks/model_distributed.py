@@ -6,27 +6,33 @@ predicts the eager walk's time for W = 1…256 workers and n = 10⁵…10⁷ poi
 
 Model of one fit (the walk; the one-off read of the resident rows is left out)::
 
-    T(n, W) = λ · RT(n, W)  +  c · n · E(n, W) / W
+    T(n, W) = λ · RT(n, W)  +  c · n · (ψ·S(n) + (E(n, W) − ψ·S(n)) / W)
 
 * ``c`` -- seconds per element of D per candidate evaluated on a worker (the swap kernel's
   cost per row entry; for features it includes computing the row): Σ worker compute
-  seconds / Σ (candidates evaluated · n), over every pass measured.
+  seconds / Σ (candidates evaluated · n), over the passes of the W = 1 run (one worker
+  alone on a core; ``c_seconds_per_element_by_W`` shows what sharing the 2 cores of the
+  benchmark machine between 2 workers, the client and the scheduler does to it).
 * ``λ`` -- seconds per client↔worker round trip beyond the workers' compute: Σ (pass
-  seconds − worker compute / W) / Σ round trips.  It absorbs the message latency, the
-  client's own work and load imbalance.
+  seconds − worker compute / W) / Σ round trips, over the W >= 2 runs.  It absorbs the
+  message latency, the client's own work and load imbalance.
 * swaps ``S(n) = a + b·ln n`` and passes ``P(n)`` (their mean), fitted to the local
-  sequential runs at several n (same data, random init); ``RT(n, W) = ρ·S(n) +
-  P(n)·(log₂(n / (16·W)) + n / (8192·W))``: ρ round trips per swap (fitted) plus the
-  geometrically growing batches of a pass (16 and 8192 positions per worker are the batch
-  bounds of ``chunked_medoids/_dist_eager.py``); ``E(n, W) = n·P(n) + β·W·S(n)``: every
-  position once per pass plus the candidates evaluated beyond a swap in its batch (β
-  fitted).
+  sequential runs at several n (same data, random init).
+* ``RT(n, W) = ρ·S(n) + P(n)·(log₂(n / (16·W)) + n / (8192·W))``: ρ round trips per swap
+  (fitted at W = 2) plus the geometrically growing batches of a pass (16 and 8192
+  positions per worker are the batch bounds of ``chunked_medoids/_dist_eager.py``); with
+  one worker every round trip is a sequential run of up to 8192 positions, so
+  ``RT(n, 1) = P(n)·n / 8192``.
+* ``E(n, W) = n·P(n) + β·W·S(n)``: every position once per pass plus the candidates
+  evaluated beyond a swap in its batch (β fitted); ``ψ·S(n)`` of them are walked in
+  sequential runs on one worker while swaps are dense (ψ = run positions per swap, fitted
+  at W = 2), the rest in parallel.
 
 Assumptions: the workers hold their rows (resident) or compute them (features), so no
-storage I/O inside a pass; work is balanced over the workers; swap counts grow with
-``ln n`` for the same kind of data; the latency does not grow with W (the client sends W
-messages per round trip -- in reality λ grows slowly with W).  The crossover latency
-``λ* = c·n·E/(W·RT)`` is where round trips cost as much as the compute: above it, more
+storage I/O inside a pass; parallel batches are balanced; swap counts grow with ``ln n``
+for the same kind of data; the latency does not grow with W (the client sends W messages
+per round trip, so in reality λ grows slowly with W).  The crossover latency
+``λ* = compute / RT`` is where round trips cost as much as the compute: above it, more
 workers stop paying off.
 
 Usage::
@@ -60,37 +66,52 @@ def fit(bench):
     ln = np.log([s["n"] for s in sc])
     A = np.vstack([np.ones_like(ln), ln]).T
     a, b = np.linalg.lstsq(A, np.array([s["n_swap"] for s in sc], dtype=float), rcond=None)[0]
-    P = float(np.mean([s["n_iter"] for s in sc]))
+    swaps = {"a": float(a), "b": float(b), "passes": float(np.mean([s["n_iter"] for s in sc]))}
     models = {}
     for src in sorted({key.rsplit("_W", 1)[0] for key in bench["runs"]}):
         runs = {int(key.rsplit("_W", 1)[1]): r for key, r in bench["runs"].items() if key.startswith(src + "_W")}
-        ws = sum(p["worker_seconds"] for r in runs.values() for p in r["passes"])
-        el = sum(p["evaluated"] * n for r in runs.values() for p in r["passes"])
-        c = ws / el
-        over = sum(p["seconds"] - p["worker_seconds"] / W for W, r in runs.items() for p in r["passes"])
-        rts = sum(p["round_trips"] for r in runs.values() for p in r["passes"])
-        lam = max(over, 0.0) / rts
+        multi = {W: r for W, r in runs.items() if W > 1} or runs
+        def cost(rs):
+            ws = sum(p["worker_seconds"] for r in rs for p in r["passes"])
+            return ws / sum(p["evaluated"] * n for r in rs for p in r["passes"])
+
+        single = [r for W, r in runs.items() if W == 1] or list(runs.values())
+        over = sum(p["seconds"] - p["worker_seconds"] / W for W, r in multi.items() for p in r["passes"])
+        rts = sum(p["round_trips"] for r in multi.values() for p in r["passes"])
         rho = np.mean([(r["round_trips"] - r["n_iter"] * rt_growth(n, W)) / max(1, r["n_swap"])
-                       for W, r in runs.items()])
+                       for W, r in multi.items()])
         beta = np.mean([(sum(p["evaluated"] for p in r["passes"]) - n * r["n_iter"]) / max(1, W * r["n_swap"])
-                        for W, r in runs.items()])
-        models[src] = {"c_seconds_per_element": c, "latency_seconds": lam, "round_trips_per_swap": float(rho),
+                        for W, r in multi.items()])
+        psi = np.mean([r.get("run_positions", 0) / max(1, r["n_swap"]) for r in multi.values()])
+        models[src] = {"c_seconds_per_element": cost(single),
+                       "c_seconds_per_element_by_W": {W: cost([r]) for W, r in runs.items()},
+                       "latency_seconds": max(over, 0.0) / max(1, rts),
+                       "round_trips_per_swap": float(max(rho, 0.0)),
                        "extra_evaluated_per_swap_per_worker": float(max(beta, 0.0)),
+                       "run_positions_per_swap": float(psi),
                        "measured": {W: {"walk_seconds": sum(p["seconds"] for p in r["passes"]),
-                                        "fit_seconds": r["seconds"], "round_trips": r["round_trips"],
-                                        "n_swap": r["n_swap"], "n_iter": r["n_iter"]} for W, r in runs.items()}}
-    return {"swaps": {"a": float(a), "b": float(b), "passes": P}}, models
+                                        "fit_seconds": r["seconds"], "setup_seconds": r.get("setup_seconds"),
+                                        "round_trips": r["round_trips"], "n_swap": r["n_swap"],
+                                        "n_iter": r["n_iter"]} for W, r in runs.items()}}
+    return swaps, models
 
 
 def predict(m, sw, n, W, lam=None, S=None, P=None):
     lam = m["latency_seconds"] if lam is None else lam
     S = sw["a"] + sw["b"] * math.log(n) if S is None else S
     P = sw["passes"] if P is None else P
-    RT = m["round_trips_per_swap"] * S + P * rt_growth(n, W)
-    E = n * P + m["extra_evaluated_per_swap_per_worker"] * W * S
-    compute = m["c_seconds_per_element"] * n * E / W
-    return {"seconds": lam * RT + compute, "pass_seconds": (lam * RT + compute) / P, "round_trips": RT,
-            "compute_seconds": compute, "crossover_latency_seconds": compute / RT}
+    if W == 1:
+        RT = P * math.ceil(n / MAX_PER_WORKER)
+        E = n * P
+        compute = m["c_seconds_per_element"] * n * E
+    else:
+        RT = m["round_trips_per_swap"] * S + P * rt_growth(n, W)
+        E = n * P + m["extra_evaluated_per_swap_per_worker"] * W * S
+        dense = min(E, m["run_positions_per_swap"] * S)
+        compute = m["c_seconds_per_element"] * n * (dense + (E - dense) / W)
+    total = lam * RT + compute
+    return {"seconds": total, "pass_seconds": total / P, "round_trips": RT, "compute_seconds": compute,
+            "crossover_latency_seconds": compute / RT}
 
 
 def main():
@@ -128,8 +149,11 @@ def main():
                 axes[0].plot(WS, t, styles.get(src, ":"), color=colors[n], label=f"n={n:.0e} ({src})")
                 lam_star = [predict(m, swaps, n, W)["crossover_latency_seconds"] * 1e3 for W in WS]
                 axes[1].plot(WS, lam_star, styles.get(src, ":"), color=colors[n], label=f"n={n:.0e} ({src})")
+            nm = bench["n"]
+            axes[0].plot(WS, [predict(m, swaps, nm, W)["pass_seconds"] for W in WS], styles.get(src, ":"),
+                         color="k", lw=0.8, label=f"n={nm} ({src}), the measured n")
             for W, meas in m["measured"].items():
-                axes[0].plot([W], [meas["walk_seconds"] / meas["n_iter"]], "o", color="k")
+                axes[0].plot([int(W)], [meas["walk_seconds"] / meas["n_iter"]], "o", color="k")
             axes[1].axhline(m["latency_seconds"] * 1e3, color="gray", ls=styles.get(src, ":"), lw=1)
         axes[0].set(xscale="log", yscale="log", xlabel="workers W", ylabel="seconds per pass (model)",
                     title=f"FasterPAM pass time, k={bench['k']} (dots: measured, n={bench['n']})")

@@ -178,9 +178,8 @@ class EagerActor:
         if self.fused is None:
             itemsize = np.dtype(self.source.dtype).itemsize
             gbytes = self.G * n * itemsize
-            cap = len(self.granules) if self.resident else max(
-                1, min(len(self.granules), int(p["budget"]) // max(1, gbytes)))
-            self.cap = max(1, cap)
+            owned_count = len(self.granules)  # 0 when there are more workers than granules
+            self.cap = owned_count if self.resident else min(owned_count, max(1, int(p["budget"]) // max(1, gbytes)))
             self.rows = np.empty((self.cap * self.G, n), dtype=self.source.dtype)
             self.slot_of = np.full(n_gran, -1, dtype=np.int64)
             self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
@@ -390,6 +389,7 @@ class DistributedEagerWalk:
         self.log = []  # swaps (seq, slot, j, row) not yet delivered to every actor
         self.round_trips = 0
         self.runs = self.batches = 0  # sequential runs on one actor / parallel batches on all
+        self.run_positions = 0  # positions walked in sequential runs
         self.recoveries = 0
         self.worker_seconds = 0.0
         self.evaluated = 0
@@ -635,6 +635,7 @@ class DistributedEagerWalk:
                 self.sent[a] = self.seq  # it applied its own swaps
                 counters[0] = since
                 span = end - i
+                self.run_positions += span
                 self.gap = (0.5 * self.gap + 0.5 * span / len(hits)) if hits else min(self.gap + span, 1e12)
                 i = end
                 if counters[0] >= n:
@@ -702,6 +703,7 @@ class DistributedEagerWalk:
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
+                "run_positions": int(self.run_positions),
                 "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds)}
 
     def close(self):

@@ -220,3 +220,19 @@ def test_result_independent_of_ownership_granule(granule, sources, client, monke
         got = cm.fasterpam(sources[kind], K, random_state=8, order=order, client=client)
         assert_same(got, ref)
         assert got.distributed["granule"] == granule
+
+
+def test_workers_with_two_threads_equal_sequential(sources):
+    """An actor on a 2-thread worker splits its candidates of a batch over its threads
+    (earliest accepted wins): still the sequential walk."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0",
+                      silence_logs=50) as cluster, Client(cluster) as client:
+        for kind in ("zarr", "features"):
+            for order in ORDERS:
+                ref = cm.fasterpam(sources[kind], K, random_state=9, order=order, num_workers=1)
+                got = cm.fasterpam(sources[kind], K, random_state=9, order=order, client=client)
+                assert_same(got, ref)
+            ref = cm.fastermsc(sources[kind], K, random_state=9, num_workers=1)
+            assert_same(cm.fastermsc(sources[kind], K, random_state=9, client=client), ref)
