@@ -9,7 +9,9 @@ For each source -- a zarr store of the n×n float32 Euclidean matrix (built once
 ``build_dissimilarity``) and the features themselves (rows computed on the fly) -- and for
 W = 1 and 2 worker processes, side by side in one run:
 
-* the fit (random init, seeded; ``order="natural"``) on the cluster, its wall time and this
+* the fit (``order="natural"``) from two fixed starts -- ``random`` (k seeded random
+  points: a first pass dense with swaps) and ``lab`` (the LAB medoids, computed once
+  beforehand and passed as an array: few swaps) -- on the cluster, its wall time and this
   client process's CPU time over it (``time.process_time``: the driver thread plus the
   client's communication thread);
 * the result must equal the local sequential run (``num_workers=1``) bit for bit
@@ -139,6 +141,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--sources", nargs="+", default=["zarr", "features"])
+    ap.add_argument("--inits", nargs="+", default=["random", "lab"], choices=["random", "lab"])
     ap.add_argument("--worker-memory", default="8GiB")
     ap.add_argument("--swap-ns", type=int, nargs="*", default=[3000, 6000, 12000],
                     help="smaller n whose local swap counts feed the scaling model")
@@ -155,8 +158,8 @@ def main():
     work = args.out or tempfile.mkdtemp(prefix="cm_bench_dist_")
     os.makedirs(work, exist_ok=True)
     X = hubble_sample(args.n, args.seed)
-    init = np.sort(np.random.default_rng(args.seed + 1).choice(args.n, args.k, replace=False))
-    out = {"machine": machine(), "n": args.n, "k": args.k, "seed": args.seed, "init": init.tolist(),
+    inits = {"random": np.sort(np.random.default_rng(args.seed + 1).choice(args.n, args.k, replace=False))}
+    out = {"machine": machine(), "n": args.n, "k": args.k, "seed": args.seed,
            "data": "hubble_deep_field pixels (d=3), float32 euclidean", "order": "natural"}
     srcs = {}
     if "zarr" in args.sources:
@@ -168,13 +171,22 @@ def main():
                                      os.walk(os.path.join(work, "D.zarr")) for f in fs))
     if "features" in args.sources:
         srcs["features"] = cm.from_features(X, metric="euclidean", dtype="float32")
+    if "lab" in args.inits:
+        t0 = time.perf_counter()
+        inits["lab"] = cm.lab(cm.from_features(X, metric="euclidean", dtype="float32"), args.k,
+                              random_state=args.seed)
+        out["lab_seconds"] = time.perf_counter() - t0
+    inits = {name: inits[name] for name in args.inits}
+    out["inits"] = {name: med.tolist() for name, med in inits.items()}
     refs = {}
     for name, src in srcs.items():
-        t0 = time.perf_counter()
-        refs[name] = cm.fasterpam(src, args.k, init=init, num_workers=1, memory_limit="1GiB")
-        out[f"local_sequential_{name}_seconds"] = time.perf_counter() - t0
-        print(f"local {name}: {out[f'local_sequential_{name}_seconds']:.2f}s", file=sys.stderr)
-    out["n_swap"], out["n_iter"] = refs[next(iter(refs))].n_swap, refs[next(iter(refs))].n_iter
+        for iname, init in inits.items():
+            t0 = time.perf_counter()
+            refs[name, iname] = cm.fasterpam(src, args.k, init=init, num_workers=1, memory_limit="1GiB")
+            out[f"local_sequential_{name}_{iname}_seconds"] = time.perf_counter() - t0
+            out[f"n_swap_{iname}"], out[f"n_iter_{iname}"] = refs[name, iname].n_swap, refs[name, iname].n_iter
+            print(f"local {name} {iname}: {out[f'local_sequential_{name}_{iname}_seconds']:.2f}s", file=sys.stderr)
+    out["n_swap"], out["n_iter"] = out["n_swap_random"], out["n_iter_random"]
     runs = {}
     for W in args.workers:
         cluster = Cluster(work, W, args.worker_memory)
@@ -182,18 +194,24 @@ def main():
             warm = cm.from_features(X[:500], metric="euclidean", dtype="float32")
             cm.fasterpam(warm, 3, random_state=0, client=cluster.client)  # imports, numba caches
             for name, src in srcs.items():
-                res, fig = fit_on(cluster, src, args.k, init, log)
-                fig["identical_to_local_sequential"] = same(res, refs[name])
-                assert fig["identical_to_local_sequential"], (name, W)
-                runs[f"{name}_W{W}"] = fig
-                print(f"{name} W={W}: {fig['seconds']:.2f}s client cpu {fig['client_cpu_fraction']:.1%} "
-                      f"round trips {fig['round_trips']}", file=sys.stderr)
+                for iname, init in inits.items():
+                    res, fig = fit_on(cluster, src, args.k, init, log)
+                    fig["identical_to_local_sequential"] = same(res, refs[name, iname])
+                    assert fig["identical_to_local_sequential"], (name, iname, W)
+                    key = f"{name}_W{W}" if iname == "random" else f"{name}-{iname}_W{W}"
+                    runs[key] = fig
+                    print(f"{key}: {fig['seconds']:.2f}s (setup {fig['setup_seconds']:.2f}s) client cpu "
+                          f"{fig['client_cpu_fraction']:.1%} round trips {fig['round_trips']}", file=sys.stderr)
         finally:
             cluster.close()
     out["runs"] = runs
-    for name in srcs:
+    for name in {key.rsplit("_W", 1)[0] for key in runs}:
         if f"{name}_W1" in runs and f"{name}_W2" in runs:
-            out[f"{name}_speedup_2_over_1"] = runs[f"{name}_W1"]["seconds"] / runs[f"{name}_W2"]["seconds"]
+            one, two = runs[f"{name}_W1"], runs[f"{name}_W2"]
+            out[f"{name}_speedup_2_over_1"] = one["seconds"] / two["seconds"]
+            walk1 = sum(p["seconds"] for p in one["passes"])
+            walk2 = sum(p["seconds"] for p in two["passes"])
+            out[f"{name}_walk_speedup_2_over_1"] = walk1 / walk2
     swaps = []
     for n in args.swap_ns:
         if n >= args.n:

@@ -68,7 +68,11 @@ def fit(bench):
     a, b = np.linalg.lstsq(A, np.array([s["n_swap"] for s in sc], dtype=float), rcond=None)[0]
     swaps = {"a": float(a), "b": float(b), "passes": float(np.mean([s["n_iter"] for s in sc]))}
     models = {}
-    for src in sorted({key.rsplit("_W", 1)[0] for key in bench["runs"]}):
+    # the random-init runs (the swap counts S(n) are those of random inits; "-lab" runs are
+    # reported by the benchmark itself)
+    for src in sorted({key.rsplit("_W", 1)[0] for key in bench["runs"]} - {""}):
+        if "-" in src:
+            continue
         runs = {int(key.rsplit("_W", 1)[1]): r for key, r in bench["runs"].items() if key.startswith(src + "_W")}
         multi = {W: r for W, r in runs.items() if W > 1} or runs
         def cost(rs):
