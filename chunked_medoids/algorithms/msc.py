@@ -50,6 +50,7 @@ from .._util import check_int, check_weight_bound
 from ..engine import Engine
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
+from ._fused import msc_evaluator
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -168,8 +169,10 @@ def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapsh
         if walker is not None:
             pass_rt.append(walker.log_pass(walk.n_iter, seconds, swaps))
 
-    eager_passes(source, eng, run.walk, evaluate, max_iter=max_iter, ckpt=ckpt, snapshot=snapshot,
-                 on_pass_end=on_pass_end, desc=desc, rows=walker is None,
+    # features: rows in the kernel (local threads); with a walker the workers evaluate
+    fused = None if walker is not None else msc_evaluator(source, eng, st, tol, eps_abs, P, loss_box)
+    eager_passes(source, eng, run.walk, evaluate if fused is None else fused, max_iter=max_iter, ckpt=ckpt,
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc=desc, rows=fused is None and walker is None,
                  unit_rows=None if walker is None else source.n)
     # exact values from fresh caches (the incremental ones agree up to rounding)
     st.refresh()
