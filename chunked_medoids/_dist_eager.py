@@ -60,11 +60,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
+from ._errors import ChunkedMedoidsError, InvalidParameterError
 from ._kernels.fused import FusedEval
 from ._kernels.msc import msc_apply, msc_first_improving
 from ._kernels.swap import apply_swap, first_improving
 from ._util import format_bytes
+from .engine import check_resident
 
 logger = logging.getLogger(__name__)
 
@@ -88,17 +89,6 @@ MIN_PER_WORKER = 16
 MAX_PER_WORKER = 8192
 #: recoveries of one batch before giving up (every attempt lost another worker).
 MAX_RECOVERIES = 8
-
-
-def check_resident(resident):
-    """``resident`` as ``"auto"``, True or False (typed error otherwise)."""
-    if isinstance(resident, (bool, np.bool_)):
-        return bool(resident)
-    if isinstance(resident, str) and resident == "auto":
-        return "auto"
-    if isinstance(resident, str):
-        raise InvalidParameterError(f"resident must be 'auto', True or False, got {resident!r}")
-    raise InvalidTypeError(f"resident must be 'auto', True or False, got {type(resident).__name__} {resident!r}")
 
 
 def ownership_granule(source, workers: int) -> int:

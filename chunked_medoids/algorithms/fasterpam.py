@@ -31,7 +31,6 @@ import logging
 
 import numpy as np
 
-from .._dist_eager import check_resident
 from .._errors import DissimilarityError, InvalidTypeError
 from .._kernels.fused import FusedEval
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
@@ -47,7 +46,7 @@ from .._typing import (
     WeightsLike,
 )
 from .._util import check_choice, check_k
-from ..engine import Engine
+from ..engine import Engine, check_resident
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
@@ -241,7 +240,9 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         holds them for the whole run (True), or re-reads them every pass (False).
         ``"auto"`` holds them when a worker's share fits in half of the smallest worker
         memory limit, and logs which it chose.  A features source with fused kernels
-        computes the rows instead.  No effect on local threads.  Never changes the result.
+        computes the rows instead.  On local threads: the engine's resident stripes (see
+        :class:`~chunked_medoids.Engine`; the stripes of the first pass are held when the
+        matrix fits the budget).  Never changes the result.
 
     Returns
     -------
@@ -267,7 +268,7 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
     resident = check_resident(resident)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         source, eng = run.source, run.engine
         k = int(k)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,

@@ -32,7 +32,6 @@ import logging
 
 import numpy as np
 
-from .._dist_eager import check_resident
 from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_apply, msc_loss, msc_removal, top3_all
 from .._result import DynMSCResult, MSCResult
@@ -44,10 +43,11 @@ from .._typing import (
     MemoryLimit,
     PathLike,
     RandomStateLike,
+    ResidentLike,
     WeightsLike,
 )
 from .._util import check_int, check_weight_bound
-from ..engine import Engine
+from ..engine import Engine, check_resident
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
 from ._fused import msc_evaluator
@@ -219,7 +219,8 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
     resident : {"auto", True, False}, default "auto"
         With a cluster: workers hold their candidate rows for the run, or re-read them
-        each pass (as :func:`~chunked_medoids.fasterpam`).  No effect on local threads.
+        each pass; on local threads the engine's resident stripes (as
+        :func:`~chunked_medoids.fasterpam`).  Never changes the result.
 
     Returns
     -------
@@ -240,7 +241,7 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
     resident = check_resident(resident)
     with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as scope:
+                      validate=validate, resident=resident) as scope:
         source, eng = scope.source, scope.engine
         k = _check_k_msc(k, source.n)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
@@ -285,7 +286,7 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
            weights: WeightsLike = None, tol: float = 0.0, memory_limit: MemoryLimit = "1GiB",
            client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
            block_rows: int | None = None, checkpoint: PathLike | None = None,
-           checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> DynMSCResult:
+           checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> DynMSCResult:
     """DynMSC: choose k by the average medoid silhouette, from ``kmax`` down to ``kmin``.
 
     Starts from ``kmax`` medoids (``init``), optimises them with FasterMSC and records the
@@ -316,6 +317,11 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
     checkpoint_interval : float, default 60.0
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -335,7 +341,7 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
     """
     with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as scope:
+                      validate=validate, resident=resident) as scope:
         source, eng = scope.source, scope.engine
         n = source.n
         kmin = check_int(kmin, "kmin", minimum=2)
