@@ -818,8 +818,11 @@ def check_resident(resident):
     if isinstance(resident, str):
         if resident == "auto":
             return "auto"
-    elif resident is True or resident is False or type(resident).__name__ == "bool_":
-        return bool(resident)
+    else:
+        import numpy as np
+
+        if isinstance(resident, (bool, np.bool_)):  # np.bool_ is named "bool" in numpy 2
+            return bool(resident)
     raise InvalidParameterError(
         f"resident must be 'auto', True or False, got {resident!r}: 'auto' holds the row stripes "
         "read from storage when the matrix fits the budget, True always, False never"
