@@ -159,6 +159,11 @@ BLOCKS = {
     "memory": [opt("--memory-limit", metavar="SIZE", default=None,
                    help="budget for matrix row blocks held at once, e.g. 512MiB, 4GiB "
                         "(default: the library default, 1GiB)")],
+    "resident": [opt("--resident", choices=("auto", "yes", "no"), default=None,
+                     help="hold the matrix's row stripes for the run once read from storage, so a "
+                          "store is read once instead of once per pass: auto (default) when it fits "
+                          "half of --memory-limit (on a cluster: of the workers' memory), yes whenever "
+                          "it fits, no never")],
     "progress": [opt("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show one progress bar per phase on stderr, and a note when numba compiles "
                           "its kernels (default: when stderr is a terminal)")],
@@ -289,7 +294,7 @@ COMMANDS = [
                      "reads the whole matrix once per medoid"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of iterations / passes"),
-            "memory", "checkpoint", "outputs", "plots", "progress", "general",
+            "memory", "resident", "checkpoint", "outputs", "plots", "progress", "general",
         ],
     ),
     Command(
@@ -326,7 +331,7 @@ COMMANDS = [
                 opt("--medoids", metavar="FILE", help=".npy (or text) file of k medoid indices"),
             ], required=True),
             opt("--samples-out", metavar="FILE", help="also write the per-point values to FILE (.npy)"),
-            "memory", "progress", "general",
+            "memory", "resident", "progress", "general",
         ],
     ),
     Command(
@@ -347,7 +352,7 @@ COMMANDS = [
                      "read of its subsample rows instead of one full pass per medoid)"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of passes"),
-            "memory", "checkpoint", "outputs",
+            "memory", "resident", "checkpoint", "outputs",
             opt("--plots", metavar="DIR",
                 help="write scores.png (average medoid silhouette against k, best k marked) and the "
                      "plots of the best clustering (as 'fit --plots') to DIR (matplotlib)"),
