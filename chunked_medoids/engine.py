@@ -248,18 +248,10 @@ class Engine:
         else:
             readers, held = 1, max(0, int(blocks_in_flight) - 1)
         n, itemsize = source.n, source.dtype.itemsize
-<<<<<<< HEAD
         stored = getattr(source, "storage_itemsize", itemsize)  # float16 stores: 2
-        rows = _budget.block_rows(n, itemsize, self.memory_limit, source.block_rows,
-                                  readers=readers, held=held, storage_itemsize=stored)
-=======
-        budget = self.memory_limit
-        res = self.residency(source)
-        if res.held and self.client is None:
-            budget = _budget.stream_budget(self.memory_limit, res.nbytes)
+        budget = self._stream_budget(source)
         rows = _budget.block_rows(n, itemsize, budget, source.block_rows,
-                                  readers=readers, held=held)
->>>>>>> main
+                                  readers=readers, held=held, storage_itemsize=stored)
         natural = max(1, int(source.block_rows))
         decode = _budget.chunk_decode_bytes(natural, n, itemsize, stored)
         if rows < natural and decode > self.memory_limit:
@@ -269,6 +261,13 @@ class Engine:
                 natural, format_bytes(decode), format_bytes(self.memory_limit),
             )
         return rows
+
+    def _stream_budget(self, source) -> int:
+        """The budget of the blocks in flight: ``memory_limit``, less the rows held resident."""
+        res = self.residency(source)
+        if res.held and self.client is None:
+            return _budget.stream_budget(self.memory_limit, res.nbytes)
+        return self.memory_limit
 
     def stream_plan(self, source, blocks_in_flight: int = 3) -> tuple[int, int, int]:
         """``(rows per block, reader threads, blocks read ahead)`` for :meth:`iter_blocks`.
@@ -284,7 +283,7 @@ class Engine:
                 or not getattr(source, "parallel_reads", False)):
             return self.block_rows_for(source, blocks_in_flight), 1, 1
         itemsize = source.dtype.itemsize
-        return _budget.stream_plan(source.n, itemsize, self.memory_limit, source.block_rows,
+        return _budget.stream_plan(source.n, itemsize, self._stream_budget(source), source.block_rows,
                                    held=max(1, int(blocks_in_flight) - 1),
                                    storage_itemsize=getattr(source, "storage_itemsize", itemsize))
 
@@ -688,12 +687,8 @@ class Engine:
         a block), ``read_s`` (time inside the reads, summed over threads) and ``blocks``.
         """
         blocks = self.blocks(source) if blocks is None else list(blocks)
-<<<<<<< HEAD
         pool = self._get_pool(max(1, int(readers)))
-=======
-        pool = self._get_pool()
         held = self.residency(source)
->>>>>>> main
         pending = deque()
         bar = self._bar(len(blocks), desc)
         stats = self.read_stats
@@ -701,7 +696,7 @@ class Engine:
 
         def read(a, b):
             t = time.perf_counter()
-            out = source.read_rows(a, b)
+            out = self._read_local(source, held, a, b)
             with lock:
                 stats["read_s"] += time.perf_counter() - t
             return out
@@ -712,28 +707,17 @@ class Engine:
                 nxt = next(it, None)
                 if nxt is None:
                     break
-<<<<<<< HEAD
                 pending.append((nxt, pool.submit(read, *nxt)))
-=======
-                pending.append((nxt, pool.submit(self._read_local, source, held, *nxt)))
->>>>>>> main
             while pending:
                 (a, b), fut = pending.popleft()
                 t = time.perf_counter()
                 block = fut.result()
-<<<<<<< HEAD
                 with self._lock:
                     stats["wait_s"] += time.perf_counter() - t
                     stats["blocks"] += 1
-                    self.bytes_read += block.nbytes
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append((nxt, pool.submit(read, *nxt)))
-=======
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt, pool.submit(self._read_local, source, held, *nxt)))
->>>>>>> main
                 yield a, b, block
                 del block
                 if bar is not None:
@@ -744,7 +728,6 @@ class Engine:
             if bar is not None:
                 bar.close()
 
-<<<<<<< HEAD
     def _get_pool(self, readers: int = 1):
         pools = self.__dict__.setdefault("_pools", {})
         if readers == 1:
@@ -754,7 +737,7 @@ class Engine:
         if readers not in pools:
             pools[readers] = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="cm-read")
         return pools[readers]
-=======
+
     # -- the eager walk on the workers ------------------------------------------------------
     def eager_walker(self, source, *, method, order, state, params, resident="auto", n_swap=0):
         """A :class:`~chunked_medoids._dist_eager.DistributedEagerWalk` running the eager
@@ -775,12 +758,6 @@ class Engine:
 
         return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
                                     resident=resident, n_swap=n_swap)
-
-    def _get_pool(self):
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")
-        return self._pool
->>>>>>> main
 
     def thread_pool(self):
         """A pool of ``num_workers`` compute threads for drivers (e.g. speculative FasterPAM)."""

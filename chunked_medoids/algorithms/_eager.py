@@ -126,15 +126,11 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         ``walk``.
     """
     n = source.n
-<<<<<<< HEAD
     if order is None and rows:  # natural order: concurrent readers, deep read-ahead (Engine.stream_plan)
         brows, readers, ahead = eng.stream_plan(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
     else:  # shuffle order reads 256-row granules: keep the blocks tall
         brows, readers, ahead = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT), 1, 1
-=======
-    brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
     unit = brows if unit_rows is None else max(1, int(unit_rows))
->>>>>>> main
     counters = np.array([walk.since, walk.n_swap], dtype=np.int64)
     while not walk.done and (walk.pos > 0 or walk.n_iter < max_iter):
         t0 = time.perf_counter()
