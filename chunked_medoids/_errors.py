@@ -80,3 +80,11 @@ class CheckpointCorruptError(CheckpointMismatchError):
     """A checkpoint file is damaged, not a checkpoint, or holds values no run can have
     written (an array of the wrong shape, dtype or range; caches that disagree with the
     data).  The message names the file and the field; delete the file to start over."""
+
+
+class OutputOverlapsInputError(InvalidParameterError):
+    """The output of a build (or a rechunk) is, contains or lies inside its input.
+
+    Refused with or without ``overwrite=True``: writing (or deleting to overwrite) the
+    output would destroy the data being read.  Two datasets of one HDF5 file are fine
+    when neither contains the other."""

@@ -526,6 +526,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
     # cheap peek at (n, d) to size the stripes before the (streaming) validation pass
     peek = FeatureArray(X, dataset=features_dataset)
     n, d = peek.n, peek.d
+    from ._paths import check_output_not_input, feature_locations
+
+    check_output_not_input(writer.path, fmt, getattr(writer, "dataset", None), feature_locations(peek))
     del peek
     engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
                     progress=progress and writer.engine_progress)
@@ -558,6 +561,9 @@ def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory
             # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
             "validated": True,
         }
+        fref = getattr(getattr(fsrc, "features", None), "_ref", None)
+        if isinstance(getattr(fref, "filename", None), str) and os.path.realpath(fref.filename) == os.path.realpath(path):
+            fref.close()  # X in another dataset of this HDF5 file: reread through the writer's handle
         with _build_lock(writer.path):
             meta = _prepare(writer, meta, plan, block_rows, overwrite, limit)
             if meta is None:  # complete store with the same arguments
