@@ -398,7 +398,14 @@ def _zarr_chunk_path(path, i):
 
 
 def _zarr_present(path, n_stripes):
-    return [i for i in range(n_stripes) if os.path.exists(_zarr_chunk_path(path, i))]
+    """Sorted stripes < n_stripes whose chunk file exists: a listing of ``c/``, so the cost
+    is bounded by what is on disk, never by ``n_stripes`` (which a file may misstate)."""
+    try:
+        names = os.listdir(os.path.join(path, "c"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = (int(e) for e in names if e.isdigit())
+    return sorted(i for i in found if i < n_stripes and os.path.isfile(_zarr_chunk_path(path, i)))
 
 
 _IDENTITY = ("n", "dtype", "metric", "metric_params", "features_fingerprint")
@@ -649,6 +656,8 @@ def _prepare(writer, meta, plan, block_rows, overwrite, limit):
         writer.delete(state)
         meta["_create"] = True
         return meta
+    if old is not None and "_damaged" in old:
+        raise old["_damaged"]
     if state in ("foreign", "foreign-file"):
         raise StoreExistsError(
             f"store {where!r} exists and was not written by build_dissimilarity; pass overwrite=True "
@@ -712,6 +721,18 @@ def _has_other_filters(dset) -> bool:
         return plist.get_nfilters() > (1 if dset.shuffle else 0)
     except Exception:  # pragma: no cover - be safe: take the generic path
         return True
+
+
+def _checked_meta(meta, shape, chunk_rows, where, exact_rows):
+    """``meta`` after :func:`~chunked_medoids._store_meta.check_meta`; damaged metadata is
+    marked ``_damaged`` (overwrite=True replaces the store, anything else is refused)."""
+    from ._store_meta import check_meta
+
+    try:
+        check_meta(meta, shape, chunk_rows, where, exact_rows=exact_rows)
+    except StoreCorruptionError as exc:
+        meta["_damaged"] = exc
+    return meta
 
 
 def _public_meta(meta):
@@ -809,6 +830,8 @@ class ZarrWriter:
         except Exception:
             return "foreign", None
         meta = read_meta(arr.attrs)
+        if meta is not None:
+            _checked_meta(meta, arr.shape, arr.chunks[0], path, True)
         return ("ours", meta) if meta is not None else ("foreign", None)
 
     def lost_stripes(self, meta):
@@ -950,6 +973,8 @@ class HDF5Writer:
             if not isinstance(obj, h5py.Dataset):
                 return "foreign", None
             meta = read_meta(obj.attrs)
+            if meta is not None:
+                _checked_meta(meta, obj.shape, obj.chunks[0] if obj.chunks else None, self.where, False)
         return ("ours", meta) if meta is not None else ("foreign", None)
 
     def lost_stripes(self, meta):
@@ -1166,6 +1191,11 @@ def _zarr_info(p, dataset):
     chunks = tuple(int(c) for c in arr.chunks)
     dt = np.dtype(arr.dtype)
     arr_dir = os.path.join(ref.root or p, ref.path or "")
+    from ._store_meta import check_meta
+    from .sources._chunks import local_array_dir, zarr_chunk_keys, zarr_grid
+
+    check_meta(meta, shape, zarr_grid(arr)[0], ref.location)
+    stored_keys = zarr_chunk_keys(arr, local_array_dir(ref))  # a listing: what is on disk
     present = None
     if meta is not None and ref.path in (None, "") and chunks[1:] == shape[1:]:
         present = len(_zarr_present(arr_dir, int(meta.get("n_stripes", 0))))
@@ -1173,7 +1203,8 @@ def _zarr_info(p, dataset):
         comps = [c.to_dict() for c in arr.compressors]
     except Exception:  # pragma: no cover
         comps = [repr(c) for c in getattr(arr, "compressors", ())]
-    nchunks = int(arr.nchunks_initialized)
+    grid = zarr_grid(arr)
+    nchunks = len(stored_keys) * (int(np.prod(grid)) // int(np.prod(chunks)))
     chunk_bytes = int(np.prod(chunks)) * dt.itemsize
     size = _dir_size(arr_dir)
     meta_bytes = sum(os.path.getsize(os.path.join(arr_dir, fn)) for fn in ("zarr.json", ".zarray", ".zattrs")
@@ -1191,6 +1222,9 @@ def _zarr_info(p, dataset):
         "size_on_disk": int(size),
         "_stored": nchunks * chunk_bytes,
         "_disk_chunks": max(0, size - meta_bytes),
+        # stored grid cells (shards when sharded) against the grid: a lost chunk shows here
+        "chunks_stored": len(stored_keys),
+        "chunks_total": (-(-shape[0] // grid[0])) * (-(-shape[1] // grid[1])) if len(shape) == 2 else None,
     }
     return _common_meta(info, meta, chunks[0], present)
 
@@ -1210,6 +1244,9 @@ def _hdf5_info(p, dataset):
         dt = np.dtype(dset.dtype)
         shape = tuple(int(s) for s in dset.shape)
         chunks = tuple(int(c) for c in dset.chunks) if dset.chunks else None
+        from ._store_meta import check_meta
+
+        check_meta(meta, shape, chunks[0] if chunks else None, f"{fname}:{dset.name}", exact_rows=False)
         storage = int(dset.id.get_storage_size())
         if chunks:
             nchunks = int(dset.id.get_num_chunks())

@@ -8,14 +8,25 @@
 * messages: ``--labels DIR``, stripe counts, ANSI escapes in ``info``, the layout warning.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import chunked_medoids as cm
 from chunked_medoids import cli
-from chunked_medoids._errors import OutputOverlapsInputError
+from chunked_medoids._errors import (
+    CheckpointMismatchError,
+    IncompleteStoreError,
+    InvalidParameterError,
+    OutputOverlapsInputError,
+    StoreCorruptionError,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +123,176 @@ def test_cli_build_refuses_output_equal_to_input(tmp_path, X, capsys):
     import zarr
 
     np.testing.assert_array_equal(zarr.open_array(str(src), mode="r")[:], X)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. sizes read from a file are bounded before use (no hang, no out-of-memory)
+# ---------------------------------------------------------------------------------------
+def _edit_json(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _run_cli_subprocess(*args, timeout=60):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "chunked_medoids", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def built(tmp_path, X):
+    p = tmp_path / "D.zarr"
+    cm.build_dissimilarity(X, str(p), block_rows=10)
+    return p
+
+
+def test_n_stripes_of_1e12_is_refused_at_once_by_info_fit_and_build(tmp_path, X, built):
+    np.save(tmp_path / "X.npy", X)
+
+    def edit(doc):
+        doc["attributes"]["chunked_medoids"].update(n_stripes=10**12, complete=False)
+    _edit_json(built / "zarr.json", edit)
+    for args in (("info", built), ("fit", built, "-k", 3, "--precomputed"),
+                 ("build", tmp_path / "X.npy", "-o", built, "--metric", "euclidean")):
+        r = _run_cli_subprocess(*args)  # hung in a loop over os.path.exists before
+        assert r.returncode == 2, (args, r.stderr)
+        assert "n_stripes=1000000000000" in r.stderr and "D.zarr" in r.stderr
+    with pytest.raises(StoreCorruptionError, match="n_stripes"):
+        cm.open_dissimilarity(str(built))
+    # overwrite=True replaces the damaged store
+    src = cm.build_dissimilarity(tmp_path / "X.npy", str(built), overwrite=True)
+    np.testing.assert_array_equal(src.read_rows(0, src.n), cm.from_features(X).read_rows(0, len(X)))
+
+
+@pytest.mark.parametrize("side", [10**9, 2 * 10**8])
+def test_huge_shape_in_zarr_json_gives_a_typed_error_not_a_hang_or_oom(tmp_path, X, side, monkeypatch):
+    import zarr
+
+    p = tmp_path / "F.zarr"
+    D = cm.from_features(X).read_rows(0, len(X))
+    zarr.create_array(store=str(p), shape=D.shape, chunks=(10, D.shape[1]), dtype="float32",
+                      fill_value=0.0)[:] = D
+
+    def edit(doc):
+        doc["shape"] = [side, side]
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [10, side]
+    _edit_json(p / "zarr.json", edit)
+    r = _run_cli_subprocess("info", p)  # walked the whole chunk grid before
+    assert r.returncode == 0, r.stderr
+    assert f"{side} × {side}" in r.stdout
+    from chunked_medoids import _budget
+    from chunked_medoids.algorithms import _common
+
+    need = sum(_budget.run_floor_bytes(side, 3, 4, 10))
+    if (_common.machine_memory() or 0) < need:  # this machine: the real check, in a fresh process
+        r = _run_cli_subprocess("fit", p, "-k", 3, "--precomputed")
+        assert r.returncode == 2 and f"the n={side} matrix needs at least" in r.stderr, r.stderr
+    monkeypatch.setattr(_common, "machine_memory", lambda: 16 << 30)  # any machine smaller than need
+    with pytest.raises(InvalidParameterError, match=f"n={side} matrix needs at least .* more than the 16.0 GiB"):
+        cm.fasterpam(str(p), 3)
+
+
+def test_stripe_count_of_an_incomplete_store_follows_the_chunks_on_disk(tmp_path, X, built):
+    import zarr
+
+    arr = zarr.open_array(str(built), mode="r+")
+    meta = dict(arr.attrs["chunked_medoids"], complete=False, completed_stripes=[])
+    arr.attrs["chunked_medoids"] = meta  # the record lags: 0 recorded, 4 on disk
+    os.unlink(built / "c" / "2" / "0")
+    with pytest.raises(IncompleteStoreError, match=r"1 of 4 row stripes .* never written \(4 of 4 .*metadata"):
+        cm.open_dissimilarity(str(built))
+
+
+# ---------------------------------------------------------------------------------------
+# 5. a foreign zarr store with fill value 0 and a lost chunk
+# ---------------------------------------------------------------------------------------
+@pytest.fixture
+def foreign_zero_fill(tmp_path, X):
+    import zarr
+
+    p = tmp_path / "Z.zarr"
+    D = cm.from_features(X).read_rows(0, len(X))
+    zarr.create_array(store=str(p), shape=D.shape, chunks=(10, D.shape[1]), dtype="float32",
+                      fill_value=0.0)[:] = D
+    return p
+
+
+def test_lost_chunk_of_zero_fill_foreign_store_is_detected(foreign_zero_fill, capsys):
+    p = foreign_zero_fill
+    ref = cm.fasterpam(str(p), 3, random_state=0)
+    os.unlink(p / "c" / "2" / "0")
+    with pytest.raises(StoreCorruptionError, match=r"Z.zarr.*rows 20:30 is missing.*fill value 0.0"):
+        cm.fasterpam(str(p), 3, random_state=0)  # was: loss computed with zeros
+    with pytest.raises(StoreCorruptionError, match="rows 20:30"):
+        cm.open_dissimilarity(str(p)).take_rows([0, 25])
+    rc, _, err = _cli(capsys, "fit", p, "-k", 3, "--precomputed", "--seed", 0)
+    assert rc == 2 and "rows 20:30 is missing" in err
+    rc, out, _ = _cli(capsys, "info", p)
+    assert rc == 0 and "3 of 4 chunks (1 missing)" in out
+    # the opt-in reads the fill value
+    src = cm.open_dissimilarity(str(p), allow_incomplete=True, validate=False)
+    assert (src.read_rows(20, 30) == 0).all()
+    assert ref.loss > 0
+
+
+# ---------------------------------------------------------------------------------------
+# 6. the checkpoint fingerprint covers the data
+# ---------------------------------------------------------------------------------------
+def _times_50(path, kind):
+    if kind == "hdf5":
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            d = f["dissimilarity"]
+            d[100:1100, 100:1100] = d[100:1100, 100:1100] * 50
+    else:
+        import zarr
+
+        a = zarr.open_array(str(path), mode="r+")
+        a[100:1100, 100:1100] = a[100:1100, 100:1100] * 50
+
+
+@pytest.mark.parametrize("kind", ["zarr", "hdf5", "foreign-zarr"])
+def test_checkpoint_refused_after_the_store_changed_in_place(tmp_path, kind):
+    # n = 2400: the rows the old fingerprint sampled (0, 1200, 2399) miss the edited block
+    n = 2400
+    X = np.random.default_rng(11).normal(size=(n, 2))
+    if kind == "foreign-zarr":
+        import zarr
+
+        path = tmp_path / "F.zarr"
+        zarr.create_array(store=str(path), shape=(n, n), chunks=(100, n), dtype="float32",
+                          compressors=None, fill_value=0.0)[:] = cm.from_features(X).read_rows(0, n)
+    else:
+        path = tmp_path / ("D.zarr" if kind == "zarr" else "D.h5")
+        cm.build_dissimilarity(X, str(path)).close()
+    ckpt = tmp_path / "run.npz"
+    fp = cm.open_dissimilarity(str(path)).fingerprint()
+    done = cm.fasterpam(str(path), 5, random_state=0, checkpoint=ckpt)
+    again = cm.fasterpam(str(path), 5, random_state=0, checkpoint=ckpt)  # reused: same data
+    assert again.loss == done.loss
+    _times_50(path, "hdf5" if kind == "hdf5" else "zarr")
+    assert cm.open_dissimilarity(str(path), validate=False).fingerprint() != fp
+    with pytest.raises(CheckpointMismatchError, match="(?i)fingerprint|another matrix|different"):
+        cm.fasterpam(str(path), 5, random_state=0, checkpoint=ckpt, validate=False)
+
+
+# ---------------------------------------------------------------------------------------
+# 7. one input rule: the registry's CLARA entries read a square matrix as a matrix
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["clara", "fastclara", "fasterclara"])
+def test_registry_clara_entries_take_a_square_matrix_as_a_matrix(name, tmp_path):
+    X = np.random.default_rng(5).normal(size=(120, 2))
+    D = cm.from_features(X).read_rows(0, 120)
+    func = cm.METHODS[name].func
+    ref = cm.clara(D, 3, metric="precomputed", variant=name, random_state=0)
+    got = func(D, 3, random_state=0)
+    assert got.loss == ref.loss
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+    np.save(tmp_path / "D.npy", D)
+    assert func(str(tmp_path / "D.npy"), 3, random_state=0).loss == ref.loss
+    # features still work, by shape or with metric=
+    feat = cm.clara(X, 3, variant=name, random_state=0)
+    assert func(X, 3, random_state=0).loss == feat.loss
+    assert func(X, 3, metric="euclidean", random_state=0).loss == feat.loss

@@ -33,6 +33,9 @@ def run(args) -> int:
                  f"{format_bytes(info.get('size_on_disk') or 0)} on disk"
          + (f" (ratio {info['compression_ratio']:.2f})" if info.get("compression_ratio") else "")),
     ]
+    if info.get("chunks_total") is not None and info.get("chunks_stored") != info["chunks_total"]:
+        lines.append(("stored", f"{info['chunks_stored']} of {info['chunks_total']} chunks "
+                                f"({info['chunks_total'] - info['chunks_stored']} missing)"))
     if info.get("version"):
         lines.append(("built by", f"chunked_medoids {info['version']}"))
     width = max(len(k) for k, _ in lines)

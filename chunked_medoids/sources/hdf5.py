@@ -23,7 +23,7 @@ from .._errors import (
     StoreCorruptionError,
     UnknownNameError,
 )
-from .._store_meta import check_complete, read_meta
+from .._store_meta import check_complete, check_meta, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
@@ -258,6 +258,7 @@ class HDF5Source(DissimilaritySource):
             self.n = _check_square(dset.shape, f"HDF5 dataset {where!r}")
             self.dtype = check_dtype(dset.dtype, f"HDF5 dataset {where!r}")
             self.meta = _meta_of(dset)
+            check_meta(self.meta, dset.shape, dset.chunks[0] if dset.chunks else None, where, exact_rows=False)
             if not allow_incomplete:
                 check_complete(self.meta, where)
             self.chunks = tuple(dset.chunks) if dset.chunks else None
@@ -333,7 +334,10 @@ class HDF5Source(DissimilaritySource):
 
     def _fingerprint_parts(self):
         meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
-        return ["chunked-matrix", self.chunks, meta, *self.sample_fingerprint_rows()]
+        from ._chunks import hdf5_chunks_digest
+
+        digest = hdf5_chunks_digest(self._ref.get())
+        return ["chunked-matrix", self.chunks, meta, digest, *self.sample_fingerprint_rows()]
 
     def close(self) -> None:
         self._ref.close()

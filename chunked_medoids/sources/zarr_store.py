@@ -21,7 +21,7 @@ from .._errors import (
     StoreCorruptionError,
     UnknownNameError,
 )
-from .._store_meta import check_complete, read_meta
+from .._store_meta import check_complete, check_meta, read_meta
 from .base import DissimilaritySource, check_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
@@ -218,14 +218,17 @@ class ZarrSource(DissimilaritySource):
         self.dtype = check_dtype(arr.dtype, f"zarr array {where!r}")
         meta = read_meta(arr.attrs)
         self.meta = meta if meta is not None else self._ref.group_meta
-        if not allow_incomplete:
-            check_complete(self.meta, where)
         self.chunks = tuple(int(c) for c in arr.chunks)
         shards = getattr(arr, "shards", None)
         self.shards = tuple(int(c) for c in shards) if shards else None
+        check_meta(self.meta, arr.shape, (self.shards or self.chunks)[0], where)
+        if not allow_incomplete and self.meta is not None and not self.meta.get("complete", False):
+            check_complete(self.meta, where, present=self._stored_stripes())
         self.block_rows = int(min(self.n, (self.shards or self.chunks)[0]))
         # fill marker of missing chunks, checked on every read (None: not checkable by value)
         self._fill = None if allow_incomplete else fill_marker(arr.fill_value)
+        # a fill value that is a plausible distance (0): check chunk presence on every read
+        self._check_presence = not allow_incomplete and self._fill is None
 
     @property
     def array(self):
@@ -254,6 +257,45 @@ class ZarrSource(DissimilaritySource):
             return os.path.exists(os.path.join(ref.root, ref.path or "", *key.split("/")))
         except Exception:  # pragma: no cover - odd key encodings
             return None
+
+    def _stored_stripes(self) -> int:
+        """Row stripes whose chunks are all on disk (the listing, not the metadata)."""
+        from ._chunks import local_array_dir, zarr_chunk_keys
+
+        arr = self._ref.get()
+        cr, cc = self.shards or self.chunks
+        ncols = -(-self.n // cc)
+        per_row: dict[int, int] = {}
+        for r, _c in zarr_chunk_keys(arr, local_array_dir(self._ref)):
+            per_row[r] = per_row.get(r, 0) + 1
+        return sum(1 for v in per_row.values() if v == ncols)
+
+    def _check_present(self, rows) -> None:
+        """Raise StoreCorruptionError when a chunk of the rows just read is not stored.
+
+        For stores whose fill value is a plausible distance (0, or none: zarr's default),
+        where a missing chunk cannot be told from data by its values.  ``rows``: a range or
+        the row indices read.  One directory listing per stored grid row touched.
+        """
+        from ._chunks import local_array_dir, zarr_missing_chunk
+
+        cr, cc = self.shards or self.chunks
+        if isinstance(rows, range):
+            grid_rows = range(rows.start // cr, (rows.stop - 1) // cr + 1) if len(rows) else ()
+        else:
+            grid_rows = np.unique(np.asarray(rows) // cr).tolist()
+        arr = self._ref.get()
+        hit = zarr_missing_chunk(arr, local_array_dir(self._ref), grid_rows)
+        if hit is None:
+            return
+        where = self._chunk_desc(hit[0] * cr, hit[1] * cc)
+        fill = arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value
+        raise StoreCorruptionError(
+            f"zarr store {self._ref.location!r}: the chunk holding {where} is missing, and the "
+            f"array's fill value {fill!r} would read it as plausible distances; "
+            "restore the chunk or rebuild the matrix (if zarr left the chunk out on purpose because "
+            "all its values equal the fill value, open the store with allow_incomplete=True)"
+        )
 
     def _check_fill(self, block: np.ndarray, rows) -> None:
         """Raise StoreCorruptionError when ``block`` holds the fill value of a missing chunk.
@@ -317,6 +359,8 @@ class ZarrSource(DissimilaritySource):
                 raise
             raise self._decode_error(exc, [(start, stop)]) from exc
         self._check_fill(block, range(start, stop))
+        if self._check_presence:
+            self._check_present(range(start, stop))
         return block
 
     def _take_rows(self, indices):
@@ -342,13 +386,18 @@ class ZarrSource(DissimilaritySource):
                         raise
                     raise self._decode_error(exc, [(int(i), int(i) + 1) for i in sel]) from exc
                 self._check_fill(got, sel)
+                if self._check_presence:
+                    self._check_present(sel)
                 rows[part] = got
         out[:] = rows[inverse]
         return out
 
     def _fingerprint_parts(self):
         meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
-        return ["chunked-matrix", self.shards or self.chunks, meta, *self.sample_fingerprint_rows()]
+        from ._chunks import local_array_dir, zarr_chunks_digest
+
+        digest = zarr_chunks_digest(self._ref.get(), local_array_dir(self._ref))
+        return ["chunked-matrix", self.shards or self.chunks, meta, digest, *self.sample_fingerprint_rows()]
 
     def __repr__(self) -> str:
         return (f"<ZarrSource {self._ref.location!r} n={self.n} dtype={self.dtype} "
