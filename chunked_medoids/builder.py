@@ -115,10 +115,11 @@ from ._errors import (
     UnsupportedDtypeError,
 )
 from ._store_meta import ATTR, FORMAT, read_meta
+from ._typing import ClientLike, DTypeLike, FeaturesLike, MemoryLimit, MetricLike, PathLike
 from ._util import check_int, format_bytes, parse_memory_limit
 from ._version import __version__
 from .engine import Engine
-from .sources.base import check_dtype
+from .sources.base import DissimilaritySource, check_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -427,10 +428,12 @@ def _differences(old: dict, new: dict, keys) -> list[str]:
 # ---------------------------------------------------------------------------------------
 # the builder
 # ---------------------------------------------------------------------------------------
-def build_dissimilarity(X, store, metric="euclidean", *, dtype="float32", memory_limit="1GiB",
-                        block_rows=None, compressor="default", overwrite=False, client=None,
-                        progress=False, dataset="dissimilarity", num_workers=None,
-                        features_dataset=None, **metric_params):
+def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "euclidean", *,
+                        dtype: DTypeLike = "float32", memory_limit: MemoryLimit = "1GiB",
+                        block_rows: int | None = None, compressor: Any = "default", overwrite: bool = False,
+                        client: ClientLike = None, progress: bool = False, dataset: str = "dissimilarity",
+                        num_workers: int | None = None, features_dataset: str | None = None,
+                        **metric_params: Any) -> DissimilaritySource:
     """Compute the full symmetric n×n dissimilarity of ``X`` into a chunked store on disk.
 
     Parameters
@@ -1109,7 +1112,7 @@ def _dir_size(path):
     return total
 
 
-def store_info(path, dataset=None) -> dict:
+def store_info(path: PathLike, dataset: str | None = None) -> dict[str, Any]:
     """Describe a dissimilarity store (zarr or HDF5) without reading its values.
 
     Parameters

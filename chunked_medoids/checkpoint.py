@@ -61,6 +61,7 @@ from ._state import (
     state_from_file,
     validate_state,
 )
+from ._util import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -147,19 +148,14 @@ def signal_scope(stop: StopRequest, enabled: bool = True):
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
-def _jsonable(obj):
-    """Normalise params for comparison: tuples->lists, numpy scalars->python, arrays->lists."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and obj != obj:
-        return "nan"
-    return obj
+def _legacy_params(saved):
+    """Saved header params as this version writes them: files of format 2 written before the
+    one converter (``_util.jsonable``) spelled a Python float NaN ``"nan"``; it is ``null`` now."""
+    if isinstance(saved, dict):
+        return {k: _legacy_params(v) for k, v in saved.items()}
+    if isinstance(saved, list):
+        return [_legacy_params(v) for v in saved]
+    return None if saved == "nan" else saved
 
 
 def _split_state(state: dict, prefix: str = ""):
@@ -175,7 +171,7 @@ def _split_state(state: dict, prefix: str = ""):
             js[key] = sub_js
             arrays.update(sub_arr)
         else:
-            js[key] = _jsonable(value)
+            js[key] = jsonable(value, sort_keys=True)
     return js, arrays
 
 
@@ -346,7 +342,7 @@ class Checkpoint:
         clean_stale_temps(self.path)
         self.algorithm = algorithm
         self.fingerprint = fingerprint
-        self.params = _jsonable(params)
+        self.params = jsonable(params, sort_keys=True)
         self.interval = float(interval)
         self.stop = StopRequest() if stop is None else stop
         self._last = time.monotonic()
@@ -379,8 +375,8 @@ class Checkpoint:
         if header.get("fingerprint") != self.fingerprint:
             problems.append("it was written for another dissimilarity matrix / input data "
                             f"(fingerprint {header.get('fingerprint')!r} != {self.fingerprint!r})")
-        if header.get("params") != self.params:
-            saved = header.get("params")
+        saved = _legacy_params(header.get("params"))
+        if saved != self.params:
             saved = saved if isinstance(saved, dict) else {}
             diff = sorted(k for k in set(saved) | set(self.params) if saved.get(k) != self.params.get(k))
             problems.append(f"parameters differ: {', '.join(f'{k}: saved {saved.get(k)!r} vs now {self.params.get(k)!r}' for k in diff)}")

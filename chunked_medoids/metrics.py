@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidParameterError, InvalidTypeError, UnknownNameError
+from ._typing import MetricLike
 from ._util import jsonable as _jsonable
 
 
@@ -560,7 +561,7 @@ def _bind_custom(func) -> BoundMetric:
     return BoundMetric(_custom_name(func), {"code_hash": _code_hash(func)}, None, func)
 
 
-def resolve_metric(metric, **params) -> BoundMetric:
+def resolve_metric(metric: MetricLike, **params: Any) -> BoundMetric:
     """Validate a metric and its parameters.
 
     Parameters

@@ -249,3 +249,40 @@ def test_bad_input_is_refused_with_a_typed_error(rng):
         largeclara(X, 3, sample_size=100, init_size=200)
     with pytest.raises(InvalidParameterError, match="n_samples"):
         largeclara(X, 3, n_samples=0)
+
+
+# -- command line -------------------------------------------------------------------------------
+def test_cli_clara_variant_largeclara_matches_the_api(rng, tmp_path, capsys):
+    import json
+    import logging
+
+    from chunked_medoids import cli
+    from chunked_medoids.algorithms.clara import ALL_VARIANTS
+
+    log = logging.getLogger("chunked_medoids")
+    saved = (list(log.handlers), log.level, log.propagate)
+    X = blobs(1500, rng)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "D.npy", resolve_metric("euclidean").pairwise_new(X, X))
+    try:
+        assert cli.main(["clara", "--help"]) == 0
+        helptext = " ".join(capsys.readouterr().out.split())
+        assert "largeclara" in helptext and f"{LARGE_N}" in helptext  # the default rule, as the code has it
+        assert set(cli._parser.VARIANTS) == set(ALL_VARIANTS)
+        out = tmp_path / "out"
+        code = cli.main(["clara", str(tmp_path / "X.npy"), "--metric", "euclidean", "-k", "4", "--variant",
+                         "largeclara", "--n-samples", "2", "--sample-size", "400", "--seed", "3",
+                         "--no-progress", "-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        ref = clara(X, 4, variant="largeclara", n_samples=2, sample_size=400, random_state=3)
+        assert ref.algorithm == "largeclara"
+        np.testing.assert_array_equal(np.load(out / "medoids.npy"), ref.medoids)
+        np.testing.assert_array_equal(np.load(out / "labels.npy"), ref.labels)
+        assert json.loads((out / "summary.json").read_text())["loss"] == ref.loss
+        # a matrix cannot run largeclara: a one-line usage error, exit code 2
+        capsys.readouterr()
+        code = cli.main(["clara", str(tmp_path / "D.npy"), "--precomputed", "-k", "4", "--variant", "largeclara",
+                         "--no-progress", "-o", str(tmp_path / "out2")])
+        assert code == 2 and "needs feature rows" in capsys.readouterr().err
+    finally:
+        log.handlers[:], log.level, log.propagate = saved

@@ -474,3 +474,17 @@ def test_plotting_without_matplotlib_names_the_extra(monkeypatch):
                            loss_history=[1.0, 0.0])
     with pytest.raises(ImportError, match=r"chunked-medoids\[plot\]"):
         plotting.plot_convergence(res)
+
+
+def test_main_restores_the_callers_logging(tmp_path, capsys):
+    """Running the CLI in-process (a notebook, a test) leaves the package logger as it was:
+    handlers, level and propagation (so e.g. pytest's caplog still sees the records)."""
+    import logging
+
+    log = logging.getLogger("chunked_medoids")
+    before = (list(log.handlers), log.level, log.propagate)
+    D = np.abs(np.subtract.outer(np.arange(12.0), np.arange(12.0)))
+    np.save(tmp_path / "D.npy", D)
+    assert cli.main(["fit", str(tmp_path / "D.npy"), "--precomputed", "-k", "2", "-v"]) == 0
+    assert cli.main(["fit", str(tmp_path / "missing.npy"), "--precomputed", "-k", "2"]) == 2
+    assert (list(log.handlers), log.level, log.propagate) == before

@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chunked_medoids as cm
 from chunked_medoids import DissimilarityError, cli
@@ -430,6 +432,49 @@ def test_iris_manhattan_rounding_swap_refused():
         assert not any(abs(a - b) < 1e-9 * a and b < a for a, b in zip(hist, hist[1:])), (name, hist)
     f = cm.fastpam1(D, 3, init="build")
     assert f.n_swap == 1 and f.loss == 164.70000000000002
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_iris_manhattan_pam_and_fastpam1_agree_from_build(k):
+    """Exact ties between candidates: PAM and FastPAM1 compute the tied ΔTD along different
+    float paths; both take the earliest pair within the rounding margin of the best, so they
+    agree -- and agree with the same matrix scaled to exact integers (×10)."""
+    pytest.importorskip("sklearn")
+    from scipy.spatial.distance import cdist
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    D = cdist(X, X, "cityblock")
+    Di = np.rint(D * 10).astype(np.int64)
+    np.testing.assert_allclose(Di / 10, D, rtol=0, atol=1e-12)  # one decimal: Di is the exact matrix
+    start = cm.build(D, k)
+    np.testing.assert_array_equal(cm.build(Di, k), start)
+    p, f = cm.pam(D, k, init=start), cm.fastpam1(D, k, init=start)
+    pi, fi = cm.pam(Di, k, init=start), cm.fastpam1(Di, k, init=start)
+    for r in (f, pi, fi):
+        np.testing.assert_array_equal(r.medoids, p.medoids)
+        assert r.n_swap == p.n_swap
+    assert p.loss_history == f.loss_history
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(20, 80), k=st.integers(2, 5),
+       high=st.integers(3, 12))
+def test_pam_fastpam1_float_ties_follow_the_exact_integer_rule(seed, n, k, high):
+    """Property: on an integer matrix with many exact ties, scaled by 1/10 into floats that
+    are not exact, PAM and FastPAM1 take the same swaps as on the exact integer matrix.
+    (Without the rounding-margin tie rule about a quarter of such cases disagree.)"""
+    rng = np.random.default_rng(seed)
+    k = min(k, n - 1)
+    A = rng.integers(1, high, size=(n, n))
+    Di = np.triu(A, 1)
+    Di = Di + Di.T
+    D = Di / 10.0
+    start = np.sort(rng.choice(n, k, replace=False))
+    want = cm.pam(Di, k, init=start)
+    for res in (cm.fastpam1(Di, k, init=start), cm.pam(D, k, init=start), cm.fastpam1(D, k, init=start)):
+        np.testing.assert_array_equal(res.medoids, want.medoids)
+        assert res.n_swap == want.n_swap
 
 
 def test_integer_strict_improvement_stays_exact():

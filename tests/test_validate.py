@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import chunked_medoids as cm
 from chunked_medoids import (
     DissimilarityError,
     InvalidParameterError,
@@ -209,3 +212,27 @@ def test_validate_on_stores_with_first_offending_position(tmp_path, rng):
 
     with pytest.raises(DissimilarityError, match=r"nan at D\[25, 3\].*D\.zarr|D\.zarr.*nan at D\[25, 3\]"):
         fasterpam(tmp_path / "D.zarr", 3, random_state=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31 - 1),
+       special=st.sampled_from([None, np.nan, np.inf, -np.inf, -1e-30, -0.0, 0.0, -5.0, 3.4e38,
+                                np.finfo(np.float32).tiny, 1e-45]),
+       shape=st.tuples(st.integers(1, 9), st.integers(1, 70)))
+def test_one_pass_value_check_agrees_with_float_comparisons(dtype, seed, special, shape):
+    """The bit-pattern check (one integer max reduction) says True exactly when every entry is
+    finite, >= 0 and has its sign bit clear; check_values then accepts -0.0 like >= 0."""
+    from chunked_medoids._kernels.checks import all_nonneg_finite
+    from chunked_medoids.sources.validate import check_values
+
+    rng = np.random.default_rng(seed)
+    block = rng.uniform(0, 100, size=shape).astype(dtype)
+    if special is not None:
+        block.flat[int(rng.integers(block.size))] = special
+    legal = bool(np.all(np.isfinite(block)) and np.all(block >= 0))
+    assert all_nonneg_finite(block) == (legal and not np.any(np.signbit(block)))
+    if legal:
+        check_values(block, (0, shape[0]), "D")
+    else:
+        with pytest.raises(cm.DissimilarityError):
+            check_values(block, (0, shape[0]), "D")

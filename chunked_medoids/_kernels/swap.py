@@ -11,7 +11,10 @@ accumulated in float64 in index order.  Weighted and unweighted loops are writte
 separately so the unweighted hot loop carries no multiplication.
 
 Ties: lowest slot between slots (strict ``<`` scanning slots upwards); earliest candidate
-between candidates (strict ``<`` scanning candidates in order).  A swap is taken iff it
+between candidates (strict ``<`` scanning candidates in order).  PAM and FastPAM1 choose the
+earliest (candidate, slot) pair whose ΔTD is within the rounding margin of the best
+(:func:`select_best`), so exact ties computed along their different paths agree.
+A swap is taken iff it
 strictly improves the loss beyond ``tol·TD`` (:func:`accept_swap`): ``ΔTD < -tol·TD``,
 where a ΔTD within :data:`NOISE`·TD of that bound is confirmed by recomputing the loss
 after the swap exactly as TD itself is computed (an ordered Σ w·dn).  Without this guard
@@ -133,11 +136,23 @@ def rounding_margin(row, weighted, td):
     Integer matrices without weights sum exactly (below 2**53): margin 0, so "strict
     improvement" stays exact there.
     """
-    if _exact_sums(row) and not weighted and td < 9.0e15:
+    return _margin(row.shape[0], _exact_sums(row), weighted, td)
+
+
+@njit(nogil=True, cache=True)
+def _margin(n, exact, weighted, td):
+    if exact and not weighted and td < 9.0e15:
         return 0.0
-    m = row.shape[0] + 1.0
+    m = n + 1.0
     g = m * U / (1.0 - m * U)
     return 2.0 * g * td
+
+
+def tie_margin(dtype, n, weighted, td):
+    """Tolerance of :func:`select_best`: twice :func:`rounding_margin` for a matrix of
+    ``dtype`` with ``n`` points and loss ``td`` (0 for unweighted integer matrices)."""
+    exact = bool(np.issubdtype(np.dtype(dtype), np.integer))
+    return 2.0 * float(_margin(int(n), exact, bool(weighted), float(td)))
 
 
 @njit(nogil=True, cache=True)
@@ -203,29 +218,69 @@ def best_slot(P, acc):
 
 
 @njit(nogil=True, cache=True)
-def fastpam1_block(block, start, is_medoid, dn, ds, nn, R, w, weighted):
-    """Best (ΔTD, candidate, slot) over the rows of ``block`` (candidates start..start+m).
+def _push_record(rd, rj, rs, nrec, d, j, s):
+    """Append (d, j, s) to the record arrays, doubling their capacity when full."""
+    if nrec == rd.shape[0]:
+        rd2 = np.empty(2 * nrec, dtype=np.float64)
+        rj2 = np.empty(2 * nrec, dtype=np.int64)
+        rs2 = np.empty(2 * nrec, dtype=np.int64)
+        rd2[:nrec] = rd
+        rj2[:nrec] = rj
+        rs2[:nrec] = rs
+        rd, rj, rs = rd2, rj2, rs2
+    rd[nrec] = d
+    rj[nrec] = j
+    rs[nrec] = s
+    return rd, rj, rs, nrec + 1
 
-    Medoids are skipped.  Earliest candidate wins ties.  Returns ``(inf, -1, -1)`` when the
-    block holds only medoids.
+
+@njit(nogil=True, cache=True)
+def fastpam1_records(block, start, is_medoid, dn, ds, nn, R, w, weighted):
+    """Running-minimum records of ΔTD over the (candidate, slot) pairs of ``block``.
+
+    The pairs are scanned in order (candidates start..start+m, medoids skipped; slots
+    0..k-1 within a candidate) and every pair whose ΔTD is strictly below all earlier ones
+    is recorded.  Returns ``(rd, rj, rs)``: the records' ΔTD (strictly decreasing),
+    candidate and slot.  The last record is the block's best pair (earliest on exact ties);
+    the records are what :func:`select_best` needs to pick the earliest pair *within the
+    rounding margin* of the best over all blocks (``docs/architecture.rst`` §5).
     """
     k = R.shape[0]
     P = np.empty(k, dtype=np.float64)
     buf = np.empty(dn.shape[0], dtype=np.int32)
+    rd = np.empty(16, dtype=np.float64)
+    rj = np.empty(16, dtype=np.int64)
+    rs = np.empty(16, dtype=np.int64)
+    nrec = 0
     bd = np.inf
-    bj = -1
-    bsl = -1
     for i in range(block.shape[0]):
         j = start + i
         if is_medoid[j]:
             continue
         acc = eval_candidate(block[i], dn, ds, nn, R, w, weighted, P, buf)
-        s, dlt = best_slot(P, acc)
-        if dlt < bd:
-            bd = dlt
-            bj = j
-            bsl = s
-    return bd, bj, bsl
+        for s in range(k):
+            v = P[s] + acc
+            if v < bd:
+                bd = v
+                rd, rj, rs, nrec = _push_record(rd, rj, rs, nrec, v, j, s)
+    return rd[:nrec].copy(), rj[:nrec].copy(), rs[:nrec].copy()
+
+
+def _last_record(rec):
+    rd, rj, rs = rec
+    if rd.shape[0] == 0:
+        return np.inf, -1, -1
+    return float(rd[-1]), int(rj[-1]), int(rs[-1])
+
+
+def fastpam1_block(block, start, is_medoid, dn, ds, nn, R, w, weighted):
+    """Best (ΔTD, candidate, slot) over the rows of ``block`` (candidates start..start+m).
+
+    Medoids are skipped.  Earliest candidate wins exact ties, then the lowest slot.  Returns
+    ``(inf, -1, -1)`` when the block holds only medoids.  (The last of
+    :func:`fastpam1_records`.)
+    """
+    return _last_record(fastpam1_records(block, start, is_medoid, dn, ds, nn, R, w, weighted))
 
 
 @njit(nogil=True, cache=True)
@@ -276,13 +331,14 @@ def pam_delta(row, s, dn, ds, nn, w, weighted):
 
 
 @njit(nogil=True, cache=True)
-def pam_block(block, start, is_medoid, dn, ds, nn, k, w, weighted):
-    """Best (ΔTD, candidate, slot) of this block by the original O(k·n²)-per-iteration PAM
-    evaluation (every (slot, candidate) pair separately).  Same tie rules as
-    :func:`fastpam1_block`: candidates in order, slots in order, strict ``<``."""
+def pam_records(block, start, is_medoid, dn, ds, nn, k, w, weighted):
+    """:func:`fastpam1_records` by the original O(k·n²)-per-iteration PAM evaluation (every
+    (slot, candidate) pair separately): same scan order, same records."""
+    rd = np.empty(16, dtype=np.float64)
+    rj = np.empty(16, dtype=np.int64)
+    rs = np.empty(16, dtype=np.int64)
+    nrec = 0
     bd = np.inf
-    bj = -1
-    bsl = -1
     for i in range(block.shape[0]):
         j = start + i
         if is_medoid[j]:
@@ -291,9 +347,40 @@ def pam_block(block, start, is_medoid, dn, ds, nn, k, w, weighted):
             dlt = pam_delta(block[i], s, dn, ds, nn, w, weighted)
             if dlt < bd:
                 bd = dlt
-                bj = j
-                bsl = s
-    return bd, bj, bsl
+                rd, rj, rs, nrec = _push_record(rd, rj, rs, nrec, dlt, j, s)
+    return rd[:nrec].copy(), rj[:nrec].copy(), rs[:nrec].copy()
+
+
+def pam_block(block, start, is_medoid, dn, ds, nn, k, w, weighted):
+    """Best (ΔTD, candidate, slot) of this block by the original PAM evaluation.  Same tie
+    rules as :func:`fastpam1_block` (the last of :func:`pam_records`)."""
+    return _last_record(pam_records(block, start, is_medoid, dn, ds, nn, k, w, weighted))
+
+
+def select_best(records, tie):
+    """The swap PAM / FastPAM1 take from the blocks' records (in block order).
+
+    ``best`` is the smallest ΔTD over all records; the pair chosen is the *earliest* (in
+    candidate, then slot order) whose ΔTD is within ``tie`` of ``best``.  ``tie`` is twice
+    the rounding margin of the sums (:func:`rounding_margin`; 0 for integer matrices), so
+    pairs whose gains are equal up to rounding -- exact ties computed along different
+    paths, as PAM and FastPAM1 do -- resolve to the same pair, and with ``tie = 0`` this is
+    the plain rule "smallest ΔTD, earliest on ties".  The earliest such pair is always a
+    running-minimum record of its block, so the records suffice.  Returns ``(ΔTD, j, s)``
+    or ``(inf, -1, -1)``.
+    """
+    best = np.inf
+    for rd, _, _ in records:
+        if rd.shape[0] and rd[-1] < best:
+            best = float(rd[-1])
+    if not np.isfinite(best):
+        return np.inf, -1, -1
+    for rd, rj, rs in records:
+        hit = np.flatnonzero(rd <= best + tie)
+        if hit.size:
+            i = int(hit[0])
+            return float(rd[i]), int(rj[i]), int(rs[i])
+    return np.inf, -1, -1  # pragma: no cover - the best record always qualifies
 
 
 @njit(nogil=True, cache=True)

@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
+from .._result import SwapResult
 from .._state import SwapState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_k, format_bytes
+from ..engine import Engine
 from ._common import (
     assign_table,
     check_run,
@@ -31,19 +41,6 @@ from ._common import (
     total_loss,
 )
 from ._registry import register_method
-
-if TYPE_CHECKING:
-    from .._result import SwapResult
-    from .._typing import (
-        ClientLike,
-        DissimilarityLike,
-        InitLike,
-        MemoryLimit,
-        PathLike,
-        RandomStateLike,
-        WeightsLike,
-    )
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 

@@ -43,6 +43,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +53,18 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import PARTIALS, score_dist_block, score_rows, symmetrize_upper
 from .._result import ClaraResult
 from .._state import ClaraState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    FeaturesLike,
+    MemoryLimit,
+    MetricLike,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_choice, check_int, check_k, check_random_state, check_weights, parse_memory_limit
-from ..engine import PassStopped, phase
+from ..engine import Engine, PassStopped, phase
 from ..sources import open_dissimilarity, resolve_input
 from ._common import driver_scope, kernel_weights, seed_param, weights_hash
 from ._registry import register_method
@@ -63,6 +75,8 @@ logger = logging.getLogger(__name__)
 VARIANTS = ("fasterclara", "fastclara", "clara")
 #: the features-only variant of :mod:`.clara_large` (default for feature inputs of n >= LARGE_N)
 LARGE_VARIANT = "largeclara"
+#: every ``variant=`` that :func:`clara` accepts (the CLI's ``--variant`` choices).
+ALL_VARIANTS = (*VARIANTS, LARGE_VARIANT)
 #: samples per wave (fixed so that results never depend on the number of workers).
 DEFAULT_WAVE_SIZE = 4
 #: largest default sample of the fast variants.
@@ -336,10 +350,13 @@ def _check_bool(value, name):
     return bool(value)
 
 
-def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_best=True,
-          metric="euclidean", metric_params=None, random_state=None, weights=None, client=None,
-          memory_limit="1GiB", polish=False, progress=False, num_workers=None, checkpoint=None,
-          precomputed=None, wave_size=DEFAULT_WAVE_SIZE, engine=None, validate=True):
+def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | None = None,
+          n_samples: int | None = None, sample_size: int | None = None, include_best: bool = True,
+          metric: MetricLike = "euclidean", metric_params: Mapping[str, Any] | None = None,
+          random_state: RandomStateLike = None, weights: WeightsLike = None, client: ClientLike = None,
+          memory_limit: MemoryLimit = "1GiB", polish: bool = False, progress: bool = False,
+          num_workers: int | None = None, checkpoint: PathLike | None = None, precomputed: bool | None = None,
+          wave_size: int = DEFAULT_WAVE_SIZE, engine: Engine | None = None, validate: bool = True) -> ClaraResult:
     """CLARA-family k-medoids for very large n: optimise on samples, keep the best on all data.
 
     Parameters
@@ -448,7 +465,7 @@ def clara(X_or_D, k, *, variant=None, n_samples=None, sample_size=None, include_
         Unknown ``variant`` or metric.
     """
     if variant is not None:
-        variant = check_choice(variant, "variant", VARIANTS + (LARGE_VARIANT,))
+        variant = check_choice(variant, "variant", ALL_VARIANTS)
     include_best = _check_bool(include_best, "include_best")
     polish = _check_bool(polish, "polish")
     wave_size = check_int(wave_size, "wave_size", minimum=1)

@@ -45,8 +45,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -56,9 +57,19 @@ from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
 from .._kernels.clara_large import add_cell_sums, group_by_label
 from .._result import MedoidsResult
 from .._state import STATE_KINDS, RunState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    FeaturesLike,
+    MemoryLimit,
+    MetricLike,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..checkpoint import open_checkpoint
-from ..engine import make_engine
+from ..engine import Engine, make_engine
 from ._common import kernel_weights, seed_param, weights_hash
 from ._registry import register_method
 
@@ -377,10 +388,14 @@ def _choose(cost, cand):
     return new
 
 
-def largeclara(X, k, *, n_samples=None, sample_size=None, init_size=None, max_passes=None,
-               polish_iter=None, polish_candidates=None, polish_pool=None, metric="euclidean", metric_params=None,
-               random_state=None, weights=None, client=None, memory_limit="1GiB", progress=False,
-               num_workers=None, checkpoint=None, precomputed=None, engine=None, validate=True):
+def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | None = None,
+               sample_size: int | None = None, init_size: int | None = None, max_passes: int | None = None,
+               polish_iter: int | None = None, polish_candidates: int | None = None, polish_pool: int | None = None,
+               metric: MetricLike = "euclidean", metric_params: Mapping[str, Any] | None = None,
+               random_state: RandomStateLike = None, weights: WeightsLike = None, client: ClientLike = None,
+               memory_limit: MemoryLimit = "1GiB", progress: bool = False, num_workers: int | None = None,
+               checkpoint: PathLike | None = None, precomputed: bool | None = None, engine: Engine | None = None,
+               validate: bool = True) -> MedoidsResult:
     """LargeCLARA: FasterPAM on large on-the-fly samples, exact scoring, exact polish.
 
     Parameters

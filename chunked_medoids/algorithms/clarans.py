@@ -32,7 +32,17 @@ from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import clarans_run
 from .._result import ClaransResult
 from .._state import INIT_STATES, ClaransState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_int, check_k, check_random_state, check_weights
+from ..engine import Engine
 from ._common import (
     SwapCaches,
     check_tol,
@@ -243,9 +253,12 @@ _DOC = """
 """
 
 
-def clarans(D, k, *, numlocal=2, maxneighbor=0.0125, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
-            memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-            engine=None, checkpoint=None, checkpoint_interval=60.0, validate=True):
+def clarans(D: DissimilarityLike, k: int, *, numlocal: int = 2, maxneighbor: float = 0.0125,
+            random_state: RandomStateLike = None, weights: WeightsLike = None, init: InitLike = "random",
+            tol: float = DEFAULT_TOL, memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
+            progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
+            engine: Engine | None = None, checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
+            validate: bool = True) -> ClaransResult:
     return _run("clarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor, random_state=random_state,
                 weights=weights, init=init, tol=tol, memory_limit=memory_limit, client=client, progress=progress,
                 num_workers=num_workers, block_rows=block_rows, engine=engine, checkpoint=checkpoint,
@@ -257,9 +270,12 @@ clarans.__doc__ = """CLARANS (Ng & Han): random (slot, candidate) swap neighbour
 """ + _DOC % {"mn": "0.0125", "per": "k·(n − k)"}
 
 
-def fastclarans(D, k, *, numlocal=2, maxneighbor=0.025, random_state=None, weights=None, init="random", tol=DEFAULT_TOL,
-                memory_limit="1GiB", client=None, progress=False, num_workers=None, block_rows=None,
-                engine=None, checkpoint=None, checkpoint_interval=60.0, validate=True):
+def fastclarans(D: DissimilarityLike, k: int, *, numlocal: int = 2, maxneighbor: float = 0.025,
+                random_state: RandomStateLike = None, weights: WeightsLike = None, init: InitLike = "random",
+                tol: float = DEFAULT_TOL, memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
+                progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
+                engine: Engine | None = None, checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
+                validate: bool = True) -> ClaransResult:
     return _run("fastclarans", D, k, numlocal=numlocal, maxneighbor=maxneighbor,
                 random_state=random_state, weights=weights, init=init, tol=tol, memory_limit=memory_limit,
                 client=client, progress=progress, num_workers=num_workers, block_rows=block_rows,

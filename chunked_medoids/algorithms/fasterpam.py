@@ -30,8 +30,19 @@ import numpy as np
 from .._errors import DissimilarityError, InvalidTypeError
 from .._kernels.fused import FusedEval
 from .._kernels.swap import apply_swap, fasterpam_block, first_improving
+from .._result import SwapResult
 from .._state import SwapState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_choice, check_k
+from ..engine import Engine
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
@@ -168,10 +179,12 @@ class _Speculator:
         return i
 
 
-def fasterpam(D, k, *, init="random", max_iter=DEFAULT_MAX_ITER, random_state=None, weights=None,
-              tol=0.0, order="natural", memory_limit="1GiB", client=None, progress=False,
-              num_workers=None, block_rows=None, checkpoint=None, checkpoint_interval=60.0,
-              engine=None, speculative=None, validate=True):
+def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_iter: int = DEFAULT_MAX_ITER,
+              random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
+              order: str = "natural", memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
+              progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
+              checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0, engine: Engine | None = None,
+              speculative: bool | None = None, validate: bool = True) -> SwapResult:
     """FasterPAM: eager k-medoids swaps in a fixed candidate order, streaming D.
 
     Parameters

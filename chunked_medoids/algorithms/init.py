@@ -22,9 +22,10 @@ import numpy as np
 
 from .._kernels.build import build_gains, row_sums, update_nearest
 from .._state import BuildState, LabState
+from .._typing import ClientLike, DissimilarityLike, MemoryLimit, RandomStateLike, WeightsLike
 from .._util import check_k, check_random_state, check_weights
 from ..checkpoint import NullCheckpoint
-from ..engine import PassStopped, phase
+from ..engine import Engine, PassStopped, phase
 from ._common import driver_scope, kernel_weights
 from ._registry import register_init
 
@@ -183,8 +184,9 @@ register_init("lab", lab_init, description="LAB: BUILD on fresh subsamples of si
 
 
 # -- public wrappers ------------------------------------------------------------------------
-def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=False,
-          num_workers=None, block_rows=None, engine=None, validate=True):
+def build(D: DissimilarityLike, k: int, *, weights: WeightsLike = None, memory_limit: MemoryLimit = "1GiB",
+          client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
+          block_rows: int | None = None, engine: Engine | None = None, validate: bool = True) -> np.ndarray:
     """BUILD initial medoids (deterministic greedy; see :func:`build_init`).
 
     Parameters
@@ -218,8 +220,10 @@ def build(D, k, *, weights=None, memory_limit="1GiB", client=None, progress=Fals
         return build_init(run.source, int(k), engine=run.engine, weights=w)
 
 
-def lab(D, k, *, random_state=None, weights=None, memory_limit="1GiB", client=None, progress=False,
-        num_workers=None, block_rows=None, engine=None, validate=True):
+def lab(D: DissimilarityLike, k: int, *, random_state: RandomStateLike = None, weights: WeightsLike = None,
+        memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+        num_workers: int | None = None, block_rows: int | None = None, engine: Engine | None = None,
+        validate: bool = True) -> np.ndarray:
     """LAB initial medoids (BUILD on random subsamples; see :func:`lab_init`).
 
     Parameters

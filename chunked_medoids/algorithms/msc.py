@@ -29,7 +29,6 @@ on exact ties).  Removing a medoid drops a column of the n×k medoid table: no e
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,22 +36,20 @@ from .._errors import InvalidParameterError
 from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
 from .._result import DynMSCResult, MSCResult
 from .._state import DynMSCRecords, DynMSCState, MSCPass, MSCState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_int, check_weight_bound
+from ..engine import Engine
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
 from ._registry import register_method
-
-if TYPE_CHECKING:
-    from .._typing import (
-        ClientLike,
-        DissimilarityLike,
-        InitLike,
-        MemoryLimit,
-        PathLike,
-        RandomStateLike,
-        WeightsLike,
-    )
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 

@@ -12,29 +12,35 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
-from .._kernels.swap import accept_swap, apply_swap, eval_candidate, fastpam1_block, fastpam2_block, pam_block
+from .._kernels.swap import (
+    accept_swap,
+    apply_swap,
+    eval_candidate,
+    fastpam1_records,
+    fastpam2_block,
+    pam_records,
+    select_best,
+    tie_margin,
+)
+from .._result import SwapResult
 from .._state import SwapState
+from .._typing import (
+    ClientLike,
+    DissimilarityLike,
+    InitLike,
+    MemoryLimit,
+    PathLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from .._util import check_k, format_bytes
+from ..engine import Engine
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._registry import register_method
-
-if TYPE_CHECKING:
-    from .._result import SwapResult
-    from .._typing import (
-        ClientLike,
-        DissimilarityLike,
-        InitLike,
-        MemoryLimit,
-        PathLike,
-        RandomStateLike,
-        WeightsLike,
-    )
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +50,12 @@ DEFAULT_MAX_ITER = 100
 
 # -- block functions ------------------------------------------------------------------------
 def _pam_block(block, start, stop, st):
-    return pam_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["k"],
+    return pam_records(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["k"],
                      st["w"], st["weighted"])
 
 
 def _fastpam1_block(block, start, stop, st):
-    return fastpam1_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
+    return fastpam1_records(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
                           st["w"], st["weighted"])
 
 
@@ -60,15 +66,6 @@ def _fastpam2_block(block, start, stop, st):
     fastpam2_block(block, start, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
                    st["w"], st["weighted"], bd, bc)
     return bd, bc
-
-
-def _reduce_best(results):
-    """Fixed-order reduction of per-block (ΔTD, candidate, slot): strict < keeps the earliest."""
-    bd, bj, bs = np.inf, -1, -1
-    for d, j, s in results:
-        if j >= 0 and d < bd:
-            bd, bj, bs = d, int(j), int(s)
-    return bd, bj, bs
 
 
 def check_tau(tau) -> float:
@@ -132,7 +129,10 @@ def _pam_single(variant, source, eng, st, state, *, max_iter, tol, tau, ckpt):
         results = eng.map_blocks(source, block_fn, st.block_state(), desc=f"{variant} {state.n_iter}")
         swaps = 0
         if variant in ("pam", "fastpam1"):
-            bd, bj, bs = _reduce_best(results)
+            # blocks' running-minimum records, in block order; the earliest pair within the
+            # rounding margin of the best wins (exact ties agree between PAM and FastPAM1)
+            tie = tie_margin(source.dtype, source.n, st.weighted, st.td)
+            bd, bj, bs = select_best(results, tie)
             if bj >= 0 and bd < threshold:
                 row = source.take_rows([bj])[0]
                 if accept_swap(row, bs, st.dn, st.ds, st.nn, st.w, st.weighted, st.td, tol, bd):

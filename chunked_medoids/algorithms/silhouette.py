@@ -9,19 +9,16 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.silhouette import medoid_silhouette_values, silhouette_block
+from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit
 from .._util import check_medoids
+from ..engine import Engine
 from ..sources import open_dissimilarity
 from ._common import driver_scope, medoid_table
-
-if TYPE_CHECKING:
-    from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit
-    from ..engine import Engine
 
 logger = logging.getLogger(__name__)
 

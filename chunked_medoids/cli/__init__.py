@@ -35,14 +35,26 @@ __all__ = ["main", "build_parser", "read_csv", "write_outputs", "UsageError",
            "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED", "PROG"]
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int):
+    """Point the package logger at stderr for this command; returns the previous
+    ``(handlers, level, propagate)`` so :func:`main` restores it (a caller running
+    ``main`` in-process, e.g. a notebook or a test, keeps its own logging set-up)."""
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger("chunked_medoids")
+    saved = (list(root.handlers), root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    return saved
+
+
+def _restore_logging(saved) -> None:
+    root = logging.getLogger("chunked_medoids")
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    root.propagate = saved[2]
 
 
 def _error(message: str) -> int:
@@ -63,7 +75,14 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     debug = bool(getattr(args, "debug", False)) or debug
-    _setup_logging(getattr(args, "verbose", 0) or 0)
+    saved = _setup_logging(getattr(args, "verbose", 0) or 0)
+    try:
+        return _dispatch(parser, args, debug)
+    finally:
+        _restore_logging(saved)
+
+
+def _dispatch(parser, args, debug: bool) -> int:
 
     from .._errors import ChunkedMedoidsError
     from ..checkpoint import CheckpointInterrupt

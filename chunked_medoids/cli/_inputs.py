@@ -1,8 +1,12 @@
 """Input detection of the command line: is INPUT a dissimilarity matrix or features, which
 file kind is it, and the source the Python API gets for it.
 
-All of the "matrix or features?" and suffix decisions of the CLI are made here (and only
-here); CSV files are read by :func:`read_csv`.
+The CLI asks the library's one input resolver
+(:func:`chunked_medoids.sources.resolve_input` and its suffix table
+:data:`~chunked_medoids.sources.INPUT_SUFFIXES`) which store kind a path is and whether it is
+a matrix built by ``build``; it adds only what is the command line's own: ``--metric`` /
+``--precomputed`` settle an undecided input, and text files (``.csv`` / ``.tsv`` / ``.txt``)
+are read here by :func:`read_csv` rather than streamed.
 """
 
 from __future__ import annotations
@@ -10,28 +14,10 @@ from __future__ import annotations
 import logging
 import os
 
+from ..sources.inputs import FEATURES, MATRIX, WRITABLE_KINDS, describe_suffixes, path_kind, path_roles
 from ._common import UsageError, metric_params
 
 logger = logging.getLogger("chunked_medoids.cli")
-
-#: text feature files (read by :func:`read_csv`).
-TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
-#: chunked stores (a matrix written by ``build``, a matrix or features with --dataset).
-STORE_SUFFIXES = (".zarr", ".h5", ".hdf5", ".he5")
-#: every suffix an INPUT may have.
-INPUT_SUFFIXES = (".npy", *TEXT_SUFFIXES, *STORE_SUFFIXES)
-
-
-def suffix(path) -> str:
-    low = os.fspath(path).rstrip("/\\").lower()
-    for suf in INPUT_SUFFIXES:
-        if low.endswith(suf):
-            return suf
-    return os.path.splitext(low)[1]
-
-
-def is_hdf5(path) -> bool:
-    return suffix(path) in (".h5", ".hdf5", ".he5")
 
 
 def require_exists(path, what) -> None:
@@ -178,36 +164,23 @@ def features_arg(path, dataset, *, metric=None, params=None):
     For ``--metric gower`` the text columns of a CSV file are categories: they are encoded
     and added to ``params["categorical"]`` (unless the user gave ``categorical`` himself).
     """
-    suf = suffix(path)
-    if suf in TEXT_SUFFIXES:
+    kind = path_kind(path)
+    if kind == "text":
         if dataset is not None:
-            raise UsageError(f"--dataset applies to .zarr/.h5 feature files, not to the text file {path!r}")
+            raise UsageError(f"--dataset applies to {describe_suffixes(WRITABLE_KINDS)} feature files, "
+                             f"not to the text file {path!r}")
         if metric == "gower":
             X, categorical = read_csv(path, categories=True)
             if params is not None and params.get("categorical") is None and categorical:
                 params["categorical"] = categorical
             return X, None
         return read_csv(path), None
-    if suf in (".npy", *STORE_SUFFIXES):
+    if FEATURES in (path_roles(path) or ()):
         return path, dataset
     from .._errors import InvalidParameterError
 
     raise InvalidParameterError(
-        f"features file {path!r} has an unsupported suffix; use .npy, .csv, .zarr or .h5/.hdf5")
-
-
-def managed_store_info(path, dataset):
-    """store_info of a .zarr/.h5 written by build_dissimilarity, else None."""
-    if suffix(path) not in STORE_SUFFIXES:
-        return None
-    from ..builder import store_info
-
-    try:
-        info = store_info(path, dataset)
-    except Exception:  # a features file, a group with several arrays...: not our matrix
-        logger.debug("store_info(%r) failed", path, exc_info=True)
-        return None
-    return info if info.get("managed") else None
+        f"features file {path!r} has an unsupported suffix; use {describe_suffixes(role=FEATURES)}")
 
 
 def open_input(args, *, memory_limit=None):
@@ -217,7 +190,11 @@ def open_input(args, *, memory_limit=None):
     path = args.input
     require_exists(path, "INPUT")
     dataset = args.dataset
-    managed = managed_store_info(path, dataset)
+    from ..sources import resolve_input
+
+    # the library's decision: which store kind, and is it a matrix written by 'build'?
+    resolved = resolve_input(path, dataset=dataset)
+    managed = resolved.meta
     metric = args.metric
     mparams = metric_params(args.metric_param)
     desc = {"path": os.path.abspath(path), "dataset": dataset}
@@ -228,16 +205,17 @@ def open_input(args, *, memory_limit=None):
     if metric is None and (args.precomputed or managed is not None):
         if mparams or args.dtype is not None:
             raise UsageError("--metric-param and --dtype need --metric (INPUT is a precomputed matrix)")
-        if suffix(path) in TEXT_SUFFIXES:
+        roles = path_roles(path)
+        if roles is not None and MATRIX not in roles:
             raise UsageError(
-                f"--precomputed expects a square n×n matrix in a .npy, .zarr or .h5/.hdf5 file, not the "
-                f"text file {path!r}; to cluster the rows of {os.path.basename(path)!r} as features, "
+                f"--precomputed expects a square n×n matrix in a {describe_suffixes(role=MATRIX)} file, not "
+                f"the {resolved.kind} file {path!r}; to cluster the rows of {os.path.basename(path)!r} as features, "
                 "pass --metric NAME instead of --precomputed")
         from ..sources import open_dissimilarity
 
         opts = {"dataset": dataset} if dataset is not None else {}
-        if dataset is not None and suffix(path) not in STORE_SUFFIXES:
-            raise UsageError(f"--dataset applies to .zarr/.h5 inputs, not {path!r}")
+        if dataset is not None and resolved.kind not in WRITABLE_KINDS:
+            raise UsageError(f"--dataset applies to {describe_suffixes(WRITABLE_KINDS)} inputs, not {path!r}")
         # validated while the command's own first pass streams it (no extra pass); stores
         # written by 'build' record that they are valid and are not re-checked
         validate = args.validate if args.validate is not None else True

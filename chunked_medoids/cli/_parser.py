@@ -85,9 +85,9 @@ def _init_names():
 
 
 def _clara_variants():
-    from ..algorithms.clara import VARIANTS
+    from ..algorithms.clara import ALL_VARIANTS
 
-    return list(VARIANTS)
+    return list(ALL_VARIANTS)
 
 
 def _metric_names():
@@ -295,7 +295,9 @@ COMMANDS = [
             "input",
             opt("-k", "--n-clusters", dest="k", type=int, required=True, metavar="K", help="number of medoids"),
             opt("--variant", metavar="NAME", choices=VARIANTS,
-                help="inner optimiser on each sample (default fasterclara; one of: %(choices)s)"),
+                help="inner optimiser on each sample; largeclara (feature files only) is FasterPAM on "
+                     "large samples plus a polish on the full data (default: largeclara for feature files "
+                     "of at least 100000 rows, else fasterclara; one of: %(choices)s)"),
             opt("--n-samples", type=int, metavar="N", help="number of samples"),
             opt("--sample-size", type=int, metavar="M", help="points per sample"),
             "seed", "memory", "checkpoint", "outputs", "plots", "progress", "general",

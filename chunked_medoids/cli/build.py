@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
+from ..sources.inputs import path_kind
 from ._common import EXIT_OK, BuildInterrupted, announce_compilation, cluster, metric_params, progress
-from ._inputs import features_arg, is_hdf5, require_exists
+from ._inputs import features_arg, require_exists
 
 
 def _previous_state(path, dataset):
@@ -30,7 +31,7 @@ def run(args) -> int:
     require_exists(args.features, "FEATURES")
     mparams = metric_params(args.metric_param)
     X, fdataset = features_arg(args.features, args.dataset, metric=args.metric, params=mparams)
-    out_dataset = args.output_dataset if is_hdf5(args.output) else None
+    out_dataset = args.output_dataset if path_kind(args.output) == "hdf5" else None
     before = None if args.overwrite else _previous_state(args.output, out_dataset)
     announce_compilation(args)
 

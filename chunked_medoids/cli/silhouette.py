@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from ..sources.inputs import path_kind
 from ._common import CLUSTER_FLAGS, EXIT_OK, UsageError, announce_compilation, call, cluster, progress
-from ._inputs import open_input, require_exists, suffix
+from ._inputs import open_input, require_exists
 from ._outputs import atomic_npy
 from .fit import api_validation
 
@@ -17,7 +18,7 @@ def load_index_file(path, what):
     from .._errors import InvalidParameterError
 
     require_exists(path, what)
-    if suffix(path) == ".npy":
+    if path_kind(path) == "npy":
         arr = np.load(path, allow_pickle=False)
     else:
         try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import InvalidTypeError, MissingFileError, UnknownNameError
+from .._typing import DissimilarityLike
 from .base import SUPPORTED_DTYPES, DissimilaritySource, check_dtype
 from .inputs import INPUT_SUFFIXES, ResolvedInput, input_kind, resolve_input
 
@@ -40,7 +41,8 @@ def register_source_kind(name: str, matches, opener, description: str) -> None:
     SOURCE_KINDS[name] = SourceKind(name, matches, opener, description)
 
 
-def open_dissimilarity(obj, *, kind: str | None = None, validate: bool = True, **options) -> DissimilaritySource:
+def open_dissimilarity(obj: DissimilarityLike, *, kind: str | None = None, validate: bool = True,
+                       **options: Any) -> DissimilaritySource:
     """Open anything that holds a symmetric n×n dissimilarity as a streaming source.
 
     Parameters

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from .._errors import (
     MissingFileError,
     UnsupportedDtypeError,
 )
+from .._typing import DTypeLike, FeaturesLike, MetricLike
 from .._util import check_int
 from .base import DissimilaritySource, check_dtype
 from .memory import _is_whole_memmap
@@ -540,8 +542,9 @@ class FeatureSource(DissimilaritySource):
                 f"metric={self.metric.name!r} dtype={self.dtype} block_rows={self.block_rows}>")
 
 
-def from_features(X, metric="euclidean", *, dtype="float32", block_rows=None,
-                  feature_block_rows=None, dataset=None, **metric_params) -> FeatureSource:
+def from_features(X: FeaturesLike, metric: MetricLike = "euclidean", *, dtype: DTypeLike = "float32",
+                  block_rows: int | None = None, feature_block_rows: int | None = None,
+                  dataset: str | None = None, **metric_params: Any) -> FeatureSource:
     """A dissimilarity source computing ``D[i, j] = metric(X[i], X[j])`` on the fly.
 
     Parameters

@@ -90,16 +90,31 @@ def describe_suffixes(kinds=None, role: str | None = None) -> str:
     return found[0] if len(found) == 1 else ", ".join(found[:-1]) + " or " + found[-1]
 
 
+def _table_entry(path) -> tuple[str, frozenset] | None:
+    """The :data:`INPUT_SUFFIXES` entry of a path (case-insensitive, trailing slashes ignored)."""
+    low = os.fspath(path).rstrip("/\\").lower()
+    for suffix, entry in INPUT_SUFFIXES.items():
+        if low.endswith(suffix):
+            return entry
+    return None
+
+
 def path_kind(path) -> str | None:
     """The store kind a path's suffix names (``None`` for an unknown suffix).
 
     Case-insensitive; trailing slashes are ignored (``"D.zarr/"`` is zarr).
     """
-    low = os.fspath(path).rstrip("/\\").lower()
-    for suffix, (kind, _roles) in INPUT_SUFFIXES.items():
-        if low.endswith(suffix):
-            return kind
-    return None
+    entry = _table_entry(path)
+    return None if entry is None else entry[0]
+
+
+def path_roles(path) -> frozenset | None:
+    """The roles (``"matrix"``, ``"features"``) a path's suffix can hold (``None`` for an unknown suffix).
+
+    Same matching as :func:`path_kind`: ``path_roles("X.csv") == {"features"}``.
+    """
+    entry = _table_entry(path)
+    return None if entry is None else entry[1]
 
 
 def input_kind(obj) -> str | None:
@@ -259,6 +274,7 @@ __all__ = [
     "describe_suffixes",
     "input_kind",
     "path_kind",
+    "path_roles",
     "resolve_input",
     "suffixes",
 ]

@@ -30,6 +30,8 @@ import numpy as np
 
 from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError
+from .._kernels.checks import all_nonneg_finite
+from .._typing import DissimilarityLike, MemoryLimit, RandomStateLike
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
 
@@ -70,12 +72,16 @@ def _row_id(rows, r) -> int:
 def check_values(block: np.ndarray, rows, where: str) -> None:
     """Refuse NaN/inf (floats) and negative entries in ``block`` (rows ``rows`` of D).
 
-    ``rows`` is ``(start, stop)`` or an index array.  Two reductions (min, max; no
-    temporaries) on the happy path; only a failing block is searched for the first offender.
+    ``rows`` is ``(start, stop)`` or an index array.  One reduction over the IEEE bits on the
+    happy path (:func:`~chunked_medoids._kernels.checks.all_nonneg_finite`; min and max for
+    other layouts and integers); only a failing block is searched for the first offender.
     """
     if block.size == 0:
         return
     is_float = np.issubdtype(block.dtype, np.floating)
+    if (is_float and block.flags.c_contiguous and block.dtype in (np.float32, np.float64)
+            and all_nonneg_finite(block)):
+        return  # one pass over the bits (``_kernels/checks.py``); -0.0 falls through
     lo = block.min()
     if lo >= 0 and (not is_float or block.max() < np.inf):
         return
@@ -409,8 +415,9 @@ def _check_pair(a: np.ndarray, b: np.ndarray, atol, rtol, rows0: int, cols0: int
     check_pairs(a, b, (rows0, rows0 + a.shape[0]), (cols0, cols0 + a.shape[1]), float(atol), rtol, _where(src))
 
 
-def validate_source(source, *, memory_limit="256MiB", n_sample_pairs: int = 8, atol=None,
-                    rtol: float = RTOL, random_state=0) -> DissimilaritySource:
+def validate_source(source: DissimilarityLike, *, memory_limit: MemoryLimit = "256MiB", n_sample_pairs: int = 8,
+                    atol: float | None = None, rtol: float = RTOL,
+                    random_state: RandomStateLike = 0) -> DissimilaritySource:
     """Check that ``source`` is a valid dissimilarity matrix, streaming in bounded memory.
 
     This is the standalone, read-everything check.  The clustering functions validate on
