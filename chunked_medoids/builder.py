@@ -826,6 +826,10 @@ class ZarrWriter:
             return "absent", None
         if not os.path.isdir(path):
             return "foreign", None
+        if not any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
+            files = [f for _, _, fs in os.walk(path) for f in fs]
+            if all(f.endswith(".partial") for f in files):
+                return "absent", None  # a creation that never got its metadata written (full disk)
         import zarr
 
         try:
@@ -855,6 +859,7 @@ class ZarrWriter:
 
         n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
         dt = np.dtype(meta["dtype"])
+        _remove_partials(path)  # left by a killed writer; we hold the build lock: none is live
         if meta.pop("_create"):
             from zarr.codecs import Crc32cCodec
 
@@ -915,12 +920,13 @@ class ZarrWriter:
             thread.join()
             try:
                 present = record(final=True)
-            except OSError:
+            except OSError as exc:
                 if ok:
                     raise
                 # e.g. the disk is still full: the store stays complete=False, and the chunk
                 # files on disk remain the completion record a rerun trusts
-                logger.exception("could not record completed stripes of %s", path)
+                logger.warning("could not record completed stripes of %s (%s); the chunk files on "
+                               "disk remain the record a rerun trusts", path, exc.strerror or exc)
                 present = _zarr_present(path, n_stripes)
             if not ok:
                 logger.warning("build of %s interrupted: %d of %d stripes written; rerun to resume",
@@ -1002,6 +1008,16 @@ class HDF5Writer:
                 del f[dataset]
 
     def write(self, meta, codec, plan, fsrc, engine, progress):
+        try:
+            self._write(meta, codec, plan, fsrc, engine, progress)
+        except _NotEnoughSpace as exc:  # refused before HDF5 wrote: the file and library are fine
+            raise _StoreWriteError(exc.errno, _write_error(self.where, OSError(exc.errno, exc.strerror)).strerror) from None
+        except (RuntimeError, OSError) as exc:
+            if isinstance(exc, ChunkedMedoidsError) or not _HDF5_WRITE_FAILURE.search(str(exc)):
+                raise  # not the HDF5 library failing to write (a task error, a read error...)
+            raise _h5_write_failure(self.where, exc) from exc
+
+    def _write(self, meta, codec, plan, fsrc, engine, progress):
         import h5py
 
         path, dataset, h5kw = self.path, self.dataset, codec
@@ -1049,6 +1065,7 @@ class HDF5Writer:
                 for w0 in range(0, len(missing), wave):
                     ids = missing[w0:w0 + wave]
                     ranges = _stripe_ranges(n, m, ids)
+                    _check_free_space(path, sum(b - a for a, b in ranges) * row)
                     if direct is not None:  # chunks encoded in the tasks, written raw here
                         encoded = engine.map_blocks(fsrc, _encode_h5_stripe, direct, blocks=ranges,
                                                     desc="build stripes")
@@ -1082,6 +1099,78 @@ class HDF5Writer:
         from .sources import open_dissimilarity
 
         return open_dissimilarity(self.path, dataset=self.dataset)
+
+
+#: set once an HDF5 write failed in this process: the HDF5 library (2.0) is left in a state
+#: in which closing files or exiting the interpreter can crash (SIGSEGV); the CLI then ends
+#: with ``os._exit`` after its message.
+HDF5_WRITE_FAILED = False
+#: bytes kept free besides a wave's raw size before an HDF5 wave is written (metadata).
+HDF5_SPACE_MARGIN = 1 << 20
+
+
+def _remove_partials(path: str) -> int:
+    """Remove the ``*.partial`` temporary files zarr's local store leaves when its writer is
+    killed mid-write (it writes ``<key>.<uuid>.partial`` and renames); returns their number.
+    Called under the build lock, so no live writer of this store owns one."""
+    removed = 0
+    for dp, _, files in os.walk(path):
+        for fn in files:
+            if fn.endswith(".partial"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dp, fn))
+                    removed += 1
+    if removed:
+        logger.info("removed %d stale *.partial chunk files from %s", removed, path)
+    return removed
+
+
+def _check_free_space(path: str, nbytes: int) -> None:
+    """Refuse to start an HDF5 wave the file system cannot hold (raw size + margin): HDF5 does
+    not survive a full disk mid-write, so the wave is not started and the file stays healthy."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except (AttributeError, OSError):  # pragma: no cover - not POSIX
+        return
+    free = st.f_bavail * st.f_frsize
+    need = int(nbytes) + HDF5_SPACE_MARGIN
+    if free < need:
+        import errno as _errno
+
+        raise _NotEnoughSpace(_errno.ENOSPC, f"No space left on device: the next stripes need up to "
+                                             f"{format_bytes(need)} and {format_bytes(free)} are free")
+
+
+class _NotEnoughSpace(OSError):
+    """Raised before an HDF5 wave that would not fit (nothing was written)."""
+
+
+class _StoreWriteError(ChunkedMedoidsError, OSError):
+    """A write error whose message already names the store and the fix."""
+
+
+#: how the HDF5 library reports a failed write (h5py raises RuntimeError or OSError)
+_HDF5_WRITE_FAILURE = __import__("re").compile(r"file write failed|[Uu]nable to .*(flush|write)|[Cc]an't write")
+
+
+def _h5_write_failure(where: str, exc: BaseException) -> OSError:
+    """The OSError (errno from h5py's message when it only says RuntimeError) of a failed HDF5
+    write, naming the store; marks :data:`HDF5_WRITE_FAILED`."""
+    import re
+
+    global HDF5_WRITE_FAILED
+    HDF5_WRITE_FAILED = True
+    err = getattr(exc, "errno", None)
+    if err is None:
+        m = re.search(r"errno = (\d+)", str(exc))
+        err = int(m.group(1)) if m else None
+    if err is None and not isinstance(exc, OSError):
+        err = 5  # EIO: an HDF5 write error without an errno
+    reason = os.strerror(err) if err else str(exc)
+    wrapped = _write_error(where, OSError(err, reason))
+    return _StoreWriteError(wrapped.errno, f"{wrapped.strerror}. The HDF5 library cannot be used safely in "
+                                           "this process after a failed write: end this Python process (it "
+                                           "may crash when it exits) and resume in a new one")
 
 
 #: store format -> its :class:`StoreWriter` class (the format comes from the path suffix).

@@ -10,6 +10,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -296,3 +297,155 @@ def test_registry_clara_entries_take_a_square_matrix_as_a_matrix(name, tmp_path)
     feat = cm.clara(X, 3, variant=name, random_state=0)
     assert func(X, 3, random_state=0).loss == feat.loss
     assert func(X, 3, metric="euclidean", random_state=0).loss == feat.loss
+
+
+# ---------------------------------------------------------------------------------------
+# messages
+# ---------------------------------------------------------------------------------------
+def test_labels_given_a_directory_says_so(tmp_path, X, capsys):
+    D = cm.from_features(X).read_rows(0, len(X))
+    np.save(tmp_path / "D.npy", D)
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "labels.npy", np.zeros(len(X), dtype=np.int32))
+    rc, _, err = _cli(capsys, "silhouette", tmp_path / "D.npy", "--precomputed", "--labels", out)
+    assert rc == 2
+    assert "Errno" not in err and "is a directory" in err and "labels.npy" in err
+
+
+def test_info_escapes_control_characters_of_metadata(tmp_path, X, capsys, built):
+    import zarr
+
+    arr = zarr.open_array(str(built), mode="r+")
+    arr.attrs["chunked_medoids"] = dict(arr.attrs["chunked_medoids"], metric="\x1b[2J\x1b[31mevil\nline",
+                                        version="0.1\x07")
+    rc, out, _ = _cli(capsys, "info", built)
+    assert rc == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[31mevil\\nline" in out
+    rc, out, _ = _cli(capsys, "info", built, "--json")
+    assert rc == 0 and "\x1b" not in out
+
+
+def test_layout_warning_only_for_stored_chunks(tmp_path, caplog):
+    import logging
+
+    import h5py
+
+    from chunked_medoids.engine import Engine
+
+    n = 300
+    D = cm.from_features(np.random.default_rng(1).normal(size=(n, 2))).read_rows(0, n)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f["dissimilarity"] = D  # contiguous
+    eng = Engine(memory_limit=64 << 10, num_workers=1)
+    with caplog.at_level(logging.WARNING, logger="chunked_medoids.engine"):
+        for src in (cm.open_dissimilarity(D), cm.open_dissimilarity(str(tmp_path / "c.h5"))):
+            eng.block_rows_for(src)
+        assert "exceed memory_limit" not in caplog.text  # nothing stored in chunks: no warning
+    eng.close()
+
+
+# ---------------------------------------------------------------------------------------
+# foreign layouts: column stripes read as rows, tiles reported once, rechunk
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    import zarr
+
+    d = tmp_path_factory.mktemp("layouts")
+    n = 240
+    D = cm.from_features(np.random.default_rng(2).normal(size=(n, 2))).read_rows(0, n)
+    paths = {}
+    for name, chunks in (("rows", (24, n)), ("cols", (n, 24)), ("tiles", (24, 24))):
+        paths[name] = d / f"{name}.zarr"
+        zarr.create_array(store=str(paths[name]), shape=(n, n), chunks=chunks, dtype="float32")[:] = D
+    return D, paths
+
+
+def test_column_striped_store_is_read_by_columns(layouts):
+    D, paths = layouts
+    src = cm.open_dissimilarity(str(paths["cols"]))
+    assert src.block_rows == 24  # one column stripe, not the whole matrix, per block
+    np.testing.assert_array_equal(src.read_rows(0, src.n), D)
+    np.testing.assert_array_equal(src.read_rows(30, 70), D[30:70])
+    np.testing.assert_array_equal(src.take_rows([200, 3, 3, 57]), D[[200, 3, 3, 57]])
+    ref = cm.fasterpam(str(paths["rows"]), 4, random_state=0)
+    got = cm.fasterpam(str(paths["cols"]), 4, random_state=0)
+    assert got.loss == ref.loss
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+
+
+def test_lost_column_chunk_is_named(tmp_path, layouts):
+    D, paths = layouts
+    p = tmp_path / "cols.zarr"
+    shutil.copytree(paths["cols"], p)
+    os.unlink(p / "c" / "0" / "3")
+    with pytest.raises(StoreCorruptionError, match="columns 72:96 is missing"):
+        cm.open_dissimilarity(str(p)).read_rows(70, 80)
+
+
+def test_tiled_store_is_reported_once_with_its_cost(layouts, caplog):
+    import logging
+
+    from chunked_medoids.sources import zarr_store
+
+    _, paths = layouts
+    zarr_store._TILE_WARNED.discard(str(paths["tiles"]))
+    with caplog.at_level(logging.WARNING, logger="chunked_medoids.sources.zarr_store"):
+        cm.open_dissimilarity(str(paths["tiles"]))
+        cm.open_dissimilarity(str(paths["tiles"]))
+    msgs = [r.getMessage() for r in caplog.records if "tiles of 24 x 24" in r.getMessage()]
+    assert len(msgs) == 1
+    assert "100 chunks" in msgs[0] and "chunked-medoids rechunk" in msgs[0]
+
+
+@pytest.mark.parametrize("name", ["tiles", "cols"])
+def test_rechunk_writes_a_complete_row_striped_copy(tmp_path, layouts, name, capsys):
+    import zarr
+
+    D, paths = layouts
+    out = tmp_path / "copy.zarr"
+    rc, stdout, err = _cli(capsys, "rechunk", paths[name], "-o", out, "--memory-limit", "256KiB")
+    assert rc == 0, err
+    info = cm.store_info(str(out))
+    assert info["complete"] and info["chunks"][1] == D.shape[0] and info["chunks"][0] < D.shape[0]
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], D)
+    src = cm.open_dissimilarity(str(out))
+    assert src.block_rows == info["chunks"][0]
+    # a rerun finds the copy complete; the input itself can never be the output
+    assert _cli(capsys, "rechunk", paths[name], "-o", out)[0] == 0
+    rc, _, err = _cli(capsys, "rechunk", paths[name], "-o", paths[name], "--overwrite")
+    assert rc == 2 and "overlaps the input" in err
+    np.testing.assert_array_equal(zarr.open_array(str(paths[name]), mode="r")[:], D)
+
+
+# ---------------------------------------------------------------------------------------
+# leftovers: stale *.partial chunk files, a store replaced under a reader
+# ---------------------------------------------------------------------------------------
+def test_stale_partial_chunk_files_are_removed_by_the_next_build(tmp_path, X, built):
+    import zarr
+
+    stale = built / "c" / "1" / "0.0123456789abcdef.partial"  # zarr's temp name of a killed writer
+    stale.write_bytes(b"torn")
+    arr = zarr.open_array(str(built), mode="r+")
+    arr.attrs["chunked_medoids"] = dict(arr.attrs["chunked_medoids"], complete=False)
+    os.unlink(built / "c" / "2" / "0")
+    src = cm.build_dissimilarity(X, str(built), block_rows=10)
+    assert not stale.exists()
+    np.testing.assert_array_equal(src.read_rows(0, src.n), cm.from_features(X).read_rows(0, len(X)))
+    # a creation whose metadata never reached the disk (full disk) is not "foreign"
+    p = tmp_path / "aborted.zarr"
+    (p / "c" / "0").mkdir(parents=True)
+    (p / "zarr.abcdef.partial").write_bytes(b"{")
+    src = cm.build_dissimilarity(X, str(p), block_rows=10)
+    assert src.n == len(X) and not (p / "zarr.abcdef.partial").exists()
+
+
+def test_reader_notices_the_store_replaced_under_it(tmp_path, X, built):
+    src = cm.open_dissimilarity(str(built))
+    first = src.read_rows(0, 10)
+    cm.build_dissimilarity(X * 2, str(built), block_rows=10, overwrite=True)  # a concurrent overwrite
+    with pytest.raises(StoreCorruptionError, match="replaced or rewritten while it was being read"):
+        src.read_rows(10, 20)
+    assert first.shape == (10, len(X))

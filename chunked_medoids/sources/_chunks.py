@@ -108,9 +108,9 @@ def zarr_chunk_keys(arr, array_dir: str | None = None) -> dict[tuple[int, int], 
     return out
 
 
-def zarr_missing_chunk(arr, array_dir: str | None, row_chunks) -> tuple[int, int] | None:
+def zarr_missing_chunk(arr, array_dir: str | None, row_chunks, cols=None) -> tuple[int, int] | None:
     """Grid coordinates of the first chunk missing among the grid rows ``row_chunks`` (all
-    columns), or None when every one is stored.
+    columns, or the grid columns ``cols``), or None when every one is stored.
 
     Local stores with nested keys (``c/<row>/<col>``, zarr v3's default) list one directory
     per grid row; other local layouts stat each key; other stores ask ``store.exists``.
@@ -120,28 +120,29 @@ def zarr_missing_chunk(arr, array_dir: str | None, row_chunks) -> tuple[int, int
     nc = -(-int(arr.shape[1]) // cc)
     md = arr.metadata
     rows = sorted({int(r) for r in row_chunks})
+    col_ids = list(range(nc)) if cols is None else sorted({int(c) for c in cols})
     for r in rows:
-        keys = [md.encode_chunk_key((r, c)) for c in range(nc)]
+        keys = [(c, md.encode_chunk_key((r, c))) for c in col_ids]
         if array_dir is not None:
-            parents = {k.rpartition("/")[0] for k in keys}
-            if len(parents) == 1 and nc > 1:  # one directory holds the grid row: list it once
+            parents = {k.rpartition("/")[0] for _, k in keys}
+            if len(parents) == 1 and len(keys) > 1:  # one directory holds the grid row: list it once
                 parent = parents.pop()
                 try:
                     names = set(os.listdir(os.path.join(array_dir, *parent.split("/")) if parent else array_dir))
                 except FileNotFoundError:
-                    return (r, 0)
-                for c, k in enumerate(keys):
+                    return (r, col_ids[0])
+                for c, k in keys:
                     if k.rpartition("/")[2] not in names:
                         return (r, c)
                 continue
-            for c, k in enumerate(keys):
+            for c, k in keys:
                 if not os.path.isfile(os.path.join(array_dir, *k.split("/"))):
                     return (r, c)
             continue
         from zarr.core.sync import sync
 
         prefix = (arr.path + "/") if arr.path else ""
-        for c, k in enumerate(keys):
+        for c, k in keys:
             if not sync(arr.store.exists(prefix + k)):
                 return (r, c)
     return None
