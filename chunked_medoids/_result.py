@@ -203,3 +203,58 @@ class ClaransResult(MedoidsResult):
     best_restart: int = 0
     numlocal: int = 0
     maxneighbor: int = 0
+
+
+@dataclass(repr=False)
+class LargeClaraResult(MedoidsResult):
+    """Result of LargeCLARA (:func:`~chunked_medoids.largeclara`, and :func:`~chunked_medoids.clara`
+    with ``variant="largeclara"`` or its large-n default).
+
+    Attributes
+    ----------
+    sample_losses : list of float
+        Exact full-data loss of every sample's medoids, in sample order.
+    sample_passes, sample_swaps : list of int
+        FasterPAM passes / swaps of every sample (both levels).
+    best_sample : int
+        Index of the winning sample (earliest on ties).
+    sample_medoids : ndarray of int64, shape (n_samples, k)
+        Every sample's medoids (global indices).
+    sample_size, init_size, n_samples, max_passes : int
+        The resolved sizes of the samples stage.
+    polish_iter, polish_candidates : int
+        The resolved polish bounds.
+    polish_losses : list of float
+        Full-data loss of every polish iteration (accepted or not).
+    polish_changed : int
+        Medoids the polish replaced in total.
+    polish_pool : int
+        Points the polish drew its candidates from (the samples and the further uniform points).
+    variant : str
+        "largeclara".
+    mode : str
+        "features".
+    polished, polish_n_iter, clara_loss : bool, int, float or None
+        Set only by ``clara(..., polish=True)``: FasterPAM on the full data ran afterwards,
+        its passes, and the loss before it.
+    """
+
+    sample_losses: list = field(default_factory=list)
+    sample_passes: list = field(default_factory=list)
+    sample_swaps: list = field(default_factory=list)
+    best_sample: int = -1
+    sample_medoids: np.ndarray | None = None
+    sample_size: int = 0
+    init_size: int = 0
+    n_samples: int = 0
+    max_passes: int = 0
+    polish_iter: int = 0
+    polish_candidates: int = 0
+    polish_losses: list = field(default_factory=list)
+    polish_changed: int = 0
+    polish_pool: int = 0
+    variant: str = "largeclara"
+    mode: str = "features"
+    polished: bool | None = None
+    polish_n_iter: int | None = None
+    clara_loss: float | None = None

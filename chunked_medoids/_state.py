@@ -14,17 +14,18 @@ Versioning: :data:`STATE_FORMAT` changes whenever a field is added, removed or c
 meaning.  A checkpoint of another format is refused with
 :class:`~chunked_medoids.CheckpointFormatError` (never silently reinterpreted).
 
-=====================  ====================================================  ==============
-state                  drivers                                               saved
-=====================  ====================================================  ==============
-:class:`SwapState`     pam, fastpam1, fastpam2, fasterpam, alternating       block / iteration
-:class:`MSCState`      fastermsc                                             block / pass
-:class:`DynMSCState`   dynmsc                                                block / pass / k
-:class:`ClaransState`  clarans, fastclarans                                  wave of searches
-:class:`ClaraState`    clara, fastclara, fasterclara                         sample
-:class:`BuildState`    the BUILD init of any of the above                    medoid
-:class:`LabState`      the LAB init of any of the above                      medoid
-=====================  ====================================================  ==============
+========================  ===============================================  ========================
+state                     drivers                                          saved
+========================  ===============================================  ========================
+:class:`SwapState`        pam, fastpam1, fastpam2, fasterpam, alternating  block / iteration
+:class:`MSCState`         fastermsc                                        block / pass
+:class:`DynMSCState`      dynmsc                                           block / pass / k
+:class:`ClaransState`     clarans, fastclarans                             wave of searches
+:class:`ClaraState`       clara, fastclara, fasterclara                    sample
+:class:`LargeClaraState`  largeclara                                       stage / polish iteration
+:class:`BuildState`       the BUILD init of any of the above               medoid
+:class:`LabState`         the LAB init of any of the above                 medoid
+========================  ===============================================  ========================
 """
 
 from __future__ import annotations
@@ -385,6 +386,53 @@ class ClaraState(RunState):
                    sample_swaps=[int(x) for x in state["sample_swaps"]], pending=pending)
 
 
+@_register
+@dataclass
+class LargeClaraState(RunState):
+    """LargeCLARA's checkpoint state (saved at stage boundaries).
+
+    ``stage`` 0: nothing run; 1: the samples ran (``medoid_sets`` and their passes/swaps);
+    2: scored (``sample_losses``, ``best_sample``) and ``polish_done`` polish iterations
+    accepted, with the current ``medoids`` / ``loss`` / ``history`` / ``polish_losses``.
+    """
+
+    kind: ClassVar[str] = "largeclara"
+
+    draws: np.ndarray
+    seeds: np.ndarray
+    extra_pool: np.ndarray
+    stage: int = 0
+    medoid_sets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    sample_passes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_swaps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sample_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    best_sample: int = -1
+    medoids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    loss: float = float("inf")
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    polish_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    polish_done: int = 0
+    polish_changed: int = 0
+
+    @classmethod
+    def from_state(cls, state: dict) -> LargeClaraState:
+        ints = ("draws", "seeds", "extra_pool", "medoid_sets", "sample_passes", "sample_swaps", "medoids")
+        floats = ("sample_losses", "history", "polish_losses")
+        kw = {}
+        for f in dataclasses.fields(cls):
+            v = state[f.name]
+            if f.name in ints:
+                v = np.asarray(v, dtype=np.int64)
+            elif f.name in floats:
+                v = np.asarray(v, dtype=np.float64)
+            elif f.name == "loss":
+                v = float(v)
+            else:
+                v = int(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
 # -- initialisations ------------------------------------------------------------------------
 @_register
 @dataclass
@@ -696,6 +744,16 @@ def _validate_clara(st: ClaraState, ctx: StateContext):
         _finite_list([loss], "pending_loss")
 
 
+def _validate_largeclara(st: LargeClaraState, ctx: StateContext):
+    n = ctx.n
+    for name in ("draws", "extra_pool", "medoid_sets", "medoids"):
+        a = np.asarray(getattr(st, name))
+        if a.size and n is not None and (a.min() < 0 or a.max() >= n):
+            _fail(name, f"holds point indices outside 0..{n - 1}")
+    if st.stage not in (0, 1, 2):
+        _fail("stage", f"must be 0, 1 or 2, got {st.stage!r}")
+
+
 def _validate_build(st: BuildState, ctx: StateContext):
     _check_medoids(st.medoids, "medoids", ctx, max_k=ctx.k)
     if st.dn is None:
@@ -725,8 +783,8 @@ def _validate_lab(st: LabState, ctx: StateContext):
 
 
 _VALIDATORS = {SwapState: _validate_swap, MSCState: _validate_msc, DynMSCState: _validate_dynmsc,
-               ClaransState: _validate_clarans, ClaraState: _validate_clara, BuildState: _validate_build,
-               LabState: _validate_lab}
+               ClaransState: _validate_clarans, ClaraState: _validate_clara,
+               LargeClaraState: _validate_largeclara, BuildState: _validate_build, LabState: _validate_lab}
 
 
 def validate_state(state: RunState, ctx: StateContext) -> None:

@@ -286,3 +286,43 @@ def test_cli_clara_variant_largeclara_matches_the_api(rng, tmp_path, capsys):
         assert code == 2 and "needs feature rows" in capsys.readouterr().err
     finally:
         log.handlers[:], log.level, log.propagate = saved
+
+
+# -- typed result and state ---------------------------------------------------------------------
+def test_typed_result_mirrors_extra_and_clara_polish_extends_it(rng):
+    import dataclasses
+
+    from chunked_medoids._result import LargeClaraResult
+
+    X = blobs(1500, rng)
+    r = largeclara(X, 4, sample_size=300, init_size=100, random_state=2)
+    assert type(r) is LargeClaraResult and repr(r).startswith("LargeClaraResult(")
+    names = [f.name for f in dataclasses.fields(LargeClaraResult)][8:]  # after MedoidsResult's fields
+    # extra: the typed attributes that are set, in field order (what the untyped result held)
+    assert list(r.extra) == [n for n in names if getattr(r, n) is not None]
+    for name in r.extra:
+        a, b = r.extra[name], getattr(r, name)
+        assert np.array_equal(a, b) if isinstance(b, np.ndarray) else a == b
+    assert r.sample_medoids.shape == (4, 4) and r.polished is None and "polished" not in r.extra
+    assert r.loss == min(r.sample_losses) if not r.polish_changed else r.loss < min(r.sample_losses)
+    p = clara(X, 4, variant="largeclara", sample_size=300, polish=True, random_state=2)
+    assert type(p) is LargeClaraResult and p.polished is True and p.clara_loss == r.loss
+    assert list(p.extra)[-3:] == ["polished", "polish_n_iter", "clara_loss"]
+    assert p.loss_history[:-1] == r.loss_history and p.sample_losses == r.sample_losses
+
+
+def test_state_lives_with_the_other_typed_states():
+    from chunked_medoids import _state
+
+    assert cl.LargeClaraState is _state.LargeClaraState
+    assert _state.STATE_KINDS["largeclara"] is _state.LargeClaraState
+    st = _state.LargeClaraState(draws=np.arange(6).reshape(2, 3), seeds=np.arange(2), extra_pool=np.zeros(0, np.int64),
+                                stage=2, medoids=np.array([1, 4]), loss=3.5, history=np.array([4.0, 3.5]))
+    back = _state.state_from_file("largeclara", st.to_state())
+    assert back.stage == 2 and back.loss == 3.5 and back.medoids.dtype == np.int64
+    np.testing.assert_array_equal(back.draws, st.draws)
+    ctx = _state.StateContext(n=6, params={"k": 2})
+    _state.validate_state(back, ctx)  # the registered field checks run
+    with pytest.raises(_state.StateFieldError, match="draws"):
+        _state.validate_state(_state.LargeClaraState(draws=np.array([[0, 9]]), seeds=np.arange(1),
+                                                     extra_pool=np.zeros(0, np.int64)), ctx)

@@ -51,7 +51,7 @@ import numpy as np
 from .. import _budget
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.clara import PARTIALS, score_dist_block, score_rows, symmetrize_upper
-from .._result import ClaraResult
+from .._result import ClaraResult, LargeClaraResult
 from .._state import ClaraState
 from .._typing import (
     ClientLike,
@@ -356,7 +356,8 @@ def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | No
           random_state: RandomStateLike = None, weights: WeightsLike = None, client: ClientLike = None,
           memory_limit: MemoryLimit = "1GiB", polish: bool = False, progress: bool = False,
           num_workers: int | None = None, checkpoint: PathLike | None = None, precomputed: bool | None = None,
-          wave_size: int = DEFAULT_WAVE_SIZE, engine: Engine | None = None, validate: bool = True) -> ClaraResult:
+          wave_size: int = DEFAULT_WAVE_SIZE, engine: Engine | None = None,
+          validate: bool = True) -> ClaraResult | LargeClaraResult:
     """CLARA-family k-medoids for very large n: optimise on samples, keep the best on all data.
 
     Parameters
@@ -433,7 +434,7 @@ def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | No
 
     Returns
     -------
-    ClaraResult
+    ClaraResult or LargeClaraResult
         Medoids (global indices), full-data ``labels`` and ``loss`` (correctly rounded
         float64 sum Σ w·d; after ``polish`` the loss reported by FasterPAM), ``n_iter`` =
         samples run, ``n_swap`` = swaps of the winning sample's inner run (+ polish swaps),
@@ -442,6 +443,9 @@ def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | No
         order), ``sample_size``, ``n_samples``, ``variant``, ``best_sample``,
         ``include_best``, ``wave_size``, ``mode`` ("features"/"matrix"), ``clara_loss``
         (before polish), ``polished``.
+        With variant "largeclara" (or its large-n default) the
+        :class:`~chunked_medoids._result.LargeClaraResult` of
+        :func:`~chunked_medoids.largeclara`.
 
     Notes
     -----

@@ -46,17 +46,15 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from .. import _state
 from .._errors import InvalidParameterError
 from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
 from .._kernels.clara_large import add_cell_sums, group_by_label
-from .._result import MedoidsResult
-from .._state import STATE_KINDS, RunState
+from .._result import ClaraResult, LargeClaraResult
+from .._state import LargeClaraState
 from .._typing import (
     ClientLike,
     DissimilarityLike,
@@ -221,71 +219,6 @@ def _feature_block(block, start, stop, st):
 # ---------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------
-@dataclass
-class LargeClaraState(RunState):
-    """LargeCLARA's checkpoint state (saved at stage boundaries).
-
-    ``stage`` 0: nothing run; 1: the samples ran (``medoid_sets`` and their passes/swaps);
-    2: scored (``sample_losses``, ``best_sample``) and ``polish_done`` polish iterations
-    accepted, with the current ``medoids`` / ``loss`` / ``history`` / ``polish_losses``.
-    """
-
-    kind: ClassVar[str] = "largeclara"
-
-    draws: np.ndarray
-    seeds: np.ndarray
-    extra_pool: np.ndarray
-    stage: int = 0
-    medoid_sets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
-    sample_passes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    sample_swaps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    sample_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    best_sample: int = -1
-    medoids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    loss: float = float("inf")
-    history: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    polish_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    polish_done: int = 0
-    polish_changed: int = 0
-
-    @classmethod
-    def from_state(cls, state: dict) -> LargeClaraState:
-        ints = ("draws", "seeds", "extra_pool", "medoid_sets", "sample_passes", "sample_swaps", "medoids")
-        floats = ("sample_losses", "history", "polish_losses")
-        kw = {}
-        for f in dataclasses.fields(cls):
-            v = state[f.name]
-            if f.name in ints:
-                v = np.asarray(v, dtype=np.int64)
-            elif f.name in floats:
-                v = np.asarray(v, dtype=np.float64)
-            elif f.name == "loss":
-                v = float(v)
-            else:
-                v = int(v)
-            kw[f.name] = v
-        return cls(**kw)
-
-
-STATE_KINDS.setdefault(LargeClaraState.kind, LargeClaraState)
-
-
-def _validate_largeclara(st, ctx):
-    """Field checks of a loaded :class:`LargeClaraState` (see ``_state.validate_state``)."""
-    from .._state import StateFieldError
-
-    n = ctx.n
-    for name in ("draws", "extra_pool", "medoid_sets", "medoids"):
-        a = np.asarray(getattr(st, name))
-        if a.size and n is not None and (a.min() < 0 or a.max() >= n):
-            raise StateFieldError(name, f"holds point indices outside 0..{n - 1}")
-    if st.stage not in (0, 1, 2):
-        raise StateFieldError("stage", f"must be 0, 1 or 2, got {st.stage!r}")
-
-
-_state._VALIDATORS.setdefault(LargeClaraState, _validate_largeclara)
-
-
 def _snapshot(state):
     """The driver's state dict as a :class:`LargeClaraState` (fields not yet set: defaults)."""
     names = {f.name for f in dataclasses.fields(LargeClaraState)}
@@ -395,7 +328,7 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
                random_state: RandomStateLike = None, weights: WeightsLike = None, client: ClientLike = None,
                memory_limit: MemoryLimit = "1GiB", progress: bool = False, num_workers: int | None = None,
                checkpoint: PathLike | None = None, precomputed: bool | None = None, engine: Engine | None = None,
-               validate: bool = True) -> MedoidsResult:
+               validate: bool = True) -> LargeClaraResult | ClaraResult:
     """LargeCLARA: FasterPAM on large on-the-fly samples, exact scoring, exact polish.
 
     Parameters
@@ -450,13 +383,15 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
 
     Returns
     -------
-    MedoidsResult
+    LargeClaraResult
         Full-data ``labels`` and exact ``loss``; ``n_iter`` = samples, ``n_swap`` = swaps of
         the winning sample + medoids changed by the polish; ``loss_history`` = best sample
-        loss, then the loss after each accepted polish iteration.  ``extra``:
-        ``sample_losses``, ``sample_passes``, ``sample_swaps``, ``best_sample``,
-        ``sample_size``, ``init_size``, ``n_samples``, ``max_passes``, ``polish_iter``,
-        ``polish_candidates``, ``polish_losses``, ``variant`` ("largeclara"), ``mode``.
+        loss, then the loss after each accepted polish iteration.  The typed attributes
+        (mirrored in ``extra``): ``sample_losses``, ``sample_passes``, ``sample_swaps``,
+        ``best_sample``, ``sample_medoids``, ``sample_size``, ``init_size``, ``n_samples``,
+        ``max_passes``, ``polish_iter``, ``polish_candidates``, ``polish_losses``,
+        ``polish_changed``, ``polish_pool``, ``variant`` ("largeclara"), ``mode``.  For a
+        dissimilarity matrix X, the :class:`~chunked_medoids.ClaraResult` of fasterclara.
 
     Raises
     ------
@@ -641,17 +576,15 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
     state.update(polish_done=polish_iter, polish_losses=np.array(polish_losses))
     best_sample = int(state["best_sample"])
     sample_swaps = np.asarray(state["sample_swaps"], dtype=np.int64)
-    extra = {"sample_losses": [float(x) for x in state["sample_losses"]],
-             "sample_passes": [int(x) for x in state["sample_passes"]],
-             "sample_swaps": [int(x) for x in sample_swaps], "best_sample": best_sample,
-             "sample_medoids": np.asarray(state["medoid_sets"], dtype=np.int64).copy(),
-             "sample_size": int(s), "init_size": int(s0), "n_samples": int(n_samples),
-             "max_passes": int(max_passes), "polish_iter": int(polish_iter), "polish_candidates": int(L),
-             "polish_losses": polish_losses, "polish_changed": changed_total, "polish_pool": int(pool_idx.shape[0]), "variant": "largeclara",
-             "mode": "features"}
-    result = MedoidsResult(medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
-                           n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history,
-                           algorithm="largeclara", extra=extra)
+    result = LargeClaraResult(
+        medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
+        n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history, algorithm="largeclara",
+        sample_losses=[float(x) for x in state["sample_losses"]],
+        sample_passes=[int(x) for x in state["sample_passes"]], sample_swaps=[int(x) for x in sample_swaps],
+        best_sample=best_sample, sample_medoids=np.asarray(state["medoid_sets"], dtype=np.int64).copy(),
+        sample_size=int(s), init_size=int(s0), n_samples=int(n_samples), max_passes=int(max_passes),
+        polish_iter=int(polish_iter), polish_candidates=int(L), polish_losses=polish_losses,
+        polish_changed=changed_total, polish_pool=int(pool_idx.shape[0]), variant="largeclara", mode="features")
     ckpt.complete(_snapshot(state))
     logger.info("largeclara: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", k, n, s, n_samples, loss,
                 time.perf_counter() - t0)
@@ -728,11 +661,10 @@ def _full_polish(src, k, w, eng, result):
     from .fasterpam import fasterpam
 
     pol = fasterpam(src.dissimilarity(), k, init=result.medoids, weights=w, engine=eng)
-    extra = dict(result.extra, polished=True, polish_n_iter=int(pol.n_iter), clara_loss=result.loss)
-    return MedoidsResult(medoids=pol.medoids, labels=pol.labels, loss=float(pol.loss), n_iter=result.n_iter,
-                         n_swap=result.n_swap + int(pol.n_swap),
-                         loss_history=list(result.loss_history) + [float(pol.loss)], algorithm=result.algorithm,
-                         extra=extra)
+    return dataclasses.replace(
+        result, medoids=pol.medoids, labels=pol.labels, loss=float(pol.loss), n_swap=result.n_swap + int(pol.n_swap),
+        loss_history=list(result.loss_history) + [float(pol.loss)], polished=True, polish_n_iter=int(pol.n_iter),
+        clara_loss=result.loss, extra={})
 
 
 register_method("largeclara", largeclara, family="sampling", default_init=None,
