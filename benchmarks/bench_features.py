@@ -9,6 +9,15 @@ Parts (``--part``):
               alternated ``--repeat`` times; identical medoids and loss asserted.  Also
               ns per element per pass of the in-memory path (the swap kernel).
 ``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes.
+``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
+              pixels, k = 10 and 100, 2 threads: ns per element per pass, side by side with
+              ``kmedoids.fasterpam`` (``n_cpu=2``, same matrix and init) when that package
+              is installed (an optional benchmark reference only).
+``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
+              BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
+              in-memory float32 matrix, on the features source (fused kernels) and on the
+              features source with the fused passes switched off (``read_rows`` blocks into
+              the stored kernels); identical results asserted.
 ``metrics``   Per metric and d in {3, 16, 64, 784}: ns per distance for our rows
               (``read_rows`` of a block of rows), one fused FasterPAM pass (ns per distance
               per pass, k = 10), and ``sklearn.metrics.pairwise_distances`` on the same
@@ -129,6 +138,75 @@ def large(n=100000, ks=(10, 100), seed=0):
     return out
 
 
+def swap_part(n=20000, ks=(10, 100), seed=0):
+    from chunked_medoids import from_features
+
+    try:
+        import kmedoids
+    except ImportError:  # optional reference
+        kmedoids = None
+    D = from_features(pixels(n, seed), "euclidean").read_rows(0, n)
+    rng = np.random.default_rng(seed)
+    out = {"n": n, "threads": 2, "k": {}}
+    for k in ks:
+        init = rng.choice(n, k, replace=False)
+        _fit(D, k, init, max_iter=1)  # warm
+        res, t = _fit(D, k, init)
+        entry = {"seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
+                 "ns_per_el_pass": t / res.n_iter / n / n * 1e9}
+        if kmedoids is not None:
+            kmedoids.fasterpam(D, init.copy(), max_iter=1, n_cpu=2)  # warm
+            t0 = time.perf_counter()
+            rk = kmedoids.fasterpam(D, init.copy(), max_iter=100, n_cpu=2)
+            tk = time.perf_counter() - t0
+            entry["kmedoids"] = {"seconds": tk, "passes": int(rk.n_iter), "loss": float(rk.loss),
+                                 "ns_per_el_pass": tk / max(1, int(rk.n_iter)) / n / n * 1e9,
+                                 "same_medoids": sorted(rk.medoids.tolist()) == sorted(res.medoids.tolist())}
+            entry["time_ratio_ours_over_kmedoids"] = t / tk
+        out["k"][str(k)] = entry
+        print(f"swap n={n} k={k}: ours {entry['ns_per_el_pass']:.3f} ns/el/pass"
+              + (f", kmedoids {entry['kmedoids']['ns_per_el_pass']:.3f}" if "kmedoids" in entry else ""),
+              file=sys.stderr)
+    return out
+
+
+def passes_part(n=10000, k=10, seed=0):
+    import importlib
+
+    import chunked_medoids as cm
+    from chunked_medoids.algorithms import _fused
+
+    src = cm.from_features(pixels(n, seed), "euclidean")
+    D = src.read_rows(0, n)
+    labels = cm.fasterpam(D, k, random_state=seed).labels
+    init = np.random.default_rng(seed).choice(n, k, replace=False)
+    jobs = {"build": ("init", lambda X: cm.build(X, k, num_workers=2).tolist()),
+            "fastpam1_1_iteration": ("pam", lambda X: cm.fastpam1(X, k, init=init, max_iter=1,
+                                                                  num_workers=2).medoids.tolist()),
+            "silhouette": ("silhouette", lambda X: cm.silhouette(X, labels, num_workers=2))}
+    out = {"n": n, "d": 3, "k": k, "threads": 2}
+    for name, (modname, job) in jobs.items():
+        mod = importlib.import_module(f"chunked_medoids.algorithms.{modname}")
+        job(src)  # compile / warm
+        job(D)
+        times, results = {}, {}
+        for label, X, fused in (("memory", D, True), ("features_fused", src, True),
+                                ("features_rows", src, False)):
+            mod.fused_ok = _fused.fused_ok if fused else (lambda source, engine: False)
+            try:
+                t0 = time.perf_counter()
+                results[label] = job(X)
+                times[label] = time.perf_counter() - t0
+            finally:
+                mod.fused_ok = _fused.fused_ok
+        assert results["memory"] == results["features_fused"] == results["features_rows"], name
+        out[name] = {"seconds": times, "identical": True,
+                     "fused_over_memory": times["features_fused"] / times["memory"],
+                     "rows_over_fused": times["features_rows"] / times["features_fused"]}
+        print(f"{name}: " + ", ".join(f"{a} {b:.2f}s" for a, b in times.items()), file=sys.stderr)
+    return out
+
+
 def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256):
     from sklearn.metrics import pairwise_distances
 
@@ -164,7 +242,7 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["headline", "large", "metrics", "all"], default="all")
+    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
@@ -175,6 +253,10 @@ def main(argv=None):
         result["headline"] = headline(args.n, repeat=args.repeat)
     if args.part in ("large", "all"):
         result["large"] = large(args.large_n)
+    if args.part in ("swap", "all"):
+        result["swap"] = swap_part(args.n)
+    if args.part in ("passes", "all"):
+        result["passes"] = passes_part()
     if args.part in ("metrics", "all"):
         result["metrics"] = metrics_part()
     result["loadavg_end"] = os.getloadavg()

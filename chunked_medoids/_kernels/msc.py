@@ -131,26 +131,34 @@ def eval_msc_candidate(row, d1, d2, d3, n1, n2, R, w, weighted, P):
     n = row.shape[0]
     for o in range(n):
         d = np.float64(row[o])
-        e3 = d3[o]
-        if not d < e3:
+        if not d < d3[o]:
             continue
-        e1 = d1[o]
-        e2 = d2[o]
-        base = _ratio(e1, e2)
-        g0 = _merged_ratio(d, e1, e2) - base
-        g1 = _merged_ratio(d, e2, e3) - base
-        g2 = _merged_ratio(d, e1, e3) - base
-        c1 = g1 - g0 - (_ratio(e2, e3) - base)
-        c2 = g2 - g0 - (_ratio(e1, e3) - base)
-        if weighted:
-            wo = w[o]
-            acc += wo * g0
-            P[n1[o]] += wo * c1
-            P[n2[o]] += wo * c2
-        else:
-            acc += g0
-            P[n1[o]] += c1
-            P[n2[o]] += c2
+        acc = msc_terms(d, o, d1, d2, d3, n1, n2, w, weighted, P, acc)
+    return acc
+
+
+@njit(nogil=True, cache=True, inline="always")
+def msc_terms(d, o, d1, d2, d3, n1, n2, w, weighted, P, acc):
+    """The terms of :func:`eval_msc_candidate` of one point ``o`` with ``d = D[o, j] < d3[o]``
+    (float64): adds to ``P[n1[o]]`` and ``P[n2[o]]``, returns the new ``acc``."""
+    e1 = d1[o]
+    e2 = d2[o]
+    e3 = d3[o]
+    base = _ratio(e1, e2)
+    g0 = _merged_ratio(d, e1, e2) - base
+    g1 = _merged_ratio(d, e2, e3) - base
+    g2 = _merged_ratio(d, e1, e3) - base
+    c1 = g1 - g0 - (_ratio(e2, e3) - base)
+    c2 = g2 - g0 - (_ratio(e1, e3) - base)
+    if weighted:
+        wo = w[o]
+        acc += wo * g0
+        P[n1[o]] += wo * c1
+        P[n2[o]] += wo * c2
+    else:
+        acc += g0
+        P[n1[o]] += c1
+        P[n2[o]] += c2
     return acc
 
 

@@ -63,23 +63,28 @@ def silhouette_block(block, start, labels, counts, out):
             sums[t] = 0.0
         for o in range(n):
             sums[labels[o]] += np.float64(block[i, o])
-        own = labels[start + i]
-        if counts[own] <= 1:
-            out[i] = 0.0
+        out[i] = silhouette_value(sums, labels[start + i], counts)
+
+
+@njit(nogil=True, cache=True)
+def silhouette_value(sums, own, counts):
+    """``s`` of a point of cluster ``own`` from its per-cluster distance sums ``sums`` (c,)
+    (conventions of :func:`silhouette_block`)."""
+    c = counts.shape[0]
+    if counts[own] <= 1:
+        return 0.0
+    a = sums[own] / (counts[own] - 1)
+    b = np.inf
+    for t in range(c):
+        if t == own or counts[t] == 0:
             continue
-        a = sums[own] / (counts[own] - 1)
-        b = np.inf
-        for t in range(c):
-            if t == own or counts[t] == 0:
-                continue
-            v = sums[t] / counts[t]
-            if v < b:
-                b = v
-        den = max(a, b)
-        if den > 0.0 and den < np.inf:
-            out[i] = (b - a) / den
-        else:
-            out[i] = 0.0
+        v = sums[t] / counts[t]
+        if v < b:
+            b = v
+    den = max(a, b)
+    if den > 0.0 and den < np.inf:
+        return (b - a) / den
+    return 0.0
 
 
 @njit(nogil=True, cache=True)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from .._kernels.build import argmin_per_cluster, within_cluster_sums
+from .._kernels.fused_passes import within_cluster_sums_fused
 from .._result import SwapResult
 from .._state import SwapState
 from .._typing import (
@@ -40,6 +41,7 @@ from ._common import (
     medoid_table,
     total_loss,
 )
+from ._fused import fused_ok, fused_pass
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,12 @@ DEFAULT_MAX_ITER = 100
 def _within_block(block, start, stop, st):
     out = np.empty(block.shape[0], dtype=np.float64)
     within_cluster_sums(block, start, st["labels"], st["w"], st["weighted"], out)
+    return out
+
+
+def _within_fused(F, S, start, stop, st):
+    out = np.empty(stop - start, dtype=np.float64)
+    within_cluster_sums_fused(F, S, start, stop, st["labels"], st["w"], st["weighted"], out)
     return out
 
 
@@ -127,13 +135,17 @@ def _alternating_single(source, eng, state, w, k, *, max_iter, tol, ckpt):
     labels, dn, _, _, _ = assign_table(M, medoids)
     if not state.loss_history:
         state.loss_history.append(total_loss(dn, w))
+    fused = fused_ok(source, eng)
     while not state.done and state.n_iter < max_iter:
         t0 = time.perf_counter()
         read0 = eng.bytes_read
         state.n_iter += 1
         blocks = eng.blocks(source)
-        sums = eng.map_blocks(source, _within_block, {"labels": labels, "w": kw, "weighted": weighted},
-                              blocks=blocks, desc=f"alternating {state.n_iter}")
+        bstate = {"labels": labels, "w": kw, "weighted": weighted}
+        if fused:  # features in memory: rows computed inside the kernel
+            sums = fused_pass(eng, source, _within_fused, bstate, blocks=blocks, desc=f"alternating {state.n_iter}")
+        else:
+            sums = eng.map_blocks(source, _within_block, bstate, blocks=blocks, desc=f"alternating {state.n_iter}")
         best_val = np.full(k, np.inf)
         best_idx = np.full(k, -1, dtype=np.int64)
         current = np.empty(k, dtype=np.float64)

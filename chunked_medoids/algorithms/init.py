@@ -21,12 +21,14 @@ import time
 import numpy as np
 
 from .._kernels.build import build_gains, row_sums, update_nearest
+from .._kernels.fused_passes import build_gains_fused, row_sums_fused
 from .._state import BuildState, LabState
 from .._typing import ClientLike, DissimilarityLike, MemoryLimit, RandomStateLike, WeightsLike
 from .._util import check_k, check_random_state, check_weights
 from ..checkpoint import NullCheckpoint
 from ..engine import Engine, PassStopped, phase
 from ._common import driver_scope, kernel_weights
+from ._fused import fused_ok, fused_pass, thresholds
 from ._registry import register_init
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,18 @@ def _rowsum_block(block, start, stop, state):
 def _gain_block(block, start, stop, state):
     out = np.empty(block.shape[0], dtype=np.float64)
     build_gains(block, state["dn"], state["w"], state["weighted"], out)
+    return out
+
+
+def _rowsum_fused(F, S, start, stop, state):
+    out = np.empty(stop - start, dtype=np.float64)
+    row_sums_fused(F, S, start, stop, state["w"], state["weighted"], out)
+    return out
+
+
+def _gain_fused(F, S, start, stop, state):
+    out = np.empty(stop - start, dtype=np.float64)
+    build_gains_fused(F, S, state["H"], start, stop, state["dn"], state["w"], state["weighted"], out)
     return out
 
 
@@ -83,6 +97,7 @@ def build_init(source, k, *, rng=None, engine, weights=None, checkpoint=None, re
     taken[medoids] = True
     dn = None if resume is None or resume.dn is None else np.array(resume.dn, dtype=source.dtype)
     t0 = time.perf_counter()
+    fused = fused_ok(source, engine)
 
     def snapshot():
         return BuildState(medoids=np.asarray(medoids, dtype=np.int64), dn=None if dn is None else dn.copy())
@@ -91,7 +106,14 @@ def build_init(source, k, *, rng=None, engine, weights=None, checkpoint=None, re
         while len(medoids) < k:
             s = len(medoids)
             try:
-                if s == 0:
+                if fused and s == 0:  # features in memory: rows computed inside the kernels
+                    values = fused_pass(engine, source, _rowsum_fused, {"w": w, "weighted": weighted},
+                                        desc="BUILD 1", should_stop=should_stop)
+                elif fused:
+                    values = fused_pass(engine, source, _gain_fused, {"dn": dn, "w": w, "weighted": weighted,
+                                                                      "H": thresholds(source, dn)},
+                                        desc=f"BUILD {s + 1}", should_stop=should_stop)
+                elif s == 0:
                     values = engine.map_blocks(source, _rowsum_block, {"w": w, "weighted": weighted},
                                                desc="BUILD 1", should_stop=should_stop)
                 else:

@@ -49,6 +49,7 @@ from .._util import check_int, check_weight_bound
 from ..engine import Engine
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
+from ._fused import msc_evaluator
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,9 @@ def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapsh
         run.score_hist.append(st.score())
         log_pass(desc, "medoid silhouette", st.score(), walk, seconds, nbytes, swaps)
 
-    eager_passes(source, eng, run.walk, evaluate, max_iter=max_iter, ckpt=ckpt, snapshot=snapshot,
-                 on_pass_end=on_pass_end, desc=desc)
+    fused = msc_evaluator(source, eng, st, tol, eps_abs, P, loss_box)  # features: rows in the kernel
+    eager_passes(source, eng, run.walk, evaluate if fused is None else fused, max_iter=max_iter, ckpt=ckpt,
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc=desc, rows=fused is None)
     # exact values from fresh caches (the incremental ones agree up to rounding)
     st.refresh()
     return run

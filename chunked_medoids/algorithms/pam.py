@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
+from .._kernels.fused_passes import fastpam1_records_fused, fastpam2_block_fused, pam_records_fused
 from .._kernels.swap import (
     accept_swap,
     apply_swap,
@@ -40,6 +41,7 @@ from .._typing import (
 from .._util import check_k, format_bytes
 from ..engine import Engine
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
+from ._fused import fused_ok, fused_pass, thresholds
 from ._registry import register_method
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,26 @@ def _fastpam2_block(block, start, stop, st):
     return bd, bc
 
 
+# fused twins (features source: rows computed in the kernel, algorithms/_fused.py)
+def _pam_fused(F, S, start, stop, st):
+    return pam_records_fused(F, S, start, stop, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["k"],
+                             st["w"], st["weighted"])
+
+
+def _fastpam1_fused(F, S, start, stop, st):
+    return fastpam1_records_fused(F, S, st["H"], start, stop, st["is_medoid"], st["dn"], st["ds"], st["nn"],
+                                  st["R"], st["w"], st["weighted"])
+
+
+def _fastpam2_fused(F, S, start, stop, st):
+    k = st["k"]
+    bd = np.empty(k, dtype=np.float64)
+    bc = np.empty(k, dtype=np.int64)
+    fastpam2_block_fused(F, S, st["H"], start, stop, st["is_medoid"], st["dn"], st["ds"], st["nn"], st["R"],
+                         st["w"], st["weighted"], bd, bc)
+    return bd, bc
+
+
 def check_tau(tau) -> float:
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise InvalidTypeError(f"tau must be a number in (0, 1], got {type(tau).__name__} {tau!r}")
@@ -79,6 +101,7 @@ def check_tau(tau) -> float:
 
 # -- the shared driver ------------------------------------------------------------------------
 _BLOCK_FUNCS = {"pam": _pam_block, "fastpam1": _fastpam1_block, "fastpam2": _fastpam2_block}
+_FUSED_FUNCS = {"pam": _pam_fused, "fastpam1": _fastpam1_fused, "fastpam2": _fastpam2_fused}
 
 
 def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memory_limit, client,
@@ -121,12 +144,19 @@ def _pam_single(variant, source, eng, st, state, *, max_iter, tol, tau, ckpt):
     state is saved after every iteration.
     """
     block_fn = _BLOCK_FUNCS[variant]
+    fused = fused_ok(source, eng)  # features in memory: rows computed inside the kernels
     while not state.done and state.n_iter < max_iter:
         t0 = time.perf_counter()
         read0 = eng.bytes_read
         state.n_iter += 1
         threshold = -tol * st.td
-        results = eng.map_blocks(source, block_fn, st.block_state(), desc=f"{variant} {state.n_iter}")
+        if fused:
+            bstate = st.block_state()
+            if variant != "pam":
+                bstate["H"] = thresholds(source, st.ds)
+            results = fused_pass(eng, source, _FUSED_FUNCS[variant], bstate, desc=f"{variant} {state.n_iter}")
+        else:
+            results = eng.map_blocks(source, block_fn, st.block_state(), desc=f"{variant} {state.n_iter}")
         swaps = 0
         if variant in ("pam", "fastpam1"):
             # blocks' running-minimum records, in block order; the earliest pair within the

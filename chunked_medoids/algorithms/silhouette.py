@@ -13,12 +13,14 @@ import logging
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError
+from .._kernels.fused_passes import silhouette_fused
 from .._kernels.silhouette import medoid_silhouette_values, silhouette_block
 from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit
 from .._util import check_medoids
 from ..engine import Engine
 from ..sources import open_dissimilarity
 from ._common import driver_scope, medoid_table
+from ._fused import fused_ok, fused_pass
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,12 @@ logger = logging.getLogger(__name__)
 def _silhouette_rows(block, start, stop, state):
     out = np.empty(block.shape[0], dtype=np.float64)
     silhouette_block(block, start, state["labels"], state["counts"], out)
+    return out
+
+
+def _silhouette_fused(F, S, start, stop, state):
+    out = np.empty(stop - start, dtype=np.float64)
+    silhouette_fused(F, S, start, stop, state["labels"], state["counts"], out)
     return out
 
 
@@ -102,8 +110,12 @@ def silhouette(D: DissimilarityLike, labels: ArrayLike, *, samples: bool = False
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
                       validate=validate) as run:
         lab, counts = _check_labels(labels, run.source.n)
-        parts = run.engine.map_blocks(run.source, _silhouette_rows, {"labels": lab, "counts": counts},
-                                      desc="silhouette")
+        if fused_ok(run.source, run.engine):  # features in memory: rows computed inside the kernel
+            parts = fused_pass(run.engine, run.source, _silhouette_fused, {"labels": lab, "counts": counts},
+                               desc="silhouette")
+        else:
+            parts = run.engine.map_blocks(run.source, _silhouette_rows, {"labels": lab, "counts": counts},
+                                          desc="silhouette")
         s = np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
     if samples:
         return s
