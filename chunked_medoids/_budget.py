@@ -84,6 +84,15 @@ CLARA and CLARANS
     Each of CLARANS's concurrent local searches fetches candidate rows in batches of at
     most ``memory_limit / (4 x searches)`` bytes (:func:`clarans_fetch_rows`).
 
+Resident stripes
+----------------
+:data:`RESIDENT_SHARE` = 0.5
+    ``resident="auto"`` holds the matrix once read when it takes at most half of the budget
+    (locally ``memory_limit``; on a cluster the workers' summed memory limits), so the
+    blocks in flight of the first pass keep the other half (:func:`resident_plan`);
+    ``resident=True`` holds it whenever it fits the whole budget.  While it is held, block
+    sizes come from what it leaves (:func:`stream_budget`).
+
 State arrays (the n x k medoid table, O(n) caches) come on top of every budget above and
 are not counted against it.
 """
@@ -116,6 +125,7 @@ CLARA_MIN_GATHER_BYTES = 1 << 16
 CLARA_SCAN_SHARE = 32
 CLARA_FEATURE_SHARE = 4
 CLARANS_FETCH_SHARE = 4
+RESIDENT_SHARE = 0.5
 
 #: float64, the work dtype of every feature computation.
 _F8 = 8
@@ -416,6 +426,27 @@ def clara_feature_block_rows(n: int, d: int, cols: int, memory_limit: int, threa
     return int(min(per, n))
 
 
+def largeclara_sample_batch(s: int, s0: int, k: int, d: int, n_samples: int, memory_limit: int,
+                            parallelism: int) -> tuple[int, int]:
+    """``(concurrent samples, memory_limit of each)`` for LargeCLARA's sample tasks.
+
+    A running sample holds its first-level ``s0 x s0`` float64 matrix twice, 16 bytes per
+    sample point and medoid (+ 8 spare) of swap state, its ``s x d`` float64 feature rows
+    and 64 MiB of row blocks; at most :data:`CLARA_TASK_SHARE` of the budget runs at once
+    (at least one sample, at most ``parallelism`` and ``n_samples``).  Each task gets an
+    equal part of that share, at least 32 MiB.  Results do not depend on either number.
+    """
+    task_bytes = 2 * _F8 * s0 * s0 + 2 * _F8 * s * (k + 8) + _F8 * s * d + (64 << 20)
+    conc = max(1, min(parallelism, n_samples, int(CLARA_TASK_SHARE * memory_limit // task_bytes)))
+    return int(conc), int(max(32 << 20, int(CLARA_TASK_SHARE * memory_limit) // conc))
+
+
+def largeclara_sample_rows(s: int, memory_limit: int) -> int:
+    """Rows per block of a LargeCLARA sample's on-the-fly ``s x s`` float64 matrix: eight
+    blocks (those in flight and their decode copies) within the task's ``memory_limit``."""
+    return max(1, int(memory_limit // (8 * _F8 * s)))
+
+
 def clarans_fetch_rows(memory_limit: int, searches: int, n: int, itemsize: int, cap: int) -> int:
     """Candidate rows each of ``searches`` concurrent CLARANS searches fetches at once.
 
@@ -458,6 +489,8 @@ __all__ = [
     "feature_block_rows",
     "feature_scan_rows",
     "gather_rows",
+    "largeclara_sample_batch",
+    "largeclara_sample_rows",
     "hdf5_cache_bytes",
     "natural_block_rows",
     "plan_stripes",
@@ -465,3 +498,22 @@ __all__ = [
     "read_concurrency",
     "validate_block_rows",
 ]
+
+
+def resident_plan(nbytes: int, budget: int, resident) -> tuple[bool, int]:
+    """Whether a matrix of ``nbytes`` is held resident under ``budget`` bytes, and the share
+    of the budget it was compared with.
+
+    ``resident`` is ``"auto"`` (half the budget, :data:`RESIDENT_SHARE`), True (the whole
+    budget; larger matrices are refused by the caller) or False (never).
+    """
+    if resident is False:
+        return False, 0
+    share = int(budget) if resident is True else int(RESIDENT_SHARE * budget)
+    return int(nbytes) <= share, share
+
+
+def stream_budget(memory_limit: int, held_bytes: int) -> int:
+    """Budget left for blocks in flight while ``held_bytes`` are held resident (at least
+    :data:`MIN_MEMORY_LIMIT`)."""
+    return max(MIN_MEMORY_LIMIT, int(memory_limit) - int(held_bytes))

@@ -8,12 +8,12 @@ of :mod:`chunked_medoids._errors`).
 from __future__ import annotations
 
 import os
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["ArrayLike", "ClientLike", "DTypeLike", "DissimilarityLike", "FeaturesLike", "IndexArray",
+__all__ = ["ArrayLike", "ResidentLike", "ClientLike", "DTypeLike", "DissimilarityLike", "FeaturesLike", "IndexArray",
            "InitLike", "MemoryLimit", "MetricLike", "PathLike", "RandomStateLike", "WeightsLike"]
 
 #: a file or directory path.
@@ -25,6 +25,8 @@ DissimilarityLike: TypeAlias = Any
 FeaturesLike: TypeAlias = Any
 #: a memory budget: a number of bytes or a string such as ``"512MiB"``.
 MemoryLimit: TypeAlias = int | float | str
+#: ``"auto"``, True or False: hold row stripes read from storage for the run (Engine).
+ResidentLike: TypeAlias = Literal["auto"] | bool
 #: a seed, a SeedSequence, a Generator, or None (fresh entropy).
 RandomStateLike: TypeAlias = int | np.random.SeedSequence | np.random.Generator | None
 #: a registered init name or an array of k distinct point indices.

@@ -35,6 +35,21 @@ Faults (distributed)
   client is not connected.  Drivers run with ``checkpoint=`` resume from their last
   checkpoint when rerun.
 
+Resident stripes
+----------------
+``Engine(resident="auto")`` (the default; every driver's ``resident=``) reads each row
+stripe of a stored matrix from storage **once per run** when the matrix fits the budget
+(:func:`chunked_medoids._budget.resident_plan`): locally the stripes read by the first pass
+are kept in one n×n array and later passes (and :meth:`Engine.iter_blocks`) use it; on a
+cluster each stripe is read by a task whose result stays in one worker's memory, and every
+later pass's block task runs on the worker that holds its stripe (the scheduler's data
+locality).  A worker that dies loses its stripes: Dask recomputes the read tasks elsewhere
+from their lineage, and the results are identical.  In-memory arrays and features sources
+hold nothing (their rows cost no read); on a cluster the scattered source itself (a
+features source carries X) is kept for the run.  ``resident=False`` streams every pass from
+storage; ``True`` holds whenever the matrix fits the whole budget (locally: refused with a
+clear error when it does not).  The log says which happened and why.
+
 Memory
 ------
 The block height is chosen from ``memory_limit`` by :func:`chunked_medoids._budget.block_rows`
@@ -182,10 +197,14 @@ class Engine:
         Show a tqdm bar over the blocks of each pass.
     block_rows : int, optional
         Force a block height (rows); by default it is derived from ``memory_limit``.
+    resident : {"auto", True, False}, default "auto"
+        Hold row stripes read from storage for the rest of the run (module notes,
+        "Resident stripes").
     """
 
     def __init__(self, *, memory_limit="1GiB", client=None, scheduler_address=None,
-                 scheduler_file=None, num_workers=None, progress=False, block_rows=None):
+                 scheduler_file=None, num_workers=None, progress=False, block_rows=None,
+                 resident="auto"):
         self.memory_limit = parse_memory_limit(memory_limit)
         self.client, self._owns_client = connect_client(client, scheduler_address, scheduler_file)
         if num_workers is not None:
@@ -197,6 +216,8 @@ class Engine:
         self.last_state_key = None
         self.bytes_read = 0
         self._lock = threading.Lock()
+        self.resident = check_resident(resident)
+        self._res = None  # the _Resident of the source last mapped
 
     # -- sizing -------------------------------------------------------------------------
     @property
@@ -225,7 +246,11 @@ class Engine:
         else:
             readers, held = 1, max(0, int(blocks_in_flight) - 1)
         n, itemsize = source.n, source.dtype.itemsize
-        rows = _budget.block_rows(n, itemsize, self.memory_limit, source.block_rows,
+        budget = self.memory_limit
+        res = self.residency(source)
+        if res.held and self.client is None:
+            budget = _budget.stream_budget(self.memory_limit, res.nbytes)
+        rows = _budget.block_rows(n, itemsize, budget, source.block_rows,
                                   readers=readers, held=held)
         natural = max(1, int(source.block_rows))
         decode = _budget.chunk_decode_bytes(natural, n, itemsize)
@@ -273,18 +298,102 @@ class Engine:
         state = {} if state is None else state
         blocks = self.blocks(source) if blocks is None else blocks
         t0 = time.perf_counter()
+        read0 = self.bytes_read
         if self.client is None:
             results = self._map_threads(source, func, state, blocks, desc, should_stop)
         else:
             results = self._map_distributed(source, func, state, blocks, desc, should_stop)
         if self.client is not None and hasattr(source, "mark_rows_read"):
             source.mark_rows_read(blocks)  # the workers validated them (sources/validate.py)
-        nbytes = sum((b - a) * source.n * source.dtype.itemsize for a, b in blocks)
-        with self._lock:
-            self.bytes_read += nbytes
-        logger.debug("%s: %d blocks, %s in %.3fs", desc or func.__name__, len(blocks),
-                     format_bytes(nbytes), time.perf_counter() - t0)
+        logger.debug("%s: %d blocks, %s read in %.3fs", desc or func.__name__, len(blocks),
+                     format_bytes(self.bytes_read - read0), time.perf_counter() - t0)
         return results
+
+    # -- resident stripes -----------------------------------------------------------------
+    def residency(self, source) -> _Resident:
+        """The resident-stripe record of ``source`` for this run (decided on first use)."""
+        res = self._res
+        if res is not None and res.source is source:
+            return res
+        self._release_resident()
+        res = _Resident(source)
+        nbytes = getattr(source, "nbytes", None)
+        if self.resident is False:
+            res.reason = "resident=False"
+        elif nbytes is None or getattr(source, "rows_in_memory", False):
+            res.reason = "nothing to hold: its rows are in memory or computed from features"
+            res.keep_source = self.client is not None
+        else:
+            if self.client is None:
+                budget, where = self.memory_limit, f"memory_limit={format_bytes(self.memory_limit)}"
+            else:
+                budget, where = self._cluster_memory(), "the workers' memory limits"
+            held, share = _budget.resident_plan(nbytes, budget, self.resident)
+            part = "the budget" if self.resident is True else "half the budget"
+            why = (f"the {format_bytes(nbytes)} matrix {'fits' if held else 'exceeds'} {part}, "
+                   f"{format_bytes(share)}")
+            if self.resident is True and not held and self.client is None:
+                raise InvalidParameterError(
+                    f"resident=True needs the {format_bytes(nbytes)} matrix to fit in "
+                    f"memory_limit={format_bytes(self.memory_limit)}; raise memory_limit or use "
+                    "resident='auto' (hold only what fits) or resident=False (stream every pass)"
+                )
+            if self.resident is True and not held:
+                held, why = True, f"resident=True ({why}; the workers may spill to disk)"
+            res.held, res.nbytes, res.keep_source = held, int(nbytes), self.client is not None
+            res.reason = f"{why}, budget from {where}"
+            if held and self.client is None:
+                import numpy as np
+
+                res.array = np.empty((source.n, source.n), dtype=source.dtype)
+                res.filled = np.zeros(source.n, dtype=bool)
+        what = ("read once and held for the run" if res.held else
+                "not held" if nbytes is None or getattr(source, "rows_in_memory", False) else
+                "streamed from storage each pass")
+        logger.info("row stripes of the %s source: %s (%s)", getattr(source, "kind", "row"), what, res.reason)
+        self._res = res
+        return res
+
+    def _cluster_memory(self) -> int:
+        """Summed memory limits of the cluster's workers (the local budget per worker when a
+        worker reports none)."""
+        try:
+            workers = self.client.scheduler_info().get("workers", {})
+        except Exception:  # pragma: no cover - scheduler gone: decided at the next pass
+            return self.memory_limit
+        return sum(int(w.get("memory_limit") or 0) or self.memory_limit for w in workers.values()) \
+            or self.memory_limit
+
+    def _read_local(self, source, res, a, b):
+        """Rows a:b from the held array when resident and already read, else from storage."""
+        local = res.array is not None  # held in this process (a cluster holds on its workers)
+        if local and res.filled[a:b].all():
+            return res.array[a:b]
+        block = source.read_rows(a, b)
+        with self._lock:
+            self.bytes_read += block.nbytes
+        if local:
+            res.array[a:b] = block
+            res.filled[a:b] = True
+            return res.array[a:b]
+        return block
+
+    def _release_resident(self):
+        res, self._res = self._res, None
+        if res is None:
+            return
+        res.array = res.filled = None
+        client = self.client
+        futures = list(res.futures.values())
+        if res.source_future is not None:
+            futures.append(res.source_future)
+        res.futures.clear()
+        res.source_future = None
+        if futures and client is not None and _client_alive(client):
+            import contextlib
+
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
 
     def read_concurrency(self, source, blocks) -> int:
         """Threads that may read at once without exceeding the budget.
@@ -305,13 +414,14 @@ class Engine:
 
         bar = self._bar(len(blocks), desc)
         skipped = []
+        held = self.residency(source)
 
         # Threads share memory: the state dict is passed by reference, never copied.
         def task(a, b):
             if should_stop is not None and should_stop():
                 skipped.append(a)  # nothing read: the remaining blocks drain at once
                 return None
-            res = func(source.read_rows(a, b), a, b, state)
+            res = func(self._read_local(source, held, a, b), a, b, state)
             if bar is not None:
                 bar.update(1)
             return res
@@ -350,12 +460,38 @@ class Engine:
         # as cluster-wide data keys and collide across passes).
         state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
         self.last_state_key = None if state_future is None else state_future.key
-        # The source is scattered once per pass too: file-backed sources pickle as a path,
-        # but an on-the-fly features source carries its feature array.
-        source_future = client.scatter([source], broadcast=True, hash=False)[0]
-        futures = [client.submit(_run_block, source_future, func, a, b, state_future, pure=False,
-                                 retries=2, key=f"cm-{func.__name__}-{a}-{b}-{id(state)}-{time.monotonic_ns()}")
-                   for a, b in blocks]
+        # The source is scattered once per pass (file-backed sources pickle as a path, but an
+        # on-the-fly features source carries its feature array), or once per run when resident.
+        res = self.residency(source)
+        if res.keep_source:
+            if res.source_future is None:
+                res.source_future = client.scatter([source], broadcast=True, hash=False)[0]
+            source_future = res.source_future
+        else:
+            source_future = client.scatter([source], broadcast=True, hash=False)[0]
+        stamp = f"{id(state)}-{time.monotonic_ns()}"
+        if res.held:
+            # each stripe read once by a task whose result stays on its worker; the block
+            # tasks of every pass run where their stripe is (data locality)
+            rows = []
+            for a, b in blocks:
+                fut = res.futures.get((a, b))
+                if fut is None:
+                    fut = client.submit(_read_block, source_future, a, b, pure=False, retries=2,
+                                        key=f"cm-rows-{id(res)}-{a}-{b}")
+                    res.futures[(a, b)] = fut
+                    with self._lock:
+                        self.bytes_read += (b - a) * source.n * source.dtype.itemsize
+                rows.append(fut)
+            futures = [client.submit(_run_held, func, rf, a, b, state_future, pure=False, retries=2,
+                                     key=f"cm-{func.__name__}-{a}-{b}-{stamp}")
+                       for rf, (a, b) in zip(rows, blocks)]
+        else:
+            futures = [client.submit(_run_block, source_future, func, a, b, state_future, pure=False,
+                                     retries=2, key=f"cm-{func.__name__}-{a}-{b}-{stamp}")
+                       for a, b in blocks]
+            with self._lock:
+                self.bytes_read += sum((b - a) * source.n * source.dtype.itemsize for a, b in blocks)
         try:
             if self.progress:
                 from distributed import progress as dprogress
@@ -367,7 +503,8 @@ class Engine:
         finally:
             del futures
             if _client_alive(client):
-                client.cancel(source_future)
+                if not res.keep_source:
+                    client.cancel(source_future)
                 if state_future is not None:
                     client.cancel(state_future)
         return list(results)
@@ -522,6 +659,7 @@ class Engine:
         """
         blocks = self.blocks(source) if blocks is None else list(blocks)
         pool = self._get_pool()
+        held = self.residency(source)
         pending = deque()
         bar = self._bar(len(blocks), desc)
         it = iter(blocks)
@@ -530,15 +668,13 @@ class Engine:
                 nxt = next(it, None)
                 if nxt is None:
                     break
-                pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+                pending.append((nxt, pool.submit(self._read_local, source, held, *nxt)))
             while pending:
                 (a, b), fut = pending.popleft()
                 block = fut.result()
-                with self._lock:
-                    self.bytes_read += block.nbytes
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(source.read_rows, *nxt)))
+                    pending.append((nxt, pool.submit(self._read_local, source, held, *nxt)))
                 yield a, b, block
                 del block
                 if bar is not None:
@@ -568,6 +704,7 @@ class Engine:
         return tqdm(total=total, desc=desc or "blocks", unit="block", leave=False)
 
     def close(self):
+        self._release_resident()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -628,6 +765,45 @@ def phase(engine, desc: str, total: int, unit: str, initial: int = 0) -> PhasePr
 
 def _run_block(source, func, start, stop, state):
     return func(source.read_rows(start, stop), start, stop, {} if state is None else state)
+
+
+def _read_block(source, start, stop):
+    return source.read_rows(start, stop)
+
+
+def _run_held(func, block, start, stop, state):
+    return func(block, start, stop, {} if state is None else state)
+
+
+class _Resident:
+    """What an engine holds of one source for the run (:meth:`Engine.residency`)."""
+
+    __slots__ = ("source", "held", "reason", "nbytes", "keep_source", "array", "filled", "futures",
+                 "source_future")
+
+    def __init__(self, source):
+        self.source = source
+        self.held = False
+        self.reason = ""
+        self.nbytes = 0
+        self.keep_source = False
+        self.array = None
+        self.filled = None
+        self.futures = {}
+        self.source_future = None
+
+
+def check_resident(resident):
+    """``resident`` as one of ``"auto"``, True, False (numpy booleans accepted)."""
+    if isinstance(resident, str):
+        if resident == "auto":
+            return "auto"
+    elif resident is True or resident is False or type(resident).__name__ == "bool_":
+        return bool(resident)
+    raise InvalidParameterError(
+        f"resident must be 'auto', True or False, got {resident!r}: 'auto' holds the row stripes "
+        "read from storage when the matrix fits the budget, True always, False never"
+    )
 
 
 def _run_task(func, item, state):

@@ -158,3 +158,22 @@ def test_source_natural_heights_come_from_the_budget(tmp_path):
     fs = from_features(X, dtype="float64")
     assert fs.block_rows == _budget.natural_block_rows(300, 8)
     assert fs.feature_block_rows == _budget.feature_block_rows(300, 3, fs.block_rows, 1)
+
+
+def test_largeclara_sample_sizes_unchanged():
+    """The LargeCLARA sample batch and sample blocks equal the expressions clara_large.py held
+    inline before they moved into the budget module (copied verbatim here)."""
+    for s in (5, 300, 10_000, 40_000):
+        for s0 in sorted({min(s, 5), min(s, 3000)}):
+            for k in (1, 10, 100):
+                for d in (2, 64, 784):
+                    for n_samples in (1, 4, 9):
+                        for ml in LIMITS:
+                            for par in THREADS:
+                                task_bytes = 2 * 8 * s0 * s0 + 16 * s * (k + 8) + 8 * s * d + (64 << 20)
+                                conc = max(1, min(par, n_samples, int(0.75 * ml // task_bytes)))
+                                task_memory = max(32 << 20, int(0.75 * ml) // conc)
+                                assert _budget.largeclara_sample_batch(s, s0, k, d, n_samples, ml, par) == \
+                                    (conc, task_memory)
+                                assert _budget.largeclara_sample_rows(s, task_memory) == \
+                                    max(1, int(task_memory // (8 * 8 * s)))

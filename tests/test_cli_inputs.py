@@ -8,18 +8,16 @@ Both ask the one resolver (``chunked_medoids.sources.inputs``: ``resolve_input``
 import json
 import logging
 
-import h5py
 import numpy as np
 import pytest
-import zarr
 
 import chunked_medoids as cm
 from chunked_medoids import cli
 from chunked_medoids.sources import INPUT_SUFFIXES, resolve_input
 from chunked_medoids.sources.inputs import FEATURES, MATRIX, WRITABLE_KINDS, describe_suffixes, path_kind
+from tests.test_inputs import _write as write_kind
 
 K, SEED = 3, 4
-TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": " "}
 
 
 @pytest.fixture(autouse=True)
@@ -37,21 +35,10 @@ def X():
 
 
 def _write(path, arr):
-    """``arr`` in the store kind the suffix names; returns the dataset name to pass (or None)."""
-    kind = path_kind(path)
-    if kind == "npy":
-        np.save(path, arr)
-    elif kind == "zarr":
-        z = zarr.create_array(store=str(path), shape=arr.shape, chunks=(16, arr.shape[1]), dtype=arr.dtype)
-        z[:] = arr
-    elif kind == "hdf5":
-        with h5py.File(path, "w") as f:
-            f.create_dataset("values", data=arr)
-        return "values"
-    else:
-        assert kind == "text", f"a suffix of INPUT_SUFFIXES this test does not know how to write: {path}"
-        np.savetxt(path, arr, fmt="%.17g", delimiter=TEXT_DELIMITERS[path.suffix])  # exact round trip
-    return None
+    """``arr`` in the store kind the suffix names (test_inputs' writer); returns the dataset
+    name to pass (or None)."""
+    write_kind(path, arr)
+    return "data" if path_kind(path) == "hdf5" else None
 
 
 def _fit(capsys, out, *args):

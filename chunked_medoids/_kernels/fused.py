@@ -29,7 +29,6 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .assign import loss_sum, removal_loss, swap_update
 from .metrics import (
     M_CHEBYSHEV,
     M_EUCLIDEAN,
@@ -40,7 +39,7 @@ from .metrics import (
     cheb_step,
     dist_tile,
 )
-from .swap import NOISE, best_slot, eval_candidate, pass_terms, rounding_margin
+from .swap import NOISE, apply_swap, best_slot, eval_candidate, pass_terms, rounding_margin, swapped_loss
 
 #: finishing kinds of the monotone path: 0 = none (not monotone), 1 = identity, 2 = sqrt.
 FIN_NONE = 0
@@ -280,31 +279,16 @@ def _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, delta):
     if delta < bound - max(NOISE * td, 2.0 * margin):
         return True
     row = fused_full_row(j, F, S)
-    n = row.shape[0]
-    tot = 0.0
-    for o in range(n):  # swapped_loss (swap.py), same order and arithmetic
-        d = row[o]
-        if nn[o] == s:
-            b = ds[o]
-            new = d if d < b else b
-        else:
-            a = dn[o]
-            new = d if d < a else a
-        if weighted:
-            tot += w[o] * np.float64(new)
-        else:
-            tot += np.float64(new)
-    return tot < td + bound - margin
+    return swapped_loss(row, s, dn, ds, nn, w, weighted) < td + bound - margin
 
 
 @njit(nogil=True, cache=True)
 def fused_apply_swap(F, S, H, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
     """:func:`~.swap.apply_swap` with j's row computed here; thresholds refreshed."""
     row = fused_full_row(j, F, S)
-    swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
-    removal_loss(dn, ds, nn, w, weighted, R)
-    refresh_thresholds(F, H, ds, False)
-    return loss_sum(dn, w, weighted)
+    td = apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
+    refresh_thresholds(F, H, ds, False)  # reads ds only: after or before loss_sum alike
+    return td
 
 
 @njit(nogil=True, cache=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 # ---------------------------------------------------------------------------------------
 # per-coordinate terms: the ONE definition of each metric's arithmetic.  The per-pair
@@ -485,10 +485,26 @@ def tile_width(d):
     return max(64, min(1024, w))
 
 
+#: the coordinate terms :func:`_acc_terms` sums (compile-time constants).
+TERM_SQDIFF, TERM_ABSDIFF, TERM_DOT = 0, 1, 2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _coord_term(kind, a, b):
+    if kind == TERM_SQDIFF:
+        return sqdiff_term(a, b)
+    if kind == TERM_ABSDIFF:
+        return absdiff_term(a, b)
+    return dot_term(a, b)
+
+
 @njit(nogil=True, cache=True)
-def _acc_sqdiff(AT, ia, BT, b0, w, acc):
-    # acc[o] = sum_t sqdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
-    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
+def _acc_terms(kind, AT, ia, BT, b0, w, acc):
+    # acc[o] = sum_t term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
+    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum).
+    # ``kind`` (TERM_*) is compiled as a constant (literally): one specialisation per term,
+    # with the branch of _coord_term folded away -- the machine code of a hand-written copy.
+    literally(kind)
     d = AT.shape[0]
     for o in range(w):
         acc[o] = 0.0
@@ -504,10 +520,10 @@ def _acc_sqdiff(AT, ia, BT, b0, w, acc):
         r3 = BT[t + 3, b0:b0 + w]
         for o in range(w):
             v = acc[o]
-            v += sqdiff_term(x0, r0[o])
-            v += sqdiff_term(x1, r1[o])
-            v += sqdiff_term(x2, r2[o])
-            v += sqdiff_term(x3, r3[o])
+            v += _coord_term(kind, x0, r0[o])
+            v += _coord_term(kind, x1, r1[o])
+            v += _coord_term(kind, x2, r2[o])
+            v += _coord_term(kind, x3, r3[o])
             acc[o] = v
         t += 4
     rem = d - t
@@ -520,9 +536,9 @@ def _acc_sqdiff(AT, ia, BT, b0, w, acc):
         r2 = BT[t + 2, b0:b0 + w]
         for o in range(w):
             v = acc[o]
-            v += sqdiff_term(x0, r0[o])
-            v += sqdiff_term(x1, r1[o])
-            v += sqdiff_term(x2, r2[o])
+            v += _coord_term(kind, x0, r0[o])
+            v += _coord_term(kind, x1, r1[o])
+            v += _coord_term(kind, x2, r2[o])
             acc[o] = v
     elif rem == 2:
         x0 = AT[t, ia]
@@ -531,126 +547,29 @@ def _acc_sqdiff(AT, ia, BT, b0, w, acc):
         r1 = BT[t + 1, b0:b0 + w]
         for o in range(w):
             v = acc[o]
-            v += sqdiff_term(x0, r0[o])
-            v += sqdiff_term(x1, r1[o])
+            v += _coord_term(kind, x0, r0[o])
+            v += _coord_term(kind, x1, r1[o])
             acc[o] = v
     elif rem == 1:
         x0 = AT[t, ia]
         r0 = BT[t, b0:b0 + w]
         for o in range(w):
-            acc[o] += sqdiff_term(x0, r0[o])
+            acc[o] += _coord_term(kind, x0, r0[o])
+
+
+@njit(nogil=True, cache=True)
+def _acc_sqdiff(AT, ia, BT, b0, w, acc):
+    _acc_terms(TERM_SQDIFF, AT, ia, BT, b0, w, acc)
 
 
 @njit(nogil=True, cache=True)
 def _acc_absdiff(AT, ia, BT, b0, w, acc):
-    # acc[o] = sum_t absdiff_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
-    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
-    d = AT.shape[0]
-    for o in range(w):
-        acc[o] = 0.0
-    t = 0
-    while t + 4 <= d:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        x2 = AT[t + 2, ia]
-        x3 = AT[t + 3, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        r2 = BT[t + 2, b0:b0 + w]
-        r3 = BT[t + 3, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += absdiff_term(x0, r0[o])
-            v += absdiff_term(x1, r1[o])
-            v += absdiff_term(x2, r2[o])
-            v += absdiff_term(x3, r3[o])
-            acc[o] = v
-        t += 4
-    rem = d - t
-    if rem == 3:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        x2 = AT[t + 2, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        r2 = BT[t + 2, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += absdiff_term(x0, r0[o])
-            v += absdiff_term(x1, r1[o])
-            v += absdiff_term(x2, r2[o])
-            acc[o] = v
-    elif rem == 2:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += absdiff_term(x0, r0[o])
-            v += absdiff_term(x1, r1[o])
-            acc[o] = v
-    elif rem == 1:
-        x0 = AT[t, ia]
-        r0 = BT[t, b0:b0 + w]
-        for o in range(w):
-            acc[o] += absdiff_term(x0, r0[o])
+    _acc_terms(TERM_ABSDIFF, AT, ia, BT, b0, w, acc)
 
 
 @njit(nogil=True, cache=True)
 def _acc_dot(AT, ia, BT, b0, w, acc):
-    # acc[o] = sum_t dot_term(AT[t, ia], BT[t, b0 + o]) from 0.0 in coordinate order, four
-    # coordinates per sweep over the tile (the additions stay in order: bitwise the pair sum)
-    d = AT.shape[0]
-    for o in range(w):
-        acc[o] = 0.0
-    t = 0
-    while t + 4 <= d:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        x2 = AT[t + 2, ia]
-        x3 = AT[t + 3, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        r2 = BT[t + 2, b0:b0 + w]
-        r3 = BT[t + 3, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += dot_term(x0, r0[o])
-            v += dot_term(x1, r1[o])
-            v += dot_term(x2, r2[o])
-            v += dot_term(x3, r3[o])
-            acc[o] = v
-        t += 4
-    rem = d - t
-    if rem == 3:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        x2 = AT[t + 2, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        r2 = BT[t + 2, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += dot_term(x0, r0[o])
-            v += dot_term(x1, r1[o])
-            v += dot_term(x2, r2[o])
-            acc[o] = v
-    elif rem == 2:
-        x0 = AT[t, ia]
-        x1 = AT[t + 1, ia]
-        r0 = BT[t, b0:b0 + w]
-        r1 = BT[t + 1, b0:b0 + w]
-        for o in range(w):
-            v = acc[o]
-            v += dot_term(x0, r0[o])
-            v += dot_term(x1, r1[o])
-            acc[o] = v
-    elif rem == 1:
-        x0 = AT[t, ia]
-        r0 = BT[t, b0:b0 + w]
-        for o in range(w):
-            acc[o] += dot_term(x0, r0[o])
+    _acc_terms(TERM_DOT, AT, ia, BT, b0, w, acc)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

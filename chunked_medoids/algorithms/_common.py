@@ -106,7 +106,8 @@ class DriverScope:
 
 @contextlib.contextmanager
 def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False, num_workers=None,
-                 block_rows=None, engine=None, validate: bool = True, open_source: bool = True):
+                 block_rows=None, engine=None, validate: bool = True, open_source: bool = True,
+                 resident="auto"):
     """The context every driver runs in: source, engine and checkpoint, closed on exit.
 
     Opens ``D`` as a source (``open_source=False``: the driver resolves its input itself,
@@ -130,6 +131,10 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
         sources while the first pass streams them (no extra pass).  False skips it.
     open_source : bool, default True
         Open ``D`` here (False: ``scope.source`` is None).
+    resident : {"auto", True, False}, default "auto"
+        Option of a new engine (:class:`~chunked_medoids.Engine`): hold the row stripes read
+        from storage for the run.  With ``engine`` given, a value other than "auto" is an
+        error (the engine's own setting applies).
 
     Yields
     ------
@@ -138,6 +143,8 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
     if engine is not None:
         extra = {name: v for name, v in (("client", client), ("num_workers", num_workers),
                                          ("block_rows", block_rows)) if v is not None}
+        if not (isinstance(resident, str) and resident == "auto"):
+            extra["resident"] = resident
         if extra:
             raise InvalidParameterError(
                 f"engine= was given together with {sorted(extra)}; configure the engine "
@@ -154,7 +161,7 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
                 check_fits_machine(source, k)
         if engine is None:
             engine = make_engine(None, memory_limit=memory_limit, client=client, progress=progress,
-                                 num_workers=num_workers, block_rows=block_rows)
+                                 num_workers=num_workers, block_rows=block_rows, resident=resident)
             stack.callback(engine.close)
         stop = StopRequest()
         scope = DriverScope(source=source, engine=engine, stop=stop, checkpoint=open_checkpoint(

@@ -27,6 +27,7 @@ from .._typing import (
     MemoryLimit,
     PathLike,
     RandomStateLike,
+    ResidentLike,
     WeightsLike,
 )
 from .._util import check_k, format_bytes
@@ -67,7 +68,7 @@ def alternating(D: DissimilarityLike, k: int, *, init: InitLike = "random",
                 weights: WeightsLike = None, tol: float = 0.0, memory_limit: MemoryLimit = "1GiB",
                 client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
                 block_rows: int | None = None, checkpoint: PathLike | None = None,
-                checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> SwapResult:
+                checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> SwapResult:
     """Alternating k-medoids (Voronoi iteration), streaming D once per iteration.
 
     Parameters
@@ -93,6 +94,11 @@ def alternating(D: DissimilarityLike, k: int, *, init: InitLike = "random",
     checkpoint_interval : float, default 60.0
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -108,7 +114,7 @@ def alternating(D: DissimilarityLike, k: int, *, init: InitLike = "random",
     check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         source, eng = run.source, run.engine
         k = int(k)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,

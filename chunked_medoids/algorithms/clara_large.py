@@ -50,8 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import _budget
 from .._errors import InvalidParameterError
-from .._kernels.clara import PARTIALS, score_dist_block, symmetrize_upper
+from .._kernels.clara import PARTIALS, symmetrize_upper
 from .._kernels.clara_large import add_cell_sums, group_by_label
 from .._result import ClaraResult, LargeClaraResult
 from .._state import LargeClaraState
@@ -68,8 +69,9 @@ from .._typing import (
 from .._util import check_int, check_k, check_random_state, check_weights, parse_memory_limit
 from ..checkpoint import open_checkpoint
 from ..engine import Engine, make_engine
-from ._common import kernel_weights, seed_param, weights_hash
+from ._common import seed_param, weights_hash
 from ._registry import register_method
+from .clara import _Run
 
 logger = logging.getLogger(__name__)
 
@@ -95,53 +97,8 @@ POOL_VALUES = 1 << 24
 
 
 # ---------------------------------------------------------------------------------------
-# engine adapters and task functions (module level: picklable)
+# task functions (module level: picklable; run by Engine.map_tasks)
 # ---------------------------------------------------------------------------------------
-class _Tasks:
-    """Independent tasks as :meth:`Engine.map_blocks` sees them: row block (i, i+1) = task i."""
-
-    dtype = np.dtype(np.uint8)
-    n = 1
-    block_rows = 1
-
-    def __init__(self, count):
-        self.count = int(count)
-
-    def read_rows(self, start, stop):
-        return np.arange(start, stop, dtype=np.int64)
-
-
-class _FeatureRows:
-    """Row blocks of a feature array (float64) for :meth:`Engine.map_blocks`."""
-
-    dtype = np.dtype(np.float64)
-    block_rows = 1
-
-    def __init__(self, features):
-        self.features = features
-        self.n = features.d
-
-    def read_rows(self, start, stop):
-        return self.features.read(start, stop)
-
-
-def _task_block(block, start, stop, st):
-    return st["func"](st["items"][int(block[0])], st)
-
-
-def _map_tasks(eng, func, items, state, conc, desc):
-    """``func(item, state)`` for every item, results in item order, at most ``conc`` at once."""
-    if hasattr(eng, "map_tasks"):
-        return eng.map_tasks(func, items, state, max_concurrency=conc, desc=desc)
-    out = []
-    for a in range(0, len(items), conc):
-        batch = items[a:a + conc]
-        st = dict(state, func=func, items=batch)
-        out.extend(eng.map_blocks(_Tasks(len(batch)), _task_block, st,
-                                  blocks=[(i, i + 1) for i in range(len(batch))], desc=desc))
-    return out
-
-
 def _sample_task(task, st):
     """Solve one sample: FasterPAM on the in-memory init subset, then on the whole sample's
     on-the-fly distances.  Returns ``(global medoids, passes, swaps, sample loss)``."""
@@ -165,7 +122,7 @@ def _sample_task(task, st):
     passes, swaps, loss = int(r0.n_iter), int(r0.n_swap), float(r0.loss)
     if Xs.shape[0] > X0.shape[0] and st["max_passes"] > 0:
         # row blocks of the on-the-fly sample matrix: a few in flight within the task budget
-        rows = max(1, int(ml // (8 * 8 * Xs.shape[0])))
+        rows = _budget.largeclara_sample_rows(Xs.shape[0], ml)
         src = from_features(Xs, metric, dtype="float64", block_rows=rows)
         r = fasterpam(src, k, init=medoids, weights=ws, num_workers=1, memory_limit=ml,
                       max_iter=st["max_passes"])
@@ -174,46 +131,29 @@ def _sample_task(task, st):
     return sample[np.asarray(medoids, dtype=np.int64)], passes, swaps, loss
 
 
-def _feature_block(block, start, stop, st):
-    """One block of a full-data pass: gather rows, score medoid sets, polish cell sums."""
-    out = {}
-    idx = st.get("gather")
-    if idx is not None:
-        lo, hi = np.searchsorted(idx, [start, stop])
-        out["rows"] = np.ascontiguousarray(block[idx[lo:hi] - start])
+def _cell_task(rows, st):
+    """Rows ``(start, stop)`` of X: the polish's exact cell sums Σ w·d(o, CC[c, l]) over the
+    block's points o of every cluster c (``{"cells": (partials, counts)}``)."""
+    start, stop = rows
+    block = st["features"].read(start, stop)
     metric = st["metric"]
-    if st.get("C") is not None:
-        medoids = st["medoids"]
-        W, k = medoids.shape
-        dist = np.empty((block.shape[0], W * k), dtype=np.float64)
-        metric.pairwise(block, st["C"], dist)
-        partials = np.zeros((W, PARTIALS), dtype=np.float64)
-        counts = np.zeros(W, dtype=np.int64)
-        want = bool(st.get("labels", False))
-        labels = np.empty(block.shape[0] if want else 0, dtype=np.int32)
-        score_dist_block(dist, k, start, medoids, st["w"], st["weighted"], partials, counts, labels, want)
-        out["partials"] = [partials[q, :counts[q]] if counts[q] >= 0 else None for q in range(W)]
-        if want:
-            out["labels"] = labels
-    if st.get("CC") is not None:
-        CC = st["CC"]  # (k, L, d) candidate features per cluster
-        k, L = CC.shape[0], CC.shape[1]
-        lab = st["assign"][start:stop]
-        order = np.empty(lab.shape[0], dtype=np.int64)
-        starts = np.empty(k + 1, dtype=np.int64)
-        group_by_label(lab, k, order, starts)
-        partials = np.zeros((k, L, PARTIALS), dtype=np.float64)
-        counts = np.zeros((k, L), dtype=np.int64)
-        for c in range(k):
-            a, b = starts[c], starts[c + 1]
-            if a == b:
-                continue
-            rows = order[a:b]
-            dist = np.empty((b - a, L), dtype=np.float64)
-            metric.pairwise(np.ascontiguousarray(block[rows]), CC[c], dist)
-            add_cell_sums(dist, rows + start, st["w"], st["weighted"], partials[c], counts[c])
-        out["cells"] = (partials, counts)
-    return out
+    CC = st["CC"]  # (k, L, d) candidate features per cluster
+    k, L = CC.shape[0], CC.shape[1]
+    lab = st["assign"][start:stop]
+    order = np.empty(lab.shape[0], dtype=np.int64)
+    starts = np.empty(k + 1, dtype=np.int64)
+    group_by_label(lab, k, order, starts)
+    partials = np.zeros((k, L, PARTIALS), dtype=np.float64)
+    counts = np.zeros((k, L), dtype=np.int64)
+    for c in range(k):
+        a, b = starts[c], starts[c + 1]
+        if a == b:
+            continue
+        rows = order[a:b]
+        dist = np.empty((b - a, L), dtype=np.float64)
+        metric.pairwise(np.ascontiguousarray(block[rows]), CC[c], dist)
+        add_cell_sums(dist, rows + start, st["w"], st["weighted"], partials[c], counts[c])
+    return {"cells": (partials, counts)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,51 +182,29 @@ class _SourceFeatures:
 
 
 class _Passes:
-    """Full-data streaming passes over the feature rows (memory-bounded blocks)."""
+    """Full-data streaming passes over the feature rows (memory-bounded blocks): CLARA's
+    feature passes (gather, exact scoring) plus the polish's cell sums."""
 
-    def __init__(self, src, metric, w, eng, ml):
-        self.src, self.metric, self.eng, self.ml = src, metric, eng, ml
-        self.kw, self.weighted = kernel_weights(w)
+    def __init__(self, src, metric, k, w, eng, ml):
+        self.clara = _Run("features", src, metric, k, w, eng, ml, "largeclara")
+        self.src, self.metric, self.eng = src, metric, eng
         self.n = src.n
 
-    def blocks(self, cols):
-        feats = self.src.features
-        row_bytes = feats.d * 8 * 3 + cols * 8 + 64
-        threads = self.eng.parallelism if self.eng.client is None else 1
-        per = max(1, int(self.ml // (4 * (threads + 1) * row_bytes)))
-        cr = max(1, int(feats.chunk_rows))
-        if cr > 1 and per >= cr:
-            per -= per % cr
-        per = min(per, self.n)
-        return [(a, min(a + per, self.n)) for a in range(0, self.n, per)]
-
-    def run(self, desc, cols, **st):
-        st.update(metric=self.metric, w=self.kw, weighted=self.weighted)
-        return self.eng.map_blocks(_FeatureRows(self.src.features), _feature_block, st,
-                                   blocks=self.blocks(cols), desc=desc)
-
     def gather(self, idx):
-        res = self.run("largeclara gather", 0, gather=idx)
-        parts = [r["rows"] for r in res]
-        return np.concatenate(parts, axis=0) if parts else np.empty((0, self.src.features.d))
+        rows, _, _ = self.clara.feature_pass(gather=idx, desc="largeclara gather")
+        return rows
 
     def score(self, medoid_sets, C, labels=False, desc="largeclara score"):
         """Exact full-data losses of the (W, k) medoid sets (+ labels of set 0)."""
-        res = self.run(desc, medoid_sets.size, C=np.ascontiguousarray(C, dtype=np.float64),
-                       medoids=medoid_sets, labels=labels)
-        losses = []
-        for q in range(medoid_sets.shape[0]):
-            if any(r["partials"][q] is None for r in res):
-                losses.append(math.inf)
-            else:
-                losses.append(math.fsum(np.concatenate([r["partials"][q] for r in res]).tolist()))
-        lab = np.concatenate([r["labels"] for r in res]).astype(np.int32, copy=False) if labels else None
+        _, losses, lab = self.clara.feature_pass(medoid_sets=medoid_sets, C=C, labels=labels, desc=desc)
         return losses, lab
 
     def cell_costs(self, assign, CC):
         """Exact Σ_{o in cluster c} w·d(o, CC[c, l]) for every (c, l): (k, L) float64."""
         k, L = CC.shape[0], CC.shape[1]
-        res = self.run("largeclara polish", L, CC=np.ascontiguousarray(CC, dtype=np.float64), assign=assign)
+        st = {"features": self.src.features, "metric": self.metric, "w": self.clara.kw,
+              "weighted": self.clara.weighted, "CC": np.ascontiguousarray(CC, dtype=np.float64), "assign": assign}
+        res = self.eng.map_tasks(_cell_task, self.clara.feature_blocks(L), st, desc="largeclara polish")
         cost = np.empty((k, L), dtype=np.float64)
         for c in range(k):
             for col in range(L):
@@ -487,7 +405,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
                 checkpoint, random_state):
     n = src.n
     t0 = time.perf_counter()
-    passes = _Passes(src, metric, w, eng, ml)
+    passes = _Passes(src, metric, k, w, eng, ml)
     d = src.features.d
     pool = 0 if polish_iter == 0 else int(min(polish_pool, POOL_VALUES // d))
     params = {"k": k, "sample_size": s, "init_size": s0, "n_samples": n_samples, "max_passes": max_passes,
@@ -527,12 +445,12 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
             init = np.sort(np.searchsorted(sample, draws[i, :s0]))
             tasks.append({"X": pool_X[np.searchsorted(pool_idx, sample)], "sample": sample, "init": init,
                           "seed": int(seeds[i]), "weights": ws})
-        task_bytes = 2 * 8 * s0 * s0 + 16 * s * (k + 8) + 8 * s * src.features.d + (64 << 20)
-        conc = max(1, min(eng.parallelism, n_samples, int(0.75 * ml // task_bytes)))
-        task_memory = max(32 << 20, int(0.75 * ml) // conc)
+        conc, task_memory = _budget.largeclara_sample_batch(s, s0, k, src.features.d, n_samples, ml,
+                                                            eng.parallelism)
         ts = time.perf_counter()
-        res = _map_tasks(eng, _sample_task, tasks, {"k": k, "metric": metric, "max_passes": max_passes,
-                                                    "task_memory": task_memory}, conc, "largeclara samples")
+        res = eng.map_tasks(_sample_task, tasks, {"k": k, "metric": metric, "max_passes": max_passes,
+                                                  "task_memory": task_memory},
+                            max_concurrency=conc, desc="largeclara samples")
         state["medoid_sets"] = np.stack([r[0] for r in res]).astype(np.int64)
         state["sample_passes"] = np.array([r[1] for r in res], dtype=np.int64)
         state["sample_swaps"] = np.array([r[2] for r in res], dtype=np.int64)

@@ -23,7 +23,7 @@ import numpy as np
 from .._kernels.build import build_gains, row_sums, update_nearest
 from .._kernels.fused_passes import build_gains_fused, row_sums_fused
 from .._state import BuildState, LabState
-from .._typing import ClientLike, DissimilarityLike, MemoryLimit, RandomStateLike, WeightsLike
+from .._typing import ClientLike, DissimilarityLike, MemoryLimit, RandomStateLike, ResidentLike, WeightsLike
 from .._util import check_k, check_random_state, check_weights
 from ..checkpoint import NullCheckpoint
 from ..engine import Engine, PassStopped, phase
@@ -208,7 +208,7 @@ register_init("lab", lab_init, description="LAB: BUILD on fresh subsamples of si
 # -- public wrappers ------------------------------------------------------------------------
 def build(D: DissimilarityLike, k: int, *, weights: WeightsLike = None, memory_limit: MemoryLimit = "1GiB",
           client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
-          block_rows: int | None = None, engine: Engine | None = None, validate: bool = True) -> np.ndarray:
+          block_rows: int | None = None, engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> np.ndarray:
     """BUILD initial medoids (deterministic greedy; see :func:`build_init`).
 
     Parameters
@@ -224,6 +224,11 @@ def build(D: DissimilarityLike, k: int, *, weights: WeightsLike = None, memory_l
         Engine options (see :class:`~chunked_medoids.Engine`).
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -237,7 +242,7 @@ def build(D: DissimilarityLike, k: int, *, weights: WeightsLike = None, memory_l
     check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         w = check_weights(weights, run.source.n)
         return build_init(run.source, int(k), engine=run.engine, weights=w)
 
@@ -245,7 +250,7 @@ def build(D: DissimilarityLike, k: int, *, weights: WeightsLike = None, memory_l
 def lab(D: DissimilarityLike, k: int, *, random_state: RandomStateLike = None, weights: WeightsLike = None,
         memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
         num_workers: int | None = None, block_rows: int | None = None, engine: Engine | None = None,
-        validate: bool = True) -> np.ndarray:
+        validate: bool = True, resident: ResidentLike = "auto") -> np.ndarray:
     """LAB initial medoids (BUILD on random subsamples; see :func:`lab_init`).
 
     Parameters
@@ -258,6 +263,11 @@ def lab(D: DissimilarityLike, k: int, *, random_state: RandomStateLike = None, w
         Engine options (the block budget bounds the sample rows read at once).
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -266,7 +276,7 @@ def lab(D: DissimilarityLike, k: int, *, random_state: RandomStateLike = None, w
     check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         rng = check_random_state(random_state)
         w = check_weights(weights, run.source.n)
         return lab_init(run.source, int(k), rng=rng, engine=run.engine, weights=w)

@@ -43,6 +43,7 @@ from .._typing import (
     MemoryLimit,
     PathLike,
     RandomStateLike,
+    ResidentLike,
     WeightsLike,
 )
 from .._util import check_int, check_weight_bound
@@ -239,7 +240,7 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
            weights: WeightsLike = None, tol: float = 0.0, memory_limit: MemoryLimit = "1GiB",
            client: ClientLike = None, progress: bool = False, num_workers: int | None = None,
            block_rows: int | None = None, checkpoint: PathLike | None = None,
-           checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> DynMSCResult:
+           checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> DynMSCResult:
     """DynMSC: choose k by the average medoid silhouette, from ``kmax`` down to ``kmin``.
 
     Starts from ``kmax`` medoids (``init``), optimises them with FasterMSC and records the
@@ -270,6 +271,11 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
     checkpoint_interval : float, default 60.0
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -289,7 +295,7 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
     """
     with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as scope:
+                      validate=validate, resident=resident) as scope:
         source, eng = scope.source, scope.engine
         n = source.n
         kmin = check_int(kmin, "kmin", minimum=2)

@@ -36,6 +36,7 @@ from .._typing import (
     MemoryLimit,
     PathLike,
     RandomStateLike,
+    ResidentLike,
     WeightsLike,
 )
 from .._util import check_k, format_bytes
@@ -105,11 +106,11 @@ _FUSED_FUNCS = {"pam": _pam_fused, "fastpam1": _fastpam1_fused, "fastpam2": _fas
 
 
 def _run(variant, D, k, *, init, max_iter, random_state, weights, tol, tau, memory_limit, client,
-         progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine, validate=True):
+         progress, num_workers, block_rows, checkpoint, checkpoint_interval, engine, validate=True, resident="auto"):
     check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         source, eng = run.source, run.engine
         k = int(k)
         extra = {"tau": tau} if variant == "fastpam2" else {}
@@ -267,6 +268,11 @@ _PARAMS_DOC = """
         Reuse an existing engine instead of the options above.
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -283,12 +289,12 @@ def pam(D: DissimilarityLike, k: int, *, init: InitLike = "build", max_iter: int
         random_state: RandomStateLike = None, weights: WeightsLike = None, tol: float = 0.0,
         memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
         num_workers: int | None = None, block_rows: int | None = None, checkpoint: PathLike | None = None,
-        checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True) -> SwapResult:
+        checkpoint_interval: float = 60.0, engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> SwapResult:
     return _run("pam", D, k, init=init, max_iter=max_iter, random_state=random_state, weights=weights,
                 tol=tol, tau=None, memory_limit=memory_limit, client=client, progress=progress,
                 num_workers=num_workers, block_rows=block_rows, checkpoint=checkpoint,
                 checkpoint_interval=checkpoint_interval, engine=engine,
-                validate=validate)
+                validate=validate, resident=resident)
 
 
 pam.__doc__ = """Original PAM SWAP (Kaufman & Rousseeuw): per iteration the single best
@@ -302,12 +308,12 @@ def fastpam1(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_ite
              memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
              num_workers: int | None = None, block_rows: int | None = None,
              checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
-             engine: Engine | None = None, validate: bool = True) -> SwapResult:
+             engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> SwapResult:
     return _run("fastpam1", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=None, memory_limit=memory_limit, client=client,
                 progress=progress, num_workers=num_workers, block_rows=block_rows,
                 checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine,
-                validate=validate)
+                validate=validate, resident=resident)
 
 
 fastpam1.__doc__ = """FastPAM1: the same swap as PAM each iteration (identical results in exact
@@ -321,13 +327,13 @@ def fastpam2(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_ite
              tau: float = 1.0, memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
              progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
              checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
-             engine: Engine | None = None, validate: bool = True) -> SwapResult:
+             engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> SwapResult:
     tau = check_tau(tau)
     return _run("fastpam2", D, k, init=init, max_iter=max_iter, random_state=random_state,
                 weights=weights, tol=tol, tau=tau, memory_limit=memory_limit, client=client,
                 progress=progress, num_workers=num_workers, block_rows=block_rows,
                 checkpoint=checkpoint, checkpoint_interval=checkpoint_interval, engine=engine,
-                validate=validate)
+                validate=validate, resident=resident)
 
 
 fastpam2.__doc__ = """FastPAM2: one pass records the best candidate per slot, then several swaps

@@ -15,7 +15,7 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError
 from .._kernels.fused_passes import silhouette_fused
 from .._kernels.silhouette import medoid_silhouette_values, silhouette_block
-from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit
+from .._typing import ArrayLike, ClientLike, DissimilarityLike, IndexArray, MemoryLimit, ResidentLike
 from .._util import check_medoids
 from ..engine import Engine
 from ..sources import open_dissimilarity
@@ -65,7 +65,7 @@ def _check_labels(labels, n):
 def silhouette(D: DissimilarityLike, labels: ArrayLike, *, samples: bool = False,
                memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
                num_workers: int | None = None, block_rows: int | None = None, engine: Engine | None = None,
-               validate: bool = True) -> float | np.ndarray:
+               validate: bool = True, resident: ResidentLike = "auto") -> float | np.ndarray:
     """Silhouette (Rousseeuw 1987) of a clustering, computed in one streaming pass over D.
 
     For a point o in cluster A: ``a(o)`` = mean distance to the other members of A,
@@ -87,6 +87,11 @@ def silhouette(D: DissimilarityLike, labels: ArrayLike, *, samples: bool = False
         Engine options (see :class:`~chunked_medoids.Engine`).
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        Hold the row stripes read from storage for the rest of the run, so a store is read
+        once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
+        the matrix fits half the budget (``memory_limit``, or the workers' memory on a
+        cluster), True whenever it fits, False never.
 
     Returns
     -------
@@ -108,7 +113,7 @@ def silhouette(D: DissimilarityLike, labels: ArrayLike, *, samples: bool = False
     samples = _check_samples(samples)
     with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         lab, counts = _check_labels(labels, run.source.n)
         if fused_ok(run.source, run.engine):  # features in memory: rows computed inside the kernel
             parts = fused_pass(run.engine, run.source, _silhouette_fused, {"labels": lab, "counts": counts},

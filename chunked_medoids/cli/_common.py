@@ -173,6 +173,12 @@ def call(func, name, positional, given, optional):
     return func(*positional, **kwargs)
 
 
+def resident_given(args) -> dict:
+    """The ``given`` entry of --resident (auto / yes / no -> "auto" / True / False)."""
+    value = {None: None, "auto": "auto", "yes": True, "no": False}[getattr(args, "resident", None)]
+    return {"resident": (value, "--resident")}
+
+
 def checkpoint_given(args) -> dict:
     """The ``given`` entries of the --checkpoint / --checkpoint-interval options."""
     if args.checkpoint_interval is not None and args.checkpoint is None:

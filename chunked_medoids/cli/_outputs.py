@@ -24,23 +24,16 @@ def atomic_npy(path, array) -> None:
     checkpoint.atomic_write_bytes(path, buf.getvalue())
 
 
-def jsonable(obj):
-    """``obj`` as plain JSON data (NaN becomes null; large arrays a short description)."""
-    import numpy as np
+#: arrays with more elements are summarised in summary.json / info --json.
+SUMMARY_ARRAY_SIZE = 10000
 
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist()) if obj.size <= 10000 else f"<array shape {list(obj.shape)}>"
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
+
+def jsonable(obj):
+    """``obj`` as plain JSON data: the library's one converter (``_util.jsonable``; NaN
+    becomes null), arrays of more than :data:`SUMMARY_ARRAY_SIZE` elements a short description."""
+    from .._util import jsonable as convert
+
+    return convert(obj, max_array_size=SUMMARY_ARRAY_SIZE)
 
 
 def write_outputs(outdir, result, summary: dict) -> None:

@@ -159,6 +159,11 @@ BLOCKS = {
     "memory": [opt("--memory-limit", metavar="SIZE", default=None,
                    help="budget for matrix row blocks held at once, e.g. 512MiB, 4GiB "
                         "(default: the library default, 1GiB)")],
+    "resident": [opt("--resident", choices=("auto", "yes", "no"), default=None,
+                     help="hold the matrix's row stripes for the run once read from storage, so a "
+                          "store is read once instead of once per pass: auto (default) when it fits "
+                          "half of --memory-limit (on a cluster: of the workers' memory), yes whenever "
+                          "it fits, no never")],
     "progress": [opt("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show one progress bar per phase on stderr, and a note when numba compiles "
                           "its kernels (default: when stderr is a terminal)")],
@@ -308,7 +313,7 @@ COMMANDS = [
                 help="initialisation (default: the method's own; one of: %(choices)s)"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of iterations / passes"),
-            "memory", "checkpoint", "outputs", "plots", "progress", "general",
+            "memory", "resident", "checkpoint", "outputs", "plots", "progress", "general",
         ],
     ),
     Command(
@@ -345,7 +350,7 @@ COMMANDS = [
                 opt("--medoids", metavar="FILE", help=".npy (or text) file of k medoid indices"),
             ], required=True),
             opt("--samples-out", metavar="FILE", help="also write the per-point values to FILE (.npy)"),
-            "memory", "progress", "general",
+            "memory", "resident", "progress", "general",
         ],
     ),
     Command(
@@ -364,7 +369,7 @@ COMMANDS = [
             opt("--init", metavar="NAME", choices=INITS, help="initialisation (one of: %(choices)s; default build)"),
             "seed",
             opt("--max-iter", type=int, metavar="N", help="maximum number of passes"),
-            "memory", "checkpoint", "outputs",
+            "memory", "resident", "checkpoint", "outputs",
             opt("--plots", metavar="DIR",
                 help="write scores.png (average medoid silhouette against k, best k marked) and the "
                      "plots of the best clustering (as 'fit --plots') to DIR (matplotlib)"),

@@ -14,6 +14,7 @@ from ._common import (
     checkpoint_given,
     cluster,
     progress,
+    resident_given,
     resolve_seed,
     warn,
     with_checkpoint_signals,
@@ -64,6 +65,7 @@ def run(args) -> int:
         "random_state": (args.seed, "--seed"),
         "max_iter": (args.max_iter, "--max-iter"),
         "memory_limit": (args.memory_limit, "--memory-limit"),
+        **resident_given(args),
         **checkpoint_given(args),
     }
     check_plots_available(args.plots)

@@ -20,6 +20,7 @@ from ._common import (
     cluster,
     print_result,
     progress,
+    resident_given,
     resolve_seed,
     with_checkpoint_signals,
 )
@@ -160,6 +161,7 @@ def run(args) -> int:
         "random_state": (args.seed, "--seed"),
         "max_iter": (args.max_iter, "--max-iter"),
         "memory_limit": (args.memory_limit, "--memory-limit"),
+        **resident_given(args),
         **checkpoint_given(args),
     }
     factory = sampling_features if spec.family == "sampling" else None

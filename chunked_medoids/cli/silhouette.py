@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 from ..sources.inputs import path_kind
-from ._common import CLUSTER_FLAGS, EXIT_OK, UsageError, announce_compilation, call, cluster, progress
+from ._common import (
+    CLUSTER_FLAGS,
+    EXIT_OK,
+    UsageError,
+    announce_compilation,
+    call,
+    cluster,
+    progress,
+    resident_given,
+)
 from ._inputs import open_input, require_exists
 from ._outputs import atomic_npy
 from .fit import api_validation
@@ -58,7 +67,8 @@ def run(args) -> int:
         source, desc = open_input(args, memory_limit=args.memory_limit)
         want = args.samples_out is not None
         optional = {"progress": progress(args), **api_validation(desc)}
-        given = {"memory_limit": (args.memory_limit, "--memory-limit"), "client": (client, CLUSTER_FLAGS)}
+        given = {"memory_limit": (args.memory_limit, "--memory-limit"), "client": (client, CLUSTER_FLAGS),
+                 **resident_given(args)}
         if args.labels is not None:
             labels = load_index_file(args.labels, "--labels")
             values = call(cm.silhouette, "silhouette", (source, labels), dict(given, samples=(True, "")),

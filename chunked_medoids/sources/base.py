@@ -83,6 +83,9 @@ class DissimilaritySource(abc.ABC):
     """
 
     kind: str = "abstract"
+    #: True when rows cost no storage read (in memory, or computed from features): the
+    #: engine's resident stripes (``Engine(resident=...)``) then hold nothing for it.
+    rows_in_memory: bool = False
     n: int
     dtype: np.dtype
     block_rows: int

@@ -248,6 +248,7 @@ class FeatureSource(DissimilaritySource):
     """
 
     kind = "features"
+    rows_in_memory = True  # rows are computed, never read: nothing to hold resident
 
     def __init__(self, X, metric="euclidean", *, dtype="float32", block_rows=None,
                  feature_block_rows=None, dataset=None, **metric_params):

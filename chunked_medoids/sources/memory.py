@@ -58,6 +58,10 @@ class NumpySource(DissimilaritySource):
     def array(self) -> np.ndarray:
         return self._array
 
+    @property
+    def rows_in_memory(self) -> bool:  # a memmap reads its file: worth holding
+        return not isinstance(self._array, np.memmap)
+
     def _read_rows(self, start, stop):
         return self._array[start:stop]
 
