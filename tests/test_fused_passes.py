@@ -362,3 +362,45 @@ def test_fused_build_pass_stops_inside_and_resumes(tmp_path, monkeypatch, rng):
     res = cm.fasterpam(src, 5, checkpoint=tmp_path / "b.ckpt", **kw)
     assert res.medoids.tolist() == full.medoids.tolist() and res.loss == full.loss
     assert res.loss_history == full.loss_history
+
+
+def test_fused_passes_run_on_a_cluster(rng, monkeypatch, local_cluster):
+    import chunked_medoids as cm
+
+    X = np.round(rng.normal(size=(120, 3)), 1)
+    src = from_features(X, "euclidean")
+    D = src.read_rows(0, src.n)
+    calls = _spy(monkeypatch)
+    for method in ("fastpam1", "fastpam2", "pam", "alternating"):
+        a = getattr(cm, method)(D, 4, init="build", max_iter=4)
+        b = getattr(cm, method)(src, 4, init="build", max_iter=4, client=local_cluster, block_rows=25)
+        assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss
+        assert a.loss_history == b.loss_history
+    s = cm.silhouette(src, a.labels, client=local_cluster, samples=True)
+    np.testing.assert_array_equal(s, cm.silhouette(D, a.labels, samples=True))
+    assert "BUILD 4" in calls and "silhouette" in calls and "fastpam1 1" in calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_lt_mask64_equals_the_loop(dtype):
+    from numba import njit
+
+    from chunked_medoids._kernels.simd import lt_mask64, lt_mask64_loop
+
+    @njit
+    def vec(a, ia, b, ib):
+        return lt_mask64(a, ia, b, ib)
+
+    r = np.random.default_rng(0)
+    a = r.integers(-3, 3, 300).astype(dtype)
+    b = r.integers(-3, 3, 300).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        a[5], b[6], a[7], b[7], a[8], b[9], a[10], b[10] = np.nan, np.nan, -0.0, 0.0, np.inf, -np.inf, 1.0, np.inf
+    for ia, ib in ((0, 0), (3, 70), (200, 1), (236, 236)):
+        want = lt_mask64_loop(a, ia, b, ib)
+        assert vec(a, ia, b, ib) == want
+        assert want == sum(1 << t for t in range(64) if a[ia + t] < b[ib + t])
+    # other layouts and mixed dtypes take the loop, with the same answer
+    assert vec(a[::2], 3, b[::2], 5) == lt_mask64_loop(a[::2], 3, b[::2], 5)
+    c = b.astype(np.float64)
+    assert vec(a, 11, c, 13) == lt_mask64_loop(a, 11, c, 13)

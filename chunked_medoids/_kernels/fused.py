@@ -39,6 +39,7 @@ from .metrics import (
     cheb_step,
     dist_tile,
 )
+from .simd import lt_mask64
 from .swap import NOISE, apply_swap, best_slot, eval_candidate, pass_terms, rounding_margin, swapped_loss
 
 #: finishing kinds of the monotone path: 0 = none (not monotone), 1 = identity, 2 = sqrt.
@@ -146,14 +147,10 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
 @njit(nogil=True, cache=True, error_model="numpy")
 def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
     # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
-    # Full groups of 64 have a constant trip count (the compare loop vectorises).
+    # Full groups of 64: one vector compare each (simd.lt_mask64).
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        a = acc[g0:g0 + 64]
-        q = lim[g0:g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(a[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(acc, g0, lim, g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
@@ -178,11 +175,7 @@ def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
     # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with ds directly
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        v = vals[g0:g0 + 64]
-        q = ds[c0 + g0:c0 + g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(v[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(vals, g0, ds, c0 + g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)

@@ -43,6 +43,7 @@ from .fused import (
 from .metrics import dist_tile
 from .msc import msc_loss, msc_removal, msc_swap_update, msc_terms
 from .silhouette import silhouette_value
+from .simd import lt_mask64
 from .swap import _push_record, pam_delta
 
 
@@ -166,11 +167,7 @@ def _gains_raw(fin, acc, lim, c0, wt, dn, w, weighted, tot, f32):
     # monotone path: the points with raw acc[t] < lim[t] (D < dn) are finished and added
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        a = acc[g0:g0 + 64]
-        q = lim[g0:g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(a[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(acc, g0, lim, g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
@@ -192,11 +189,7 @@ def _gains_vals(vals, c0, wt, dn, w, weighted, tot):
     # other metrics: the rounded values compared with dn directly
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        v = vals[g0:g0 + 64]
-        q = dn[c0 + g0:c0 + g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(v[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(vals, g0, dn, c0 + g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
@@ -300,11 +293,7 @@ def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32
     # monotone path: the points with raw acc[t] < lim[t] (D < d3) are finished and added
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        a = acc[g0:g0 + 64]
-        q = lim[g0:g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(a[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(acc, g0, lim, g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
@@ -325,11 +314,7 @@ def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32
 def _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot):
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        v = vals[g0:g0 + 64]
-        q = d3[c0 + g0:c0 + g0 + 64]
-        m = np.uint64(0)
-        for t in range(64):
-            m |= np.uint64(np.float64(v[t]) < q[t]) << np.uint64(t)
+        m = lt_mask64(vals, g0, d3, c0 + g0)  # float32 vals against float64 d3: the exact loop
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)

@@ -31,6 +31,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
+from .simd import lt_mask64
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -61,7 +62,8 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
     (no second medoid) ``P[0] = 0`` and ``acc = Σ w_o (d − dn[o])``.  O(n + k).
 
     Implementation (vector compare, scalar work only where it is needed): the points are
-    compared with ``ds`` 64 at a time into a bit mask (a loop numba vectorises); only the
+    compared with ``ds`` 64 at a time into a bit mask (:func:`~.simd.lt_mask64`: one vector
+    compare and a mask move); only the
     set bits -- the few points with ``d < ds[o]``, the only ones that contribute -- are
     visited, in increasing o, adding ``min(d, dn) − dn`` to acc and ``max(d, dn) − ds`` to
     ``P[nn]`` (:func:`pass_terms`).  These are exactly the terms above (the extra terms are
@@ -84,11 +86,7 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
         P[s] = R[s]
     nfull = n - n % MASK_BITS
     for base in range(0, nfull, MASK_BITS):
-        r = row[base:base + MASK_BITS]
-        q = ds[base:base + MASK_BITS]
-        m = np.uint64(0)
-        for t in range(MASK_BITS):
-            m |= np.uint64(r[t] < q[t]) << np.uint64(t)
+        m = lt_mask64(row, base, ds, base)
         while m != 0:
             o = base + trailing_zeros(m)
             m &= m - np.uint64(1)

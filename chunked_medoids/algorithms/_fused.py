@@ -10,8 +10,9 @@ the same blocks, as independent tasks (:meth:`~chunked_medoids.Engine.map_tasks`
 in block order), each task calling ``kernel_fn(F, S, start, stop, state)`` with the bundle
 and its own scratch.  The results are bitwise those of the stored pass.
 
-Drivers call :func:`fused_ok` to choose: fused passes run on local threads; with a
-``distributed`` client the row blocks are computed on the workers as before.
+Drivers call :func:`fused_ok` to choose.  On a ``distributed`` client the tasks run on the
+workers: the source travels in the task state (X pickles with it) and each worker prepares
+its features once per pass.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from .._errors import DissimilarityError
 from .._kernels.fused import make_scratch, make_thresholds
 
 
-def fused_ok(source, engine) -> bool:
-    """Whether the passes over ``source`` can run fused on ``engine``."""
-    if getattr(engine, "client", None) is not None:
+def fused_ok(source, engine, *, cluster: bool = True) -> bool:
+    """Whether the passes over ``source`` can run fused on ``engine`` (``cluster=False``:
+    only on local threads)."""
+    if not cluster and getattr(engine, "client", None) is not None:
         return False
     bundle = getattr(source, "fused_bundle", None)
     return bundle is not None and bundle() is not None
@@ -88,7 +90,7 @@ def msc_evaluator(source, engine, st, tol, eps_abs, P, loss_box):
     """FasterMSC's ``evaluate`` for :func:`~chunked_medoids.algorithms._eager.eager_passes`
     with ``rows=False`` on the caches ``st`` (``_MSCState``), or None when the walk must
     stream rows (see :func:`fused_ok`)."""
-    if not fused_ok(source, engine):
+    if not fused_ok(source, engine, cluster=False):  # a cluster's eager walk is the engine's
         return None
     from .._kernels.fused_passes import fastermsc_fused, msc_thresholds
 
