@@ -449,3 +449,34 @@ def test_reader_notices_the_store_replaced_under_it(tmp_path, X, built):
     with pytest.raises(StoreCorruptionError, match="replaced or rewritten while it was being read"):
         src.read_rows(10, 20)
     assert first.shape == (10, len(X))
+
+
+def test_lost_chunk_of_zero_fill_foreign_hdf5_dataset_is_detected(tmp_path, X):
+    import h5py
+
+    D = cm.from_features(X).read_rows(0, len(X))
+    p = tmp_path / "Z.h5"
+    with h5py.File(p, "w") as f:
+        d = f.create_dataset("dissimilarity", shape=D.shape, chunks=(10, D.shape[1]), dtype="f4", fillvalue=0)
+        for a in range(0, len(X), 10):
+            if a != 20:  # this chunk is never written (lost)
+                d[a:a + 10] = D[a:a + 10]
+    with pytest.raises(StoreCorruptionError, match=r"Z.h5.*rows 20:30.*never written"):
+        cm.fasterpam(str(p), 3, random_state=0)
+    src = cm.open_dissimilarity(str(p), allow_incomplete=True, validate=False)
+    assert (src.read_rows(20, 30) == 0).all()
+
+
+def test_column_chunked_hdf5_dataset_is_read_by_columns(tmp_path, layouts):
+    import h5py
+
+    D, paths = layouts
+    p = tmp_path / "cols.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dissimilarity", data=D, chunks=(D.shape[0], 24))
+    src = cm.open_dissimilarity(str(p))
+    assert src.block_rows == 24
+    np.testing.assert_array_equal(src.read_rows(0, src.n), D)
+    np.testing.assert_array_equal(src.take_rows([5, 200, 5]), D[[5, 200, 5]])
+    assert cm.fasterpam(str(p), 4, random_state=0).loss == cm.fasterpam(str(paths["rows"]), 4, random_state=0).loss
+
