@@ -94,10 +94,15 @@ class SwapResult(MedoidsResult):
         The run stopped because no swap improved (not because of ``max_iter``).
     order : str or None
         FasterPAM's candidate order ("natural" / "shuffle"); None for the others.
+    distributed : dict or None
+        FasterPAM on a cluster: how the walk ran on the workers (``workers``, ``rows``:
+        resident / streamed / computed, ``round_trips``, ``pass_round_trips``,
+        ``recoveries``...); None when it ran in this process.
     """
 
     converged: bool = False
     order: str | None = None
+    distributed: dict | None = None
 
 
 @dataclass(repr=False)
@@ -111,11 +116,15 @@ class MSCResult(MedoidsResult):
     score_history : list of float
         After the init and after each pass (non-decreasing).
     converged : bool
+    distributed : dict or None
+        FasterMSC on a cluster: how the walk ran on the workers (as
+        :attr:`SwapResult.distributed`); None when it ran in this process.
     """
 
     score: float = float("nan")
     score_history: list = field(default_factory=list)
     converged: bool = False
+    distributed: dict | None = None
 
 
 @dataclass(repr=False)

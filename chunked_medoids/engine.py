@@ -685,6 +685,27 @@ class Engine:
             if bar is not None:
                 bar.close()
 
+    # -- the eager walk on the workers ------------------------------------------------------
+    def eager_walker(self, source, *, method, order, state, params, resident="auto", n_swap=0):
+        """A :class:`~chunked_medoids._dist_eager.DistributedEagerWalk` running the eager
+        walk of ``method`` on this engine's cluster, or None on local threads.
+
+        The drivers call it once per run and, when it is not None, evaluate every batch of
+        candidates through it (see :mod:`chunked_medoids._dist_eager`); the result is
+        bitwise the local walk's.  The caller closes it.
+        """
+        if self.client is None:
+            return None
+        if not _client_alive(self.client):
+            raise _scheduler_lost(self.client, f"{method} (distributed eager walk)")
+        from ._dist_eager import DistributedEagerWalk
+
+        if self._res is not None and self._res.source is source:
+            self._release_resident()  # e.g. BUILD's held stripes: the walk's actors hold the rows now
+
+        return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
+                                    resident=resident, n_swap=n_swap)
+
     def _get_pool(self):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cm-read")
@@ -798,8 +819,11 @@ def check_resident(resident):
     if isinstance(resident, str):
         if resident == "auto":
             return "auto"
-    elif resident is True or resident is False or type(resident).__name__ == "bool_":
-        return bool(resident)
+    else:
+        import numpy as np
+
+        if isinstance(resident, (bool, np.bool_)):  # np.bool_ is named "bool" in numpy 2
+            return bool(resident)
     raise InvalidParameterError(
         f"resident must be 'auto', True or False, got {resident!r}: 'auto' holds the row stripes "
         "read from storage when the matrix fits the budget, True always, False never"

@@ -13,6 +13,7 @@ import inspect
 import logging
 import numbers
 import os
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -21,6 +22,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._budget import predict_block_rows
 from ._errors import ChunkedMedoidsError, InvalidParameterError, InvalidTypeError
+from ._typing import (
+    ClientLike,
+    DissimilarityLike,
+    FeaturesLike,
+    InitLike,
+    MemoryLimit,
+    MetricLike,
+    RandomStateLike,
+    WeightsLike,
+)
 from ._util import check_weights
 
 logger = logging.getLogger(__name__)
@@ -267,7 +278,7 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
             metric.pairwise(blk, centers, out)
             yield out
 
-    def transform(self, X):
+    def transform(self, X: FeaturesLike | DissimilarityLike) -> np.ndarray:
         """Distances of X to the medoids.
 
         Parameters
@@ -285,7 +296,7 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         parts = list(self._iter_distance_blocks(X))
         return np.concatenate(parts) if parts else np.empty((0, self.medoid_indices_.shape[0]))
 
-    def predict(self, X):
+    def predict(self, X: FeaturesLike | DissimilarityLike) -> np.ndarray:
         """Index of the nearest medoid of each row of X (lowest index on ties).
 
         Parameters
@@ -299,7 +310,8 @@ class _MedoidsEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         parts = [np.argmin(d, axis=1).astype(np.int32) for d in self._iter_distance_blocks(X)]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X: FeaturesLike | DissimilarityLike, y: Any = None,
+              sample_weight: WeightsLike = None) -> float:
         """Opposite of the (weighted) total distance of X to its nearest medoids.
 
         Parameters
@@ -384,9 +396,11 @@ class KMedoids(_MedoidsEstimator):
     blocks of the new data.
     """
 
-    def __init__(self, n_clusters=8, *, metric="euclidean", method="fasterpam", init=None, max_iter=None,
-                 random_state=None, memory_limit="1GiB", client=None, progress=False, metric_params=None,
-                 method_params=None):
+    def __init__(self, n_clusters: int = 8, *, metric: MetricLike = "euclidean", method: str = "fasterpam",
+                 init: InitLike | None = None, max_iter: int | None = None,
+                 random_state: RandomStateLike | np.random.RandomState = None, memory_limit: MemoryLimit = "1GiB",
+                 client: ClientLike = None, progress: bool = False, metric_params: dict[str, Any] | None = None,
+                 method_params: dict[str, Any] | None = None) -> None:
         self.n_clusters = n_clusters
         self.metric = metric
         self.method = method
@@ -433,7 +447,8 @@ class KMedoids(_MedoidsEstimator):
                       client=self.client, progress=self.progress)
         return kwargs
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: FeaturesLike | DissimilarityLike, y: Any = None,
+            sample_weight: WeightsLike = None) -> Self:
         """Cluster X.
 
         Parameters
@@ -537,9 +552,11 @@ class CLARA(_MedoidsEstimator):
     n×n matrix is never formed.
     """
 
-    def __init__(self, n_clusters=8, *, metric="euclidean", variant=None, n_samples=None,
-                 sample_size=None, include_best=True, polish=False, random_state=None, memory_limit="1GiB",
-                 client=None, progress=False, metric_params=None, clara_params=None):
+    def __init__(self, n_clusters: int = 8, *, metric: MetricLike = "euclidean", variant: str | None = None,
+                 n_samples: int | None = None, sample_size: int | None = None, include_best: bool = True,
+                 polish: bool = False, random_state: RandomStateLike | np.random.RandomState = None,
+                 memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
+                 metric_params: dict[str, Any] | None = None, clara_params: dict[str, Any] | None = None) -> None:
         self.n_clusters = n_clusters
         self.metric = metric
         self.variant = variant
@@ -554,7 +571,8 @@ class CLARA(_MedoidsEstimator):
         self.metric_params = metric_params
         self.clara_params = clara_params
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: FeaturesLike | DissimilarityLike, y: Any = None,
+            sample_weight: WeightsLike = None) -> Self:
         """Cluster X (see :meth:`KMedoids.fit` for the accepted inputs).
 
         Parameters

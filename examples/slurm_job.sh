@@ -7,6 +7,14 @@
 #            --metric euclidean --scheduler-file ...`) must be on a file system shared by
 #            all nodes: workers open it by path.
 #
+# Where the work happens: FasterPAM's eager walk runs on the Dask workers.  Each worker
+# reads its share of the store's rows once (about n^2 * 4 / workers bytes: keep it under
+# half of --memory-limit below, or the workers re-read their rows every pass) and keeps a
+# replica of the O(n*k) caches; this batch shell's rank only coordinates.  The result is
+# bitwise the sequential one whatever the number of workers.  A worker that dies is
+# replaced by another one re-reading its rows (identical result).  Without a cluster
+# (e.g. dask-mpi missing) see examples/slurm_cluster.py for the dask-jobqueue variant.
+#
 # How the walltime is survived:
 #   * --signal=B:USR1@300 makes SLURM send SIGUSR1 to this batch shell 300 s before the
 #     time limit; the trap below forwards it to chunked-medoids, which saves its checkpoint
@@ -52,7 +60,8 @@ if [ ! -s "$SCHED" ]; then
     exit 1
 fi
 
-# 2. The clustering, in the background so the shell can receive and forward SIGUSR1.
+# 2. The clustering (its eager walk on the workers), in the background so the shell can
+#    receive and forward SIGUSR1.
 chunked-medoids -v fit "$STORE" -k "$K" --method fasterpam --init lab --seed 0 \
     --memory-limit 2GiB \
     --scheduler-file "$SCHED" \

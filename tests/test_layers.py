@@ -39,7 +39,7 @@ def test_kernels_exist():
 
 
 def test_only_engine_and_builder_talk_to_dask():
-    allowed = {"engine.py"}
+    allowed = {"engine.py", "_dist_eager.py"}  # _dist_eager: the engine's distributed eager walk
     offenders = []
     for path in PKG.rglob("*.py"):
         rel = path.relative_to(PKG)
@@ -61,3 +61,11 @@ def test_no_global_seeding():
                 if needle in text and path.name != "test_layers.py":
                     offenders.append(f"{path.name}: {needle}")
     assert not offenders, offenders
+
+
+def test_distributed_eager_walk_is_engine_layer():
+    """``_dist_eager.py`` belongs to the engine layer: kernels below it, never a driver."""
+    path = PKG / "_dist_eager.py"
+    tree = ast.parse(path.read_text())
+    rel = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
+    assert rel and not [m for m in rel if m and m.split(".")[0] in ("algorithms", "cli", "estimator", "builder")]

@@ -242,3 +242,42 @@ def fastermsc_block(block, start, M, medoids, is_medoid, d1, d2, d3, n1, n2, n3,
         if counters[0] >= n:
             return r + 1
     return m
+
+
+@njit(nogil=True, cache=True)
+def msc_first_improving(block, visit, cand, lo, hi, is_medoid, d1, d2, d3, n1, n2, R, w, weighted,
+                        L, tol, eps_abs, P, out):
+    """First position in ``[lo, hi)`` whose candidate's best swap is taken by FasterMSC
+    against the current (unchanged) caches, or -1.
+
+    Position ``i`` visits candidate ``cand[i]`` whose row is ``block[visit[i]]``.  The same
+    per-candidate arithmetic as :func:`fastermsc_block` (:func:`eval_msc_candidate`, the
+    lowest slot on ties, ``ΔL < −(tol·L + eps_abs)``), so an eager walk made of these calls
+    and :func:`msc_apply` is bitwise that kernel's.  ``out[0]`` = slot, ``out[1]`` = ΔL.
+    """
+    k = R.shape[0]
+    for i in range(lo, hi):
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        acc = eval_msc_candidate(block[visit[i]], d1, d2, d3, n1, n2, R, w, weighted, P)
+        best = 0
+        bv = P[0]
+        for s in range(1, k):
+            if P[s] < bv:
+                bv = P[s]
+                best = s
+        delta = bv + acc
+        if delta < -(tol * L + eps_abs):
+            out[0] = best
+            out[1] = delta
+            return i
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def msc_apply(row, b, j, M, medoids, is_medoid, d1, d2, d3, n1, n2, n3, R, w, weighted):
+    """Swap slot ``b`` for ``j`` (row in hand) as :func:`fastermsc_block` does; returns the new L."""
+    msc_swap_update(row, b, j, M, medoids, is_medoid, d1, d2, d3, n1, n2, n3)
+    msc_removal(d1, d2, d3, n1, n2, w, weighted, R)
+    return msc_loss(d1, d2, w, weighted)

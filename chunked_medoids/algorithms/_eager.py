@@ -73,8 +73,20 @@ def iter_units(source, eng, units, desc):
             yield u, block
 
 
+def position_units(walk, n, unit):
+    """Units of ``unit`` positions from the walk's *current* position (rows=False passes).
+
+    Each unit starts where the previous evaluation stopped (``walk.pos``), so an evaluator
+    may consume part of a unit and return (a distributed walk pauses between batches for a
+    due checkpoint or a stop request); the next unit continues right there.
+    """
+    while walk.pos < n:
+        a = walk.pos
+        yield (a, min(a + unit, n), None), None
+
+
 def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=None, ckpt, snapshot,
-                 on_pass_end=None, desc="eager", rows=True):
+                 on_pass_end=None, desc="eager", rows=True, unit_rows=None):
     """Run eager passes over ``source`` until convergence or ``max_iter`` passes.
 
     Parameters
@@ -103,6 +115,9 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         False when ``evaluate`` computes the candidates' rows itself (fused kernels on a
         features source): nothing is read, ``evaluate(None, start, None, cand, counters)``
         gets the candidates in units of the same size.
+    unit_rows : int, optional
+        With ``rows=False``: positions per unit (default: the block height).  A distributed
+        walk (``chunked_medoids._dist_eager``) takes whole passes and pauses itself.
 
     Returns
     -------
@@ -111,6 +126,7 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
     """
     n = source.n
     brows = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
+    unit = brows if unit_rows is None else max(1, int(unit_rows))
     counters = np.array([walk.since, walk.n_swap], dtype=np.int64)
     while not walk.done and (walk.pos > 0 or walk.n_iter < max_iter):
         t0 = time.perf_counter()
@@ -121,7 +137,7 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
         if rows:
             stream = iter_units(source, eng, read_units(n, order, walk.pos, brows), f"{desc} pass {walk.n_iter}")
         else:
-            stream = (((a, min(a + brows, n), None), None) for a in range(walk.pos, n, brows))
+            stream = position_units(walk, n, unit)
         for (ps, pe, read), block in stream:
             if read is None:
                 cand = np.arange(ps, pe, dtype=np.int64) if order is None else order[ps:pe]

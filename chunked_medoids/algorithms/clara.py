@@ -508,6 +508,24 @@ def clara(X_or_D: FeaturesLike | DissimilarityLike, k: int, *, variant: str | No
                       polish, checkpoint, wave_size, random_state)
 
 
+def draw_samples(rng, n, n_samples, s):
+    """Every sample draw of a CLARA-family run, up front in a fixed order: ``(draws, seeds)``,
+    ``n_samples`` uniform draws of ``s`` distinct points, then one inner seed per sample."""
+    draws = np.empty((n_samples, s), dtype=np.int64)
+    for i in range(n_samples):
+        draws[i] = rng.choice(n, size=s, replace=False)
+    seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
+    return draws, seeds
+
+
+def sample_weights(w, points):
+    """The weights of ``points`` for an inner run, or None (unweighted, or all zero there)."""
+    if w is None:
+        return None
+    ws = w[points]
+    return ws if (ws > 0).any() else None
+
+
 def _compose(sample_draw, best, s):
     """Sorted sample: the best medoids (if any) then drawn points not among them, s in all."""
     if best is None:
@@ -532,10 +550,7 @@ def _clara(scope, mode, src, metric, k, variant, s, n_samples, include_best, w, 
     if state is None:
         # every draw of the run, made up front in a fixed order (s points per sample: enough
         # for the s - k non-best points even when all k best medoids are among them)
-        draws = np.empty((n_samples, s), dtype=np.int64)
-        for i in range(n_samples):
-            draws[i] = rng.choice(n, size=s, replace=False)
-        seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
+        draws, seeds = draw_samples(rng, n, n_samples, s)
         state = ClaraState(draws=draws, seeds=seeds)
     try:
         _clara_samples(run, state, s, n_samples, include_best, wave_size, ckpt)
@@ -597,12 +612,7 @@ def _clara_samples(run, state, s, n_samples, include_best, wave_size, ckpt):
             tasks = []
             for i in range(a, b):
                 sample = _compose(draws[i], inc, s)
-                ws = None
-                if w is not None:
-                    ws = w[sample]
-                    if not (ws > 0).any():
-                        ws = None
-                task = {"sample": sample, "seed": int(seeds[i]), "weights": ws}
+                task = {"sample": sample, "seed": int(seeds[i]), "weights": sample_weights(w, sample)}
                 if mode == "features":
                     task["X"] = _sample_features(sample, gathered, best, best_X)
                 tasks.append(task)

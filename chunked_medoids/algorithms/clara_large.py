@@ -71,7 +71,7 @@ from ..checkpoint import open_checkpoint
 from ..engine import Engine, make_engine
 from ._common import seed_param, weights_hash
 from ._registry import register_method
-from .clara import _Run
+from .clara import _Run, draw_samples, sample_weights
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +111,7 @@ def _sample_task(task, st):
     S0 = np.empty((X0.shape[0], X0.shape[0]), dtype=np.float64)
     metric.pairwise(X0, X0, S0)
     symmetrize_upper(S0)
-    w0 = None
-    if ws is not None:
-        w0 = ws[init_pos]
-        if not (w0 > 0).any():
-            w0 = None
+    w0 = sample_weights(ws, init_pos)
     r0 = fasterpam(S0, k, init="random", random_state=seed, weights=w0, num_workers=1, memory_limit=ml)
     del S0
     medoids = init_pos[r0.medoids]
@@ -419,10 +415,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
         seeds = np.asarray(saved["seeds"], dtype=np.int64)
     else:
         # every draw of the run, up front, in a fixed order
-        draws = np.empty((n_samples, s), dtype=np.int64)
-        for i in range(n_samples):
-            draws[i] = rng.choice(n, size=s, replace=False)
-        seeds = rng.integers(0, 2**63 - 1, size=n_samples, dtype=np.int64)
+        draws, seeds = draw_samples(rng, n, n_samples, s)
         extra_pool = rng.choice(n, size=min(n, pool), replace=False) if pool else np.zeros(0, np.int64)
     if saved is not None:
         extra_pool = np.asarray(saved["extra_pool"], dtype=np.int64)
@@ -437,11 +430,7 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
         tasks = []
         for i in range(n_samples):
             sample = samples[i]
-            ws = None
-            if w is not None:
-                ws = w[sample]
-                if not (ws > 0).any():
-                    ws = None
+            ws = sample_weights(w, sample)
             init = np.sort(np.searchsorted(sample, draws[i, :s0]))
             tasks.append({"X": pool_X[np.searchsorted(pool_idx, sample)], "sample": sample, "init": init,
                           "seed": int(seeds[i]), "weights": ws})

@@ -12,7 +12,11 @@ Definition (the result is a function of D, k, the init, ``order``, ``tol`` and
 * The run stops after a full cycle of n positions without a swap (counting the position
   of the last swap), or after ``max_iter`` passes.  One pass = one read of D.
 
-Parallelism without changing the result: the next row block is read in a background
+Parallelism without changing the result.  With a ``distributed`` cluster (``client=``) the
+walk runs on the workers: each holds its share of the candidate rows and a replica of the
+caches, evaluates its candidates of every batch and reports its earliest accepted one; the
+earliest over all workers is swapped in everywhere (:mod:`chunked_medoids._dist_eager`,
+docs/architecture.rst §14).  On local threads the next row block is read in a background
 thread while the current one is processed; with ``num_workers > 1`` candidates are
 evaluated *speculatively*: a batch of upcoming candidates is split across threads, each
 evaluating its sub-range against the same (unchanged) caches with the same nogil kernel and
@@ -42,7 +46,7 @@ from .._typing import (
     WeightsLike,
 )
 from .._util import check_choice, check_k
-from ..engine import Engine
+from ..engine import Engine, check_resident
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
@@ -184,7 +188,8 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
               order: str = "natural", memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
               progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
               checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0, engine: Engine | None = None,
-              speculative: bool | None = None, validate: bool = True) -> SwapResult:
+              speculative: bool | None = None, validate: bool = True,
+              resident: str | bool = "auto") -> SwapResult:
     """FasterPAM: eager k-medoids swaps in a fixed candidate order, streaming D.
 
     Parameters
@@ -210,8 +215,10 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
     memory_limit : int or str, default "1GiB"
         Budget for the row blocks in flight (current block + read-ahead).
     client : distributed.Client, optional
-        Used by the block-parallel BUILD init; the eager pass itself is sequential by
-        definition and reads the blocks in this process (with read-ahead).
+        Run the eager walk on the cluster's workers (and the BUILD init's passes): every
+        worker holds its share of the candidate rows and a replica of the caches; the
+        client only coordinates (one round trip per batch of candidates).  The result is
+        bitwise the sequential one for any number of workers.
     progress : bool, default False
     num_workers : int, optional
         Threads used for speculative candidate evaluation; 1 = purely sequential.
@@ -228,12 +235,23 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         Ignored (sequential) when ``num_workers == 1``.
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        With a cluster: whether each worker reads its candidate rows from storage once and
+        holds them for the whole run (True), or re-reads them every pass (False).
+        ``"auto"`` holds them when a worker's share fits in half of the smallest worker
+        memory limit, and logs which it chose.  A features source with fused kernels
+        computes the rows instead.  On local threads: the engine's resident stripes (see
+        :class:`~chunked_medoids.Engine`; the stripes of the first pass are held when the
+        matrix fits the budget).  Never changes the result.
 
     Returns
     -------
     SwapResult
         ``n_iter`` = passes (the last one possibly partial), ``loss_history`` = loss after
-        the init and after each pass.
+        the init and after each pass; ``distributed`` (with a cluster): workers, rows
+        resident / streamed / computed, ``round_trips`` (total) and ``pass_round_trips``
+        (per pass run in this process), ``recoveries`` (actors recreated after a worker
+        loss).
 
     Notes
     -----
@@ -247,9 +265,10 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
     if not isinstance(speculative, (bool, np.bool_)):
         raise InvalidTypeError(f"speculative must be True, False or None, got {speculative!r}")
     check_k(k, None)  # k=None is an error here (driver_scope skips a None k)
+    resident = check_resident(resident)
     with driver_scope(D, k, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as run:
+                      validate=validate, resident=resident) as run:
         source, eng = run.source, run.engine
         k = int(k)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
@@ -270,14 +289,32 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         threads = eng.num_workers if (eng.client is None and speculative) else 1
         fused = fused_eval(source, threads, st)
         spec = _Speculator(eng.thread_pool(), threads, k, source.n, fused) if threads > 1 else None
-        _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol, ckpt=ckpt,
-                          fused=fused)
+        walker = None
+        if not state.done and (state.pos > 0 or state.n_iter < max_iter):
+            walker = eng.eager_walker(source, method="fasterpam", order=cand_order, state=lambda: _replica(st),
+                                      params={"tol": tol, "w": st.w, "weighted": st.weighted,
+                                              "fused": fused is not None},
+                                      resident=resident, n_swap=state.n_swap)
+        try:
+            pass_rt = _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol,
+                                        ckpt=ckpt, fused=fused, walker=walker)
+        finally:
+            if walker is not None:
+                walker.close()
         result = make_result(st.M, st.medoids, w, n_iter=state.n_iter, n_swap=state.n_swap,
                              loss_history=state.loss_history, algorithm="fasterpam",
-                             converged=bool(state.done), order=order_name)
+                             converged=bool(state.done), order=order_name,
+                             distributed=None if walker is None else dict(walker.summary(),
+                                                                          pass_round_trips=pass_rt))
         state.done = True
         ckpt.complete(_snapshot(state, st))
         return result
+
+
+def _replica(st):
+    """What a worker's replica of the caches is made of (the client's current state)."""
+    return {"M": st.M, "medoids": st.medoids, "is_medoid": st.is_medoid, "dn": st.dn, "ds": st.ds,
+            "nn": st.nn, "sn": st.sn, "R": st.R, "td": float(st.td)}
 
 
 def _snapshot(state, st):
@@ -303,19 +340,41 @@ def report_bad_rows(source, cand):
     raise DissimilarityError(f"a distance computed on the fly is not finite (rows {cand[0]}..{cand[-1]})")
 
 
-def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt, fused=None):
+def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt, fused=None,
+                      walker=None):
     """FasterPAM passes on ``st`` until convergence or ``max_iter``, continuing ``state``.
 
     The eager walk itself is :func:`~chunked_medoids.algorithms._eager.eager_passes`; this
-    supplies the evaluation of a block of candidates (sequential kernel, or speculative
-    over several threads) and the per-pass history.
+    supplies the evaluation of a block of candidates (sequential kernel, speculative over
+    several threads, or batches on the workers of ``walker``) and the per-pass history.
+    Returns the round trips of each pass with a ``walker`` (else an empty list).
     """
     walk = state.progress
     td_box = np.array([st.td], dtype=np.float64)
     P = np.empty(st.k, dtype=np.float64)
     buf = np.empty(st.n, dtype=np.int32)
 
+    pass_rt = []
+
+    def apply(slot, j, row):  # a swap found by the workers, applied to this replica
+        if fused is not None:
+            td_box[0] = fused.apply(slot, j, st)
+        else:
+            td_box[0] = apply_swap(row, slot, j, st.M, st.medoids, st.is_medoid, st.dn, st.ds, st.nn,
+                                   st.sn, st.R, st.w, st.weighted)
+        st.td = float(td_box[0])
+
+    def bad_rows(a, b):
+        report_bad_rows(source, np.arange(a, b, dtype=np.int64) if cand_order is None else cand_order[a:b])
+
+    interval = getattr(ckpt, "interval", None) if ckpt.enabled else None
+
     def evaluate(block, start, visit, cand, counters):
+        if walker is not None:
+            consumed = walker.run(start, start + cand.shape[0], counters, apply, on_bad=bad_rows,
+                                  pause=ckpt.stop.is_set, interval=interval)
+            st.td = float(td_box[0])
+            return consumed
         if spec is not None:
             consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
         elif fused is not None:
@@ -336,10 +395,14 @@ def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol
     def on_pass_end(walk, seconds, nbytes, swaps):
         state.loss_history.append(st.td)
         log_pass("fasterpam", "loss", st.td, walk, seconds, nbytes, swaps)
+        if walker is not None:
+            pass_rt.append(walker.log_pass(walk.n_iter, seconds, swaps))
 
     eager_passes(source, eng, walk, evaluate, max_iter=max_iter, order=cand_order, ckpt=ckpt,
-                 snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam", rows=fused is None)
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam",
+                 rows=fused is None and walker is None, unit_rows=None if walker is None else source.n)
     snapshot()
+    return pass_rt
 
 
 register_method("fasterpam", fasterpam, family="swap",

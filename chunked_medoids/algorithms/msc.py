@@ -33,7 +33,7 @@ import logging
 import numpy as np
 
 from .._errors import InvalidParameterError
-from .._kernels.msc import fastermsc_block, msc_loss, msc_removal, top3_all
+from .._kernels.msc import fastermsc_block, msc_apply, msc_loss, msc_removal, top3_all
 from .._result import DynMSCResult, MSCResult
 from .._state import DynMSCRecords, DynMSCState, MSCPass, MSCState
 from .._typing import (
@@ -47,7 +47,7 @@ from .._typing import (
     WeightsLike,
 )
 from .._util import check_int, check_weight_bound
-from ..engine import Engine
+from ..engine import Engine, check_resident
 from ._common import check_run, driver_scope, init_or_saved, make_result, medoid_table
 from ._eager import eager_passes, log_pass
 from ._fused import msc_evaluator
@@ -120,8 +120,18 @@ def _check_k_msc(k, n, name="k"):
     return k
 
 
-def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot):
+def _msc_replica(st):
+    """What a worker's replica of the FasterMSC state is made of (the client's current one)."""
+    return {"M": st.M, "medoids": st.medoids, "is_medoid": st.is_medoid, "d1": st.d1, "d2": st.d2,
+            "d3": st.d3, "n1": st.n1, "n2": st.n2, "n3": st.n3, "R": st.R, "L": float(st.L)}
+
+
+def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapshot, walker=None):
     """Run FasterMSC passes on ``st`` in place, continuing the progress ``run`` (MSCPass).
+
+    With a ``walker`` (:meth:`~chunked_medoids.Engine.eager_walker`) the candidates are
+    evaluated on the cluster's workers in batches (bitwise the same walk); returns the
+    round trips of each pass then (else an empty list).
 
     ``run.td_hist`` / ``run.score_hist`` get the values after each pass.  The walk (the
     shared :func:`~chunked_medoids.algorithms._eager.eager_passes`) can stop and resume at
@@ -132,8 +142,20 @@ def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapsh
     loss_box = np.array([st.L], dtype=np.float64)
     P = np.empty(st.k, dtype=np.float64)
     eps_abs = EPS * st.wsum
+    pass_rt = []
+    interval = getattr(ckpt, "interval", None) if ckpt.enabled else None
+
+    def apply(slot, j, row):  # a swap found by the workers, applied to this replica
+        loss_box[0] = msc_apply(row, slot, j, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
+                                st.n2, st.n3, st.R, st.w, st.weighted)
+        st.L = float(loss_box[0])
 
     def evaluate(block, start, visit, cand, counters):
+        if walker is not None:
+            consumed = walker.run(start, start + cand.shape[0], counters, apply, pause=ckpt.stop.is_set,
+                                  interval=interval)
+            st.L = float(loss_box[0])
+            return consumed
         consumed = fastermsc_block(block, start, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3,
                                    st.n1, st.n2, st.n3, st.R, st.w, st.weighted, tol, eps_abs, P,
                                    counters, loss_box)
@@ -144,13 +166,17 @@ def _fastermsc_single(source, eng, st, run, *, max_iter, tol, desc, ckpt, snapsh
         run.td_hist.append(st.td())
         run.score_hist.append(st.score())
         log_pass(desc, "medoid silhouette", st.score(), walk, seconds, nbytes, swaps)
+        if walker is not None:
+            pass_rt.append(walker.log_pass(walk.n_iter, seconds, swaps))
 
-    fused = msc_evaluator(source, eng, st, tol, eps_abs, P, loss_box)  # features: rows in the kernel
+    # features: rows in the kernel (local threads); with a walker the workers evaluate
+    fused = None if walker is not None else msc_evaluator(source, eng, st, tol, eps_abs, P, loss_box)
     eager_passes(source, eng, run.walk, evaluate if fused is None else fused, max_iter=max_iter, ckpt=ckpt,
-                 snapshot=snapshot, on_pass_end=on_pass_end, desc=desc, rows=fused is None)
+                 snapshot=snapshot, on_pass_end=on_pass_end, desc=desc, rows=fused is None and walker is None,
+                 unit_rows=None if walker is None else source.n)
     # exact values from fresh caches (the incremental ones agree up to rounding)
     st.refresh()
-    return run
+    return pass_rt
 
 
 def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_iter: int = DEFAULT_MAX_ITER,
@@ -158,7 +184,7 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
               memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
               num_workers: int | None = None, block_rows: int | None = None,
               checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
-              engine: Engine | None = None, validate: bool = True) -> MSCResult:
+              engine: Engine | None = None, validate: bool = True, resident: str | bool = "auto") -> MSCResult:
     """FasterMSC: k-medoids maximising the average medoid silhouette, streaming D.
 
     Parameters
@@ -181,15 +207,20 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         Swap iff ``ΔL < −(tol·L + 1e-12·W)`` (L = Σ w·d1/d2, W = Σ w); 0 = any strict
         improvement beyond floating-point noise.
     memory_limit, client, progress, num_workers, block_rows, engine
-        Engine options.  The pass is sequential by definition (eager swaps); blocks are
-        read ahead in a background thread.  A distributed ``client`` is only used to
-        create the engine (the walk runs in this process).
+        Engine options.  The pass is sequential by definition (eager swaps); locally blocks
+        are read ahead in a background thread.  With a distributed ``client`` the walk runs
+        on the workers (each holds its share of the candidate rows and a replica of the
+        caches; bitwise the same result, see :func:`~chunked_medoids.fasterpam`).
     checkpoint : path, optional
         Saved at block boundaries (every ``checkpoint_interval`` seconds) and at pass ends;
         rerunning with the same path and parameters resumes to the identical result.
     checkpoint_interval : float, default 60.0
     validate : bool, default True
         Check the matrix (see :func:`~chunked_medoids.algorithms._common.driver_scope`).
+    resident : {"auto", True, False}, default "auto"
+        With a cluster: workers hold their candidate rows for the run, or re-read them
+        each pass; on local threads the engine's resident stripes (as
+        :func:`~chunked_medoids.fasterpam`).  Never changes the result.
 
     Returns
     -------
@@ -198,7 +229,8 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
         medoids (recomputed; as for every method), ``loss_history`` the total deviation
         after the init and after each pass (it need not decrease: TD is not the objective).
         ``extra``: ``score`` (average medoid silhouette, the objective), ``score_history``
-        (after the init and each pass, non-decreasing), ``converged``.
+        (after the init and each pass, non-decreasing), ``converged``; ``distributed``
+        with a cluster (as :attr:`~chunked_medoids.SwapResult.distributed`).
 
     Notes
     -----
@@ -206,9 +238,10 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
     three int32 slots) + up to 3 row blocks.  I/O: one read of D per pass plus the k
     initial medoid rows.
     """
+    resident = check_resident(resident)
     with driver_scope(D, None, memory_limit=memory_limit, client=client, progress=progress,
                       num_workers=num_workers, block_rows=block_rows, engine=engine,
-                      validate=validate) as scope:
+                      validate=validate, resident=resident) as scope:
         source, eng = scope.source, scope.engine
         k = _check_k_msc(k, source.n)
         max_iter, tol, w, rng, params = check_run(source, k, init=init, max_iter=max_iter, tol=tol,
@@ -224,13 +257,26 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
             state.medoids = st.medoids.copy()
             return state
 
-        _fastermsc_single(source, eng, st, state.run, max_iter=max_iter, tol=tol, desc="fastermsc",
-                          ckpt=ckpt, snapshot=snapshot)
+        walk = state.run.walk
+        walker = None
+        if not walk.done and (walk.pos > 0 or walk.n_iter < max_iter):
+            walker = eng.eager_walker(source, method="fastermsc", order=None, state=lambda: _msc_replica(st),
+                                      params={"tol": tol, "eps_abs": EPS * st.wsum, "w": st.w,
+                                              "weighted": st.weighted, "fused": False},
+                                      resident=resident, n_swap=walk.n_swap)
+        try:
+            pass_rt = _fastermsc_single(source, eng, st, state.run, max_iter=max_iter, tol=tol,
+                                        desc="fastermsc", ckpt=ckpt, snapshot=snapshot, walker=walker)
+        finally:
+            if walker is not None:
+                walker.close()
         run = state.run
         result = make_result(st.M, st.medoids, w, n_iter=run.walk.n_iter, n_swap=run.walk.n_swap,
                              loss_history=[state.td0] + list(run.td_hist), algorithm="fastermsc",
                              cls=MSCResult, score=st.score(), score_history=[state.s0] + list(run.score_hist),
-                             converged=bool(run.walk.done))
+                             converged=bool(run.walk.done),
+                             distributed=None if walker is None else dict(walker.summary(),
+                                                                          pass_round_trips=pass_rt))
         ckpt.complete(snapshot())
         return result
 

@@ -1,0 +1,708 @@
+"""The eager walk of FasterPAM and FasterMSC on a Dask cluster (part of the engine layer).
+
+Only the engine (:meth:`chunked_medoids.Engine.eager_walker`) creates a
+:class:`DistributedEagerWalk`; like ``engine.py`` this module talks to ``distributed``
+(``tests/test_layers.py`` lists both).  The drivers never see a worker: they hand the walk
+an ``evaluate`` callback of :func:`~chunked_medoids.algorithms._eager.eager_passes` that
+calls :meth:`DistributedEagerWalk.run`.  See ``docs/architecture.rst`` §14.
+
+Design
+------
+* **Who holds what.**  The candidate rows are cut into *ownership granules* of ``G``
+  consecutive rows (:func:`ownership_granule`: about 1024 rows, a multiple of a store's
+  chunk height so each chunk is decoded by one worker) and granule ``g`` belongs to actor
+  ``g mod W``: interleaved, so that both the natural order (consecutive rows) and the
+  shuffled one (random 256-row granules) spread a long batch over all workers.  One
+  :class:`EagerActor` (a ``distributed`` Actor) per worker holds its granules' rows --
+  read once from storage by the worker itself (*resident*), or re-read per pass through a
+  bounded cache (*streaming*) -- or, for a features source with fused kernels, the
+  prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
+  state: the medoid table, the caches, the removal loss and the loss.
+* **Parallel batches** (swaps are rare).  The client walks the fixed candidate order in
+  batches of positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch
+  in order against its (identical) replica with the same numba kernels as the local path
+  (``first_improving`` / ``first_improving_fused`` / ``msc_first_improving``) and returns
+  its earliest accepted one; the earliest over all actors is the sequential walk's next
+  swap, because every earlier candidate was evaluated against the same state and
+  refused.  The walk continues right after it.  Batches grow geometrically while no swap
+  is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+* **Sequential runs** (swaps are dense, e.g. the first pass from a random init).  A batch
+  would end at nearly every swap, so the client instead sends the run of consecutive
+  positions held by one actor (up to a granule) to that actor alone, which walks it
+  exactly as the sequential kernel does, applying every accepted swap on the spot, and
+  returns them all.  The client picks the cheaper kind from its running estimates of the
+  round-trip latency, the per-candidate cost and the positions between swaps; with one
+  worker every round trip is a run.
+* **Swaps.**  The client applies each swap to its own replica (it keeps one for
+  checkpoints and the result) and appends it to a log (slot, candidate, the candidate's
+  row unless the workers compute rows themselves); every actor receives the swaps it has
+  not seen with its next call, in order, and applies them exactly as the local code does.
+  So the result is bitwise the sequential definition's for any worker count, thread
+  count, block size or granule size, and the round trips of a pass are bounded by about
+  ``swaps + log2(n)``, not a function of n.
+* **Faults.**  A worker that dies takes its actor with it.  The batch's call to it fails;
+  a new actor is created on a live worker (preferring one without an actor, e.g. the one
+  the nanny restarted), it re-reads its granules and receives the client's replica (equal
+  bit for bit to the survivors'), and only its part of the batch is asked again.  Swaps
+  carry a sequence number, so an actor never applies one twice.  The result is identical.
+* **Checkpoints.**  The client holds the walk position, the counters and the replica, so
+  the driver's checkpoint is the same :class:`~chunked_medoids._state.RunState` the local
+  walk writes; :meth:`DistributedEagerWalk.run` returns between batches when a stop was
+  requested or a save is due, and ``eager_passes`` saves there.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._errors import ChunkedMedoidsError, InvalidParameterError
+from ._kernels.fused import FusedEval
+from ._kernels.msc import msc_apply, msc_first_improving
+from ._kernels.swap import apply_swap, first_improving
+from ._util import format_bytes
+from .engine import check_resident
+
+logger = logging.getLogger(__name__)
+
+#: eager methods that can walk on the workers.
+METHODS = ("fasterpam", "fastermsc")
+#: rows per granule of the shuffled candidate order (``algorithms/_eager.py:GRANULE``; a
+#: test checks they agree).  Ownership granules of sources without storage chunks are
+#: multiples of it, so that in both orders runs of consecutive positions belong to one
+#: worker.
+ORDER_GRANULE = 256
+#: the largest ownership granule (rows) unless a storage chunk is taller.
+GRANULE_CAP = 1024
+#: source kinds whose ``block_rows`` is a storage chunk height.
+CHUNKED_KINDS = ("zarr", "hdf5", "dask")
+#: set by tests to force another ownership granule (the result must not depend on it).
+_granule_override = None
+#: fraction of a worker's memory limit its resident rows may take under ``resident="auto"``.
+RESIDENT_FRACTION = 0.5
+#: batch bounds, in positions per worker.
+MIN_PER_WORKER = 16
+MAX_PER_WORKER = 8192
+#: recoveries of one batch before giving up (every attempt lost another worker).
+MAX_RECOVERIES = 8
+
+
+def ownership_granule(source, workers: int) -> int:
+    """Rows per ownership granule, as large as :data:`GRANULE_CAP` while every worker still
+    gets at least four granules: a multiple of a store's chunk height (each chunk decoded by
+    exactly one worker; a chunk taller than that budget is one granule), else a multiple
+    of :data:`ORDER_GRANULE`.
+
+    Granule ``g`` belongs to actor ``g mod W``.  The sequential runs of dense swaps are as
+    long as a granule (in the shuffled order: as long as the stretch of a 256-row shuffle
+    granule that lies in one ownership granule).  Never changes the result.
+    """
+    if _granule_override is not None:
+        return int(_granule_override)
+    per = min(GRANULE_CAP, source.n // (4 * max(1, workers)))
+    c = int(getattr(source, "block_rows", 0) or 0) if getattr(source, "kind", "") in CHUNKED_KINDS else 0
+    if c >= 1:
+        return c * max(1, per // c)
+    return ORDER_GRANULE * max(1, per // ORDER_GRANULE)
+
+
+class _Replica:
+    """An actor's copy of the O(n·k) state (the attributes the kernels take)."""
+
+    def __init__(self, method, state, w, weighted):
+        self.__dict__.update({k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in state.items()})
+        self.w, self.weighted = w, weighted
+        self.n = int(self.M.shape[0])
+        self.k = int(self.M.shape[1])
+
+
+class EagerActor:
+    """One worker's share of a distributed eager walk (a ``distributed`` Actor).
+
+    Created by :class:`DistributedEagerWalk` only.  Holds the rows of its ownership
+    granules (or the prepared features), the candidate order, and a replica of the state.
+
+    Parameters
+    ----------
+    payload : dict
+        ``method``, ``source``, ``order`` (None: natural), ``granule``, ``granules`` (the
+        owned granule ids), ``state`` (the replica's arrays and scalars), ``params``
+        (``tol``, ``eps_abs``, ``w``, ``weighted``, ``fused``, ``applied``), ``resident``,
+        ``budget`` (bytes of the streaming cache), ``threads``.
+    """
+
+    def __init__(self, payload):
+        p = payload
+        self.method = p["method"]
+        self.source = p["source"]
+        n = self.n = int(self.source.n)
+        self.G = int(p["granule"])
+        self.granules = np.asarray(p["granules"], dtype=np.int64)
+        order = p["order"]
+        cand_all = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        n_gran = -(-n // self.G)
+        owned = np.zeros(n_gran, dtype=np.bool_)
+        owned[self.granules] = True
+        self.own_pos = np.flatnonzero(owned[cand_all // self.G]).astype(np.int64)
+        self.own_cand = np.ascontiguousarray(cand_all[self.own_pos])
+        par = p["params"]
+        self.tol, self.eps_abs = float(par["tol"]), float(par.get("eps_abs", 0.0))
+        self.st = _Replica(self.method, p["state"], par["w"], bool(par["weighted"]))
+        self.applied = int(par["applied"])
+        self.threads = max(1, int(p.get("threads", 1)))
+        self.k = self.st.k
+        self.P = [np.empty(self.k, dtype=np.float64) for _ in range(self.threads)]
+        self.out = [np.empty(2, dtype=np.float64) for _ in range(self.threads)]
+        self.buf = [np.empty(n, dtype=np.int32) for _ in range(self.threads)]
+        self.pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cm-actor") if self.threads > 1 else None
+        self.fused = None
+        if self.method == "fasterpam" and par["fused"]:
+            self.fused = FusedEval(self.source.fused_bundle(), self.threads, self.st.ds)
+        self.resident = bool(p["resident"]) and self.fused is None
+        self.bytes_read = 0
+        self.rows = None
+        if self.fused is None:
+            itemsize = np.dtype(self.source.dtype).itemsize
+            gbytes = self.G * n * itemsize
+            owned_count = len(self.granules)  # 0 when there are more workers than granules
+            self.cap = owned_count if self.resident else min(owned_count, max(1, int(p["budget"]) // max(1, gbytes)))
+            self.rows = np.empty((self.cap * self.G, n), dtype=self.source.dtype)
+            self.slot_of = np.full(n_gran, -1, dtype=np.int64)
+            self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
+            self.slot_clock = np.zeros(self.cap, dtype=np.int64)
+            self.clock = 0
+
+    # -- rows --------------------------------------------------------------------------
+    def _read_granule(self, g, slot):
+        a = int(g) * self.G
+        b = min(a + self.G, self.n)
+        old = self.slot_gran[slot]
+        if old >= 0:
+            self.slot_of[old] = -1
+        self.rows[slot * self.G: slot * self.G + (b - a)] = self.source.read_rows(a, b)
+        self.bytes_read += (b - a) * self.n * self.rows.itemsize
+        self.slot_gran[slot] = g
+        self.slot_of[g] = slot
+
+    def load(self):
+        """Read the resident granules (once); returns ``(bytes read, seconds)``."""
+        t0 = time.perf_counter()
+        if self.rows is not None and self.resident:
+            for slot, g in enumerate(self.granules):
+                if self.slot_of[g] < 0:
+                    self._read_granule(g, slot)
+        elif self.fused is not None:
+            self.fused.refresh(self.st.ds)
+        return self.bytes_read, time.perf_counter() - t0
+
+    def _ensure(self, gran):
+        """Make the granules ``gran`` (in order of use) present; returns how many of the
+        leading positions are covered (the streaming cache may hold fewer than needed)."""
+        if self.resident:
+            return gran.shape[0]
+        self.clock += 1
+        pinned = 0
+        seen = {}
+        for i in range(gran.shape[0]):
+            g = int(gran[i])
+            if g in seen:
+                continue
+            if pinned >= self.cap:
+                return i
+            seen[g] = True
+            pinned += 1
+            slot = self.slot_of[g]
+            if slot < 0:
+                free = np.flatnonzero(self.slot_clock < self.clock)
+                slot = int(free[np.argmin(self.slot_clock[free])])
+                self._read_granule(g, slot)
+            self.slot_clock[slot] = self.clock
+        return gran.shape[0]
+
+    # -- the kernels -------------------------------------------------------------------
+    def _scan(self, t, visit, cand, lo, hi):
+        st = self.st
+        if self.fused is not None:
+            return self.fused.first(t, cand, lo, hi, st, st.td, self.tol, self.P[t], self.out[t])
+        if self.method == "fasterpam":
+            return first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.dn, st.ds, st.nn, st.R,
+                                   st.w, st.weighted, st.td, self.tol, self.P[t], self.buf[t], self.out[t])
+        return msc_first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
+                                   st.n2, st.R, st.w, st.weighted, st.L, self.tol, self.eps_abs, self.P[t],
+                                   self.out[t])
+
+    def _first(self, visit, cand):
+        """Earliest accepted index of ``cand`` (or -1) and its thread (for ``out``)."""
+        m = cand.shape[0]
+        T = self.threads
+        if T == 1 or m < 4 * T:
+            return self._scan(0, visit, cand, 0, m), 0
+        bounds = np.linspace(0, m, T + 1).astype(np.int64)
+        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]))
+                for t in range(1, T)]
+        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1])), 0)]
+        hits += [(f.result(), t) for t, f in enumerate(futs, start=1)]
+        return next(((h, t) for h, t in hits if h >= 0), (-1, 0))
+
+    def _apply_local(self, slot, j, row):
+        st = self.st
+        if self.fused is not None:
+            st.td = self.fused.apply(slot, j, st)
+        elif self.method == "fasterpam":
+            st.td = apply_swap(row, slot, j, st.M, st.medoids, st.is_medoid, st.dn, st.ds, st.nn, st.sn,
+                               st.R, st.w, st.weighted)
+        else:
+            st.L = msc_apply(row, slot, j, st.M, st.medoids, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
+                             st.n2, st.n3, st.R, st.w, st.weighted)
+
+    def _apply(self, swap):
+        seq, slot, j, row = swap
+        if seq <= self.applied:
+            return  # already applied (a batch asked again after a recovery, or our own swap)
+        if seq != self.applied + 1:
+            raise ChunkedMedoidsError(f"swap {seq} arrived after swap {self.applied} (lost message)")
+        self._apply_local(slot, j, row)
+        self.applied = seq
+
+    def step(self, swaps, lo, hi, since=None):
+        """Apply the ``swaps`` not applied yet, then walk this actor's candidates at
+        positions ``[lo, hi)``.
+
+        ``since=None`` (a *parallel* batch): stop at the first accepted candidate and do not
+        apply it.  ``since`` an int (a *sequential* run: every position of ``[lo, hi)`` is
+        this actor's): apply each accepted candidate at once and go on right after it, as
+        the sequential kernel does, counting ``since`` (positions since the last swap) and
+        stopping when it reaches n.
+
+        Returns ``(hits, end, since, bad, seconds, evaluated, bytes_read)``: ``hits`` a list
+        of ``(pos, slot, j, row)`` (``row`` None when rows are computed); ``end`` the
+        position the walk reached (sequential runs); ``bad`` whether a computed row held a
+        non-finite entry.
+        """
+        t0 = time.perf_counter()
+        read0 = self.bytes_read
+        for sw in swaps:
+            self._apply(sw)
+        a = int(np.searchsorted(self.own_pos, lo))
+        b = int(np.searchsorted(self.own_pos, hi))
+        cand = self.own_cand[a:b]
+        m = cand.shape[0]
+        run = since is not None
+        if run and m != hi - lo:
+            raise ChunkedMedoidsError(f"positions {lo}..{hi} are not all held by this actor")
+        n = self.n
+        limit = min(m, n - int(since)) if run else m
+        hits, bad, evaluated, i = [], False, 0, 0
+        while i < limit:
+            if self.fused is not None:
+                e, visit = limit, None
+            else:
+                gran = cand[i:limit] // self.G
+                e = i + self._ensure(gran)
+                visit = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
+            sub = cand[i:e]
+            h, t = self._first(visit, sub)
+            if self.fused is not None and self.fused.bad():
+                bad = True
+                break
+            if h < 0:
+                evaluated += e - i
+                if run:
+                    since += e - i
+                i = e
+                continue
+            evaluated += h + 1
+            slot, j = int(self.out[t][0]), int(sub[h])
+            row = None if self.fused is not None else self.rows[int(visit[h])].copy()
+            hits.append((int(self.own_pos[a + i + h]), slot, j, row))
+            i += h + 1
+            if not run:
+                break
+            self._apply_local(slot, j, row)
+            self.applied += 1
+            since = 1
+            limit = min(m, i + n - 1)
+        return (hits, lo + i, since, bad, time.perf_counter() - t0, int(evaluated),
+                self.bytes_read - read0)
+
+    def state(self):
+        """The replica's arrays (tests: every replica equals the client's)."""
+        return {k: v for k, v in self.st.__dict__.items() if isinstance(v, np.ndarray)}
+
+    def info(self):
+        """``(resident, rows held, granules, bytes read)``."""
+        held = 0 if self.rows is None else int(self.rows.nbytes)
+        return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
+
+
+def _is_lost(exc) -> bool:
+    """Whether ``exc`` (raised by an actor call) means its worker went away."""
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, (CommClosedError, OSError, TimeoutError)):
+        return True
+    return isinstance(exc, RuntimeError) and "was lost" in str(exc)
+
+
+class DistributedEagerWalk:
+    """Client side of a distributed eager walk (see the module notes).
+
+    Parameters
+    ----------
+    engine : Engine
+        An engine with a ``distributed`` client.
+    source : DissimilaritySource
+    method : {"fasterpam", "fastermsc"}
+    order : ndarray of int64 or None
+        The candidate order (None: 0..n-1).
+    state : callable
+        ``state()`` -> the client's current replica (dict of arrays and scalars: the
+        medoid table, medoids, is_medoid, the caches, R and the loss).
+    params : dict
+        ``tol``, ``w``, ``weighted``, ``fused``, and ``eps_abs`` for FasterMSC.
+    resident : {"auto", True, False}
+    n_swap : int
+        Swaps done before this walk (a resumed run), the first sequence number.
+    """
+
+    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0):
+        if method not in METHODS:
+            raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
+        self.engine, self.client, self.source = engine, engine.client, source
+        self.method, self.order, self.state_fn, self.params = method, order, state, dict(params)
+        self.n = int(source.n)
+        self.seq = int(n_swap)
+        self.log = []  # swaps (seq, slot, j, row) not yet delivered to every actor
+        self.round_trips = 0
+        self.runs = self.batches = 0  # sequential runs on one actor / parallel batches on all
+        self.run_positions = 0  # positions walked in sequential runs
+        self.recoveries = 0
+        self.worker_seconds = 0.0
+        self.evaluated = 0
+        self.gap = 8.0
+        self._pass_marks = (0, 0.0, 0)
+        self.futures, self.actors, self.addresses = [], [], []
+        workers = self._workers()
+        if not workers:
+            raise ChunkedMedoidsError("the Dask cluster has no workers; start some and rerun")
+        W = len(workers)
+        self.W = W
+        self.G = ownership_granule(source, W)
+        n_gran = -(-self.n // self.G)
+        self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
+        self.sent = [self.seq] * W  # last swap each actor has
+        cand_all = np.arange(self.n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        owner = (cand_all // self.G) % W
+        self.owner = owner.astype(np.int32)
+        self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
+        self.latency, self.t_cand = 2e-3, 1e-9 * self.n  # running estimates (seconds)
+        self.fused = bool(self.params.get("fused"))
+        share = max(min(self.G * len(g), self.n) for g in self.assign) * self.n * source.dtype.itemsize
+        self.resident, why = self._decide(check_resident(resident), share, workers)
+        self.share = share
+        self.budget = engine.memory_limit
+        logger.info("%s on %d workers: %s (%s); granules of %d rows", method, W,
+                    "rows computed from the features" if self.fused else
+                    ("resident rows" if self.resident else "rows streamed from storage"), why, self.G)
+        t0 = time.perf_counter()
+        try:
+            for a, addr in enumerate(sorted(workers)):
+                self._create(a, addr, workers[addr][0])
+            self._load(list(range(W)))
+        except BaseException:
+            self.close()
+            raise
+        self.setup_seconds = time.perf_counter() - t0
+        logger.info("%s: %d actors ready in %.2fs", method, W, self.setup_seconds)
+
+    # -- cluster -----------------------------------------------------------------------
+    def _workers(self):
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0))
+                for addr, w in info.items()}
+
+    def _decide(self, resident, share, workers):
+        if self.fused:
+            return False, "a features source: each worker computes its candidates' rows"
+        if resident is True:
+            return True, f"resident=True: {format_bytes(share)} per worker"
+        if resident is False:
+            return False, "resident=False"
+        limits = [m for _, m in workers.values() if m > 0]
+        cap = RESIDENT_FRACTION * min(limits) if limits else float(self.engine.memory_limit)
+        basis = (f"{RESIDENT_FRACTION:g} of the smallest worker memory limit" if limits
+                 else "memory_limit (the workers have no memory limit)")
+        if share <= cap:
+            return True, f"resident='auto': {format_bytes(share)} per worker fits in {basis} ({format_bytes(cap)})"
+        return False, f"resident='auto': {format_bytes(share)} per worker exceeds {basis} ({format_bytes(cap)})"
+
+    def _payload(self, a, threads):
+        par = dict(self.params, applied=self.seq)
+        return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
+                "granules": self.assign[a], "state": self.state_fn(), "params": par,
+                "resident": self.resident, "budget": self.budget, "threads": threads}
+
+    def _create(self, a, addr, threads):
+        client = self.client
+        # the payload goes straight to its worker (not through the scheduler); it is released
+        # with the actor (cancelling it would cancel the actor, its dependent)
+        data = client.scatter([self._payload(a, threads)], workers=[addr], hash=False)[0]
+        fut = client.submit(EagerActor, data, actor=True, workers=[addr], allow_other_workers=False,
+                            pure=False, key=f"cm-eager-{self.method}-{a}-{time.monotonic_ns()}")
+        actor = fut.result()
+        del data
+        if a < len(self.actors):
+            self.futures[a], self.actors[a], self.addresses[a] = fut, actor, addr
+        else:
+            self.futures.append(fut)
+            self.actors.append(actor)
+            self.addresses.append(addr)
+
+    def _ask(self, which, method, *args, per_actor=None):
+        """Call ``method(*per_actor(a), *args)`` on the actors ``which`` at once; returns
+        ``(results, lost, first loss)`` where ``lost`` lists the actors whose worker went
+        away."""
+        futs, lost, first = [], [], None
+        for a in which:
+            try:  # an actor whose worker is known to be gone raises already here
+                extra = () if per_actor is None else per_actor(a)
+                futs.append((a, getattr(self.actors[a], method)(*extra, *args)))
+            except Exception as exc:
+                if not _is_lost(exc):
+                    raise
+                lost.append(a)
+                first = first or exc
+        results = {}
+        for a, f in futs:
+            try:
+                results[a] = f.result()
+            except Exception as exc:
+                if not _is_lost(exc):
+                    raise
+                lost.append(a)
+                first = first or exc
+        return results, lost, first
+
+    def _load(self, which):
+        """Read the resident rows of the actors ``which``; returns the actors lost meanwhile."""
+        results, lost, first = self._ask(which, "load")
+        total = 0
+        for a, (nbytes, secs) in sorted(results.items()):
+            total += nbytes
+            logger.debug("actor %d on %s: read %s in %.2fs", a, self.addresses[a], format_bytes(nbytes), secs)
+        self._add_bytes(total)
+        if self.resident and hasattr(self.source, "mark_rows_read"):
+            # the workers' copies of the source validated what they read (sources/validate.py)
+            self.source.mark_rows_read([(int(g) * self.G, min((int(g) + 1) * self.G, self.n))
+                                        for a in results for g in self.assign[a]])
+        if lost:
+            self._recover(lost, first)
+
+    def _add_bytes(self, nbytes):
+        with self.engine._lock:
+            self.engine.bytes_read += int(nbytes)
+
+    def _recover(self, dead, exc):
+        from .engine import _client_alive, _scheduler_lost
+
+        if not _client_alive(self.client):
+            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", exc) from exc
+        gone = {self.addresses[a] for a in dead}
+        for a in dead:
+            for _attempt in range(MAX_RECOVERIES):
+                workers = self._workers()
+                live = {addr: v for addr, v in workers.items() if addr not in gone}
+                if not live:
+                    self.client.wait_for_workers(1, timeout=60)
+                    continue
+                held = collections.Counter(self.addresses[b] for b in range(self.W) if b not in dead)
+                addr = min(sorted(live), key=lambda x: held.get(x, 0))
+                logger.warning("%s: the worker holding actor %d (%s) was lost (%s: %s); recreating it on %s",
+                               self.method, a, self.addresses[a], type(exc).__name__, exc, addr)
+                try:
+                    self._create(a, addr, live[addr][0])
+                    results, lost, again = self._ask([a], "load")
+                except Exception as err:  # that worker went too: try another one
+                    if not _is_lost(err) and _client_alive(self.client):
+                        raise
+                    lost, again = [a], err
+                if not lost:
+                    self._add_bytes(results[a][0])
+                    self.recoveries += 1
+                    break
+                gone.add(addr)
+                exc = again
+            else:
+                raise ChunkedMedoidsError(f"could not recreate the eager actor {a} after {MAX_RECOVERIES} "
+                                          f"attempts (the workers keep dying: {exc})") from exc
+
+    def _undelivered(self, a):
+        return ([sw for sw in self.log if sw[0] > self.sent[a]],)
+
+    def _call(self, which, lo, hi, since=None):
+        """One round trip: ``step`` on the actors ``which`` (each gets the swaps it lacks);
+        actors lost meanwhile are recreated and asked again."""
+        which = list(which)
+        results = {}
+        todo = which
+        t0 = time.perf_counter()
+        for _ in range(MAX_RECOVERIES + 1):
+            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, per_actor=self._undelivered)
+            results.update(got)
+            if not dead:
+                break
+            self._recover(dead, first_exc)
+            todo = dead
+        else:
+            raise ChunkedMedoidsError(f"{self.method}: gave up after {MAX_RECOVERIES} worker losses in one batch")
+        wall = time.perf_counter() - t0
+        self.round_trips += 1
+        for a in which:
+            self.sent[a] = self.seq
+        low = min(self.sent)
+        self.log = [sw for sw in self.log if sw[0] > low]
+        secs = [r[4] for r in results.values()]
+        ev = sum(r[5] for r in results.values())
+        self.worker_seconds += sum(secs)
+        self.evaluated += ev
+        self._add_bytes(sum(r[6] for r in results.values()))
+        self.latency = 0.8 * self.latency + 0.2 * max(0.0, wall - max(secs))
+        if ev:
+            self.t_cand = 0.8 * self.t_cand + 0.2 * (sum(secs) / ev)
+        return [results[a] for a in which]
+
+    def _sequential(self):
+        """Whether the next round trip should be a sequential run on one actor (swaps are
+        dense: a run of G positions with every swap applied on the spot costs less than a
+        parallel batch per swap) rather than a parallel batch over all actors."""
+        if self.W == 1:
+            return True
+        lam, run = self.latency, self.G * self.t_cand
+        return self.gap < self.G * lam / (lam + run * (1.0 - 1.0 / self.W))
+
+    def _swap(self, hit, counters, apply):
+        pos, slot, j, row = hit
+        apply(slot, j, row)
+        self.seq += 1
+        self.log.append((self.seq, slot, j, None if self.fused else row))
+        counters[1] += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s swap %d: slot %d <- point %d (position %d, round trip %d)", self.method,
+                         self.seq, slot, j, pos, self.round_trips)
+
+    # -- the walk ----------------------------------------------------------------------
+    def run(self, lo, hi, counters, apply, *, on_bad=None, pause=None, interval=None):
+        """Walk positions ``[lo, hi)`` of the order like the sequential kernel would.
+
+        ``counters = [since, n_swap]`` is updated in place (module notes of
+        :mod:`chunked_medoids.algorithms._eager`); ``apply(slot, j, row)`` applies a swap
+        to the caller's replica (``row`` is None when the workers compute rows).  Returns
+        the positions consumed: ``hi - lo``, fewer when the walk converged, or when it
+        paused between round trips because ``pause()`` became true or ``interval``
+        seconds passed (the caller checkpoints and calls again from there).
+        """
+        n, W = self.n, self.W
+        i = lo
+        t_start = time.monotonic()
+        while i < hi:
+            if self._sequential():
+                # a run of consecutive positions held by one actor, walked there with every
+                # swap applied on the spot (the others get the swaps with their next call)
+                a = int(self.owner[i])
+                b = int(np.searchsorted(self.breaks, i, side="right"))
+                stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
+                top = min(hi, stop, i + MAX_PER_WORKER)
+                hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
+                self.runs += 1
+                if bad:
+                    self._bad(on_bad, i, top)
+                for hit in hits:
+                    self._swap(hit, counters, apply)
+                self.sent[a] = self.seq  # it applied its own swaps
+                counters[0] = since
+                span = end - i
+                self.run_positions += span
+                self.gap = (0.5 * self.gap + 0.5 * span / len(hits)) if hits else min(self.gap + span, 1e12)
+                i = end
+                if counters[0] >= n:
+                    return i - lo
+            else:
+                remaining = n - int(counters[0])
+                size = int(min(MAX_PER_WORKER * W, max(MIN_PER_WORKER * W, self.gap)))
+                top = min(hi, i + size, i + remaining)
+                res = self._call(range(W), i, top)
+                self.batches += 1
+                found = []
+                for hits, _, _, bad, *_ in res:
+                    if bad:
+                        self._bad(on_bad, i, top)
+                    found.extend(hits)
+                if not found:
+                    counters[0] += top - i
+                    self.gap = min(2.0 * self.gap + (top - i), 1e12)
+                    i = top
+                    if counters[0] >= n:
+                        return i - lo
+                else:
+                    hit = min(found, key=lambda h: h[0])
+                    p = hit[0]
+                    counters[0] += p - i
+                    self._swap(hit, counters, apply)
+                    counters[0] = 1
+                    self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
+                    i = p + 1
+                    if counters[0] >= n:
+                        return i - lo
+            if i < hi and ((pause is not None and pause())
+                           or (interval is not None and time.monotonic() - t_start >= interval)):
+                return i - lo
+        return i - lo
+
+    @staticmethod
+    def _bad(on_bad, lo, hi):
+        if on_bad is not None:
+            on_bad(lo, hi)
+        raise ChunkedMedoidsError("a worker computed a row with a non-finite entry")
+
+    def pass_stats(self):
+        """``(round trips, worker seconds, candidates evaluated)`` since the last call."""
+        rt, ws, ev = self._pass_marks
+        out = (self.round_trips - rt, self.worker_seconds - ws, self.evaluated - ev)
+        self._pass_marks = (self.round_trips, self.worker_seconds, self.evaluated)
+        return out
+
+    def log_pass(self, n_iter, seconds, swaps) -> int:
+        """Log a finished pass's round trips; returns them."""
+        rt, ws, ev = self.pass_stats()
+        logger.info("%s pass %d on %d workers: %d round trips (%.3g ms each), %d swaps, %d candidates "
+                    "evaluated, %.2fs of worker compute in %.2fs", self.method, n_iter, self.W, rt,
+                    1e3 * seconds / max(1, rt), swaps, ev, ws, seconds)
+        return rt
+
+    def replica_states(self):
+        """Every actor's replica arrays (for tests)."""
+        return [f.result() for f in [act.state() for act in self.actors]]
+
+    def summary(self) -> dict:
+        """What the result reports: workers, granule, residency, round trips, recoveries."""
+        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident),
+                "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
+                "share_bytes": int(self.share), "round_trips": int(self.round_trips),
+                "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
+                "run_positions": int(self.run_positions),
+                "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds)}
+
+    def close(self):
+        """Release the actors (their workers drop the rows)."""
+        from .engine import _client_alive
+
+        if self.futures and _client_alive(self.client):
+            try:
+                self.client.cancel(self.futures)
+            except Exception:  # pragma: no cover - cluster going down
+                pass
+        self.futures, self.actors = [], []
