@@ -447,6 +447,13 @@ def largeclara_sample_rows(s: int, memory_limit: int) -> int:
     return max(1, int(memory_limit // (8 * _F8 * s)))
 
 
+def largeclara_candidate_rows(pool: int) -> int:
+    """Medoids whose float64 distances to the ``pool`` gathered points LargeCLARA's polish
+    computes at once when it picks candidates: about 8 MiB of distances (at least one row).
+    A fixed target, not derived from ``memory_limit``; results do not depend on it."""
+    return max(1, (8 << 20) // (_F8 * max(1, pool)))
+
+
 def clarans_fetch_rows(memory_limit: int, searches: int, n: int, itemsize: int, cap: int) -> int:
     """Candidate rows each of ``searches`` concurrent CLARANS searches fetches at once.
 
@@ -489,6 +496,7 @@ __all__ = [
     "feature_block_rows",
     "feature_scan_rows",
     "gather_rows",
+    "largeclara_candidate_rows",
     "largeclara_sample_batch",
     "largeclara_sample_rows",
     "hdf5_cache_bytes",

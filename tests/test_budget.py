@@ -177,3 +177,6 @@ def test_largeclara_sample_sizes_unchanged():
                                     (conc, task_memory)
                                 assert _budget.largeclara_sample_rows(s, task_memory) == \
                                     max(1, int(task_memory // (8 * 8 * s)))
+
+    for pool in (1, 7, 1000, 100_000, 1 << 24):
+        assert _budget.largeclara_candidate_rows(pool) == max(1, (8 << 20) // (8 * pool))

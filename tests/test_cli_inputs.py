@@ -118,3 +118,15 @@ def test_unknown_suffix_is_refused_naming_the_table(tmp_path, capsys, X):
     path.write_bytes(b"not a table")
     code, _, err = _fit(capsys, tmp_path / "out", path, "--metric", "euclidean")
     assert code == 2 and describe_suffixes(role=FEATURES) in err
+
+
+def test_help_names_the_suffixes_of_the_table(capsys):
+    """The help texts take their suffix lists from the same table (a suffix added there shows up)."""
+    assert cli.main(["fit", "--help"]) == 0
+    fit_help = " ".join(capsys.readouterr().out.split())
+    assert cli.main(["build", "--help"]) == 0
+    build_help = " ".join(capsys.readouterr().out.split())
+    for suffix in INPUT_SUFFIXES:
+        assert suffix in fit_help and suffix in build_help
+    assert describe_suffixes(role=MATRIX) in fit_help
+    assert f"output store: {describe_suffixes(WRITABLE_KINDS)}" in build_help

@@ -544,7 +544,7 @@ def _candidates(medoids, Xm, pool_idx, pool_X, metric, L):
         return cand
     pX = np.ascontiguousarray(pool_X[keep])
     Xm = np.ascontiguousarray(Xm)
-    per = max(1, (8 << 20) // (8 * pidx.shape[0]))  # medoids per distance chunk (<= ~8 MiB)
+    per = _budget.largeclara_candidate_rows(pidx.shape[0])  # medoids per distance chunk
     D = None
     for c in range(k):
         if c % per == 0:

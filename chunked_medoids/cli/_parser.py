@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from ..sources.inputs import FEATURES, MATRIX, WRITABLE_KINDS, describe_suffixes
 from ._common import PROG, UsageError
 
 EPILOG = """\
@@ -33,6 +34,11 @@ DESCRIPTION = ("Exact k-medoids clustering (PAM, FastPAM, FasterPAM, CLARA, CLAR
                "computed on the fly from features, in parallel with Dask.")
 
 DTYPES = ["float32", "float64", "int32", "int64"]
+
+# the suffixes the help names, from the library's one table (sources/inputs.py)
+_FEATURE_SUFFIXES = describe_suffixes(role=FEATURES)
+_MATRIX_SUFFIXES = describe_suffixes(role=MATRIX)
+_STORE_SUFFIXES = describe_suffixes(WRITABLE_KINDS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,9 +175,9 @@ BLOCKS = {
                           "its kernels (default: when stderr is a terminal)")],
     "input": [
         opt("input", metavar="INPUT",
-            help="features (.npy, .csv, .zarr, .h5/.hdf5 with --dataset) used with --metric, or a "
-                 "square dissimilarity matrix (.zarr/.h5 store written by 'build' -- detected "
-                 "automatically -- or any .npy/.zarr/.h5 matrix with --precomputed)"),
+            help=f"features ({_FEATURE_SUFFIXES}; a store's array named with --dataset) used with "
+                 "--metric, or a square dissimilarity matrix (a store written by 'build' -- detected "
+                 f"automatically -- or any {_MATRIX_SUFFIXES} matrix with --precomputed)"),
         Exclusive([
             opt("--metric", metavar="NAME", choices=METRICS,
                 help="INPUT holds features; compute dissimilarities on the fly with this metric "
@@ -234,10 +240,10 @@ COMMANDS = [
                     "  chunked-medoids build X.h5 --dataset features -o D.zarr --metric cosine --workers 4",
         options=[
             opt("features", metavar="FEATURES",
-                help="feature rows: .npy, .csv (numeric, header auto-detected; text columns are "
-                     "categories with --metric gower), .zarr or .h5/.hdf5"),
+                help=f"feature rows: {_FEATURE_SUFFIXES} (text files: numeric, header auto-detected; "
+                     "text columns are categories with --metric gower)"),
             opt("-o", "--output", metavar="STORE", required=True,
-                help="output store: *.zarr (zarr v3 directory) or *.h5 / *.hdf5 (HDF5 file)"),
+                help=f"output store: {_STORE_SUFFIXES} (a zarr v3 directory or an HDF5 file)"),
             opt("--metric", metavar="NAME", required=True, choices=METRICS,
                 help="dissimilarity metric (one of: %(choices)s)"),
             opt("--metric-param", metavar="KEY=VALUE", action="append", default=[],
@@ -288,7 +294,7 @@ COMMANDS = [
         description="Describe a .zarr or .h5 dissimilarity store without reading its values.\n\n"
                     "examples:\n  chunked-medoids info D.zarr\n  chunked-medoids info D.h5 --dataset dist --json",
         options=[
-            opt("store", metavar="STORE", help="*.zarr directory or *.h5/*.hdf5 file"),
+            opt("store", metavar="STORE", help=f"a {_STORE_SUFFIXES} store (zarr directory or HDF5 file)"),
             opt("--dataset", metavar="NAME", help="dataset / array name inside the store"),
             opt("--json", action="store_true", help="print the full description as JSON"),
             "general-local",
