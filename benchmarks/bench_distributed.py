@@ -17,7 +17,11 @@ W = 1 and 2 worker processes, side by side in one run:
 * the result must equal the local sequential run (``num_workers=1``) bit for bit
   (medoids, labels, loss, swaps, passes; asserted);
 * per pass (from the walk's log): round trips, seconds, swaps, candidates evaluated,
-  worker compute seconds; hence seconds per round trip.
+  worker compute seconds; hence seconds per round trip;
+* resident stripes (``resident_io``, on each cluster size, skipped with ``--no-io``): BUILD
+  + 5 FastPAM2 iterations on the zarr store with ``resident=True`` and ``False``; the bytes
+  the worker processes read (their own ``/proc/self/io`` ``rchar``) as a multiple of the
+  store's size on disk (target <= 1.5x), and identical medoids.
 
 Data: ``n`` seeded random pixels of scikit-image's ``hubble_deep_field`` (d = 3).  Also
 (``--swap-ns``) the local sequential FasterPAM swap and pass counts for a few smaller n,
@@ -134,6 +138,33 @@ def fit_on(cluster, src, k, init, log):
                  "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
 
 
+def _worker_rchar():
+    """Bytes this worker process has read through read(2)-like calls (``/proc/self/io``)."""
+    with open("/proc/self/io") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("rchar:"))
+
+
+def resident_io(cluster, store, k, store_bytes):
+    """BUILD + 5 FastPAM2 iterations on the cluster with resident stripes and without: bytes
+    the workers read (their own /proc counters) as a multiple of the store's size on disk."""
+    import chunked_medoids as cm
+
+    fig = {}
+    for resident in (True, False):
+        before = sum(cluster.client.run(_worker_rchar).values())
+        t0 = time.perf_counter()
+        res = cm.fastpam2(store, k, init="build", max_iter=5, client=cluster.client, resident=resident)
+        read = sum(cluster.client.run(_worker_rchar).values()) - before
+        fig["resident" if resident else "streamed"] = {
+            "seconds": time.perf_counter() - t0, "worker_bytes_read": read,
+            "times_store_size": read / store_bytes, "n_iter": res.n_iter, "medoids": res.medoids.tolist()}
+        print(f"BUILD + FastPAM2 (5 iterations) resident={resident}: workers read "
+              f"{read / store_bytes:.2f}x the store in {fig['resident' if resident else 'streamed']['seconds']:.1f}s",
+              file=sys.stderr)
+    fig["identical"] = fig["resident"]["medoids"] == fig["streamed"]["medoids"]
+    return fig
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=24000)
@@ -146,6 +177,8 @@ def main():
     ap.add_argument("--swap-ns", type=int, nargs="*", default=[3000, 6000, 12000],
                     help="smaller n whose local swap counts feed the scaling model")
     ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one)")
+    ap.add_argument("--no-io", action="store_true",
+                    help="skip the resident-stripes I/O part (BUILD + 5 FastPAM2 iterations)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     log = PassLog()
@@ -202,6 +235,9 @@ def main():
                     runs[key] = fig
                     print(f"{key}: {fig['seconds']:.2f}s (setup {fig['setup_seconds']:.2f}s) client cpu "
                           f"{fig['client_cpu_fraction']:.1%} round trips {fig['round_trips']}", file=sys.stderr)
+            if "zarr" in srcs and not args.no_io:
+                out.setdefault("resident_io", {})[f"W{W}"] = resident_io(cluster, srcs["zarr"], args.k,
+                                                                          out["store_bytes"])
         finally:
             cluster.close()
     out["runs"] = runs

@@ -43,6 +43,7 @@ from .._typing import (
     MemoryLimit,
     PathLike,
     RandomStateLike,
+    ResidentLike,
     WeightsLike,
 )
 from .._util import check_choice, check_k
@@ -189,7 +190,7 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
               progress: bool = False, num_workers: int | None = None, block_rows: int | None = None,
               checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0, engine: Engine | None = None,
               speculative: bool | None = None, validate: bool = True,
-              resident: str | bool = "auto") -> SwapResult:
+              resident: ResidentLike = "auto") -> SwapResult:
     """FasterPAM: eager k-medoids swaps in a fixed candidate order, streaming D.
 
     Parameters

@@ -184,7 +184,7 @@ def fastermsc(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
               memory_limit: MemoryLimit = "1GiB", client: ClientLike = None, progress: bool = False,
               num_workers: int | None = None, block_rows: int | None = None,
               checkpoint: PathLike | None = None, checkpoint_interval: float = 60.0,
-              engine: Engine | None = None, validate: bool = True, resident: str | bool = "auto") -> MSCResult:
+              engine: Engine | None = None, validate: bool = True, resident: ResidentLike = "auto") -> MSCResult:
     """FasterMSC: k-medoids maximising the average medoid silhouette, streaming D.
 
     Parameters
