@@ -240,6 +240,24 @@ def chunk_decode_bytes(natural_rows: int, n: int, itemsize: int, storage_itemsiz
     return max(1, int(natural_rows)) * n * reader_bytes(itemsize, storage_itemsize)
 
 
+def run_floor_bytes(n: int, k: int, itemsize: int, stripe_rows: int) -> tuple[int, int]:
+    """``(state bytes, read bytes)``: the least memory a clustering run of ``k`` medoids on
+    an n×n matrix needs, whatever ``memory_limit`` says.
+
+    The state is the n×k medoid table twice (it is built by transposing the k medoid rows)
+    and the per-point caches: nearest / second-nearest distances (2 × itemsize), their slots
+    (2 × int32) and two float64 work arrays, so ``n · (2·k·itemsize + 2·itemsize + 24)``.
+    The read is one grid row of storage chunks decoded (``stripe_rows`` rows of n,
+    :data:`DECODE_FACTOR` × their bytes): a read of a single row decodes every chunk it
+    touches.  Used to refuse a matrix whose size (read from a file) cannot fit the
+    machine before anything is allocated.
+    """
+    n, k, itemsize = int(n), int(k), int(itemsize)
+    state = n * (2 * k * itemsize + 2 * itemsize + 24)
+    read = max(1, int(stripe_rows)) * n * itemsize * DECODE_FACTOR
+    return state, read
+
+
 def read_concurrency(height: int, n: int, itemsize: int, natural_rows: int,
                      memory_limit: int, threads: int, storage_itemsize: int | None = None) -> int:
     """Threads that may read blocks of ``height`` rows at once within ``memory_limit``.
@@ -516,6 +534,7 @@ __all__ = [
     "WRITE_FACTOR",
     "block_rows",
     "chunk_decode_bytes",
+    "run_floor_bytes",
     "clara_feature_block_rows",
     "clara_sample_batch",
     "clara_sample_cap",

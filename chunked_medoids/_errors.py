@@ -87,3 +87,11 @@ class QuantisationOverflowError(ChunkedMedoidsError, OverflowError):
 
     The message names the value, the scale and the fix (a smaller ``scale=`` or a 4-byte
     dtype)."""
+
+
+class OutputOverlapsInputError(InvalidParameterError):
+    """The output of a build (or a rechunk) is, contains or lies inside its input.
+
+    Refused with or without ``overwrite=True``: writing (or deleting to overwrite) the
+    output would destroy the data being read.  Two datasets of one HDF5 file are fine
+    when neither contains the other."""

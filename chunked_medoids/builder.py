@@ -420,7 +420,14 @@ def _zarr_chunk_path(path, i):
 
 
 def _zarr_present(path, n_stripes):
-    return [i for i in range(n_stripes) if os.path.exists(_zarr_chunk_path(path, i))]
+    """Sorted stripes < n_stripes whose chunk file exists: a listing of ``c/``, so the cost
+    is bounded by what is on disk, never by ``n_stripes`` (which a file may misstate)."""
+    try:
+        names = os.listdir(os.path.join(path, "c"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = (int(e) for e in names if e.isdigit())
+    return sorted(i for i in found if i < n_stripes and os.path.isfile(_zarr_chunk_path(path, i)))
 
 
 _IDENTITY = ("n", "dtype", "scale", "metric", "metric_params", "features_fingerprint")
@@ -566,6 +573,9 @@ def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "
     # cheap peek at (n, d) to size the stripes before the (streaming) validation pass
     peek = FeatureArray(X, dataset=features_dataset)
     n, d = peek.n, peek.d
+    from ._paths import check_output_not_input, feature_locations
+
+    check_output_not_input(writer.path, fmt, getattr(writer, "dataset", None), feature_locations(peek))
     del peek
     engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
                     progress=progress and writer.engine_progress)
@@ -600,6 +610,9 @@ def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "
             # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
             "validated": True,
         }
+        fref = getattr(getattr(fsrc, "features", None), "_ref", None)
+        if isinstance(getattr(fref, "filename", None), str) and os.path.realpath(fref.filename) == os.path.realpath(path):
+            fref.close()  # X in another dataset of this HDF5 file: reread through the writer's handle
         with _build_lock(writer.path):
             meta = _prepare(writer, meta, plan, block_rows, overwrite, limit)
             if meta is None:  # complete store with the same arguments
@@ -686,6 +699,8 @@ def _prepare(writer, meta, plan, block_rows, overwrite, limit):
         writer.delete(state)
         meta["_create"] = True
         return meta
+    if old is not None and "_damaged" in old:
+        raise old["_damaged"]
     if state in ("foreign", "foreign-file"):
         raise StoreExistsError(
             f"store {where!r} exists and was not written by build_dissimilarity; pass overwrite=True "
@@ -749,6 +764,18 @@ def _has_other_filters(dset) -> bool:
         return plist.get_nfilters() > (1 if dset.shuffle else 0)
     except Exception:  # pragma: no cover - be safe: take the generic path
         return True
+
+
+def _checked_meta(meta, shape, chunk_rows, where, exact_rows):
+    """``meta`` after :func:`~chunked_medoids._store_meta.check_meta`; damaged metadata is
+    marked ``_damaged`` (overwrite=True replaces the store, anything else is refused)."""
+    from ._store_meta import check_meta
+
+    try:
+        check_meta(meta, shape, chunk_rows, where, exact_rows=exact_rows)
+    except StoreCorruptionError as exc:
+        meta["_damaged"] = exc
+    return meta
 
 
 def _public_meta(meta):
@@ -839,6 +866,10 @@ class ZarrWriter:
             return "absent", None
         if not os.path.isdir(path):
             return "foreign", None
+        if not any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
+            files = [f for _, _, fs in os.walk(path) for f in fs]
+            if all(f.endswith(".partial") for f in files):
+                return "absent", None  # a creation that never got its metadata written (full disk)
         import zarr
 
         try:
@@ -846,6 +877,8 @@ class ZarrWriter:
         except Exception:
             return "foreign", None
         meta = read_meta(arr.attrs)
+        if meta is not None:
+            _checked_meta(meta, arr.shape, arr.chunks[0], path, True)
         return ("ours", meta) if meta is not None else ("foreign", None)
 
     def lost_stripes(self, meta):
@@ -866,6 +899,7 @@ class ZarrWriter:
 
         n, m, n_stripes = meta["n"], meta["stripe_rows"], meta["n_stripes"]
         dt = np.dtype(meta["dtype"])
+        _remove_partials(path)  # left by a killed writer; we hold the build lock: none is live
         if meta.pop("_create"):
             from zarr.codecs import Crc32cCodec
 
@@ -926,12 +960,13 @@ class ZarrWriter:
             thread.join()
             try:
                 present = record(final=True)
-            except OSError:
+            except OSError as exc:
                 if ok:
                     raise
                 # e.g. the disk is still full: the store stays complete=False, and the chunk
                 # files on disk remain the completion record a rerun trusts
-                logger.exception("could not record completed stripes of %s", path)
+                logger.warning("could not record completed stripes of %s (%s); the chunk files on "
+                               "disk remain the record a rerun trusts", path, exc.strerror or exc)
                 present = _zarr_present(path, n_stripes)
             if not ok:
                 logger.warning("build of %s interrupted: %d of %d stripes written; rerun to resume",
@@ -987,6 +1022,8 @@ class HDF5Writer:
             if not isinstance(obj, h5py.Dataset):
                 return "foreign", None
             meta = read_meta(obj.attrs)
+            if meta is not None:
+                _checked_meta(meta, obj.shape, obj.chunks[0] if obj.chunks else None, self.where, False)
         return ("ours", meta) if meta is not None else ("foreign", None)
 
     def lost_stripes(self, meta):
@@ -1011,6 +1048,16 @@ class HDF5Writer:
                 del f[dataset]
 
     def write(self, meta, codec, plan, fsrc, engine, progress):
+        try:
+            self._write(meta, codec, plan, fsrc, engine, progress)
+        except _NotEnoughSpace as exc:  # refused before HDF5 wrote: the file and library are fine
+            raise _StoreWriteError(exc.errno, _write_error(self.where, OSError(exc.errno, exc.strerror)).strerror) from None
+        except (RuntimeError, OSError) as exc:
+            if isinstance(exc, ChunkedMedoidsError) or not _HDF5_WRITE_FAILURE.search(str(exc)):
+                raise  # not the HDF5 library failing to write (a task error, a read error...)
+            raise _h5_write_failure(self.where, exc) from exc
+
+    def _write(self, meta, codec, plan, fsrc, engine, progress):
         import h5py
 
         path, dataset, h5kw = self.path, self.dataset, codec
@@ -1058,6 +1105,7 @@ class HDF5Writer:
                 for w0 in range(0, len(missing), wave):
                     ids = missing[w0:w0 + wave]
                     ranges = _stripe_ranges(n, m, ids)
+                    _check_free_space(path, sum(b - a for a, b in ranges) * row)
                     if direct is not None:  # chunks encoded in the tasks, written raw here
                         encoded = engine.map_blocks(fsrc, _encode_h5_stripe, direct, blocks=ranges,
                                                     desc="build stripes")
@@ -1091,6 +1139,78 @@ class HDF5Writer:
         from .sources import open_dissimilarity
 
         return open_dissimilarity(self.path, dataset=self.dataset)
+
+
+#: set once an HDF5 write failed in this process: the HDF5 library (2.0) is left in a state
+#: in which closing files or exiting the interpreter can crash (SIGSEGV); the CLI then ends
+#: with ``os._exit`` after its message.
+HDF5_WRITE_FAILED = False
+#: bytes kept free besides a wave's raw size before an HDF5 wave is written (metadata).
+HDF5_SPACE_MARGIN = 1 << 20
+
+
+def _remove_partials(path: str) -> int:
+    """Remove the ``*.partial`` temporary files zarr's local store leaves when its writer is
+    killed mid-write (it writes ``<key>.<uuid>.partial`` and renames); returns their number.
+    Called under the build lock, so no live writer of this store owns one."""
+    removed = 0
+    for dp, _, files in os.walk(path):
+        for fn in files:
+            if fn.endswith(".partial"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dp, fn))
+                    removed += 1
+    if removed:
+        logger.info("removed %d stale *.partial chunk files from %s", removed, path)
+    return removed
+
+
+def _check_free_space(path: str, nbytes: int) -> None:
+    """Refuse to start an HDF5 wave the file system cannot hold (raw size + margin): HDF5 does
+    not survive a full disk mid-write, so the wave is not started and the file stays healthy."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except (AttributeError, OSError):  # pragma: no cover - not POSIX
+        return
+    free = st.f_bavail * st.f_frsize
+    need = int(nbytes) + HDF5_SPACE_MARGIN
+    if free < need:
+        import errno as _errno
+
+        raise _NotEnoughSpace(_errno.ENOSPC, f"No space left on device: the next stripes need up to "
+                                             f"{format_bytes(need)} and {format_bytes(free)} are free")
+
+
+class _NotEnoughSpace(OSError):
+    """Raised before an HDF5 wave that would not fit (nothing was written)."""
+
+
+class _StoreWriteError(ChunkedMedoidsError, OSError):
+    """A write error whose message already names the store and the fix."""
+
+
+#: how the HDF5 library reports a failed write (h5py raises RuntimeError or OSError)
+_HDF5_WRITE_FAILURE = __import__("re").compile(r"file write failed|[Uu]nable to .*(flush|write)|[Cc]an't write")
+
+
+def _h5_write_failure(where: str, exc: BaseException) -> OSError:
+    """The OSError (errno from h5py's message when it only says RuntimeError) of a failed HDF5
+    write, naming the store; marks :data:`HDF5_WRITE_FAILED`."""
+    import re
+
+    global HDF5_WRITE_FAILED
+    HDF5_WRITE_FAILED = True
+    err = getattr(exc, "errno", None)
+    if err is None:
+        m = re.search(r"errno = (\d+)", str(exc))
+        err = int(m.group(1)) if m else None
+    if err is None and not isinstance(exc, OSError):
+        err = 5  # EIO: an HDF5 write error without an errno
+    reason = os.strerror(err) if err else str(exc)
+    wrapped = _write_error(where, OSError(err, reason))
+    return _StoreWriteError(wrapped.errno, f"{wrapped.strerror}. The HDF5 library cannot be used safely in "
+                                           "this process after a failed write: end this Python process (it "
+                                           "may crash when it exits) and resume in a new one")
 
 
 #: store format -> its :class:`StoreWriter` class (the format comes from the path suffix).
@@ -1209,6 +1329,11 @@ def _zarr_info(p, dataset):
     chunks = tuple(int(c) for c in arr.chunks)
     dt = np.dtype(arr.dtype)
     arr_dir = os.path.join(ref.root or p, ref.path or "")
+    from ._store_meta import check_meta
+    from .sources._chunks import local_array_dir, zarr_chunk_keys, zarr_grid
+
+    check_meta(meta, shape, zarr_grid(arr)[0], ref.location)
+    stored_keys = zarr_chunk_keys(arr, local_array_dir(ref))  # a listing: what is on disk
     present = None
     if meta is not None and ref.path in (None, "") and chunks[1:] == shape[1:]:
         present = len(_zarr_present(arr_dir, int(meta.get("n_stripes", 0))))
@@ -1216,7 +1341,8 @@ def _zarr_info(p, dataset):
         comps = [c.to_dict() for c in arr.compressors]
     except Exception:  # pragma: no cover
         comps = [repr(c) for c in getattr(arr, "compressors", ())]
-    nchunks = int(arr.nchunks_initialized)
+    grid = zarr_grid(arr)
+    nchunks = len(stored_keys) * (int(np.prod(grid)) // int(np.prod(chunks)))
     chunk_bytes = int(np.prod(chunks)) * dt.itemsize
     size = _dir_size(arr_dir)
     meta_bytes = sum(os.path.getsize(os.path.join(arr_dir, fn)) for fn in ("zarr.json", ".zarray", ".zattrs")
@@ -1234,6 +1360,9 @@ def _zarr_info(p, dataset):
         "size_on_disk": int(size),
         "_stored": nchunks * chunk_bytes,
         "_disk_chunks": max(0, size - meta_bytes),
+        # stored grid cells (shards when sharded) against the grid: a lost chunk shows here
+        "chunks_stored": len(stored_keys),
+        "chunks_total": (-(-shape[0] // grid[0])) * (-(-shape[1] // grid[1])) if len(shape) == 2 else None,
     }
     return _common_meta(info, meta, chunks[0], present)
 
@@ -1253,6 +1382,9 @@ def _hdf5_info(p, dataset):
         dt = np.dtype(dset.dtype)
         shape = tuple(int(s) for s in dset.shape)
         chunks = tuple(int(c) for c in dset.chunks) if dset.chunks else None
+        from ._store_meta import check_meta
+
+        check_meta(meta, shape, chunks[0] if chunks else None, f"{fname}:{dset.name}", exact_rows=False)
         storage = int(dset.id.get_storage_size())
         if chunks:
             nchunks = int(dset.id.get_num_chunks())

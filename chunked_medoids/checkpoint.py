@@ -205,6 +205,17 @@ def _temp_prefix(path: str) -> str:
     return f".tmp-{os.path.basename(path)}."
 
 
+def named_write_error(path: str, exc: OSError) -> OSError:
+    """An OSError of the same errno (so the same subclass) whose message names ``path``: a
+    full disk says ``[Errno 28] No space left on device`` and nothing else otherwise."""
+    import errno as _errno
+
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = "; free some space" if exc.errno in (_errno.ENOSPC, _errno.EDQUOT) else ""
+    msg = f"writing {os.fspath(path)!r} failed: {reason}{hint}; its previous contents, if any, are unchanged"
+    return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename + dir fsync).
 
@@ -225,11 +236,13 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, ChunkedMedoidsError):
+            raise named_write_error(path, exc) from exc
         raise
     try:
         dfd = os.open(directory, os.O_RDONLY)
@@ -453,7 +466,13 @@ class Checkpoint:
         }
         buf = io.BytesIO()
         np.savez(buf, __header__=np.array(json.dumps(header)), **arrays)
-        atomic_write_bytes(self.path, buf.getvalue())
+        try:
+            atomic_write_bytes(self.path, buf.getvalue())
+        except OSError as exc:
+            if isinstance(exc, ChunkedMedoidsError):
+                raise
+            raise OSError(exc.errno, f"checkpoint: {exc.strerror or exc}; a rerun of the same command resumes "
+                          "from the last checkpoint saved") from exc
         self._last = time.monotonic()
         logger.debug("checkpoint saved to %s", self.path)
 

@@ -254,7 +254,8 @@ class Engine:
                                   readers=readers, held=held, storage_itemsize=stored)
         natural = max(1, int(source.block_rows))
         decode = _budget.chunk_decode_bytes(natural, n, itemsize, stored)
-        if rows < natural and decode > self.memory_limit:
+        # only stored chunks are decoded whole (not in-memory, contiguous or computed rows)
+        if rows < natural and decode > self.memory_limit and getattr(source, "chunks", None):
             logger.warning(
                 "storage chunks of %d rows (%s decoded) exceed memory_limit=%s; "
                 "rebuild the store with a smaller memory_limit to stay within budget",

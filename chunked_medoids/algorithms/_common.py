@@ -158,6 +158,7 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
                 stack.callback(source.close)  # opened here from a path: ours to close
             if k is not None:
                 check_k(k, source.n)
+                check_fits_machine(source, k)
         if engine is None:
             engine = make_engine(None, memory_limit=memory_limit, client=client, progress=progress,
                                  num_workers=num_workers, block_rows=block_rows, resident=resident)
@@ -166,6 +167,54 @@ def driver_scope(D, k=None, *, memory_limit="1GiB", client=None, progress=False,
         scope = DriverScope(source=source, engine=engine, stop=stop, checkpoint=open_checkpoint(
             None, algorithm="", stop=stop), _stack=stack)
         yield scope
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory this process may use (the cgroup limit when lower), or None."""
+    total = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text)) if total else int(text)
+    return total
+
+
+def check_fits_machine(source, k: int) -> None:
+    """Refuse a run whose O(n·k) state plus one decoded storage stripe exceeds the machine.
+
+    ``n`` of a stored matrix comes from its file: a damaged or hostile header (a shape of
+    2e8) would otherwise end in an out-of-memory kill instead of an error.  See
+    :func:`chunked_medoids._budget.run_floor_bytes`.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming n, k, the bytes needed and the machine's memory.
+    """
+    from .. import _budget
+    from .._util import format_bytes
+
+    chunks = getattr(source, "shards", None) or getattr(source, "chunks", None)
+    rows = int(chunks[0]) if chunks else 1
+    state, read = _budget.run_floor_bytes(source.n, k, source.dtype.itemsize, rows)
+    avail = machine_memory()
+    if avail is None or state + read <= avail:
+        return
+    raise InvalidParameterError(
+        f"the n={source.n} matrix needs at least {format_bytes(state + read)} for k={k} medoids "
+        f"(the n·k medoid table and caches {format_bytes(state)}, decoding one stored stripe of "
+        f"{rows} rows {format_bytes(read)}), more than the {format_bytes(avail)} of memory this "
+        f"machine gives the process; n comes from {source!r}: if that size is wrong the file's "
+        "metadata is damaged, else run on a machine with more memory"
+    )
 
 
 def medoid_table(source, medoids) -> np.ndarray:

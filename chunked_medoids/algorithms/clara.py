@@ -686,6 +686,27 @@ def _sample_features(sample, gathered, best, best_X):
 
 
 # -- registered thin wrappers ------------------------------------------------------------------
+def _square_undecided(X) -> bool:
+    """Whether ``X`` is square and :func:`~chunked_medoids.sources.resolve_input` leaves its
+    role undecided (an array, or a store without build metadata): the registry entries read
+    it as the dissimilarity every METHODS entry takes."""
+    r = resolve_input(X)
+    if r.decided:
+        return False
+    shape = getattr(X, "shape", None)
+    if shape is None and not r.lazy:
+        shape = np.shape(X)
+    if shape is None:  # a path: the array's shape from its header (no values read)
+        from ..sources.features import FeatureArray
+
+        try:
+            fa = FeatureArray(X)
+        except Exception:  # noqa: BLE001 - clara() itself reports what is wrong with X
+            return False
+        shape = (fa.n, fa.d)
+    return len(shape) == 2 and int(shape[0]) == int(shape[1])
+
+
 def _variant_func(name):
     import inspect
 
@@ -701,12 +722,23 @@ def _variant_func(name):
             raise InvalidParameterError(
                 f"method {name!r} does not take {unknown}; accepted options: {sorted(accepted - {'X_or_D', 'k'})}"
             )
+        if "precomputed" not in options and "metric" not in options and _square_undecided(X_or_D):
+            # a METHODS entry takes a dissimilarity D, like every other method: a square input
+            # that nothing marks as features is a matrix here (features need metric= or
+            # precomputed=False); a non-square one can only be features
+            options["precomputed"] = True
         return clara(X_or_D, k, variant=name, **options)
 
     method.__name__ = name
     method.__qualname__ = name
     method.__signature__ = sig  # what the CLI and KMedoids check options against
-    method.__doc__ = f"``clara(X_or_D, k, variant={name!r}, ...)``; see :func:`clara` for the options."
+    method.__doc__ = (
+        f"``clara(X_or_D, k, variant={name!r}, ...)``; see :func:`clara` for the options.  As a "
+        ":data:`~chunked_medoids.METHODS` entry it takes a dissimilarity like every method: "
+        "without ``metric=`` or ``precomputed=``, a square input is a matrix "
+        "(``precomputed=True``) and a non-square one features; with ``metric=`` or "
+        "``precomputed=`` it follows :func:`clara`'s rule."
+    )
     return method
 
 

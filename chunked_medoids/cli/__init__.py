@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, BuildInterrupted, UsageError
@@ -66,6 +67,7 @@ def _error(message: str) -> int:
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (see the module notes)."""
     parser = build_parser()
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:
@@ -77,12 +79,12 @@ def main(argv=None) -> int:
     debug = bool(getattr(args, "debug", False)) or debug
     saved = _setup_logging(getattr(args, "verbose", 0) or 0)
     try:
-        return _dispatch(parser, args, debug)
+        return _dispatch(parser, args, debug, from_command_line)
     finally:
         _restore_logging(saved)
 
 
-def _dispatch(parser, args, debug: bool) -> int:
+def _dispatch(parser, args, debug: bool, from_command_line: bool = False) -> int:
 
     from .._errors import ChunkedMedoidsError
     from ..checkpoint import CheckpointInterrupt
@@ -114,7 +116,13 @@ def _dispatch(parser, args, debug: bool) -> int:
         msg = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and exc.filename not in msg:
             msg = f"{msg}: {exc.filename!r}"
-        return _error(cli_wording(msg, option_flags(subparser(parser, args.command))))
+        code = _error(cli_wording(msg, option_flags(subparser(parser, args.command))))
+        if from_command_line and getattr(sys.modules.get("chunked_medoids.builder"), "HDF5_WRITE_FAILED", False):
+            # HDF5 crashes at interpreter exit after a failed write: leave without its atexit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

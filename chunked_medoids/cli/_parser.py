@@ -268,6 +268,33 @@ COMMANDS = [
         ],
     ),
     Command(
+        "rechunk", module="rechunk",
+        help="write a row-striped copy of a dissimilarity store chunked in tiles or columns",
+        description="Copy the square dissimilarity matrix INPUT (.zarr / .h5 / .npy) into a store of "
+                    "row stripes, the layout every pass streams fastest, within --memory-limit.  The "
+                    "input is read once (a column-striped store of a symmetric matrix as row stripes "
+                    "transposed); the copy is resumable and marked complete only when every stripe "
+                    "is written.\n\nexamples:\n"
+                    "  chunked-medoids rechunk tiles.zarr -o D.zarr --memory-limit 2GiB\n"
+                    "  chunked-medoids rechunk foreign.h5 --dataset dist -o D.zarr",
+        options=[
+            opt("input", metavar="INPUT", help="square dissimilarity matrix: .zarr, .h5/.hdf5 or .npy"),
+            opt("-o", "--output", metavar="STORE", required=True,
+                help="output store: *.zarr (zarr v3 directory) or *.h5 / *.hdf5 (HDF5 file)"),
+            opt("--dataset", metavar="NAME", help="array / dataset name of INPUT inside a zarr group or HDF5 file"),
+            opt("--output-dataset", metavar="NAME", default="dissimilarity",
+                help="dataset name of the copy in an HDF5 STORE (default: dissimilarity)"),
+            opt("--compressor", default="default",
+                help="'default' (zarr: blosc-lz4, HDF5: lzf), lz4, zstd, blosc-zstd, gzip, lzf, none"),
+            opt("--block-rows", type=int, metavar="ROWS",
+                help="force the row-stripe height instead of deriving it from --memory-limit"),
+            opt("--validate", action=argparse.BooleanOptionalAction, default=True,
+                help="check INPUT (NaN/inf, negative, diagonal, symmetry) as it streams (default: on)"),
+            opt("--overwrite", action="store_true", help="replace an existing STORE (never INPUT)"),
+            "memory", "progress", "general",
+        ],
+    ),
+    Command(
         "info", module="info",
         help="describe a dissimilarity store (shape, dtype, chunks, metric, completeness, size)",
         description="Describe a .zarr or .h5 dissimilarity store without reading its values.\n\n"

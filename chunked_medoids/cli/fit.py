@@ -105,7 +105,10 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
                       params=params, seconds=seconds, seed=seed if takes_seed else None, seed_drawn=how == "drawn")
         print_result(result, seconds)
         if args.output:
-            write_outputs(args.output, result, doc)
+            try:
+                write_outputs(args.output, result, doc)
+            except OSError as exc:
+                raise _output_error(args, result, exc) from exc
             print(f"outputs:  {os.path.abspath(args.output)}")
         if getattr(args, "plots", None):
             opts = {key: value for key, value in (("memory_limit", args.memory_limit), ("client", client))
@@ -114,6 +117,22 @@ def run_clustering(args, *, command, method_name, func, given, source_factory=No
                                     silhouette=getattr(args, "plot_silhouette", "medoid"), engine_opts=opts):
                 print(f"plot:     {path}")
     return EXIT_OK
+
+
+def _output_error(args, result, exc: OSError) -> OSError:
+    """Writing -o failed after the clustering finished (a full disk...): say where the result
+    is kept and how to get it without recomputing."""
+    ckpt = getattr(args, "checkpoint", None)
+    if ckpt is not None and os.path.isfile(ckpt):
+        keep = (f"the finished result is kept in the checkpoint {os.path.abspath(ckpt)!r}: free some space "
+                "and rerun the same command, which returns it from the checkpoint without recomputing")
+    else:
+        med = [int(m) for m in result.medoids]
+        shown = med if len(med) <= 50 else med[:50] + ["..."]
+        keep = (f"the clustering finished with loss {float(result.loss):.10g} and medoids {shown}; free some "
+                "space and rerun (with --checkpoint FILE a finished result survives a failed write)")
+    reason = exc.strerror or str(exc)
+    return OSError(exc.errno, f"-o/--output {os.path.abspath(args.output)!r}: {reason}; {keep}")
 
 
 def sampling_features(source, desc, func):

@@ -9,6 +9,13 @@ from ._inputs import require_exists
 from ._outputs import jsonable
 
 
+def printable(text) -> str:
+    """``text`` with control characters (ANSI escape sequences, newlines...) shown escaped
+    (``\\x1b``): metadata strings come from the file and must not drive the terminal."""
+    text = str(text)
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def run(args) -> int:
     from .._util import format_bytes
     from ..builder import store_info
@@ -34,9 +41,12 @@ def run(args) -> int:
                  f"{format_bytes(info.get('size_on_disk') or 0)} on disk"
          + (f" (ratio {info['compression_ratio']:.2f})" if info.get("compression_ratio") else "")),
     ]
+    if info.get("chunks_total") is not None and info.get("chunks_stored") != info["chunks_total"]:
+        lines.append(("stored", f"{info['chunks_stored']} of {info['chunks_total']} chunks "
+                                f"({info['chunks_total'] - info['chunks_stored']} missing)"))
     if info.get("version"):
         lines.append(("built by", f"chunked_medoids {info['version']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {printable(value)}")
     return EXIT_OK

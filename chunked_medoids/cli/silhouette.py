@@ -27,6 +27,12 @@ def load_index_file(path, what):
     from .._errors import InvalidParameterError
 
     require_exists(path, what)
+    if os.path.isdir(path):
+        name = "labels.npy" if what == "--labels" else "medoids.npy"
+        hint = (f"; it holds {os.path.join(path, name)!r}: pass that file"
+                if os.path.isfile(os.path.join(path, name)) else "")
+        raise InvalidParameterError(f"{what} {path!r} is a directory, not a file of integers{hint} "
+                                    f"({what} takes a .npy or text file)")
     if path_kind(path) == "npy":
         arr = np.load(path, allow_pickle=False)
     else:

@@ -23,7 +23,7 @@ from .._errors import (
     StoreCorruptionError,
     UnknownNameError,
 )
-from .._store_meta import check_complete, read_meta
+from .._store_meta import check_complete, check_meta, read_meta
 from .base import DissimilaritySource, check_storage_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
@@ -263,6 +263,7 @@ class HDF5Source(DissimilaritySource):
 
                 self.storage_dtype = stored
                 self.scale = check_scale((self.meta or {}).get("scale", 1.0), f"scale of HDF5 dataset {where!r}")
+            check_meta(self.meta, dset.shape, dset.chunks[0] if dset.chunks else None, where, exact_rows=False)
             if not allow_incomplete:
                 check_complete(self.meta, where)
             self.chunks = tuple(dset.chunks) if dset.chunks else None
@@ -273,7 +274,14 @@ class HDF5Source(DissimilaritySource):
             # the file (HDF5 refuses to open a file for writing while it is open read-only
             # in the same process, e.g. to resume a build)
             self._ref.close()
-        if self.chunks:
+        # column stripes (chunks spanning every row) are read by columns: a column stripe of a
+        # symmetric matrix is a row stripe transposed (each chunk decoded once per pass)
+        self.by_columns = bool(self.chunks) and self.chunks[0] >= self.n and self.chunks[1] < self.n
+        # a fill value that is a plausible distance (0): check the chunks a read touches exist
+        self._check_presence = bool(self.chunks) and not allow_incomplete and self._fill is None
+        if self.by_columns:
+            self.block_rows = int(self.chunks[1])
+        elif self.chunks:
             self.block_rows = int(min(self.n, self.chunks[0]))
         else:
             self.block_rows = natural_block_rows(self.n, self.storage_itemsize)
@@ -290,15 +298,54 @@ class HDF5Source(DissimilaritySource):
         dset = self._ref.get()
         if start == stop:
             return np.empty((0, self.n), dtype=self.stored_dtype)
-        out = np.empty((stop - start, self.n), dtype=self.stored_dtype)
         try:
-            dset.read_direct(out, np.s_[start:stop], np.s_[:])
+            if self.by_columns:
+                cols = np.empty((self.n, stop - start), dtype=self.stored_dtype)
+                dset.read_direct(cols, np.s_[:, start:stop], np.s_[:])
+                out = np.ascontiguousarray(cols.T)
+                del cols
+            else:
+                out = np.empty((stop - start, self.n), dtype=self.stored_dtype)
+                dset.read_direct(out, np.s_[start:stop], np.s_[:])
         except OSError as exc:
             if exc.errno is not None:
                 raise
             raise self._read_error(dset, exc, start, stop) from exc
-        self._check_fill(out, start)
+        if self.by_columns:
+            if first_fill_position(out, self._fill, self.n) is not None:
+                raise StoreCorruptionError(
+                    f"HDF5 dataset {self._ref.filename}:{self._ref.dataset}: a chunk holding columns "
+                    f"{start}:{stop} reads as the fill value (never written or lost); restore the file "
+                    "or rebuild the matrix")
+        else:
+            self._check_fill(out, start)
+        if self._check_presence:
+            self._check_present(dset, start, stop)
         return out
+
+    def _check_present(self, dset, start, stop) -> None:
+        """Raise StoreCorruptionError when a chunk of the rows just read was never written
+        (HDF5 reads it as the fill value, here a plausible distance).  One chunk-index
+        lookup per chunk the read touched."""
+        cr, cc = self.chunks
+        if self.by_columns:
+            cells = [(r0, c0) for r0 in range(0, self.n, cr) for c0 in range((start // cc) * cc, stop, cc)]
+        else:
+            cells = [(r0, c0) for r0 in range((start // cr) * cr, stop, cr) for c0 in range(0, self.n, cc)]
+        for r0, c0 in cells:
+            try:
+                info = dset.id.get_chunk_info_by_coord((r0, c0))
+            except Exception:  # pragma: no cover - HDF5 without chunk queries: by value only
+                return
+            if info.byte_offset is None:
+                fill = dset.fillvalue.item() if hasattr(dset.fillvalue, "item") else dset.fillvalue
+                desc = f"rows {r0}:{min(r0 + cr, self.n)}" + (
+                    f", columns {c0}:{min(c0 + cc, self.n)}" if cc < self.n else "")
+                raise StoreCorruptionError(
+                    f"HDF5 dataset {self._ref.filename}:{self._ref.dataset}: the chunk holding {desc} was "
+                    f"never written, and the fill value {fill!r} would read it as plausible "
+                    "distances; restore the file or rebuild the matrix (if that chunk is meant to hold "
+                    "the fill value, open it with allow_incomplete=True)")
 
     def _check_fill(self, block, start) -> None:
         """Raise StoreCorruptionError when ``block`` holds the fill value of a never-written
@@ -338,7 +385,10 @@ class HDF5Source(DissimilaritySource):
 
     def _fingerprint_parts(self):
         meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
-        return ["chunked-matrix", self.chunks, meta, *self.sample_fingerprint_rows()]
+        from ._chunks import hdf5_chunks_digest
+
+        digest = hdf5_chunks_digest(self._ref.get())
+        return ["chunked-matrix", self.chunks, meta, digest, *self.sample_fingerprint_rows()]
 
     def close(self) -> None:
         self._ref.close()

@@ -21,7 +21,7 @@ from .._errors import (
     StoreCorruptionError,
     UnknownNameError,
 )
-from .._store_meta import check_complete, read_meta
+from .._store_meta import check_complete, check_meta, read_meta
 from .base import DissimilaritySource, check_storage_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
@@ -226,14 +226,26 @@ class ZarrSource(DissimilaritySource):
 
             self.storage_dtype = stored
             self.scale = check_scale((self.meta or {}).get("scale", 1.0), f"scale of zarr store {where!r}")
-        if not allow_incomplete:
-            check_complete(self.meta, where)
         self.chunks = tuple(int(c) for c in arr.chunks)
         shards = getattr(arr, "shards", None)
         self.shards = tuple(int(c) for c in shards) if shards else None
-        self.block_rows = int(min(self.n, (self.shards or self.chunks)[0]))
+        check_meta(self.meta, arr.shape, (self.shards or self.chunks)[0], where)
+        if not allow_incomplete and self.meta is not None and not self.meta.get("complete", False):
+            check_complete(self.meta, where, present=self._stored_stripes())
+        cr, cc = self.shards or self.chunks
+        # column stripes (chunks spanning every row): a column stripe of a symmetric matrix is
+        # a row stripe transposed, so rows a:b are read as D[:, a:b].T -- each chunk decoded
+        # once per pass instead of every chunk for every block
+        self.by_columns = cr >= self.n and cc < self.n
+        self.block_rows = int(cc if self.by_columns else min(self.n, cr))
+        if not self.by_columns and cc < self.n:
+            _warn_tiles(where, self.n, cr, cc, self.dtype.itemsize)
         # fill marker of missing chunks, checked on every read (None: not checkable by value)
         self._fill = None if allow_incomplete else fill_marker(arr.fill_value)
+        # a fill value that is a plausible distance (0): check chunk presence on every read
+        self._check_presence = not allow_incomplete and self._fill is None
+        # identity of the metadata file: a store replaced under us (build --overwrite) is noticed
+        self._meta_id = None if allow_incomplete else self._metadata_identity()
 
     @property
     def array(self):
@@ -263,6 +275,76 @@ class ZarrSource(DissimilaritySource):
         except Exception:  # pragma: no cover - odd key encodings
             return None
 
+    def _metadata_identity(self):
+        """(inode, size, mtime) of the array's metadata file in a local store, else None."""
+        from ._chunks import local_array_dir
+
+        d = local_array_dir(self._ref)
+        if d is None:
+            return None
+        for name in ("zarr.json", ".zarray"):
+            try:
+                st = os.stat(os.path.join(d, name))
+            except OSError:
+                continue
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return None
+
+    def _check_not_replaced(self) -> None:
+        """Raise StoreCorruptionError when the store's metadata was rewritten since it was
+        opened (e.g. by a concurrent ``build --overwrite``): rows read from here on could
+        belong to another matrix.  One ``stat`` per block."""
+        if self._meta_id is None or self._metadata_identity() == self._meta_id:
+            return
+        raise StoreCorruptionError(
+            f"zarr store {self._ref.location!r} was replaced or rewritten while it was being read (a "
+            "concurrent 'build --overwrite' or another writer?); the rows read so far may belong to "
+            "another matrix -- rerun once the writer has finished"
+        )
+
+    def _stored_stripes(self) -> int:
+        """Row stripes whose chunks are all on disk (the listing, not the metadata)."""
+        from ._chunks import local_array_dir, zarr_chunk_keys
+
+        arr = self._ref.get()
+        cr, cc = self.shards or self.chunks
+        ncols = -(-self.n // cc)
+        per_row: dict[int, int] = {}
+        for r, _c in zarr_chunk_keys(arr, local_array_dir(self._ref)):
+            per_row[r] = per_row.get(r, 0) + 1
+        return sum(1 for v in per_row.values() if v == ncols)
+
+    def _check_present(self, rows) -> None:
+        """Raise StoreCorruptionError when a chunk of the rows just read is not stored.
+
+        For stores whose fill value is a plausible distance (0, or none: zarr's default),
+        where a missing chunk cannot be told from data by its values.  ``rows``: a range or
+        the row indices read.  One directory listing per stored grid row touched.
+        """
+        from ._chunks import local_array_dir, zarr_missing_chunk
+
+        cr, cc = self.shards or self.chunks
+        step = cc if self.by_columns else cr
+        if isinstance(rows, range):
+            cells = range(rows.start // step, (rows.stop - 1) // step + 1) if len(rows) else ()
+        else:
+            cells = np.unique(np.asarray(rows) // step).tolist()
+        arr = self._ref.get()
+        if self.by_columns:
+            hit = zarr_missing_chunk(arr, local_array_dir(self._ref), [0], cols=cells)
+        else:
+            hit = zarr_missing_chunk(arr, local_array_dir(self._ref), cells)
+        if hit is None:
+            return
+        where = self._chunk_desc(hit[0] * cr, hit[1] * cc)
+        fill = arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value
+        raise StoreCorruptionError(
+            f"zarr store {self._ref.location!r}: the chunk holding {where} is missing, and the "
+            f"array's fill value {fill!r} would read it as plausible distances; "
+            "restore the chunk or rebuild the matrix (if zarr left the chunk out on purpose because "
+            "all its values equal the fill value, open the store with allow_incomplete=True)"
+        )
+
     def _check_fill(self, block: np.ndarray, rows) -> None:
         """Raise StoreCorruptionError when ``block`` holds the fill value of a missing chunk.
 
@@ -270,10 +352,16 @@ class ZarrSource(DissimilaritySource):
         missing chunk reads as the fill value everywhere, so one element per (row, stored
         chunk column) suffices: ``block[:, ::chunk_width]``.
         """
-        hit = first_fill_position(block, self._fill, self.chunks[1])
-        if hit is None:
-            return
-        row, col = int(rows[hit[0]]), hit[1]
+        if self.by_columns:  # block row i is column rows[i]: one element per block row suffices
+            hit = first_fill_position(block, self._fill, self.n)
+            if hit is None:
+                return
+            row, col = hit[1], int(rows[hit[0]])
+        else:
+            hit = first_fill_position(block, self._fill, self.chunks[1])
+            if hit is None:
+                return
+            row, col = int(rows[hit[0]]), hit[1]
         where = self._chunk_desc(row, col)
         present = self._chunk_key_present(row, col)
         fill = "NaN" if self._fill == "nan" else self._fill
@@ -397,16 +485,23 @@ class ZarrSource(DissimilaritySource):
         layout = self._raw_layout()
         if layout is not None:
             block = self._read_raw(start, stop, layout)
-            if block is not None:
+            if block is not None:  # every chunk file was there (presence needs no check)
                 self._check_fill(block, range(start, stop))
+                self._check_not_replaced()
                 return block
         try:
-            block = self._ref.get()[start:stop]
+            if self.by_columns:
+                block = np.ascontiguousarray(self._ref.get()[:, start:stop].T)
+            else:
+                block = self._ref.get()[start:stop]
         except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError/ValueError/OSError
             if not _is_decode_error(exc):
                 raise
             raise self._decode_error(exc, [(start, stop)]) from exc
         self._check_fill(block, range(start, stop))
+        if self._check_presence:
+            self._check_present(range(start, stop))
+        self._check_not_replaced()
         return block
 
     def _take_rows(self, indices):
@@ -426,19 +521,28 @@ class ZarrSource(DissimilaritySource):
             for part in np.split(np.arange(uniq.shape[0]), cuts):
                 sel = uniq[part]
                 try:
-                    got = self._ref.get().get_orthogonal_selection((sel, slice(None)))
+                    if self.by_columns:
+                        got = np.ascontiguousarray(self._ref.get().get_orthogonal_selection((slice(None), sel)).T)
+                    else:
+                        got = self._ref.get().get_orthogonal_selection((sel, slice(None)))
                 except Exception as exc:  # noqa: BLE001
                     if not _is_decode_error(exc):
                         raise
                     raise self._decode_error(exc, [(int(i), int(i) + 1) for i in sel]) from exc
                 self._check_fill(got, sel)
+                if self._check_presence:
+                    self._check_present(sel)
+                self._check_not_replaced()
                 rows[part] = got
         out[:] = rows[inverse]
         return out
 
     def _fingerprint_parts(self):
         meta = json.dumps(self.meta, sort_keys=True, default=str) if self.meta is not None else None
-        return ["chunked-matrix", self.shards or self.chunks, meta, *self.sample_fingerprint_rows()]
+        from ._chunks import local_array_dir, zarr_chunks_digest
+
+        digest = zarr_chunks_digest(self._ref.get(), local_array_dir(self._ref))
+        return ["chunked-matrix", self.shards or self.chunks, meta, digest, *self.sample_fingerprint_rows()]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -448,6 +552,28 @@ class ZarrSource(DissimilaritySource):
     def __repr__(self) -> str:
         return (f"<ZarrSource {self._ref.location!r} n={self.n} dtype={self.dtype} "
                 f"block_rows={self.block_rows}>")
+
+
+#: stores already warned about (a tiled layout is reported once per process)
+_TILE_WARNED: set = set()
+
+
+def _warn_tiles(where: str, n: int, cr: int, cc: int, itemsize: int) -> None:
+    """Say once that a tiled store streams slowly, with the cost and the fix."""
+    if where in _TILE_WARNED:
+        return
+    _TILE_WARNED.add(where)
+    import logging
+
+    from .._util import format_bytes
+
+    per_pass = (-(-n // cr)) * (-(-n // cc))
+    logging.getLogger(__name__).warning(
+        "zarr store %s is chunked in tiles of %d x %d: every pass over the rows decodes %d chunks "
+        "of %s (each row block needs all %d chunks across its rows), which can make a pass many "
+        "times slower than on row stripes; 'chunked-medoids rechunk %s -o COPY.zarr' writes a "
+        "row-striped copy with bounded memory", where, cr, cc, per_pass,
+        format_bytes(cr * cc * itemsize), -(-n // cc), where)
 
 
 def _matches(obj) -> bool:

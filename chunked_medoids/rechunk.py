@@ -1,0 +1,149 @@
+"""A row-striped copy of a stored dissimilarity (``chunked-medoids rechunk IN -o OUT``).
+
+A foreign store chunked in tiles (or in any layout that streams badly) is rewritten as the
+builder writes its stores: row stripes of ``stripe_rows`` rows (one zarr chunk per
+stripe, crc32c per chunk, fill value NaN / -1; or HDF5 chunks of about 4 MiB), created
+``complete=False`` and marked complete only once every stripe is written, resumable after
+an interruption, refused while another process writes the same output.
+
+The copy streams the input once, in row blocks of the output's stripe height, through the
+:class:`~chunked_medoids.engine.Engine` (Dask threads or a distributed client; ``engine.py``
+is the only module that talks to Dask): each task reads one stripe of the input (a column
+stripe of a symmetric store is read as a row stripe transposed) and writes it as one output
+chunk, so memory stays within ``memory_limit`` whatever the input layout.  Rows are copied
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from ._errors import InvalidTypeError
+from ._util import check_int, format_bytes, parse_memory_limit
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["rechunk_store"]
+
+
+def rechunk_store(source, store, *, dataset=None, output_dataset="dissimilarity", memory_limit="1GiB",
+                  block_rows=None, compressor="default", overwrite=False, client=None, num_workers=None,
+                  progress=False, validate=True):
+    """Write a row-striped copy of the dissimilarity ``source`` to ``store``.
+
+    Parameters
+    ----------
+    source : path, zarr / h5py array or DissimilaritySource
+        The input matrix (anything :func:`~chunked_medoids.open_dissimilarity` opens).
+    store : str or os.PathLike
+        Output ``*.zarr`` or ``*.h5`` / ``*.hdf5`` / ``*.he5``; may not overlap the input.
+    dataset : str, optional
+        Array / dataset of the input inside a zarr group or HDF5 file.
+    output_dataset : str, default "dissimilarity"
+        Dataset of the copy in an HDF5 output.
+    memory_limit : int or str, default "1GiB"
+        Budget for the stripes in flight (read, held and encoded).
+    block_rows : int, optional
+        Force the stripe height of the copy.
+    compressor : str, None or codecs, default "default"
+        As in :func:`~chunked_medoids.build_dissimilarity`.
+    overwrite : bool, default False
+        Replace an existing output (never the input).
+    client : distributed.Client, optional
+    num_workers : int, optional
+    progress : bool, default False
+    validate : bool, default True
+        Check the input as it streams (finite, non-negative, zero diagonal, symmetric on the
+        rows read; see :func:`~chunked_medoids.open_dissimilarity`).
+
+    Returns
+    -------
+    DissimilaritySource
+        The copy, opened.
+
+    Raises
+    ------
+    OutputOverlapsInputError
+        ``store`` is, contains or lies inside the input.
+    StoreExistsError, StoreLockedError, InvalidParameterError
+        As :func:`~chunked_medoids.build_dissimilarity`.
+
+    Notes
+    -----
+    Memory: ``memory_limit`` (the stripe height is planned as for a build of the same n with
+    d = 1).  I/O: the input is read once, the copy written once.  The copy's metadata names
+    the input's fingerprint, so a rerun with the same input resumes, and it is marked
+    ``validated: false``: readers validate it as they would the input.
+    """
+    from . import builder
+    from ._budget import plan_stripes
+    from ._paths import check_output_not_input, source_locations
+    from ._store_meta import FORMAT
+    from ._version import __version__
+    from .engine import Engine
+    from .sources import open_dissimilarity
+
+    path, fmt = builder._check_store_path(store)
+    limit = parse_memory_limit(memory_limit, "memory_limit")
+    if block_rows is not None:
+        block_rows = check_int(block_rows, "block_rows", minimum=1)
+    if not isinstance(overwrite, bool):
+        raise InvalidTypeError(f"overwrite must be True or False, got {type(overwrite).__name__} {overwrite!r}")
+    writer = builder.WRITERS[fmt](path, output_dataset if fmt == "hdf5" else None)
+    comp_name, comp = writer.resolve_compressor(compressor)
+    opts = {} if dataset is None else {"dataset": dataset}
+    if isinstance(source, (str, os.PathLike)) and dataset is None:
+        from .sources import zarr_store
+
+        zarr_store._TILE_WARNED.add(os.path.abspath(os.fspath(source)))  # the fix is under way
+    src = open_dissimilarity(source, validate=validate, **opts)
+    opened_here = isinstance(source, (str, os.PathLike))
+    try:
+        check_output_not_input(writer.path, fmt, getattr(writer, "dataset", None), source_locations(src))
+        builder._check_writable(writer.path, writer.writable_dirs())
+        n, dt = src.n, np.dtype(src.dtype)
+        engine = Engine(memory_limit=limit, client=client, num_workers=num_workers,
+                        progress=progress and writer.engine_progress)
+        try:
+            plan = plan_stripes(n, 1, dt.itemsize, limit, engine.parallelism, block_rows, writer.fmt)
+            if not plan["fits"]:
+                logger.warning("memory_limit=%s is below the estimated need of %s for %d parallel stripes "
+                               "of %d rows", format_bytes(limit), format_bytes(plan["estimated_peak"]),
+                               plan["parallelism"], plan["stripe_rows"])
+            meta = {
+                "format": FORMAT,
+                "n": int(n),
+                "dtype": str(dt),
+                "metric": "precomputed",
+                "metric_params": {},
+                # the identity of a copy is its input's: a rerun with the same input resumes
+                "features_fingerprint": f"rechunk:{src.fingerprint()}",
+                "version": __version__,
+                "stripe_rows": plan["stripe_rows"],
+                "n_stripes": plan["n_stripes"],
+                "completed_stripes": [],
+                "complete": False,
+                "compressor": comp_name,
+                "features_shape": None,
+                "source": repr(src),
+                "validated": False,
+            }
+            with builder._build_lock(writer.path):
+                meta = builder._prepare(writer, meta, plan, block_rows, overwrite, limit)
+                if meta is not None:
+                    logger.info("rechunking %r into %s: %d-row stripes", src, writer.where, plan["stripe_rows"])
+                    try:
+                        writer.write(meta, comp, plan, src, engine, progress)
+                    except OSError as exc:
+                        if isinstance(exc, builder.ChunkedMedoidsError):
+                            raise
+                        raise builder._write_error(writer.where, exc) from exc
+        finally:
+            engine.close()
+    finally:
+        if opened_here:
+            src.close()
+    return writer.open()
