@@ -480,3 +480,28 @@ def test_column_chunked_hdf5_dataset_is_read_by_columns(tmp_path, layouts):
     np.testing.assert_array_equal(src.take_rows([5, 200, 5]), D[[5, 200, 5]])
     assert cm.fasterpam(str(p), 4, random_state=0).loss == cm.fasterpam(str(paths["rows"]), 4, random_state=0).loss
 
+
+
+def test_tiled_hdf5_dataset_is_reported_once_with_its_cost(tmp_path, caplog):
+    """Tiles of a foreign HDF5 dataset are reported like zarr tiles (once, with the cost and
+    the rechunk command); a store built by build_dissimilarity (full-width stripes) is not."""
+    import logging
+
+    import h5py
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(240, 3))
+    D = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1)).astype(np.float32)
+    path = tmp_path / "tiles.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("dist", data=D, chunks=(24, 24))
+    built = tmp_path / "built.h5"
+    cm.build_dissimilarity(X, str(built), metric="euclidean")
+    with caplog.at_level(logging.WARNING, logger="chunked_medoids"):
+        cm.open_dissimilarity(str(path), dataset="dist")
+        cm.open_dissimilarity(str(path), dataset="dist")
+        cm.open_dissimilarity(str(built))
+    msgs = [r.getMessage() for r in caplog.records if "tiles of" in r.getMessage()]
+    assert len(msgs) == 1, msgs
+    assert "HDF5 dataset" in msgs[0] and "100 chunks" in msgs[0]
+    assert f"chunked-medoids rechunk {path} --dataset dist -o COPY.h5" in msgs[0]

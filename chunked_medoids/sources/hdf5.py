@@ -283,6 +283,12 @@ class HDF5Source(DissimilaritySource):
             self.block_rows = int(self.chunks[1])
         elif self.chunks:
             self.block_rows = int(min(self.n, self.chunks[0]))
+            if self.chunks[1] < self.n:  # tiles: say once what a pass costs, and the fix
+                from .zarr_store import _warn_tiles
+
+                _warn_tiles(where, self.n, int(self.chunks[0]), int(self.chunks[1]), self.dtype.itemsize,
+                            kind="HDF5 dataset", copy="COPY.h5",
+                            source_arg=f"{self._ref.filename} --dataset {self._ref.dataset.lstrip('/')}")
         else:
             self.block_rows = natural_block_rows(self.n, self.storage_itemsize)
 

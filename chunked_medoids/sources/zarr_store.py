@@ -558,8 +558,10 @@ class ZarrSource(DissimilaritySource):
 _TILE_WARNED: set = set()
 
 
-def _warn_tiles(where: str, n: int, cr: int, cc: int, itemsize: int) -> None:
-    """Say once that a tiled store streams slowly, with the cost and the fix."""
+def _warn_tiles(where: str, n: int, cr: int, cc: int, itemsize: int, kind: str = "zarr store",
+                copy: str = "COPY.zarr", source_arg: str | None = None) -> None:
+    """Say once that a tiled store streams slowly, with the cost and the fix (also used for
+    tiled HDF5 datasets)."""
     if where in _TILE_WARNED:
         return
     _TILE_WARNED.add(where)
@@ -569,11 +571,11 @@ def _warn_tiles(where: str, n: int, cr: int, cc: int, itemsize: int) -> None:
 
     per_pass = (-(-n // cr)) * (-(-n // cc))
     logging.getLogger(__name__).warning(
-        "zarr store %s is chunked in tiles of %d x %d: every pass over the rows decodes %d chunks "
+        "%s %s is chunked in tiles of %d x %d: every pass over the rows decodes %d chunks "
         "of %s (each row block needs all %d chunks across its rows), which can make a pass many "
-        "times slower than on row stripes; 'chunked-medoids rechunk %s -o COPY.zarr' writes a "
-        "row-striped copy with bounded memory", where, cr, cc, per_pass,
-        format_bytes(cr * cc * itemsize), -(-n // cc), where)
+        "times slower than on row stripes; 'chunked-medoids rechunk %s -o %s' writes a "
+        "row-striped copy with bounded memory", kind, where, cr, cc, per_pass,
+        format_bytes(cr * cc * itemsize), -(-n // cc), source_arg or where, copy)
 
 
 def _matches(obj) -> bool:
