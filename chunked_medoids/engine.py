@@ -69,7 +69,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
+from typing import Any
 
 from . import _budget
 from ._budget import DECODE_FACTOR  # noqa: F401  (re-exported: engine.DECODE_FACTOR)
@@ -80,6 +82,7 @@ from ._errors import (
     MissingFileError,
     SchedulerLostError,
 )
+from ._typing import ClientLike, MemoryLimit, PathLike, ResidentLike, RowBlocks, SourceLike
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)
@@ -202,9 +205,10 @@ class Engine:
         "Resident stripes").
     """
 
-    def __init__(self, *, memory_limit="1GiB", client=None, scheduler_address=None,
-                 scheduler_file=None, num_workers=None, progress=False, block_rows=None,
-                 resident="auto"):
+    def __init__(self, *, memory_limit: MemoryLimit = "1GiB", client: ClientLike = None,
+                 scheduler_address: str | None = None, scheduler_file: PathLike | None = None,
+                 num_workers: int | None = None, progress: bool = False, block_rows: int | None = None,
+                 resident: ResidentLike = "auto") -> None:
         self.memory_limit = parse_memory_limit(memory_limit)
         self.client, self._owns_client = connect_client(client, scheduler_address, scheduler_file)
         if num_workers is not None:
@@ -231,7 +235,7 @@ class Engine:
                 return 1
         return self.num_workers
 
-    def block_rows_for(self, source, blocks_in_flight: int | None = None) -> int:
+    def block_rows_for(self, source: SourceLike, blocks_in_flight: int | None = None) -> int:
         """Rows per block so that the blocks in flight fit in the budget.
 
         ``blocks_in_flight=None`` sizes blocks for :meth:`map_blocks`: every worker thread
@@ -270,7 +274,7 @@ class Engine:
             return _budget.stream_budget(self.memory_limit, res.nbytes)
         return self.memory_limit
 
-    def stream_plan(self, source, blocks_in_flight: int = 3) -> tuple[int, int, int]:
+    def stream_plan(self, source: SourceLike, blocks_in_flight: int = 3) -> tuple[int, int, int]:
         """``(rows per block, reader threads, blocks read ahead)`` for :meth:`iter_blocks`.
 
         Sources whose reads run in parallel (``parallel_reads``: zarr stores) on local
@@ -288,13 +292,14 @@ class Engine:
                                    held=max(1, int(blocks_in_flight) - 1),
                                    storage_itemsize=getattr(source, "storage_itemsize", itemsize))
 
-    def blocks(self, source, block_rows: int | None = None) -> list[tuple[int, int]]:
+    def blocks(self, source: SourceLike, block_rows: int | None = None) -> RowBlocks:
         b = block_rows or self.block_rows_for(source)
         return [(s, min(s + b, source.n)) for s in range(0, source.n, b)]
 
     # -- parallel map -------------------------------------------------------------------
-    def map_blocks(self, source, func, state=None, *, blocks=None, desc: str | None = None,
-                   should_stop=None):
+    def map_blocks(self, source: SourceLike, func: Callable[..., Any], state: dict | None = None, *,
+                   blocks: RowBlocks | None = None, desc: str | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> list:
         """Apply ``func(block, start, stop, state)`` to every row block; results in block order.
 
         One Dask graph (one task per row stripe) and one compute per call.
@@ -335,7 +340,7 @@ class Engine:
         return results
 
     # -- resident stripes -----------------------------------------------------------------
-    def residency(self, source) -> _Resident:
+    def residency(self, source: SourceLike) -> _Resident:
         """The resident-stripe record of ``source`` for this run (decided on first use)."""
         res = self._res
         if res is not None and res.source is source:
@@ -420,7 +425,7 @@ class Engine:
             with contextlib.suppress(Exception):
                 client.cancel(futures)
 
-    def read_concurrency(self, source, blocks) -> int:
+    def read_concurrency(self, source: SourceLike, blocks: RowBlocks) -> int:
         """Threads that may read at once without exceeding the budget.
 
         A read decodes whole storage chunks even for a partial stripe, so a block shorter
@@ -536,8 +541,10 @@ class Engine:
         return list(results)
 
     # -- independent tasks ----------------------------------------------------------------
-    def map_tasks(self, func, items, state=None, *, max_concurrency: int | None = None,
-                  desc: str | None = None, on_result=None, should_stop=None):
+    def map_tasks(self, func: Callable[..., Any], items: Sequence[Any], state: dict | None = None, *,
+                  max_concurrency: int | None = None, desc: str | None = None,
+                  on_result: Callable[..., Any] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> list:
         """Apply ``func(item, state)`` to every item; results in item order.
 
         For work that is not a row block of D (CLARA's samples and feature passes, CLARANS'
@@ -677,8 +684,8 @@ class Engine:
         return results
 
     # -- sequential streaming with read-ahead ------------------------------------------
-    def iter_blocks(self, source, blocks=None, prefetch: int = 1, desc: str | None = None,
-                    readers: int = 1):
+    def iter_blocks(self, source: SourceLike, blocks: RowBlocks | None = None, prefetch: int = 1,
+                    desc: str | None = None, readers: int = 1) -> Iterator[tuple[int, int, Any]]:
         """Yield ``(start, stop, block)`` in the given order, reading ``prefetch`` blocks ahead.
 
         Reads run in ``readers`` background threads (numpy/zarr/h5py release the GIL while
@@ -740,7 +747,8 @@ class Engine:
         return pools[readers]
 
     # -- the eager walk on the workers ------------------------------------------------------
-    def eager_walker(self, source, *, method, order, state, params, resident="auto", n_swap=0):
+    def eager_walker(self, source: SourceLike, *, method: str, order: Any, state: Callable[[], dict],
+                     params: dict, resident: ResidentLike = "auto", n_swap: int = 0) -> Any:
         """A :class:`~chunked_medoids._dist_eager.DistributedEagerWalk` running the eager
         walk of ``method`` on this engine's cluster, or None on local threads.
 
@@ -760,7 +768,7 @@ class Engine:
         return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
                                     resident=resident, n_swap=n_swap)
 
-    def thread_pool(self):
+    def thread_pool(self) -> ThreadPoolExecutor:
         """A pool of ``num_workers`` compute threads for drivers (e.g. speculative FasterPAM)."""
         if getattr(self, "_cpool", None) is None:
             self._cpool = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="cm-compute")
@@ -773,7 +781,7 @@ class Engine:
 
         return tqdm(total=total, desc=desc or "blocks", unit="block", leave=False)
 
-    def close(self):
+    def close(self) -> None:
         self._release_resident()
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -44,9 +44,10 @@ def test_public_annotations_resolve_at_run_time(name):
     assert set(hints) == set(inspect.signature(func).parameters) | {"return"}
 
 
-#: public classes whose own public methods (and ``__init__``) are checked too.  Engine and
-#: DissimilaritySource are not yet fully annotated (see CHANGELOG); add them here when they are.
-ANNOTATED_CLASSES = ("KMedoids", "CLARA")
+#: public classes whose own public methods (and ``__init__``) are checked too.
+ANNOTATED_CLASSES = ("KMedoids", "CLARA", "Engine", "DissimilaritySource")
+#: the classes that are scikit-learn estimators (checked for the estimator API below).
+ESTIMATORS = ("KMedoids", "CLARA")
 
 
 def _own_public_methods(cls):
@@ -68,8 +69,10 @@ METHODS_CHECKED = [item for cname in ANNOTATED_CLASSES for item in _own_public_m
 
 def test_the_methods_checked_include_the_estimator_api():
     names = {q for q, _ in METHODS_CHECKED}
-    for cname in ANNOTATED_CLASSES:
+    for cname in ESTIMATORS:
         assert {f"{cname}.{m}" for m in ("__init__", "fit", "predict", "transform", "score")} <= names
+    assert {"Engine.__init__", "Engine.map_blocks", "Engine.map_tasks", "Engine.iter_blocks",
+            "DissimilaritySource.read_rows", "DissimilaritySource.take_rows"} <= names
 
 
 @pytest.mark.parametrize(("qualname", "func"), METHODS_CHECKED, ids=[q for q, _ in METHODS_CHECKED])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
+from .._typing import ArrayLike
 
 #: dtypes a dissimilarity may have; everything else is refused with the dtype named.
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
@@ -198,7 +200,7 @@ class DissimilaritySource(abc.ABC):
             v.check_rows(block, start, stop, self)
         return block
 
-    def take_rows(self, indices) -> np.ndarray:
+    def take_rows(self, indices: ArrayLike) -> np.ndarray:
         """Rows at ``indices`` (any order, duplicates allowed), shape (len(indices), n)."""
         idx = np.asarray(indices)
         if idx.ndim != 1:
@@ -216,7 +218,7 @@ class DissimilaritySource(abc.ABC):
             v.check_take(block, idx, self)
         return block
 
-    def mark_rows_read(self, blocks) -> None:
+    def mark_rows_read(self, blocks: Iterable[tuple[int, int]]) -> None:
         """Record that the row ranges ``blocks`` were read (and so validated) elsewhere.
 
         Called by the engine after a distributed pass (the workers' copies of the source
@@ -251,7 +253,7 @@ class DissimilaritySource(abc.ABC):
         idx = sorted({0, self.n // 2, self.n - 1})[:count]
         return [self.read_rows(i, i + 1) for i in idx]
 
-    def row_blocks(self, block_rows: int | None = None):
+    def row_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, int]]:
         """Yield ``(start, stop)`` row ranges of height ``block_rows`` (default the natural one)."""
         b = int(block_rows or self.block_rows)
         for start in range(0, self.n, b):
