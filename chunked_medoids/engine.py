@@ -40,10 +40,12 @@ Resident stripes
 ``Engine(resident="auto")`` (the default; every driver's ``resident=``) reads each row
 stripe of a stored matrix from storage **once per run** when the matrix fits the budget
 (:func:`chunked_medoids._budget.resident_plan`): locally the stripes read by the first pass
-are kept in one n×n array and later passes (and :meth:`Engine.iter_blocks`) use it; on a
-cluster each stripe is read by a task whose result stays in one worker's memory, and every
-later pass's block task runs on the worker that holds its stripe (the scheduler's data
-locality).  A worker that dies loses its stripes: Dask recomputes the read tasks elsewhere
+are kept in one n×n array and later passes (and :meth:`Engine.iter_blocks`) use it.  On a
+cluster (``resident=True``; "auto" streams there, see below) each stripe is read by a task
+whose result stays in one worker's memory, and every later pass's block task runs on the
+worker that holds its stripe (the scheduler's data locality).  "auto" does not hold on a
+cluster yet: under load, a worker killed mid-pass once cancelled block tasks that depended on
+held stripes (``tests/test_faults.py``), so the default keeps the streaming path there.  A worker that dies loses its stripes: Dask recomputes the read tasks elsewhere
 from their lineage, and the results are identical.  In-memory arrays and features sources
 hold nothing (their rows cost no read); on a cluster the scattered source itself (a
 features source carries X) is kept for the run.  ``resident=False`` streams every pass from
@@ -370,6 +372,11 @@ class Engine:
                 )
             if self.resident is True and not held:
                 held, why = True, f"resident=True ({why}; the workers may spill to disk)"
+            if self.client is not None and self.resident == "auto":
+                # block-parallel passes on a cluster hold stripes only on request: a worker lost
+                # mid-pass can cancel block tasks that depend on held stripes (seen in
+                # tests/test_faults.py under load), so the default streams as before
+                held, why = False, f"resident='auto' streams on a cluster ({why}); pass resident=True to hold"
             res.held, res.nbytes, res.keep_source = held, int(nbytes), self.client is not None
             res.reason = f"{why}, budget from {where}"
             if held and self.client is None:
