@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["ArrayLike", "SourceLike", "RowBlocks", "ResidentLike", "ClientLike", "DTypeLike", "DissimilarityLike", "FeaturesLike", "IndexArray",
+__all__ = ["ArrayLike", "SourceLike", "ResidentLike", "ClientLike", "DTypeLike", "DissimilarityLike", "FeaturesLike", "IndexArray",
            "InitLike", "MemoryLimit", "MetricLike", "PathLike", "RandomStateLike", "WeightsLike"]
 
 #: a file or directory path.
@@ -42,5 +42,3 @@ ClientLike: TypeAlias = Any
 #: a :class:`~chunked_medoids.sources.DissimilaritySource`, or any row reader with ``n``,
 #: ``dtype``, ``block_rows`` and ``read_rows(start, stop)`` (what the engine maps over).
 SourceLike: TypeAlias = Any
-#: row ranges ``(start, stop)`` of a source.
-RowBlocks: TypeAlias = list[tuple[int, int]]

@@ -84,7 +84,7 @@ from ._errors import (
     MissingFileError,
     SchedulerLostError,
 )
-from ._typing import ClientLike, MemoryLimit, PathLike, ResidentLike, RowBlocks, SourceLike
+from ._typing import ClientLike, MemoryLimit, PathLike, ResidentLike, SourceLike
 from ._util import check_int, format_bytes, parse_memory_limit
 
 logger = logging.getLogger(__name__)
@@ -294,13 +294,13 @@ class Engine:
                                    held=max(1, int(blocks_in_flight) - 1),
                                    storage_itemsize=getattr(source, "storage_itemsize", itemsize))
 
-    def blocks(self, source: SourceLike, block_rows: int | None = None) -> RowBlocks:
+    def blocks(self, source: SourceLike, block_rows: int | None = None) -> list[tuple[int, int]]:
         b = block_rows or self.block_rows_for(source)
         return [(s, min(s + b, source.n)) for s in range(0, source.n, b)]
 
     # -- parallel map -------------------------------------------------------------------
     def map_blocks(self, source: SourceLike, func: Callable[..., Any], state: dict | None = None, *,
-                   blocks: RowBlocks | None = None, desc: str | None = None,
+                   blocks: list[tuple[int, int]] | None = None, desc: str | None = None,
                    should_stop: Callable[[], bool] | None = None) -> list:
         """Apply ``func(block, start, stop, state)`` to every row block; results in block order.
 
@@ -432,7 +432,7 @@ class Engine:
             with contextlib.suppress(Exception):
                 client.cancel(futures)
 
-    def read_concurrency(self, source: SourceLike, blocks: RowBlocks) -> int:
+    def read_concurrency(self, source: SourceLike, blocks: list[tuple[int, int]]) -> int:
         """Threads that may read at once without exceeding the budget.
 
         A read decodes whole storage chunks even for a partial stripe, so a block shorter
@@ -691,7 +691,7 @@ class Engine:
         return results
 
     # -- sequential streaming with read-ahead ------------------------------------------
-    def iter_blocks(self, source: SourceLike, blocks: RowBlocks | None = None, prefetch: int = 1,
+    def iter_blocks(self, source: SourceLike, blocks: list[tuple[int, int]] | None = None, prefetch: int = 1,
                     desc: str | None = None, readers: int = 1) -> Iterator[tuple[int, int, Any]]:
         """Yield ``(start, stop, block)`` in the given order, reading ``prefetch`` blocks ahead.
 
