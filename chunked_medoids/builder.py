@@ -96,6 +96,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from typing import Any, Protocol
 
 import numpy as np
@@ -1038,13 +1039,23 @@ class HDF5Writer:
             return
         import h5py
 
+        _refuse_if_read_elsewhere(path, self.where)
         with h5py.File(path, "r") as f:
             others = [k for k in f.keys() if k != dataset.strip("/").split("/")[0]] or list(f.attrs.keys())
             only = not others and "/" not in dataset.strip("/")
         if only:
             os.unlink(path)
         else:
-            with h5py.File(path, "a") as f:
+            try:
+                f = h5py.File(path, "a")
+            except OSError as exc:
+                if "already open" not in str(exc):
+                    raise
+                raise StoreLockedError(
+                    f"cannot overwrite {self.where!r}: the HDF5 file is open read-only in this process "
+                    "(HDF5 cannot reopen it for writing); close the sources reading it (source.close()) and "
+                    "retry") from exc
+            with f:
                 del f[dataset]
 
     def write(self, meta, codec, plan, fsrc, engine, progress):
@@ -1077,6 +1088,9 @@ class HDF5Writer:
             raise
         with f:
             if create:
+                # which build readers are reading: a dataset rebuilt in place (overwrite=True on a
+                # file holding other datasets too) is told apart from the one a reader opened
+                meta["build_id"] = uuid.uuid4().hex
                 h5_rows = plan["h5_chunk_rows"]  # a new store uses the plan's stripe height
                 dset = f.create_dataset(dataset, shape=(n, n), dtype=dt, chunks=(h5_rows, n),
                                         fillvalue=_fill_value(dt), **h5kw)
@@ -1179,6 +1193,25 @@ def _check_free_space(path: str, nbytes: int) -> None:
 
         raise _NotEnoughSpace(_errno.ENOSPC, f"No space left on device: the next stripes need up to "
                                              f"{format_bytes(need)} and {format_bytes(free)} are free")
+
+
+def _refuse_if_read_elsewhere(path: str, where: str) -> None:
+    """Raise StoreLockedError when another process has the HDF5 file ``path`` open (a reader
+    mid-pass): overwriting it now would change the matrix under that reader.  Probed with
+    HDF5's own file lock (a reader holds a shared one, a writer needs it exclusively); where
+    file locking is off (``HDF5_USE_FILE_LOCKING=FALSE``) the probe passes and readers
+    notice the replaced file at their next block read instead."""
+    import h5py
+
+    try:
+        h5py.File(path, "r+").close()
+    except OSError as exc:
+        if "unable to lock" not in str(exc).lower() and "resource temporarily unavailable" not in str(exc).lower():
+            return  # open in this process, read-only file...: decided by the caller
+        raise StoreLockedError(
+            f"cannot overwrite {where!r}: another process has the HDF5 file open (a reader mid-pass, or a "
+            "writer); replacing it would change the matrix under that process. Wait until it has finished "
+            "(or stop it) and retry") from exc
 
 
 class _NotEnoughSpace(OSError):

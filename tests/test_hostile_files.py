@@ -451,6 +451,81 @@ def test_reader_notices_the_store_replaced_under_it(tmp_path, X, built):
     assert first.shape == (10, len(X))
 
 
+def test_hdf5_reader_notices_the_store_replaced_under_it(tmp_path, X):
+    p = str(tmp_path / "D.h5")
+    cm.build_dissimilarity(X, p, block_rows=10).close()
+    src = cm.open_dissimilarity(p)
+    first = src.read_rows(0, 10)
+    cm.build_dissimilarity(X * 2, p, block_rows=10, overwrite=True)  # unlinks and recreates the file
+    with pytest.raises(StoreCorruptionError, match=r"D.h5:.*dissimilarity was replaced .*file was replaced"):
+        src.read_rows(10, 20)
+    assert first.shape == (10, len(X))
+
+
+def _overwrite_in_a_subprocess(X, npy, store, env=None):
+    np.save(npy, X)
+    return subprocess.run(
+        [sys.executable, "-m", "chunked_medoids", "build", str(npy), "-o", str(store), "--metric", "euclidean",
+         "--block-rows", "10", "--overwrite"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})})
+
+
+def _pass_with_overwrite_after_first_block(tmp_path, X, env):
+    """A pass (Engine.map_blocks, one thread) over an HDF5 store; while its first block is
+    processed another process runs ``build --overwrite`` of the store."""
+    p = tmp_path / "D.h5"
+    cm.build_dissimilarity(X, str(p), block_rows=10).close()
+    src = cm.open_dissimilarity(str(p))
+    runs = []
+
+    def rowsum(block, start, stop, state):
+        if not runs:
+            runs.append(_overwrite_in_a_subprocess(X * 2, tmp_path / "X2.npy", p, env))
+        return block.sum(axis=1, dtype=np.float64)
+
+    def run():
+        with cm.Engine(num_workers=1, memory_limit="64MiB") as eng:
+            return np.concatenate(eng.map_blocks(src, rowsum, blocks=[(0, 10), (10, 20), (20, 30), (30, 40)]))
+
+    return p, src, runs, run
+
+
+def test_hdf5_overwrite_is_refused_while_another_process_reads_the_store(tmp_path, X):
+    p, src, runs, run = _pass_with_overwrite_after_first_block(tmp_path, X, None)
+    sums = run()
+    proc = runs[0]
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot overwrite" in proc.stderr and "D.h5" in proc.stderr and "another process" in proc.stderr
+    D = cm.from_features(X).read_rows(0, len(X))
+    np.testing.assert_allclose(sums, D.sum(axis=1, dtype=np.float64), rtol=1e-6)  # the pass saw one matrix
+    src.close()
+    np.testing.assert_array_equal(cm.open_dissimilarity(str(p)).read_rows(0, len(X)), D)  # store unchanged
+
+
+def test_hdf5_reader_notices_an_overwrite_where_file_locking_is_off(tmp_path, X):
+    p, src, runs, run = _pass_with_overwrite_after_first_block(tmp_path, X, {"HDF5_USE_FILE_LOCKING": "FALSE"})
+    with pytest.raises(StoreCorruptionError, match="was replaced or rewritten while it was being read"):
+        run()
+    assert runs[0].returncode == 0, runs[0].stderr  # nothing stopped the writer: the reader must notice
+
+
+def test_hdf5_dataset_rebuilt_in_place_is_noticed_by_a_reopening_reader(tmp_path, X):
+    import pickle
+
+    import h5py
+
+    p = str(tmp_path / "D.h5")
+    with h5py.File(p, "w") as f:
+        f["X"] = X  # another dataset: overwrite deletes and recreates only 'dissimilarity'
+    cm.build_dissimilarity(X, p, block_rows=10).close()
+    src = cm.open_dissimilarity(p)
+    worker_copy = pickle.loads(pickle.dumps(src))  # what a Dask worker receives: opens by name
+    cm.build_dissimilarity(X * 2, p, block_rows=10, overwrite=True)
+    for reader in (src, worker_copy):
+        with pytest.raises(StoreCorruptionError, match="dataset was rebuilt"):
+            reader.read_rows(0, 10)
+
+
 def test_lost_chunk_of_zero_fill_foreign_hdf5_dataset_is_detected(tmp_path, X):
     import h5py
 

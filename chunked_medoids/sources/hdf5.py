@@ -98,11 +98,44 @@ def _get_dataset(h5file, dataset: str, filename: str):
     return obj
 
 
+def _file_identity(f) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file behind an open h5py file (None if unknown)."""
+    try:
+        st = os.fstat(f.id.get_vfd_handle())
+    except Exception:  # noqa: BLE001 - a driver without a POSIX descriptor
+        try:
+            st = os.stat(f.filename)
+        except OSError:
+            return None
+    return (st.st_dev, st.st_ino)
+
+
+def _path_identity(filename: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(filename)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _replaced_error(filename: str, dataset: str, what: str) -> StoreCorruptionError:
+    return StoreCorruptionError(
+        f"HDF5 dataset {filename}:{dataset} was replaced or rewritten while it was being read ({what}: a "
+        "concurrent 'build --overwrite' or another writer?); the rows read so far may belong to another "
+        "matrix -- rerun once the writer has finished"
+    )
+
+
 class H5DatasetRef:
     """A picklable reference to one dataset of an HDF5 file (filename + dataset path).
 
     ``get()`` returns the open ``h5py.Dataset`` of the current process, opening the file
     read-only on first use.  Pickling drops the handle.
+
+    Once :meth:`pin` recorded the identity of the file (device, inode) and the store's
+    ``build_id``, every (re)open -- in this process, a forked one or a Dask worker -- checks
+    it opened the same file and dataset build, and :meth:`check_not_replaced` checks the
+    path still names that file (a ``build --overwrite`` unlinks and recreates it).
     """
 
     def __init__(self, filename, dataset: str):
@@ -112,6 +145,26 @@ class H5DatasetRef:
         self._file = None
         self._dset = None
         self._lock = threading.Lock()
+        self._identity = None  # (st_dev, st_ino) of the file when pinned
+        self._build_id = None  # the store's build_id when pinned (stores we built)
+
+    def pin(self, identity, build_id) -> None:
+        """Remember which file (and build) later opens must find."""
+        self._identity, self._build_id = identity, build_id
+
+    def check_not_replaced(self) -> None:
+        """Raise StoreCorruptionError when the path no longer names the pinned file.  One
+        ``stat`` per call."""
+        if self._identity is not None and _path_identity(self.filename) != self._identity:
+            raise _replaced_error(self.filename, self.dataset, "the file was replaced")
+
+    def _check_opened(self, f, dset) -> None:
+        if self._identity is not None and _file_identity(f) != self._identity:
+            raise _replaced_error(self.filename, self.dataset, "the file was replaced")
+        if self._build_id is not None:
+            meta = _meta_of(dset) or {}
+            if meta.get("build_id") != self._build_id:
+                raise _replaced_error(self.filename, self.dataset, "the dataset was rebuilt")
 
     def get(self):
         pid = os.getpid()
@@ -125,7 +178,9 @@ class H5DatasetRef:
             if self._dset is None:
                 f = _open_file(self.filename)
                 try:
-                    self._dset = _get_dataset(f, self.dataset, self.filename)
+                    dset = _get_dataset(f, self.dataset, self.filename)
+                    self._check_opened(f, dset)
+                    self._dset = dset
                 except Exception:
                     f.close()
                     raise
@@ -141,11 +196,14 @@ class H5DatasetRef:
         self._file = self._dset = None
 
     def __getstate__(self):
-        return {"filename": self.filename, "dataset": self.dataset}
+        return {"filename": self.filename, "dataset": self.dataset, "identity": self._identity,
+                "build_id": self._build_id}
 
     def __setstate__(self, state):
         self.filename = state["filename"]
         self.dataset = state["dataset"]
+        self._identity = state.get("identity")
+        self._build_id = state.get("build_id")
         self._pid = None
         self._file = None
         self._dset = None
@@ -269,6 +327,9 @@ class HDF5Source(DissimilaritySource):
             self.chunks = tuple(dset.chunks) if dset.chunks else None
             # fill marker of never-written chunks (NaN / negative: never a valid distance)
             self._fill = fill_marker(dset.fillvalue) if (dset.chunks and not allow_incomplete) else None
+            # the file and build read from here on: a store replaced under us is noticed
+            if not allow_incomplete:
+                self._ref.pin(_file_identity(dset.file), (self.meta or {}).get("build_id"))
         finally:
             # reopened lazily on the first read: an opened-but-unused source does not hold
             # the file (HDF5 refuses to open a file for writing while it is open read-only
@@ -327,6 +388,7 @@ class HDF5Source(DissimilaritySource):
             self._check_fill(out, start)
         if self._check_presence:
             self._check_present(dset, start, stop)
+        self._ref.check_not_replaced()
         return out
 
     def _check_present(self, dset, start, stop) -> None:
