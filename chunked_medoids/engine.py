@@ -454,12 +454,26 @@ class Engine:
         skipped = []
         held = self.residency(source)
 
+        # a failed pass returns only once no task runs any more (Dask raises at the first
+        # failure while the others go on, e.g. still writing a stripe the caller then misses)
+        running, failed = [0], threading.Event()
+        idle = threading.Condition()
+
         # Threads share memory: the state dict is passed by reference, never copied.
         def task(a, b):
             if should_stop is not None and should_stop():
                 skipped.append(a)  # nothing read: the remaining blocks drain at once
                 return None
-            res = func(self._read_local(source, held, a, b), a, b, state)
+            with idle:
+                if failed.is_set():
+                    return None
+                running[0] += 1
+            try:
+                res = func(self._read_local(source, held, a, b), a, b, state)
+            finally:
+                with idle:
+                    running[0] -= 1
+                    idle.notify_all()
             if bar is not None:
                 bar.update(1)
             return res
@@ -468,6 +482,11 @@ class Engine:
         try:
             results = dask.compute(*tasks, scheduler="threads",
                                    num_workers=self.read_concurrency(source, blocks))
+        except BaseException:
+            failed.set()
+            with idle:
+                idle.wait_for(lambda: running[0] == 0)
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -923,3 +942,52 @@ def make_engine(engine=None, **options) -> Engine:
     if engine is not None:
         return engine
     return Engine(**options)
+
+
+# ---------------------------------------------------------------------------------------
+# rechunking (``chunked-medoids rechunk``): dask.array.rechunk over a source's row reads
+# ---------------------------------------------------------------------------------------
+class _RowReader:
+    """An array-like view of a source for ``dask.array.from_array``: every selection is read
+    through ``source.read_rows`` (its fault checks and validation included), so a column
+    stripe is read as the row stripe it is transposed and a band of tiles in one read."""
+
+    def __init__(self, source):
+        import numpy as np
+
+        self.source = source
+        self.shape = (int(source.n), int(source.n))
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = 2
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        a, b, step = rows.indices(self.shape[0])
+        block = self.source.read_rows(a, b)
+        if step != 1:  # pragma: no cover - dask asks for unit-step slices
+            block = block[::step]
+        return block if cols == slice(None) or cols == slice(0, self.shape[1]) else block[:, cols]
+
+
+def rechunk_rows(source: SourceLike, stripe_rows: int, input_rows: int, block_size_limit: int):
+    """A source whose blocks are ``source`` regrouped into row stripes of ``stripe_rows`` rows
+    by ``dask.array.rechunk`` (``method="tasks"``, intermediate chunks of at most
+    ``block_size_limit`` bytes).
+
+    The input array has one chunk per ``input_rows`` rows, each read by ``source.read_rows``;
+    reading rows ``i*stripe_rows:(i+1)*stripe_rows`` of the result computes exactly one output
+    chunk (with Dask's synchronous scheduler, inside the task that reads it), so the memory
+    of a stripe in flight is its input chunks plus the stripe.  Rows are copied bit for bit.
+    """
+    import uuid
+
+    import dask.array as da
+
+    from .sources.dask_array import DaskArraySource
+
+    n = int(source.n)
+    name = f"cm-rechunk-input-{uuid.uuid4().hex}"  # no tokenising of the source
+    arr = da.from_array(_RowReader(source), chunks=(int(input_rows), n), name=name, asarray=False,
+                        fancy=False, lock=False, inline_array=True)
+    out = arr.rechunk((int(stripe_rows), n), block_size_limit=int(block_size_limit), method="tasks")
+    return DaskArraySource(out)

@@ -194,9 +194,11 @@ def test_hdf5_truncated_missing_dataset_and_damaged_chunk(tmp_path, X):
 # ---------------------------------------------------------------------------------------
 # disk full during a build
 # ---------------------------------------------------------------------------------------
-def _full_disk_after(n_writes):
+def _full_disk_after(n_writes, slow_last=False):
     """A replacement for builder._open_zarr_for_write whose store fails with ENOSPC once
     ``n_writes`` chunk files were written (across all stripe tasks)."""
+    import asyncio
+
     import zarr
     from zarr.storage import LocalStore, WrapperStore
 
@@ -210,6 +212,11 @@ def _full_disk_after(n_writes):
                     if len(written) >= n_writes:
                         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), key)
                     written.append(key)
+                    last = len(written) == n_writes
+                if last and slow_last:
+                    # the last write that fits is slow (a loaded machine): the write failing after
+                    # it must not end the build (release its lock, record its stripes) before it lands
+                    await asyncio.sleep(0.5)
             await self._store.set(key, value)
 
     def open_for_write(path):
@@ -220,7 +227,7 @@ def _full_disk_after(n_writes):
 
 def test_disk_full_mid_build_keeps_store_incomplete_and_resumes(tmp_path, X, monkeypatch):
     path = tmp_path / "full.zarr"
-    opener, written = _full_disk_after(4)
+    opener, written = _full_disk_after(4, slow_last=True)
     monkeypatch.setattr(builder, "_open_zarr_for_write", opener)
     with pytest.raises(OSError) as info:
         cm.build_dissimilarity(X, path, block_rows=5, num_workers=2)  # 13 stripes
