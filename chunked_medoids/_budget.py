@@ -405,6 +405,20 @@ def plan_stripes(n: int, d: int, itemsize: int, memory_limit: int, parallelism: 
     }
 
 
+def rechunk_plan(stripe_rows: int, natural_rows: int, n: int, itemsize: int) -> dict:
+    """Input chunking of ``chunked-medoids rechunk`` (``dask.array.rechunk`` from the input's
+    read unit to the output's stripes, which :func:`plan_stripes` sized for the budget).
+
+    ``input_rows``: the input's natural block height (a stored row stripe, the width of a
+    column stripe, the height of a band of tiles), but no taller than an output stripe, so
+    that one output stripe in flight holds at most its stripe plus the input chunks that
+    overlap it (``stripe + 2 x input_rows`` rows); ``block_size_limit``: the bytes of one
+    output stripe, the largest chunk the rechunk may create.
+    """
+    m = max(1, int(stripe_rows))
+    return {"input_rows": max(1, min(int(natural_rows), m)), "block_size_limit": m * int(n) * int(itemsize)}
+
+
 def hdf5_cache_bytes(stripe_rows: int, row_bytes: int) -> int:
     """HDF5 chunk cache of a build: two stripes, at least :data:`HDF5_MIN_CACHE_BYTES`."""
     return max(HDF5_MIN_CACHE_BYTES, 2 * stripe_rows * row_bytes)

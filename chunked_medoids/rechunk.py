@@ -6,12 +6,24 @@ stripe, crc32c per chunk, fill value NaN / -1; or HDF5 chunks of about 4 MiB), c
 ``complete=False`` and marked complete only once every stripe is written, resumable after
 an interruption, refused while another process writes the same output.
 
-The copy streams the input once, in row blocks of the output's stripe height, through the
-:class:`~chunked_medoids.engine.Engine` (Dask threads or a distributed client; ``engine.py``
-is the only module that talks to Dask): each task reads one stripe of the input (a column
-stripe of a symmetric store is read as a row stripe transposed) and writes it as one output
-chunk, so memory stays within ``memory_limit`` whatever the input layout.  Rows are copied
-bit for bit.
+The copy is ``dask.array.rechunk`` (``method="tasks"``) of the input, as a dask array with
+one chunk per read unit of the input, into the output's row stripes
+(:func:`~chunked_medoids.engine.rechunk_rows`; ``engine.py`` is the only module that talks to
+Dask), written by the builder's :class:`~chunked_medoids.builder.StoreWriter` through the
+:class:`~chunked_medoids.engine.Engine` (Dask threads or a distributed client): each write
+task computes one output stripe -- the input chunks overlapping it, concatenated -- and
+writes it as one chunk.  The stripe height comes from the memory budget
+(:func:`~chunked_medoids._budget.plan_stripes`, :func:`~chunked_medoids._budget.rechunk_plan`),
+so memory stays within ``memory_limit`` whatever the input layout.  Rows are copied bit for
+bit.
+
+The read unit is the one a pass uses: a stored row stripe; for a column-striped store (chunks
+spanning every row) a column stripe, read as the row stripe it is transposed (the matrix is
+symmetric); for tiles a band of tiles one tile high, read at once.  Rechunking the stored
+chunk grid itself is not used for column stripes: every output row stripe needs a piece of
+every column chunk (an all-to-all), so ``dask.array.rechunk`` either holds the whole matrix
+or decodes each column chunk once per output stripe.  The reads carry the source's fault
+checks (lost chunks, fill values, a store replaced under the reader) and validation.
 """
 
 from __future__ import annotations
@@ -79,11 +91,11 @@ def rechunk_store(source, store, *, dataset=None, output_dataset="dissimilarity"
     ``validated: false``: readers validate it as they would the input.
     """
     from . import builder
-    from ._budget import plan_stripes
+    from ._budget import plan_stripes, rechunk_plan
     from ._paths import check_output_not_input, source_locations
     from ._store_meta import FORMAT
     from ._version import __version__
-    from .engine import Engine
+    from .engine import Engine, rechunk_rows
     from .sources import open_dissimilarity
 
     path, fmt = builder._check_store_path(store)
@@ -134,9 +146,12 @@ def rechunk_store(source, store, *, dataset=None, output_dataset="dissimilarity"
             with builder._build_lock(writer.path):
                 meta = builder._prepare(writer, meta, plan, block_rows, overwrite, limit)
                 if meta is not None:
-                    logger.info("rechunking %r into %s: %d-row stripes", src, writer.where, plan["stripe_rows"])
+                    rp = rechunk_plan(plan["stripe_rows"], src.block_rows, n, dt.itemsize)
+                    logger.info("rechunking %r into %s: %d-row input chunks into %d-row stripes", src,
+                                writer.where, rp["input_rows"], plan["stripe_rows"])
+                    stripes = rechunk_rows(src, plan["stripe_rows"], rp["input_rows"], rp["block_size_limit"])
                     try:
-                        writer.write(meta, comp, plan, src, engine, progress)
+                        writer.write(meta, comp, plan, stripes, engine, progress)
                     except OSError as exc:
                         if isinstance(exc, builder.ChunkedMedoidsError):
                             raise
