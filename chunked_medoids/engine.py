@@ -990,4 +990,8 @@ def rechunk_rows(source: SourceLike, stripe_rows: int, input_rows: int, block_si
     arr = da.from_array(_RowReader(source), chunks=(int(input_rows), n), name=name, asarray=False,
                         fancy=False, lock=False, inline_array=True)
     out = arr.rechunk((int(stripe_rows), n), block_size_limit=int(block_size_limit), method="tasks")
-    return DaskArraySource(out)
+    stripes = DaskArraySource(out)
+    # what a stripe's read decodes is the input's: the engine sizes its read concurrency by the
+    # input's read unit (read_concurrency), as for a pass over the input
+    stripes.block_rows = int(source.block_rows)
+    return stripes
