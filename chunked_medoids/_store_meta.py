@@ -18,18 +18,38 @@ ATTR = "chunked_medoids"
 FORMAT = 1
 
 
-def read_meta(attrs) -> dict | None:
-    """The metadata dict from a zarr/h5py attribute mapping, or None for foreign stores."""
+def read_meta(attrs, where: str | None = None) -> dict | None:
+    """The metadata dict from a zarr/h5py attribute mapping, or None for foreign stores.
+
+    Raises
+    ------
+    StoreCorruptionError
+        The attribute is not a JSON object (a list, a number, a string that does not parse),
+        naming the store ``where`` and the fix.
+    """
     try:
         meta = attrs.get(ATTR) if hasattr(attrs, "get") else None
     except Exception:  # pragma: no cover - odd attribute backends
         return None
     if meta is None:
         return None
+    problem = None
     if isinstance(meta, (bytes, str)):
         import json
 
-        meta = json.loads(meta)
+        try:
+            meta = json.loads(meta)
+        except ValueError as exc:
+            problem = f"does not parse as JSON ({exc})"
+    if problem is None and not isinstance(meta, dict):
+        problem = f"is a JSON {type(meta).__name__}, not an object"
+    if problem is not None:
+        store = f"store {where!r}" if where else "the store"
+        err = StoreCorruptionError(
+            f"{store}: its {ATTR!r} metadata attribute {problem}; the metadata was edited or damaged -- "
+            "rebuild the store (build_dissimilarity(..., overwrite=True))")
+        err.damaged_metadata = True  # the store is ours and damaged, not foreign (inputs._build_meta)
+        raise err
     return dict(meta)
 
 

@@ -877,7 +877,10 @@ class ZarrWriter:
             arr = zarr.open_array(store=path, mode="r")
         except Exception:
             return "foreign", None
-        meta = read_meta(arr.attrs)
+        try:
+            meta = read_meta(arr.attrs, path)
+        except StoreCorruptionError as exc:  # overwrite=True replaces it, anything else is refused
+            return "ours", {"_damaged": exc}
         if meta is not None:
             _checked_meta(meta, arr.shape, arr.chunks[0], path, True)
         return ("ours", meta) if meta is not None else ("foreign", None)
@@ -1022,7 +1025,10 @@ class HDF5Writer:
                 return "absent-dataset", None
             if not isinstance(obj, h5py.Dataset):
                 return "foreign", None
-            meta = read_meta(obj.attrs)
+            try:
+                meta = read_meta(obj.attrs, self.where)
+            except StoreCorruptionError as exc:  # overwrite=True replaces it, anything else is refused
+                return "ours", {"_damaged": exc}
             if meta is not None:
                 _checked_meta(meta, obj.shape, obj.chunks[0] if obj.chunks else None, self.where, False)
         return ("ours", meta) if meta is not None else ("foreign", None)
@@ -1355,7 +1361,7 @@ def _zarr_info(p, dataset):
 
     ref = ZarrArrayRef(p, dataset)
     arr = ref.get()
-    meta = read_meta(arr.attrs)
+    meta = read_meta(arr.attrs, ref.location)
     if meta is None:
         meta = ref.group_meta
     shape = tuple(int(s) for s in arr.shape)
@@ -1411,7 +1417,7 @@ def _hdf5_info(p, dataset):
     fname, name = resolve_h5(p, dataset, default=None)
     with _open_file(fname) as f:
         dset = _get_dataset(f, name, fname)
-        meta = read_meta(dset.attrs)
+        meta = read_meta(dset.attrs, f"{fname}:{dset.name}")
         dt = np.dtype(dset.dtype)
         shape = tuple(int(s) for s in dset.shape)
         chunks = tuple(int(c) for c in dset.chunks) if dset.chunks else None

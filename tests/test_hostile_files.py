@@ -148,6 +148,33 @@ def built(tmp_path, X):
     return p
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "h5"])
+@pytest.mark.parametrize("bad", [[1, 2], "{not json", 3], ids=["list", "bad-json", "number"])
+def test_metadata_that_is_not_a_json_object_is_a_typed_error(tmp_path, X, fmt, bad, capsys):
+    """Messages: build metadata that is a list or bad JSON said 'Expecting value: line 1
+    column 1' or 'cannot convert dictionary update sequence' (and blocked --overwrite)."""
+    import h5py
+    import zarr
+
+    p = str(tmp_path / f"D.{fmt}")
+    cm.build_dissimilarity(X, p, block_rows=10).close()
+    if fmt == "zarr":
+        zarr.open_array(p, mode="r+").attrs["chunked_medoids"] = bad
+    else:
+        with h5py.File(p, "a") as f:
+            f["dissimilarity"].attrs["chunked_medoids"] = json.dumps(bad) if not isinstance(bad, str) else bad
+    msg = r"D\.(zarr|h5).*'chunked_medoids' metadata attribute (is a JSON|does not parse).*overwrite=True"
+    for call in (lambda: cm.open_dissimilarity(p), lambda: cm.store_info(p),
+                 lambda: cm.build_dissimilarity(X, p, block_rows=10)):
+        with pytest.raises(StoreCorruptionError, match=msg):
+            call()
+    rc, _, err = _cli(capsys, "fit", p, "-k", 3)  # not "pass --metric": the store is damaged
+    assert rc == 2 and "metadata attribute" in err and "--metric" not in err
+    src = cm.build_dissimilarity(X, p, block_rows=10, overwrite=True)  # the fix the message names
+    np.testing.assert_array_equal(src.read_rows(0, len(X)), cm.from_features(X).read_rows(0, len(X)))
+    src.close()
+
+
 def test_n_stripes_of_1e12_is_refused_at_once_by_info_fit_and_build(tmp_path, X, built):
     np.save(tmp_path / "X.npy", X)
 

@@ -260,9 +260,10 @@ def resolve_h5(obj, dataset: str | None, default: str | None = DEFAULT_DATASET) 
 
 
 def _meta_of(dset) -> dict | None:
-    meta = read_meta(dset.attrs)
+    where = f"{dset.file.filename}:{dset.name}"
+    meta = read_meta(dset.attrs, where)
     if meta is None and dset.parent is not None:
-        meta = read_meta(dset.parent.attrs)
+        meta = read_meta(dset.parent.attrs, where)
     return meta
 
 

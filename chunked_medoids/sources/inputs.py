@@ -225,7 +225,10 @@ def resolve_input(obj, *, precomputed: bool | None = None, dataset: str | None =
 
 
 def _build_meta(obj, kind, dataset) -> dict | None:
-    """The build metadata of a square zarr / HDF5 store, else None (never raises)."""
+    """The build metadata of a square zarr / HDF5 store, else None.
+
+    Raises only StoreCorruptionError for a store whose build metadata is not a JSON object
+    (damaged: neither features nor a usable matrix)."""
     from .._store_meta import read_meta
 
     if isinstance(obj, (str, os.PathLike)) and not os.path.exists(os.fspath(obj)):
@@ -236,7 +239,7 @@ def _build_meta(obj, kind, dataset) -> dict | None:
 
             ref = ZarrArrayRef(obj, dataset)
             arr = ref.get()
-            meta = read_meta(arr.attrs)
+            meta = read_meta(arr.attrs, ref.location)
             meta = meta if meta is not None else ref.group_meta
             shape = tuple(arr.shape)
         else:
@@ -257,7 +260,9 @@ def _build_meta(obj, kind, dataset) -> dict | None:
                 dset = f[name]
                 meta = _meta_of(dset)
                 shape = tuple(dset.shape)
-    except Exception:  # not a readable store, several arrays, a group...: not a built matrix
+    except Exception as exc:  # not a readable store, several arrays, a group...: not a built matrix
+        if getattr(exc, "damaged_metadata", False):
+            raise
         return None
     if meta is None or len(shape) != 2 or shape[0] != shape[1]:
         return None

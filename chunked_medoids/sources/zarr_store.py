@@ -120,7 +120,7 @@ class ZarrArrayRef:
             raise InvalidTypeError(f"expected a .zarr path or a zarr.Array, got {type(obj).__name__}")
         if isinstance(node, zarr.Group):
             where = root or repr(node)
-            self.group_meta = read_meta(node.attrs)
+            self.group_meta = read_meta(node.attrs, where)
             node = _pick_array(node, dataset, where, default)
         elif node.path:  # an array inside a group: the build metadata may sit on the group
             try:
@@ -219,7 +219,7 @@ class ZarrSource(DissimilaritySource):
         where = self._ref.location
         self.n = _check_square(arr.shape, f"zarr array {where!r}")
         self.dtype, stored = check_storage_dtype(arr.dtype, f"zarr array {where!r}")
-        meta = read_meta(arr.attrs)
+        meta = read_meta(arr.attrs, where)
         self.meta = meta if meta is not None else self._ref.group_meta
         if stored != self.dtype:  # a float16 store (docs/architecture.rst §3): read as float32
             from .._quant import check_scale
