@@ -100,3 +100,61 @@ def test_eager_stream_plan_reads_concurrently_within_budget(raw):
     # other sources (in memory, forced block rows) keep one reader and one block ahead
     assert cm.Engine(memory_limit=2 ** 20).stream_plan(cm.open_dissimilarity(src.array[:]))[1:] == (1, 1)
     assert cm.Engine(memory_limit=2 ** 20, block_rows=7).stream_plan(src) == (7, 1, 1)
+
+
+@pytest.mark.parametrize("piece", [64, 1000, 1 << 20])
+@pytest.mark.parametrize("crc", [True, False])
+def test_raw_reads_in_pieces_equal_zarr_reads(tmp_path, monkeypatch, piece, crc):
+    """Pieces smaller than a row, across rows, and larger than a chunk; rows outside the range
+    asked for (a partly read chunk) through the scratch buffer, with and without checksum."""
+    from chunked_medoids.sources import zarr_store
+
+    X = np.random.default_rng(1).normal(size=(47, 4))
+    src = cm.build_dissimilarity(X, tmp_path / "D.zarr", compressor=None, block_rows=9)
+    if not crc:  # the same raw chunks without the checksum codec
+        import zarr
+
+        plain = zarr.create_array(str(tmp_path / "P.zarr"), shape=src.array.shape, chunks=(9, 47),
+                                  dtype="float32", compressors=None, fill_value=-1.0)
+        plain[:] = src.array[:]
+        src = ZarrSource(str(tmp_path / "P.zarr"))
+    assert src._raw_layout()[1] is crc
+    monkeypatch.setattr(zarr_store, "RAW_PIECE", piece)
+    full = src.array[:]
+    for a, b in ((0, 47), (0, 9), (1, 8), (4, 23), (8, 10), (44, 47), (46, 47), (17, 18)):
+        got = src._read_raw(a, b, src._raw_layout())
+        assert got is not None
+        np.testing.assert_array_equal(got, full[a:b])
+
+
+def test_raw_reads_announce_every_chunk_before_reading(raw, monkeypatch):
+    """All chunk files of a block are announced (POSIX_FADV_WILLNEED, whole file) before the
+    first read, so one reader has the whole block's requests in flight."""
+    from chunked_medoids.sources import zarr_store
+
+    if not zarr_store._FADVISE:
+        pytest.skip("no os.posix_fadvise on this platform")
+    path, src = raw
+    events = []
+    real_fadvise, real_preadv = os.posix_fadvise, os.preadv
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, off, ln, adv: (events.append(("advise", off, ln, adv)), real_fadvise(fd, off, ln, adv))[1])
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: (events.append(("read",)), real_preadv(fd, bufs, off))[1])
+    block = src.read_rows(5, 33)  # chunks 0..3 (rows 0:40)
+    np.testing.assert_array_equal(block, src.array[5:33])
+    advised = [e for e in events if e[0] == "advise"]
+    assert len(advised) == 4
+    assert all(e[1:] == (0, 10 * 53 * 4 + 4, os.POSIX_FADV_WILLNEED) for e in advised)
+    first_read = events.index(("read",))
+    assert first_read == 4  # every announcement came first
+
+
+def test_raw_path_refuses_a_chunk_file_longer_than_a_chunk(raw):
+    path, _ = raw
+    p = _chunk(path, 1)
+    with open(p, "ab") as f:
+        f.write(b"\0\0\0\0")
+    src = cm.open_dissimilarity(path)
+    assert src._read_raw(10, 20, src._raw_layout()) is None  # zarr's path decides
+    with pytest.raises(cm.StoreCorruptionError, match="rows 10:20"):
+        src.read_rows(10, 20)
