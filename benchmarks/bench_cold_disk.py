@@ -11,17 +11,20 @@ Parts (``--part``):
               disk, the fastest cold read of the store's files (each file read once, by 1, 4
               and 8 threads), one cold FasterPAM pass (k = 10, random init, ``max_iter=1``,
               ``memory_limit``) in a fresh subprocess with its peak RSS and where the time
-              went (the kernel thread waiting for blocks, the reader threads), and a warm
-              pass (the store in the page cache) when it fits in RAM.  Stores are deleted
-              afterwards unless ``--keep``.
+              went (``_common.PASS_CHILD``: CPU seconds of the reads and of the kernels, the
+              kernel's wait for blocks, the machine's load, the disk's busy time), and a
+              warm pass (the files read into the page cache first) when the store fits in
+              RAM.  Stores are deleted afterwards unless ``--keep``; ``--reuse`` keeps them
+              and times passes on the ones already in ``--dir`` (no build), so the pass
+              part can be repeated quickly.
 ``quality``   FasterPAM (k = 20, random init) on float32 and on float16 distances of the
               same n points from the same init, both rescored on exact float32 distances:
               the loss ratio, for three real-pixel data sets.
 
 Reproduce the README figures with::
 
-    python benchmarks/bench_cold_disk.py --part pass --n 60000 --codecs lz4 --dtypes float32,float16 \\
-        --dir /work/bench_tmp/cold > cold.json
+    python benchmarks/bench_cold_disk.py --part pass --n 60000 --codecs default --dtypes float32,float16 \\
+        --dir /tmp/cold --reuse --baseline-tree <older checkout> > cold.json
     python benchmarks/bench_cold_disk.py --part pass --n 20000 --codecs none,lz4,zstd,blosc-zstd \\
         --dtypes float32 --dir /work/bench_tmp/cold > codecs.json
     python benchmarks/bench_cold_disk.py --part quality --n 20000 --k 20 > quality.json
@@ -94,6 +97,12 @@ def cold_read(path, threads):
     return time.perf_counter() - t0, nbytes
 
 
+def warm_cache(path):
+    """Read every file of the store once through the page cache (4 threads)."""
+    with ThreadPoolExecutor(4) as pool:
+        return sum(pool.map(_read_file, store_files(path)))
+
+
 def run_pass(store, k, memory_limit, cold, tree=None):
     """One FasterPAM pass (``max_iter=1``) in a fresh subprocess (``tree``: another checkout's
     package), with where its time went (:data:`_common.PASS_CHILD`)."""
@@ -142,9 +151,11 @@ def part_pass(args):
                 row["baseline_cold_pass"] = min(row["baseline_cold_passes"], key=lambda r: r["pass_s"])
                 row["baseline_pass_over_read"] = row["baseline_cold_pass"]["pass_s"] / row["cold_read_best_s"]
             if args.warm and info["size_on_disk"] < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
-                run_pass(path, args.k, args.memory_limit, cold=False)  # warm the cache
+                # warm the cache by reading the files (an O_DIRECT pass would not cache them)
+                warm_cache(path)
                 row["warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False)
                 if args.baseline_tree:
+                    warm_cache(path)
                     row["baseline_warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False,
                                                          tree=args.baseline_tree)
             print(json.dumps(row), file=sys.stderr, flush=True)

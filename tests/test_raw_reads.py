@@ -158,3 +158,135 @@ def test_raw_path_refuses_a_chunk_file_longer_than_a_chunk(raw):
     assert src._read_raw(10, 20, src._raw_layout()) is None  # zarr's path decides
     with pytest.raises(cm.StoreCorruptionError, match="rows 10:20"):
         src.read_rows(10, 20)
+
+
+@pytest.fixture()
+def direct(tmp_path, monkeypatch):
+    """A raw store read with O_DIRECT as if nothing were cached (the probe says cold)."""
+    from chunked_medoids.sources import zarr_store
+
+    X = np.random.default_rng(2).normal(size=(700, 3))
+    cm.build_dissimilarity(X, tmp_path / "D.zarr", compressor=None, block_rows=13)
+    monkeypatch.setattr(zarr_store, "_cached", lambda fd, probe: False)
+    calls = {"direct": 0}
+    real = zarr_store._read_direct
+
+    def spy(*a):
+        calls["direct"] += 1
+        return real(*a)
+
+    monkeypatch.setattr(zarr_store, "_read_direct", spy)
+    src = ZarrSource(str(tmp_path / "D.zarr"), direct_io=True)
+    try:  # a file system without O_DIRECT (tmpfs): nothing to test here
+        os.close(os.open(_chunk(tmp_path / "D.zarr", 0), os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        pytest.skip("the test directory's file system refuses O_DIRECT")
+    return tmp_path / "D.zarr", src, calls
+
+
+@pytest.mark.parametrize("piece", [4096, 8192, 8 << 20])
+def test_direct_reads_equal_zarr_reads(direct, monkeypatch, piece):
+    """O_DIRECT reads (straight into an aligned block, or through the bounce buffer for the
+    chunks that are not aligned with it, and for the unaligned end of every chunk) give the
+    bytes zarr gives, for whole, partial and single-row blocks."""
+    from chunked_medoids.sources import zarr_store
+
+    path, src, calls = direct
+    monkeypatch.setattr(zarr_store, "DIRECT_PIECE", piece)
+    full = src.array[:]
+    for a, b in ((0, 700), (0, 13), (5, 40), (13, 26), (26, 91), (690, 700), (699, 700), (100, 101)):
+        np.testing.assert_array_equal(src.read_rows(a, b), full[a:b])
+    assert calls["direct"] >= 8
+    np.testing.assert_array_equal(src.take_rows(np.array([699, 0, 350, 350])), full[[699, 0, 350, 350]])
+
+
+def test_direct_read_goes_straight_into_an_aligned_block(direct, monkeypatch):
+    from chunked_medoids.sources import zarr_store
+
+    path, src, _ = direct
+    file_end = 13 * 700 * 4 + 4
+    dest = zarr_store._aligned_buffer(13 * 700 * 4)
+    bounce = zarr_store._aligned_buffer(zarr_store.DIRECT_PIECE)
+    seen = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: (seen.append((bufs[0].ctypes.data, off)), real(fd, bufs, off))[1])
+    fd = os.open(_chunk(path, 3), os.O_RDONLY | os.O_DIRECT)
+    try:
+        value, stored = zarr_store._read_direct(fd, file_end, file_end - 4, 0, dest, bounce, True)
+    finally:
+        os.close(fd)
+    np.testing.assert_array_equal(dest.view(np.float32).reshape(13, 700), src.array[39:52])
+    import google_crc32c
+
+    assert value == google_crc32c.value(dest.tobytes()) == int.from_bytes(stored, "little")
+    # the aligned part went straight into the block; only the last page (with the checksum) bounced
+    assert seen[0] == (dest.ctypes.data, 0)
+    assert [o for a, o in seen if a == bounce.ctypes.data] == [(file_end - 4) // 4096 * 4096]
+
+
+def test_direct_reads_keep_zarrs_errors(direct):
+    path, _, calls = direct
+    p = _chunk(path, 2)
+    data = bytearray(open(p, "rb").read())
+    data[5000] ^= 1
+    open(p, "wb").write(bytes(data))
+    src = ZarrSource(str(path), direct_io=True)
+    with pytest.raises(cm.StoreCorruptionError, match="rows 26:39"):
+        src.read_rows(20, 30)
+    p = _chunk(path, 4)
+    open(p, "wb").write(open(p, "rb").read()[:-9])
+    with pytest.raises(cm.StoreCorruptionError, match="rows 52:65"):
+        src.read_rows(52, 65)
+    np.testing.assert_array_equal(src.read_rows(0, 13), src.array[0:13])
+    assert calls["direct"] >= 2
+
+
+def test_direct_io_falls_back_to_buffered_reads_where_refused(direct, monkeypatch):
+    path, src, calls = direct
+    real = os.open
+
+    def refuse(p, flags, *a):
+        if flags & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")  # e.g. tmpfs
+        return real(p, flags, *a)
+
+    monkeypatch.setattr(os, "open", refuse)
+    np.testing.assert_array_equal(src.read_rows(0, 700), src.array[:])
+    assert src._direct_ok is False and calls["direct"] == 0
+
+
+def test_direct_io_policy(raw, monkeypatch):
+    from chunked_medoids.sources import zarr_store
+
+    path, _ = raw
+    nbytes = 53 * 53 * 4
+    auto = cm.open_dissimilarity(path)
+    assert auto.direct_io == "auto"
+    monkeypatch.setattr(zarr_store, "_physical_memory", lambda: 4 * nbytes)  # store = 1/4 of RAM
+    assert auto._use_direct() is False
+    monkeypatch.setattr(zarr_store, "_physical_memory", lambda: nbytes)  # store as large as RAM
+    assert auto._use_direct() is zarr_store._HAS_DIRECT
+    assert ZarrSource(str(path), direct_io=False)._use_direct() is False
+    assert cm.open_dissimilarity(path, direct_io=True)._use_direct() is zarr_store._HAS_DIRECT
+    with pytest.raises(cm.InvalidTypeError, match="direct_io"):
+        ZarrSource(str(path), direct_io="yes")
+
+
+def test_block_buffers_are_aligned_and_reused_once_dropped():
+    from chunked_medoids.sources import base
+
+    a = base.block_buffer((300, 1000), np.float32)
+    assert a.ctypes.data % base.BUFFER_ALIGN == 0 and a.flags.c_contiguous and a.shape == (300, 1000)
+    addr = a.ctypes.data
+    view = a[10:20][3]  # a view of a view keeps the buffer in use
+    del a
+    b = base.block_buffer((300, 1000), np.float32)
+    assert b.ctypes.data != addr
+    del view
+    c = base.block_buffer((300, 1000), np.float32)
+    assert c.ctypes.data == addr
+    assert base._POOL.idle_bytes == 0
+    del b, c
+    assert 0 < base._POOL.idle_bytes <= base.POOL_MAX_BYTES
+    d = base.block_buffer((299, 1000), np.float32)  # another size: fresh buffers
+    assert d.ctypes.data % base.BUFFER_ALIGN == 0 and base._POOL.idle_bytes == 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import sys
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -19,43 +19,49 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
 from .._typing import ArrayLike
 
-#: block buffers kept for reuse by :func:`block_buffer` once their blocks are dropped: at
-#: most this many idle, and :data:`POOL_MAX_BYTES` in all.
-POOL_MAX_IDLE = 4
+#: block buffers :func:`block_buffer` keeps for reuse (bytes in all, busy or idle): about the
+#: blocks in flight of a streamed pass (readers + read-ahead + the one processed).
 POOL_MAX_BYTES = 256 << 20
 #: alignment of the buffers of :func:`block_buffer` (``O_DIRECT`` reads go straight into them).
 BUFFER_ALIGN = 4096
 
 
 class _BufferPool:
-    """Idle block buffers by size (see :func:`block_buffer`)."""
+    """Block buffers of one size, reused once nothing refers to them (see :func:`block_buffer`).
+
+    Every array handed out is a view of a pooled owner array, and numpy makes every view of a
+    view refer to the owner directly, so an owner whose only reference is the pool's is free
+    (``sys.getrefcount``).  No callback, no lock-step with the consumer: a block (or a row
+    of it) kept anywhere keeps its buffer out of reuse.
+    """
 
     def __init__(self):
-        self.free: dict[int, list] = {}
-        self.idle_bytes = 0
+        self.size = 0
+        self.owners: list = []
         self.lock = threading.Lock()
 
     def get(self, nbytes: int) -> np.ndarray:
         with self.lock:
-            bufs = self.free.get(nbytes)
-            if bufs:
-                self.idle_bytes -= nbytes
-                return bufs.pop()
-        raw = np.empty(nbytes + BUFFER_ALIGN, dtype=np.uint8)
-        off = (-raw.ctypes.data) % BUFFER_ALIGN
-        return raw[off:off + nbytes]
+            if nbytes != self.size:  # another block size: forget the old buffers (freed when dropped)
+                self.size, self.owners = nbytes, []
+            for raw in self.owners:
+                # references: the list, the loop variable, getrefcount's argument
+                if sys.getrefcount(raw) == 3:
+                    return _aligned_view(raw, nbytes)
+            raw = np.empty(nbytes + BUFFER_ALIGN, dtype=np.uint8)
+            if (len(self.owners) + 1) * nbytes <= POOL_MAX_BYTES:
+                self.owners.append(raw)
+        return _aligned_view(raw, nbytes)
 
-    def put(self, buf: np.ndarray) -> None:
-        nbytes = buf.shape[0]
+    @property
+    def idle_bytes(self) -> int:
         with self.lock:
-            if self.idle_bytes + nbytes > POOL_MAX_BYTES or sum(map(len, self.free.values())) >= POOL_MAX_IDLE:
-                # full: make room by dropping buffers of other sizes (a new block height)
-                for size in [s for s in self.free if s != nbytes]:
-                    self.idle_bytes -= size * len(self.free.pop(size))
-                if self.idle_bytes + nbytes > POOL_MAX_BYTES or len(self.free.get(nbytes, ())) >= POOL_MAX_IDLE:
-                    return
-            self.free.setdefault(nbytes, []).append(buf)
-            self.idle_bytes += nbytes
+            return sum(self.size for raw in self.owners if sys.getrefcount(raw) == 3)
+
+
+def _aligned_view(raw: np.ndarray, nbytes: int) -> np.ndarray:
+    off = (-raw.ctypes.data) % BUFFER_ALIGN
+    return raw[off:off + nbytes]
 
 
 _POOL = _BufferPool()
@@ -64,20 +70,17 @@ _POOL = _BufferPool()
 def block_buffer(shape: tuple[int, int], dtype) -> np.ndarray:
     """An uninitialised C-contiguous array for a block read from storage, page aligned.
 
-    Its memory goes back to a small pool when the array (and every view of it) is dropped,
-    and the next block of the same size reuses it: a pass that allocated every block afresh
-    spends a quarter of its CPU in the kernel zeroing new pages (``perf``, n = 60000 cold
-    pass).  At most :data:`POOL_MAX_IDLE` buffers (:data:`POOL_MAX_BYTES`) wait idle.  The
-    caller must overwrite every element.
+    Its memory is reused for a later block of the same size once the array and every view of
+    it are gone: a pass that allocated every block afresh spent a quarter of its CPU in the
+    kernel zeroing new pages (``perf``, cold n = 60000 pass).  The pool holds at most
+    :data:`POOL_MAX_BYTES` (beyond that, blocks are plain allocations).  The caller must
+    overwrite every element.
     """
     dtype = np.dtype(dtype)
     nbytes = int(shape[0]) * int(shape[1]) * dtype.itemsize
     if nbytes < (1 << 20):  # small: not worth it
         return np.empty(shape, dtype=dtype)
-    buf = _POOL.get(nbytes)
-    out = buf.view(dtype).reshape(shape)
-    weakref.finalize(out, _POOL.put, buf)
-    return out
+    return _POOL.get(nbytes).view(dtype).reshape(shape)
 
 
 #: dtypes a dissimilarity may have; everything else is refused with the dtype named.
