@@ -193,7 +193,8 @@ try:
     google_crc32c.extend = timed(google_crc32c.extend, "crc_s")
 except ImportError:
     pass
-src = cm.open_dissimilarity(spec["store"])
+opts = {"direct_io": spec["direct_io"]} if spec.get("direct_io") is not None else {}
+src = cm.open_dissimilarity(spec["store"], **opts)
 eng = cm.Engine(memory_limit=spec["memory_limit"])
 dev = device_of(spec["store"])
 marks = []  # counters at the start of the first pass and at the end of each pass
@@ -244,15 +245,16 @@ print(json.dumps(out))
 
 
 def run_pass_child(store: str, *, k: int, memory_limit: str, max_iter: int = 1, silhouette: bool = False,
-                   tree: str | None = None) -> dict:
+                   tree: str | None = None, direct_io=None) -> dict:
     """Run :data:`PASS_CHILD` in a fresh interpreter and return its JSON result.
 
-    ``tree``: run another checkout's package (its directory goes first on ``PYTHONPATH``).
+    ``tree``: run another checkout's package (its directory goes first on ``PYTHONPATH``);
+    ``direct_io``: passed to ``open_dissimilarity`` unless None.
     """
     import subprocess
 
     spec = json.dumps({"store": store, "k": k, "memory_limit": memory_limit, "max_iter": max_iter,
-                       "silhouette": silhouette})
+                       "silhouette": silhouette, "direct_io": direct_io})
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = tree

@@ -103,12 +103,12 @@ def warm_cache(path):
         return sum(pool.map(_read_file, store_files(path)))
 
 
-def run_pass(store, k, memory_limit, cold, tree=None):
+def run_pass(store, k, memory_limit, cold, tree=None, direct_io=None):
     """One FasterPAM pass (``max_iter=1``) in a fresh subprocess (``tree``: another checkout's
     package), with where its time went (:data:`_common.PASS_CHILD`)."""
     if cold:
         drop_caches()
-    out = run_pass_child(store, k=k, memory_limit=memory_limit, max_iter=1, tree=tree)
+    out = run_pass_child(store, k=k, memory_limit=memory_limit, max_iter=1, tree=tree, direct_io=direct_io)
     out["pass_s"] = out["pass_s"][0] if out["pass_s"] else None
     out["loadavg_before"] = os.getloadavg()[0]
     return out

@@ -272,9 +272,10 @@ def test_direct_io_policy(raw, monkeypatch):
         ZarrSource(str(path), direct_io="yes")
 
 
-def test_block_buffers_are_aligned_and_reused_once_dropped():
+def test_block_buffers_are_aligned_and_reused_once_dropped(monkeypatch):
     from chunked_medoids.sources import base
 
+    monkeypatch.setattr(base, "_POOL", base._BufferPool())
     a = base.block_buffer((300, 1000), np.float32)
     assert a.ctypes.data % base.BUFFER_ALIGN == 0 and a.flags.c_contiguous and a.shape == (300, 1000)
     addr = a.ctypes.data
@@ -288,5 +289,30 @@ def test_block_buffers_are_aligned_and_reused_once_dropped():
     assert base._POOL.idle_bytes == 0
     del b, c
     assert 0 < base._POOL.idle_bytes <= base.POOL_MAX_BYTES
-    d = base.block_buffer((299, 1000), np.float32)  # another size: fresh buffers
-    assert d.ctypes.data % base.BUFFER_ALIGN == 0 and base._POOL.idle_bytes == 0
+    d = base.block_buffer((299, 1000), np.float32)  # another size: a buffer of its own
+    assert d.ctypes.data % base.BUFFER_ALIGN == 0 and d.ctypes.data != addr
+
+
+def test_block_buffer_pool_keeps_two_sizes_and_its_bound(monkeypatch):
+    from chunked_medoids.sources import base
+
+    pool = base._BufferPool()
+    monkeypatch.setattr(base, "_POOL", pool)
+    a = base.block_buffer((256, 1024), np.float16)  # 512 KiB: below the pooled size
+    assert not pool.owners
+    del a
+    f16 = base.block_buffer((512, 1024), np.float16)
+    f32 = base.block_buffer((512, 1024), np.float32)
+    a16, a32 = f16.ctypes.data, f32.ctypes.data
+    del f16, f32
+    assert base.block_buffer((512, 1024), np.float16).ctypes.data == a16
+    assert base.block_buffer((512, 1024), np.float32).ctypes.data == a32
+    monkeypatch.setattr(base, "POOL_MAX_BYTES", 3 << 20)
+    big = base.block_buffer((1024, 1024), np.float16)  # 2 MiB: the idle 1 MiB and 2 MiB ones make room
+    assert pool._tracked() <= 3 << 20 and (2 << 20) in pool.owners
+    keep = [base.block_buffer((1024, 1024), np.float16) for _ in range(3)]  # beyond the bound: not kept
+    assert pool._tracked() <= 3 << 20
+    del big, keep
+    assert pool.idle_bytes > 0
+    base.release_block_buffers()  # the end of a stream: idle buffers go
+    assert pool.idle_bytes == 0 and not pool.owners

@@ -19,44 +19,63 @@ import numpy as np
 from .._errors import InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
 from .._typing import ArrayLike
 
-#: block buffers :func:`block_buffer` keeps for reuse (bytes in all, busy or idle): about the
-#: blocks in flight of a streamed pass (readers + read-ahead + the one processed).
-POOL_MAX_BYTES = 256 << 20
+#: block buffers :func:`block_buffer` keeps for reuse (bytes in all, busy or idle): the
+#: blocks in flight of a streamed pass (readers + read-ahead + the one processed, and the
+#: float32 blocks float16 ones are converted into).  Idle ones are let go at the end of a
+#: stream (:func:`release_block_buffers`).
+POOL_MAX_BYTES = 1 << 30
 #: alignment of the buffers of :func:`block_buffer` (``O_DIRECT`` reads go straight into them).
 BUFFER_ALIGN = 4096
 
 
 class _BufferPool:
-    """Block buffers of one size, reused once nothing refers to them (see :func:`block_buffer`).
+    """Block buffers by size, reused once nothing refers to them (see :func:`block_buffer`).
 
     Every array handed out is a view of a pooled owner array, and numpy makes every view of a
     view refer to the owner directly, so an owner whose only reference is the pool's is free
     (``sys.getrefcount``).  No callback, no lock-step with the consumer: a block (or a row
-    of it) kept anywhere keeps its buffer out of reuse.
+    of it) kept anywhere keeps its buffer out of reuse.  Several sizes live side by side
+    (float16 blocks and the float32 blocks they are converted into); idle buffers of other
+    sizes make room for a new size.
     """
 
     def __init__(self):
-        self.size = 0
-        self.owners: list = []
+        self.owners: dict[int, list] = {}
         self.lock = threading.Lock()
+
+    def _tracked(self) -> int:
+        return sum(size * len(v) for size, v in self.owners.items())
 
     def get(self, nbytes: int) -> np.ndarray:
         with self.lock:
-            if nbytes != self.size:  # another block size: forget the old buffers (freed when dropped)
-                self.size, self.owners = nbytes, []
-            for raw in self.owners:
+            mine = self.owners.setdefault(nbytes, [])
+            for raw in mine:
                 # references: the list, the loop variable, getrefcount's argument
                 if sys.getrefcount(raw) == 3:
                     return _aligned_view(raw, nbytes)
             raw = np.empty(nbytes + BUFFER_ALIGN, dtype=np.uint8)
-            if (len(self.owners) + 1) * nbytes <= POOL_MAX_BYTES:
-                self.owners.append(raw)
-        return _aligned_view(raw, nbytes)
+            if self._tracked() + nbytes > POOL_MAX_BYTES:  # drop idle buffers of other sizes
+                for size in list(self.owners):
+                    if size != nbytes:
+                        self.owners[size] = [r for r in self.owners[size] if sys.getrefcount(r) > 3]  # busy
+                        if not self.owners[size]:
+                            del self.owners[size]
+            if self._tracked() + nbytes <= POOL_MAX_BYTES:
+                mine.append(raw)
+            return _aligned_view(raw, nbytes)
 
     @property
     def idle_bytes(self) -> int:
         with self.lock:
-            return sum(self.size for raw in self.owners if sys.getrefcount(raw) == 3)
+            return sum(size for size, v in self.owners.items() for raw in v if sys.getrefcount(raw) == 3)
+
+
+    def release(self) -> None:
+        with self.lock:
+            for size in list(self.owners):
+                self.owners[size] = [r for r in self.owners[size] if sys.getrefcount(r) > 3]  # busy
+                if not self.owners[size]:
+                    del self.owners[size]
 
 
 def _aligned_view(raw: np.ndarray, nbytes: int) -> np.ndarray:
@@ -65,6 +84,11 @@ def _aligned_view(raw: np.ndarray, nbytes: int) -> np.ndarray:
 
 
 _POOL = _BufferPool()
+
+
+def release_block_buffers() -> None:
+    """Let the idle buffers of :func:`block_buffer` go (the end of a stream of blocks)."""
+    _POOL.release()
 
 
 def block_buffer(shape: tuple[int, int], dtype) -> np.ndarray:

@@ -94,15 +94,16 @@ def _is_decode_error(exc: BaseException) -> bool:
 RAW_PIECE = 1 << 20
 #: bytes per ``O_DIRECT`` read of the raw path (a multiple of :data:`DIRECT_ALIGN`): the
 #: device gets requests of its largest size, several per reader in flight.
-DIRECT_PIECE = 8 << 20
+DIRECT_PIECE = 16 << 20
 #: alignment of ``O_DIRECT`` offsets, lengths and buffer addresses (a page covers every
 #: logical block size in use).
 DIRECT_ALIGN = 4096
 #: ``direct_io="auto"`` bypasses the page cache for stores larger than this fraction of the
-#: machine's memory: the cache cannot keep them between passes anyway (a sequential pass over
-#: them evicts what the next pass would need), and copying every byte through it costs the
-#: kernel about as much CPU as the distance kernels (``benchmarks/bench_cold_disk.py``).
-DIRECT_MIN_RAM_FRACTION = 0.5
+#: machine's memory: the cache keeps them between passes poorly (it is shared with every
+#: other program; a 20 GB store on 24 GB gained nothing on its second pass), and copying every
+#: byte through it costs the kernel more CPU than the distance kernels of a pass
+#: (``benchmarks/bench_cold_disk.py``: 7.2 and 14.4 GB stores on 24 GB).
+DIRECT_MIN_RAM_FRACTION = 0.25
 #: whether the raw path announces its buffered reads to the kernel (``os.posix_fadvise``).
 _FADVISE = hasattr(os, "posix_fadvise")
 _HAS_DIRECT = hasattr(os, "O_DIRECT") and hasattr(os, "preadv")
@@ -303,8 +304,8 @@ class ZarrSource(DissimilaritySource):
         the page cache with ``O_DIRECT``: past the kernel's cache, straight into the block.
         That saves the kernel's copy and cache upkeep (about as much CPU as the distance
         kernels of a pass) and leaves other programs' cached files alone, but a later pass
-        finds nothing cached.  "auto": for stores larger than half the machine's memory,
-        which the page cache cannot keep between passes anyway.  Chunks already cached are
+        finds nothing cached.  "auto": for stores larger than a quarter of the machine's
+        memory (:data:`DIRECT_MIN_RAM_FRACTION`), which the page cache keeps poorly anyway.  Chunks already cached are
         read from the cache either way; file systems without ``O_DIRECT`` read buffered.
 
     Notes
@@ -657,7 +658,7 @@ class ZarrSource(DissimilaritySource):
             return "buffered"
         try:
             if bounce is None:
-                bounce = _aligned_buffer(DIRECT_PIECE)
+                bounce = block_buffer((1, DIRECT_PIECE), np.uint8).reshape(-1)
             try:
                 got = _read_direct(dfd, file_end, data_end, head, dest, bounce, crc)
             except OSError as exc:
