@@ -302,11 +302,12 @@ class ZarrSource(DissimilaritySource):
     direct_io : {"auto", True, False}, default "auto"
         Read raw chunks (stores built with ``compressor=None``, the default) that are not in
         the page cache with ``O_DIRECT``: past the kernel's cache, straight into the block.
-        That saves the kernel's copy and cache upkeep (about as much CPU as the distance
-        kernels of a pass) and leaves other programs' cached files alone, but a later pass
-        finds nothing cached.  "auto": for stores larger than a quarter of the machine's
-        memory (:data:`DIRECT_MIN_RAM_FRACTION`), which the page cache keeps poorly anyway.  Chunks already cached are
-        read from the cache either way; file systems without ``O_DIRECT`` read buffered.
+        That saves the kernel's copy and cache upkeep (more CPU than the distance kernels
+        of a pass) and leaves other programs' cached files alone, but a later pass finds
+        nothing cached.  "auto": for stores larger than a quarter of the machine's memory
+        (``DIRECT_MIN_RAM_FRACTION``), which the page cache keeps poorly anyway.  Chunks
+        already cached are read from the cache either way; file systems without
+        ``O_DIRECT`` read buffered.
 
     Notes
     -----
