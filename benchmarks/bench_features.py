@@ -8,23 +8,33 @@ Parts (``--part``):
               of the same values (``read_rows`` of the whole source), side by side and
               alternated ``--repeat`` times; identical medoids and loss asserted.  Also
               ns per element per pass of the in-memory path (the swap kernel).
-``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes.
+``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes, the
+              seconds of each pass, CPU time over wall time.
 ``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
-              pixels, k = 10 and 100, 2 threads: ns per element per pass, side by side with
+              pixels, k = 10 and 100, 2 threads and 1 thread (identical results asserted):
+              ns per element per pass (wall, and process CPU per thread), side by side with
               ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``, same matrix and init) when that
-              package is installed (an optional benchmark reference only).
+              package is installed (an optional benchmark reference only).  About a minute
+              on an idle machine.
 ``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
               BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
               in-memory float32 matrix, on the features source (fused kernels) and on the
               features source with the fused passes switched off (``read_rows`` blocks into
               the stored kernels); identical results asserted.
-``metrics``   Per metric and d in {3, 16, 64, 784}: ns per distance for our rows
-              (``read_rows`` of a block of rows), one fused FasterPAM pass (ns per distance
-              per pass, k = 10), and ``sklearn.metrics.pairwise_distances`` on the same
-              block (its default threads).  d = 3: pixels; d = 16 / 64 / 784: 4×4, 8×8 and
-              28×28 patches of the grayscale ``camera`` image at random positions (values
-              0..255; the 784-d patches stand in for MNIST, which is not bundled offline).
-              n shrinks with d so each measurement takes about a second.
+``metrics``   Per metric and d (``--dims``, default 3, 16, 64, 784; also 9, 36, 144, 256):
+              ns per distance for our rows (``read_rows`` of a block of rows), one FasterPAM
+              pass (k = 10, 2 threads) through the fused kernels and one through
+              ``read_rows`` blocks into the stored kernel (wall and process CPU time per
+              distance), which of the two ``FeatureSource.prefer_fused`` picks, and
+              ``sklearn.metrics.pairwise_distances`` on the same block (its default
+              threads).  d = 3: pixels; other d: square patches (4×4, 8×8, 28×28, ...) of
+              the grayscale ``camera`` image at random positions (values 0..255; the 784-d
+              patches stand in for MNIST, which is not bundled offline).  n shrinks with d
+              so each measurement takes about a second.
+
+Every part records the 1-minute load average next to its figures; the ``swap`` and
+``large`` parts also record process CPU time (per thread, per element), which a shared
+machine inflates much less than wall time.
 
 Reproduce the README figures with::
 
@@ -283,9 +293,8 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
         else:  # the rows path: read_rows blocks into the stored kernel
             fp.fused_eval = lambda *a: None
         try:
-            t0 = time.perf_counter()
-            fasterpam(src, 10, init=init, max_iter=1, num_workers=2)
-            return time.perf_counter() - t0
+            _, t, c, _ = _timed(fasterpam, src, 10, init=init, max_iter=1, num_workers=2)
+            return t, c
         finally:
             fp.fused_eval = saved
 
@@ -301,13 +310,14 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
             t0 = time.perf_counter()
             src.read_rows(1000, 1000 + rows)
             ours = (time.perf_counter() - t0) / rows / n * 1e9
+            fused = fused_cpu = None
             if src.fused_bundle() is not None:
                 one_pass(src, init, True)  # compile
-                fused = one_pass(src, init, True) / n / n * 1e9
-            else:
-                fused = None
+                t, c = one_pass(src, init, True)
+                fused, fused_cpu = _per_el(t, 1, n), _per_el(c, 1, n)
             one_pass(src, init, False)
-            via_rows = one_pass(src, init, False) / n / n * 1e9
+            t, c = one_pass(src, init, False)
+            via_rows, rows_cpu = _per_el(t, 1, n), _per_el(c, 1, n)
             chosen = "fused" if src.prefer_fused() else "rows"
             kw = {"p": 3} if name == "minkowski" else {}
             pairwise_distances(X[:2], X[:50], metric=METRICS[name], **kw)
@@ -316,9 +326,11 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
             skl = (time.perf_counter() - t0) / rows / n * 1e9
             out[f"{name}/d={d}"] = {"metric": name, "d": d, "n": n, "rows_ns": ours,
                                     "fasterpam_pass_fused_ns": fused, "fasterpam_pass_rows_ns": via_rows,
+                                    "fasterpam_pass_fused_cpu_ns": fused_cpu, "fasterpam_pass_rows_cpu_ns": rows_cpu,
                                     "chosen": chosen, "sklearn_ns": skl, "loadavg": os.getloadavg()[0]}
             print(f"{name:12s} d={d:4d} n={n}: rows {ours:.2f} ns, fasterpam pass fused "
-                  f"{'-' if fused is None else f'{fused:.2f}'} ns / via rows {via_rows:.2f} ns (chosen: {chosen}), "
+                  f"{'-' if fused is None else f'{fused:.2f}'} ns (CPU {'-' if fused is None else f'{fused_cpu:.2f}'}) / "
+                  f"via rows {via_rows:.2f} ns (CPU {rows_cpu:.2f}) (chosen: {chosen}), "
                   f"sklearn {skl:.2f} ns", file=sys.stderr)
     return out
 

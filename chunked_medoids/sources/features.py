@@ -35,8 +35,10 @@ from .base import DissimilaritySource, check_storage_dtype
 from .memory import _is_whole_memmap
 
 #: widest features (d) whose passes run through the fused kernels (:meth:`FeatureSource.prefer_fused`);
-#: wider features stream row blocks, which measured faster there (README, issue-16 metrics table).
-FUSED_MAX_D = 64
+#: wider features stream row blocks.  Measured (bench_features.py --part metrics, one FasterPAM pass
+#: each way, 9 metrics, loaded 2-core machine): the fused pass wins or ties at d = 3 and 9 for most
+#: metrics, is mixed at d = 16 and 36, and loses for all but correlation at d = 64 (3-4x at d = 784).
+FUSED_MAX_D = 32
 
 logger = logging.getLogger(__name__)
 
