@@ -129,13 +129,46 @@ def fit_on(cluster, src, k, init, log):
     res = cm.fasterpam(src, k, init=init, client=cluster.client, memory_limit="1GiB")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    return res, {"seconds": wall, "client_cpu_seconds": cpu, "client_cpu_fraction": cpu / wall,
-                 "round_trips": res.distributed["round_trips"], "rows": res.distributed["rows"],
-                 "setup_seconds": res.distributed["setup_seconds"], "granule": res.distributed["granule"],
-                 "sequential_runs": res.distributed["sequential_runs"],
-                 "parallel_batches": res.distributed["parallel_batches"],
-                 "run_positions": res.distributed["run_positions"],
-                 "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
+    info = res.distributed
+    fig = {"seconds": wall, "client_cpu_seconds": cpu, "client_cpu_fraction": cpu / wall,
+           "round_trips": info["round_trips"], "rows": info["rows"],
+           "setup_seconds": info["setup_seconds"], "granule": info["granule"],
+           "sequential_runs": info["sequential_runs"], "parallel_batches": info["parallel_batches"],
+           "run_positions": info["run_positions"], "stops_sent": info["stops_sent"],
+           "walk_seconds": info["walk_seconds"], "walk_client_cpu_seconds": info["client_cpu_seconds"],
+           "round_trip_seconds": info["round_trip_seconds"], "critical_cpu_seconds": info["critical_cpu_seconds"],
+           "create_seconds": info["create_seconds"], "load_seconds": info["load_seconds"],
+           "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
+    fig["breakdown"] = breakdown(info, fig)
+    return res, fig
+
+
+def breakdown(info, fig):
+    """Where the walk's time went, from the actors' own counters (``EagerActor.stats_now``):
+    per worker its busy seconds (kernels, applying the swaps found elsewhere -- the work
+    replicated on every worker --, applying its own), its idle seconds between steps
+    (waiting for the client and the slowest worker), its CPU seconds; and the load-robust
+    figures ``busy_over_wall`` (Σ busy / walk wall: workers kept busy at once) and
+    ``cpu_speedup_bound`` (Σ worker CPU / the largest worker's CPU: the speedup were every
+    process on its own core and no one waited)."""
+    actors = info.get("actors") or []
+    if not actors:
+        return None
+    walk = max(info["walk_seconds"], 1e-9)
+    per = [{key: a[key] for key in ("busy_s", "scan_s", "apply_s", "apply_own_s", "idle_s", "cpu_s",
+                                    "proc_cpu_s", "load_s", "load_cpu_s", "calls", "parallel", "runs", "stopped", "evaluated",
+                                    "swaps_in", "rows_in_bytes", "rows_out_bytes")} for a in actors]
+    busy = sum(a["busy_s"] for a in per)
+    cpu = [a["cpu_s"] for a in per]
+    rts = max(1, fig["round_trips"])
+    return {"workers": per, "busy_over_wall": busy / walk, "worker_cpu_seconds": sum(cpu),
+            "cpu_speedup_bound": sum(cpu) / max(max(cpu), 1e-9),
+            "evaluated": sum(a["evaluated"] for a in per),
+            "replicated_apply_seconds": sum(a["apply_s"] for a in per),
+            "ms_per_round_trip": 1e3 * fig["round_trip_seconds"] / rts,
+            "ms_latency_per_round_trip": 1e3 * max(0.0, fig["round_trip_seconds"] - max(a["busy_s"] for a in per)
+                                                   ) / rts,
+            "client_share_of_walk": fig["walk_client_cpu_seconds"] / walk}
 
 
 def _worker_rchar():
@@ -176,7 +209,8 @@ def main():
     ap.add_argument("--worker-memory", default="8GiB")
     ap.add_argument("--swap-ns", type=int, nargs="*", default=[3000, 6000, 12000],
                     help="smaller n whose local swap counts feed the scaling model")
-    ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one)")
+    ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one; an "
+                    "existing complete D.zarr there is reused)")
     ap.add_argument("--no-io", action="store_true",
                     help="skip the resident-stripes I/O part (BUILD + 5 FastPAM2 iterations)")
     args = ap.parse_args()
