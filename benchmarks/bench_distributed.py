@@ -138,6 +138,7 @@ def fit_on(cluster, src, k, init, log):
            "walk_seconds": info["walk_seconds"], "walk_client_cpu_seconds": info["client_cpu_seconds"],
            "round_trip_seconds": info["round_trip_seconds"], "critical_cpu_seconds": info["critical_cpu_seconds"],
            "create_seconds": info["create_seconds"], "load_seconds": info["load_seconds"],
+           "span_candidates": info["span_candidates"], "evaluated": info["evaluated"],
            "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
     fig["breakdown"] = breakdown(info, fig)
     return res, fig
@@ -169,6 +170,33 @@ def breakdown(info, fig):
             "ms_latency_per_round_trip": 1e3 * max(0.0, fig["round_trip_seconds"] - max(a["busy_s"] for a in per)
                                                    ) / rts,
             "client_share_of_walk": fig["walk_client_cpu_seconds"] / walk}
+
+
+def load_robust(one, two, lam):
+    """Speedup figures of W = 2 over W = 1 that do not depend on how busy the machine was.
+
+    * ``span_speedup``: the walk's critical path in candidates (Σ over round trips of the
+      most candidates one worker had to evaluate: a run's length, a batch's largest share
+      before its first hit) at W = 1 over W = 2 -- a property of the walk alone.
+    * ``cpu_speedup``: Σ over round trips of the slowest worker's CPU seconds, W = 1 over
+      W = 2 (inflated at W = 2 when the stop message is slow: the others go on meanwhile).
+    * ``projected_*``: each process on its own core and ``lam`` seconds per round trip (the
+      idle machine's latency): walk = t·span + lam·round trips, with ``t`` the W = 1
+      worker's CPU seconds per candidate; setup = the slowest worker's CPU seconds reading
+      its resident rows; fit = setup + walk.
+    """
+    b1, b2 = one.get("breakdown"), two.get("breakdown")
+    if not b1 or not b2:
+        return None
+    t = b1["worker_cpu_seconds"] / max(1, b1["evaluated"])
+    walk = {W: t * r["span_candidates"] + lam * r["round_trips"] for W, r in ((1, one), (2, two))}
+    setup = {W: max(w["load_cpu_s"] for w in b["workers"]) for W, b in ((1, b1), (2, b2))}
+    return {"span_speedup": one["span_candidates"] / max(1, two["span_candidates"]),
+            "cpu_speedup": one["critical_cpu_seconds"] / max(1e-9, two["critical_cpu_seconds"]),
+            "seconds_per_candidate": t, "assumed_latency_seconds": lam,
+            "projected_walk_seconds": walk, "projected_setup_seconds": setup,
+            "projected_walk_speedup": walk[1] / walk[2],
+            "projected_fit_speedup": (setup[1] + walk[1]) / (setup[2] + walk[2])}
 
 
 def _worker_rchar():
@@ -211,6 +239,8 @@ def main():
                     help="smaller n whose local swap counts feed the scaling model")
     ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one; an "
                     "existing complete D.zarr there is reused)")
+    ap.add_argument("--idle-latency-ms", type=float, default=2.0,
+                    help="round-trip latency of the idle machine for the projected (load-robust) speedups")
     ap.add_argument("--no-io", action="store_true",
                     help="skip the resident-stripes I/O part (BUILD + 5 FastPAM2 iterations)")
     args = ap.parse_args()
@@ -282,6 +312,7 @@ def main():
             walk1 = sum(p["seconds"] for p in one["passes"])
             walk2 = sum(p["seconds"] for p in two["passes"])
             out[f"{name}_walk_speedup_2_over_1"] = walk1 / walk2
+            out[f"{name}_load_robust"] = load_robust(one, two, args.idle_latency_ms * 1e-3)
     swaps = []
     for n in args.swap_ns:
         if n >= args.n:

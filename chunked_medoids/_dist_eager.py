@@ -426,6 +426,16 @@ class EagerActor:
         the worker process's CPU time since the actor was made, every thread)."""
         return dict(self.stats, proc_cpu_s=time.process_time() - self._proc0)
 
+    def reset(self, state, applied):
+        """Replace the replica by ``state`` (the client's, e.g. DynMSC's next k: one medoid
+        fewer), swap ``applied`` being the last one it includes; the rows stay."""
+        self.st = _Replica(self.method, state, self.st.w, self.st.weighted)
+        self.k = self.st.k
+        self.P = [np.empty(self.k, dtype=np.float64) for _ in range(self.threads)]
+        self.applied = int(applied)
+        if self.fused is not None:
+            self.fused.refresh(self.st.ds)
+
     def state(self):
         """The replica's arrays (tests: every replica equals the client's)."""
         return {k: v for k, v in self.st.__dict__.items() if isinstance(v, np.ndarray)}
@@ -504,6 +514,10 @@ class DistributedEagerWalk:
         self.stops_sent = 0
         self.rt_seconds = 0.0  # wall time of the round trips
         self.critical_cpu = 0.0  # Σ over round trips of the slowest actor's CPU seconds
+        # Σ over round trips of the most candidates one actor had to evaluate (before the
+        # batch's front; a run's whole length): the walk's critical path in candidates,
+        # a property of the walk alone (not of the machine's load)
+        self.span = 0
         self.actor_stats = None  # the actors' counters, fetched by close()
         self._pass_marks = (0, 0.0, 0)
         self.futures, self.actors, self.addresses = [], [], []
@@ -715,6 +729,18 @@ class DistributedEagerWalk:
                 raise ChunkedMedoidsError(f"could not recreate the eager actor {a} after {MAX_RECOVERIES} "
                                           f"attempts (the workers keep dying: {exc})") from exc
 
+    def reset(self):
+        """Send the client's current state (``state()``) to every actor, replacing their
+        replicas -- after a change no swap describes: DynMSC's removal of a medoid and its
+        refresh of the caches between two k-steps.  One round trip; the rows stay."""
+        state = self.state_fn()
+        _, lost, first = self._ask(range(self.W), "reset", state, self.seq)
+        self.round_trips += 1
+        if lost:
+            self._recover(lost, first)  # recreated from state() too
+        self.log = []
+        self.sent = [self.seq] * self.W
+
     def _undelivered(self, a):
         return ([sw for sw in self.log if sw[0] > self.sent[a]],)
 
@@ -812,6 +838,7 @@ class DistributedEagerWalk:
                 top = min(hi, stop, i + (MAX_RUN if self.anywhere else MAX_PER_WORKER))
                 hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
                 self.runs += 1
+                self.span += end - i
                 if bad:
                     self._bad(on_bad, i, top)
                 for hit in hits:
@@ -840,6 +867,9 @@ class DistributedEagerWalk:
                     found.extend(hits)
                     front = min(front, end)
                 hit = min(found, key=lambda h: h[0]) if found else None
+                # the batch's span: the most candidates one actor had to evaluate before the front
+                share = np.bincount(self.owner[i:front], minlength=W) if front > i else np.zeros(1)
+                self.span += int(share.max()) + int(hit is not None and hit[0] == front)
                 if hit is None or hit[0] != front:  # no hit, or only later ones: go on from front
                     counters[0] += front - i
                     self.gap = min(2.0 * self.gap + (front - i), 1e12) if hit is None else self.gap
@@ -894,7 +924,8 @@ class DistributedEagerWalk:
                 "run_positions": int(self.run_positions),
                 "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds),
                 "round_trip_seconds": float(self.rt_seconds), "stops_sent": int(self.stops_sent),
-                "critical_cpu_seconds": float(self.critical_cpu),
+                "critical_cpu_seconds": float(self.critical_cpu), "span_candidates": int(self.span),
+                "evaluated": int(self.evaluated),
                 "create_seconds": float(self.create_seconds), "load_seconds": float(self.load_seconds),
                 "walk_seconds": float(self.walk_seconds), "client_cpu_seconds": float(self.client_cpu),
                 "actors": self.actor_stats}

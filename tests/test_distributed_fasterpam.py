@@ -101,6 +101,25 @@ def test_fastermsc_on_workers_equals_sequential(kind, sources, client):
     assert got.distributed["rows"] == "resident"
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_dynmsc_k_steps_on_workers_equal_sequential(kind, sources, client):
+    """DynMSC's FasterMSC walk of every k runs on the workers (the actors keep their rows
+    and get the (k-1)-medoid state between steps): bitwise the local sequential run."""
+    src = sources[kind]
+    ref = cm.dynmsc(src, 6, kmin=2, num_workers=1)
+    got = cm.dynmsc(src, 6, kmin=2, client=client)
+    assert_same(got, ref)
+    assert got.scores == ref.scores and got.losses == ref.losses and got.score == ref.score
+    for kk, med in ref.medoids_by_k.items():
+        np.testing.assert_array_equal(got.medoids_by_k[kk], med)
+    info = got.distributed
+    assert ref.distributed is None and info["workers"] == len(client.nthreads())
+    assert info["rows"] == "resident"
+    # every k-step (k = 6..2) walked on the workers: each ends after n refused candidates
+    assert len(info["pass_round_trips"]) == got.n_iter >= 5
+    assert sum(a["evaluated"] for a in info["actors"]) >= 5 * N
+
+
 def test_streaming_rows_weights_and_build_init_equal(sources, client):
     """resident=False with a cache of one granule (rows re-read as the walk needs them), a
     weighted run from BUILD: still bitwise the sequential walk."""
