@@ -120,6 +120,18 @@ def test_dynmsc_k_steps_on_workers_equal_sequential(kind, sources, client):
     assert sum(a["evaluated"] for a in info["actors"]) >= 5 * N
 
 
+def test_engine_log_says_the_actors_hold_the_rows(sources, client, caplog):
+    """The engine does not claim to hold the stripes the walk's actors hold (after BUILD's
+    held stripes are released for the walk)."""
+    with caplog.at_level(logging.INFO, logger="chunked_medoids"):
+        cm.fasterpam(sources["zarr"], K, init="build", client=client, resident=True)
+    lines = [r.getMessage() for r in caplog.records]
+    walk = next(i for i, m in enumerate(lines) if m.startswith("fasterpam on "))
+    after = [m for m in lines[walk:] if m.startswith("row stripes of the zarr source")]
+    assert after and all("not held by the engine: the eager walk's actors" in m for m in after), after
+    assert "resident rows" in lines[walk]
+
+
 def test_streaming_rows_weights_and_build_init_equal(sources, client):
     """resident=False with a cache of one granule (rows re-read as the walk needs them), a
     weighted run from BUILD: still bitwise the sequential walk."""
