@@ -95,6 +95,8 @@ MAX_PER_WORKER = 8192
 MAX_RUN = 8192
 #: recoveries of one batch before giving up (every attempt lost another worker).
 MAX_RECOVERIES = 8
+#: seconds the scheduler has to answer before a failed actor call counts as its loss.
+SCHEDULER_PROBE_SECONDS = 10
 #: candidates an actor evaluates in a parallel batch between looks at the stop flag
 #: (:meth:`EagerActor.stop_at`): about a millisecond of work.
 CHECK = 96
@@ -567,7 +569,7 @@ class DistributedEagerWalk:
 
     # -- cluster -----------------------------------------------------------------------
     def _workers(self):
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
         return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0))
                 for addr, w in info.items()}
 
@@ -695,19 +697,40 @@ class DistributedEagerWalk:
         with self.engine._lock:
             self.engine.bytes_read += int(nbytes)
 
+    def _scheduler_up(self) -> bool:
+        """Whether the scheduler still answers (an actor call failing the way a lost worker
+        makes it fail can also mean the scheduler went away: the calls may pass through it)."""
+        from .engine import _client_alive
+
+        if not _client_alive(self.client):
+            return False
+        try:
+            self.client.sync(self.client.scheduler.identity, callback_timeout=SCHEDULER_PROBE_SECONDS)
+        except Exception:  # noqa: BLE001 - any failure to answer: gone
+            return False
+        return _client_alive(self.client)
+
     def _recover(self, dead, exc):
         from .engine import _client_alive, _scheduler_lost
 
-        if not _client_alive(self.client):
-            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", exc) from exc
+        def lost_scheduler(cause):
+            return _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", cause)
+
+        if not self._scheduler_up():
+            raise lost_scheduler(exc) from exc
         gone = {self.addresses[a] for a in dead}
         for a in dead:
             for _attempt in range(MAX_RECOVERIES):
-                workers = self._workers()
-                live = {addr: v for addr, v in workers.items() if addr not in gone}
-                if not live:
-                    self.client.wait_for_workers(1, timeout=60)
-                    continue
+                try:
+                    workers = self._workers()
+                    live = {addr: v for addr, v in workers.items() if addr not in gone}
+                    if not live:
+                        self.client.wait_for_workers(1, timeout=60)
+                        continue
+                except Exception as err:
+                    if not self._scheduler_up():
+                        raise lost_scheduler(err) from err
+                    raise
                 held = collections.Counter(self.addresses[b] for b in range(self.W) if b not in dead)
                 addr = min(sorted(live), key=lambda x: held.get(x, 0))
                 logger.warning("%s: the worker holding actor %d (%s) was lost (%s: %s); recreating it on %s",
@@ -716,6 +739,8 @@ class DistributedEagerWalk:
                     self._create(a, addr, live[addr][0])
                     results, lost, again = self._ask([a], "load")
                 except Exception as err:  # that worker went too: try another one
+                    if not self._scheduler_up():
+                        raise lost_scheduler(err) from err
                     if not _is_lost(err) and _client_alive(self.client):
                         raise
                     lost, again = [a], err

@@ -162,12 +162,12 @@ def test_round_trips_follow_swaps_not_n(X, client):
 class _OnSwap(logging.Handler):
     """Calls ``action()`` when the distributed walk logs its ``at``-th swap."""
 
-    def __init__(self, at, action):
+    def __init__(self, at, action, method="fasterpam"):
         super().__init__(logging.DEBUG)
-        self.at, self.action, self.fired = at, action, False
+        self.at, self.action, self.fired, self.method = at, action, False, method
 
     def emit(self, record):
-        if not self.fired and record.getMessage().startswith(f"fasterpam swap {self.at}:"):
+        if not self.fired and record.getMessage().startswith(f"{self.method} swap {self.at}:"):
             self.fired = True
             self.action()
 
@@ -271,3 +271,74 @@ def test_workers_with_two_threads_equal_sequential(sources):
                 assert_same(got, ref)
             ref = cm.fastermsc(sources[kind], K, random_state=9, num_workers=1)
             assert_same(cm.fastermsc(sources[kind], K, random_state=9, client=client), ref)
+
+
+@pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
+def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources, on_swap, tmp_path):
+    """SIGKILL the scheduler in the middle of a walk on the workers: a SchedulerLostError
+    naming the checkpoint comes promptly, the checkpoint saved before is intact, and
+    resuming from it (locally) gives the uninterrupted local result."""
+    import subprocess
+    import threading
+    import time
+
+    from distributed import Client
+
+    func = getattr(cm, method)
+    src = sources["zarr"]
+    opts = dict(random_state=11, checkpoint_interval=0)
+    ref = func(src, K, num_workers=1, random_state=11)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    sf = tmp_path / "scheduler.json"
+    sched = subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sf), "--no-dashboard", "--port", "0",
+                              "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    workers = subprocess.Popen(["dask", "worker", "--scheduler-file", str(sf), "--nworkers", "2", "--nthreads",
+                                "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
+    ck = tmp_path / "run.ckpt.npz"
+    try:
+        t0 = time.monotonic()
+        while not sf.exists():
+            assert time.monotonic() - t0 < 60 and sched.poll() is None
+            time.sleep(0.05)
+        client = Client(scheduler_file=str(sf), timeout="30s")
+        client.wait_for_workers(2, timeout=60)
+        lg = logging.getLogger("chunked_medoids._dist_eager")
+        h = _OnSwap(6, lambda: sched.send_signal(signal.SIGKILL), method)
+        lg.addHandler(h)
+        lg.setLevel(logging.DEBUG)
+        outcome = {}
+
+        def fit():
+            try:
+                outcome["result"] = func(src, K, client=client, checkpoint=ck, **opts)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=fit, daemon=True)
+        t_start = time.monotonic()
+        runner.start()
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the walk hung after the scheduler died"
+        lg.removeHandler(h)
+        assert h.fired
+        waited = time.monotonic() - t_start
+        client.close(timeout=5)
+    finally:
+        for p in (sched, workers):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    exc = outcome.get("error")
+    assert isinstance(exc, cm.SchedulerLostError), outcome
+    assert "lost the Dask scheduler" in str(exc) and "checkpoint" in str(exc)
+    assert waited < 90
+    print(f"{method}: scheduler lost -> {type(exc).__name__} after {waited:.2f}s")
+    with np.load(ck, allow_pickle=False) as z:  # intact: a complete, loadable save of the walk so far
+        saved = json.loads(str(z["__header__"]))
+    walk = saved["state"] if method == "fasterpam" else saved["state"]["run"]["walk"]
+    assert not saved["complete"] and walk["n_swap"] >= 1  # saved mid-walk, after swaps
+    got = func(src, K, num_workers=1, checkpoint=ck, **opts)
+    assert_same(got, ref)
