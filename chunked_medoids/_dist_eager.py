@@ -17,29 +17,32 @@ Design
   read once from storage by the worker itself (*resident*), or re-read per pass through a
   bounded cache (*streaming*) -- or, for a features source with fused kernels, the
   prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
-  state: the medoid table, the caches, the removal loss and the loss.
+  state: the medoid table, the caches, the removal loss and the loss.  With computed rows
+  any actor can walk any position: the granules are then blocks of :data:`FINE`
+  positions and sequential runs are not cut at granule ends.
 * **Parallel batches** (swaps are rare).  The client walks the fixed candidate order in
   batches of positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch
   in order against its (identical) replica with the same numba kernels as the local path
   (``first_improving`` / ``first_improving_fused`` / ``msc_first_improving``) and returns
-  its earliest accepted one; the earliest over all actors is the sequential walk's next
-  swap, because every earlier candidate was evaluated against the same state and
-  refused.  The walk continues right after it.  Batches grow geometrically while no swap
-  is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+  its earliest accepted one, or how far it got; the front (the least of those) is where
+  the walk continues, and a hit at the front is the sequential walk's next swap, because
+  every earlier candidate was evaluated against the same state and refused.  The first
+  hit is relayed by the client to the actors still busy (:meth:`EagerActor.stop_at`), which
+  stop once past it.
 * **Sequential runs** (swaps are dense, e.g. the first pass from a random init).  A batch
   would end at nearly every swap, so the client instead sends the run of consecutive
   positions held by one actor (up to a granule) to that actor alone, which walks it
   exactly as the sequential kernel does, applying every accepted swap on the spot, and
   returns them all.  The client picks the cheaper kind from its running estimates of the
-  round-trip latency, the per-candidate cost and the positions between swaps; with one
-  worker every round trip is a run.
+  round-trip latency, the per-candidate cost and the positions between swaps
+  (:meth:`DistributedEagerWalk._sequential`); with one worker every round trip is a run.
 * **Swaps.**  The client applies each swap to its own replica (it keeps one for
   checkpoints and the result) and appends it to a log (slot, candidate, the candidate's
   row unless the workers compute rows themselves); every actor receives the swaps it has
   not seen with its next call, in order, and applies them exactly as the local code does.
   So the result is bitwise the sequential definition's for any worker count, thread
-  count, block size or granule size, and the round trips of a pass are bounded by about
-  ``swaps + log2(n)``, not a function of n.
+  count, block size or granule size, and the round trips of a pass are about
+  ``swaps + n / (8192·W)``, not growing with n otherwise.
 * **Faults.**  A worker that dies takes its actor with it.  The batch's call to it fails;
   a new actor is created on a live worker (preferring one without an actor, e.g. the one
   the nanny restarted), it re-reads its granules and receives the client's replica (equal
@@ -55,6 +58,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -93,6 +97,9 @@ MIN_PER_WORKER = 16
 MAX_PER_WORKER = 8192
 #: the longest sequential run when any actor can walk any position (rows computed).
 MAX_RUN = 8192
+#: rows an actor computes ahead per step of its prefetch thread (between looks at the
+#: cancel flag, about a millisecond).
+PREFETCH_STEP = 32
 #: recoveries of one batch before giving up (every attempt lost another worker).
 MAX_RECOVERIES = 8
 #: seconds the scheduler has to answer before a failed actor call counts as its loss.
@@ -108,9 +115,12 @@ CHECK = 96
 #: (waiting for the client and the other actors), ``load_s``/``load_cpu_s`` reading the
 #: resident rows, calls, parallel batches and sequential runs served, parallel batches cut
 #: short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
-#: received and sent.
+#: received and sent; ``prefetch_s`` / ``prefetched_rows`` the rows computed ahead while
+#: idle (:meth:`EagerActor.prefetch`) and ``evaluated_prefetched`` the candidates evaluated
+#: from them.
 STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "calls",
-             "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes")
+             "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes",
+             "prefetch_s", "prefetched_rows", "evaluated_prefetched")
 
 
 def ownership_granule(source, workers: int) -> int:
@@ -170,7 +180,7 @@ class EagerActor:
         # rows computed from the features: any actor can walk any position, so the granules
         # are blocks of positions (not of rows) and sequential runs go anywhere
         self.anywhere = self.method == "fasterpam" and bool(par["fused"])
-        self.cand_all = cand_all
+        self.cand_all, self.natural = cand_all, order is None
         n_gran = -(-n // self.G)
         owned = np.zeros(n_gran, dtype=np.bool_)
         owned[self.granules] = True
@@ -197,6 +207,14 @@ class EagerActor:
         self._t_end = None  # end of the last step (idle time between steps)
         self._proc0 = time.process_time()
         self.rows = None
+        # rows computed ahead while another actor walks a run (computed rows only): the
+        # buffer of rows for the positions [pre_lo, pre_lo + pre_done) of the order
+        self.pre_rows, self.pre_lo, self.pre_done, self._pre_thread, self._pre_cancel = None, 0, 0, None, False
+        itemsize = np.dtype(self.source.dtype).itemsize
+        self.pre_cap = (min(MAX_RUN, int(p.get("budget", 0)) // max(1, n * itemsize))
+                        if self.anywhere and self.peers else 0)
+        if self.pre_cap < PREFETCH_STEP:
+            self.pre_cap = 0
         if self.fused is None:
             itemsize = np.dtype(self.source.dtype).itemsize
             gbytes = self.G * n * itemsize
@@ -248,6 +266,49 @@ class EagerActor:
         b, p = self._stop
         return b == batch and pos >= p
 
+    def prefetch(self, lo, hi):
+        """Compute the rows of positions ``[lo, hi)`` of the order ahead, in a background
+        thread, while this actor is idle (another one walks a sequential run); the next
+        :meth:`step` stops it and evaluates the positions computed so far from those rows
+        with the stored kernel -- bitwise the fused kernel's result on them
+        (``_kernels/fused.py``) at about half the cost.  Rows depend on no state, so they
+        stay valid for the rest of the walk.  A hint: errors just end it."""
+        self._cancel_prefetch()
+        hi = min(int(hi), int(lo) + self.pre_cap, self.n)
+        if self.pre_cap == 0 or hi <= lo:
+            return
+        if self.pre_rows is None:
+            self.pre_rows = np.empty((self.pre_cap, self.n), dtype=self.source.dtype)
+        self.pre_lo, self.pre_done, self._pre_cancel = int(lo), 0, False
+        self._pre_thread = threading.Thread(target=self._prefetch_loop, args=(int(lo), hi), daemon=True,
+                                            name="cm-prefetch")
+        self._pre_thread.start()
+
+    def _prefetch_loop(self, lo, hi):
+        t0 = time.perf_counter()
+        try:
+            a = lo
+            while a < hi and not self._pre_cancel:
+                b = min(hi, a + PREFETCH_STEP)
+                cand = self.cand_all[a:b]
+                contiguous = self.natural
+                block = self.source.read_rows(int(cand[0]), int(cand[-1]) + 1) if contiguous else \
+                    self.source.take_rows(cand)
+                self.pre_rows[a - lo:b - lo] = block
+                self.pre_done = b - lo
+                a = b
+        except Exception:  # noqa: BLE001 - a hint: the walk computes these rows itself
+            pass
+        self.stats["prefetch_s"] += time.perf_counter() - t0
+        self.stats["prefetched_rows"] += self.pre_done
+
+    def _cancel_prefetch(self):
+        t = self._pre_thread
+        if t is not None:
+            self._pre_cancel = True
+            t.join()
+            self._pre_thread = None
+
     def _ensure(self, gran):
         """Make the granules ``gran`` (in order of use) present; returns how many of the
         leading positions are covered (the streaming cache may hold fewer than needed)."""
@@ -273,27 +334,28 @@ class EagerActor:
         return gran.shape[0]
 
     # -- the kernels -------------------------------------------------------------------
-    def _scan(self, t, visit, cand, lo, hi):
+    def _scan(self, t, visit, cand, lo, hi, rows=None):
         st = self.st
-        if self.fused is not None:
+        if self.fused is not None and rows is None:
             return self.fused.first(t, cand, lo, hi, st, st.td, self.tol, self.P[t], self.out[t])
         if self.method == "fasterpam":
-            return first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.dn, st.ds, st.nn, st.R,
-                                   st.w, st.weighted, st.td, self.tol, self.P[t], self.buf[t], self.out[t])
+            return first_improving(self.rows if rows is None else rows, visit, cand, lo, hi, st.is_medoid,
+                                   st.dn, st.ds, st.nn, st.R, st.w, st.weighted, st.td, self.tol, self.P[t],
+                                   self.buf[t], self.out[t])
         return msc_first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
                                    st.n2, st.R, st.w, st.weighted, st.L, self.tol, self.eps_abs, self.P[t],
                                    self.out[t])
 
-    def _first(self, visit, cand):
+    def _first(self, visit, cand, rows=None):
         """Earliest accepted index of ``cand`` (or -1) and its thread (for ``out``)."""
         m = cand.shape[0]
         T = self.threads
         if T == 1 or m < 4 * T:
-            return self._scan(0, visit, cand, 0, m), 0
+            return self._scan(0, visit, cand, 0, m, rows), 0
         bounds = np.linspace(0, m, T + 1).astype(np.int64)
-        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]))
+        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]), rows)
                 for t in range(1, T)]
-        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1])), 0)]
+        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1]), rows), 0)]
         hits += [(f.result(), t) for t, f in enumerate(futs, start=1)]
         return next(((h, t) for h, t in hits if h >= 0), (-1, 0))
 
@@ -335,6 +397,7 @@ class EagerActor:
         all were): every candidate of this actor before ``end`` was evaluated and refused;
         ``bad`` whether a computed row held a non-finite entry.
         """
+        self._cancel_prefetch()
         t0, c0 = time.perf_counter(), time.thread_time()
         S = self.stats
         if self._t_end is not None:
@@ -360,8 +423,16 @@ class EagerActor:
         cut = self.peers and not run  # a parallel batch another actor's hit may cut short
         hits, bad, evaluated, i, stopped = [], False, 0, 0, False
         while i < limit and not stopped:
+            rows = None
             if self.fused is not None:
                 e, visit_all = limit, None
+                if run and self.pre_done:  # rows computed ahead cover part of the run
+                    p0, p1, here = self.pre_lo, self.pre_lo + self.pre_done, lo + i
+                    if p0 <= here < p1:
+                        e = min(limit, p1 - lo)
+                        visit_all, rows = np.arange(here - p0, lo + e - p0, dtype=np.int64), self.pre_rows
+                    elif here < p0 < lo + limit:
+                        e = p0 - lo
             else:
                 gran = cand[i:limit] // self.G
                 e = i + self._ensure(gran)
@@ -375,8 +446,10 @@ class EagerActor:
                 f = min(e, i + CHECK) if cut else e
                 sub = cand[i:f]
                 visit = None if visit_all is None else visit_all[i - base:f - base]
-                h, t = self._first(visit, sub)
-                if self.fused is not None and self.fused.bad():
+                h, t = self._first(visit, sub, rows)
+                if rows is not None:
+                    S["evaluated_prefetched"] += (f - i) if h < 0 else h + 1
+                if self.fused is not None and rows is None and self.fused.bad():
                     bad = stopped = True
                     break
                 if h < 0:
@@ -513,6 +586,7 @@ class DistributedEagerWalk:
         self.evaluated = 0
         self.gap = 8.0
         self.batch_id = 0  # parallel batches sent (the stop flags name it)
+        self.run_actor = 0  # the actor of the next sequential run when any actor can walk any position
         self.stops_sent = 0
         self.rt_seconds = 0.0  # wall time of the round trips
         self.critical_cpu = 0.0  # Σ over round trips of the slowest actor's CPU seconds
@@ -766,6 +840,13 @@ class DistributedEagerWalk:
         self.log = []
         self.sent = [self.seq] * self.W
 
+    def _hint(self, a, method, *args):
+        """Call ``method`` on actor ``a`` without waiting for (or needing) its answer."""
+        try:
+            getattr(self.actors[a], method)(*args)
+        except Exception:  # noqa: BLE001 - its worker is gone: the next real call says so
+            pass
+
     def _undelivered(self, a):
         return ([sw for sw in self.log if sw[0] > self.sent[a]],)
 
@@ -855,12 +936,16 @@ class DistributedEagerWalk:
                 # a run of consecutive positions held by one actor, walked there with every
                 # swap applied on the spot (the others get the swaps with their next call)
                 if self.anywhere:
-                    a, stop = 0, n
+                    a, stop = self.run_actor, n
                 else:
                     a = int(self.owner[i])
                     b = int(np.searchsorted(self.breaks, i, side="right"))
                     stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
                 top = min(hi, stop, i + (MAX_RUN if self.anywhere else MAX_PER_WORKER))
+                if self.anywhere and W > 1 and top < n:
+                    # the next actor computes the next run's rows meanwhile, and walks it
+                    self.run_actor = (a + 1) % W
+                    self._hint(self.run_actor, "prefetch", top, min(n, top + MAX_RUN))
                 hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
                 self.runs += 1
                 self.span += end - i
