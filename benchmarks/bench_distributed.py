@@ -27,6 +27,15 @@ Data: ``n`` seeded random pixels of scikit-image's ``hubble_deep_field`` (d = 3)
 (``--swap-ns``) the local sequential FasterPAM swap and pass counts for a few smaller n,
 which ``model_distributed.py`` uses to extrapolate.
 
+Per run, ``breakdown`` says where the walk's time went (each worker's busy, idle, kernel,
+swap-apply and CPU seconds, candidates, bytes of swapped rows; round-trip latency; the
+client's share) and ``*_load_robust`` gives speedups that do not depend on the machine's
+load (the walk's span, the slowest worker's CPU, and a projection with ``--idle-latency-ms``
+per round trip).  The speedup part alone (1–2 minutes on an idle 2-core machine; ``--out
+DIR`` keeps and reuses the store)::
+
+    python benchmarks/bench_distributed.py --n 24000 --k 20 --inits random --swap-ns --no-io
+
 Reproduce the README figures with::
 
     python benchmarks/bench_distributed.py --n 24000 --k 20 > benchmarks/results/distributed.json
