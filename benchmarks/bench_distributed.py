@@ -167,7 +167,8 @@ def breakdown(info, fig):
     walk = max(info["walk_seconds"], 1e-9)
     per = [{key: a[key] for key in ("busy_s", "scan_s", "apply_s", "apply_own_s", "idle_s", "cpu_s",
                                     "proc_cpu_s", "load_s", "load_cpu_s", "calls", "parallel", "runs", "stopped", "evaluated",
-                                    "swaps_in", "rows_in_bytes", "rows_out_bytes")} for a in actors]
+                                    "swaps_in", "rows_in_bytes", "rows_out_bytes", "prefetch_s", "prefetched_rows",
+                                    "evaluated_prefetched")} for a in actors]
     busy = sum(a["busy_s"] for a in per)
     cpu = [a["cpu_s"] for a in per]
     rts = max(1, fig["round_trips"])
