@@ -8,7 +8,10 @@ concatenated), drawn with a per-data-set seed -- run, each in its own subprocess
 * ``OneBatchPAM(n_medoids=k, random_state=seed).fit(X)`` (the ``onebatch`` package, used
   as a black box) at its defaults,
 
-side by side (ours first, then OneBatchPAM, per data set).  Each child loads the pixels,
+side by side (ours first, then OneBatchPAM, per data set; the load average is recorded
+before and after each child).  OneBatchPAM is skipped (and reported as such) when its
+default batch matrix would exceed ``--onebatch-max-gb`` (8 GB): at n = 2M its
+100·ln(n·k)-column float64 matrix alone is about 27 GB.  Each child loads the pixels,
 times the fit alone and prints the medoid indices; the parent reads the child's peak RSS
 from ``os.wait4`` and scores both medoid sets EXACTLY on every point
 (Σ_o min_m ‖x_o − x_m‖, correctly rounded with ``math.fsum``).  Extra reference methods:
@@ -23,6 +26,7 @@ Usage::
     python benchmarks/bench_clara.py --k 10  > benchmarks/results/clara_large_k10.json
     python benchmarks/bench_clara.py --k 100 > benchmarks/results/clara_large_k100.json
     python benchmarks/bench_clara.py --k 10 --n 150000 --datasets retina,hubble   # quick
+    python benchmarks/bench_clara.py --k 10 --n 2000000 --datasets retina         # ours only: see below
     python benchmarks/bench_clara.py --legacy --k 10
     python benchmarks/bench_clara.py --synthetic 10000000 --k 10
 
@@ -114,7 +118,18 @@ def compare(args):
         entry = {"pictures": list(pictures), "seed": seed, "n": n, "results": {}}
         for method in methods:
             spec = {"pictures": list(pictures), "n": n, "seed": seed, "k": ks, "method": method}
+            if method == "onebatch":
+                need = onebatch_matrix_bytes(n, ks)
+                if need > args.onebatch_max_gb * 1e9:
+                    entry["results"][method] = {
+                        "skipped": f"OneBatchPAM's default batch needs an n x {onebatch_batch(n, ks)} float64 "
+                                   f"matrix ({need / 1e9:.1f} GB) > --onebatch-max-gb {args.onebatch_max_gb}"}
+                    print(f"# {name} k={ks} {method}: {entry['results'][method]}", file=sys.stderr, flush=True)
+                    continue
+            load_before = os.getloadavg()
             r = run_child_wait4(spec)
+            r["loadavg_before"] = [round(x, 2) for x in load_before]
+            r["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
             if "medoids" in r:
                 r["loss"] = full_loss(X, r["medoids"])
                 r["mean_distance"] = r["loss"] / n
@@ -132,6 +147,16 @@ def compare(args):
                                     "peak_rss<=1x": entry["rss_ratio"] <= 1.0}
         out["datasets"][name] = entry
     return out
+
+
+def onebatch_batch(n, k):
+    """OneBatchPAM's default batch size as its paper states it, 100·ln(n·k) columns (at most n)."""
+    return int(min(n, 100.0 * np.log(max(2, n * max(1, k)))))
+
+
+def onebatch_matrix_bytes(n, k):
+    """Bytes of OneBatchPAM's n x batch float64 distance matrix at its default batch."""
+    return 8 * n * onebatch_batch(n, k)
 
 
 def run_child_wait4(spec):
@@ -287,7 +312,11 @@ def main(argv=None):
     ap.add_argument("--datasets", default=None, help=f"compare mode: subset of {tuple(DATASETS)} (default all)")
     ap.add_argument("--legacy", action="store_true", help="the older single-image table (retina, all variants)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--onebatch-gb", type=float, default=4.0, help="memory cap (GB) of OneBatchPAM's batch matrix")
+    ap.add_argument("--onebatch-gb", type=float, default=4.0,
+                    help="legacy mode: memory cap (GB) of OneBatchPAM's batch matrix")
+    ap.add_argument("--onebatch-max-gb", type=float, default=8.0,
+                    help="compare mode: skip OneBatchPAM (reported as skipped) when its default batch matrix "
+                         "would exceed this many GB (about 1.45x that in peak RSS); default 8")
     ap.add_argument("--fasterpam-n", type=int, default=20000)
     ap.add_argument("--synthetic", type=int, default=None, metavar="N",
                     help="instead: fasterclara on an N x 8 float32 zarr store, reporting peak RSS")

@@ -21,8 +21,10 @@ Schedulers
   number of cores).
 * ``client=``: a ``distributed.Client``; ``scheduler_address=`` / ``scheduler_file=``
   connect a new client to an existing cluster (dask-jobqueue, dask-mpi).  Broadcast state is
-  scattered once per pass (``broadcast=True``) and released after it; the source pickles
-  as a path, so workers open zarr/HDF5 stores themselves.
+  scattered once per pass to one worker (the others fetch it from there; never
+  ``broadcast=True``, whose replication waits forever for a worker that died but is still
+  listed) and released after it; a stored source pickles as a path and travels inside the
+  tasks, so workers open zarr/HDF5 stores themselves.
 
 Faults (distributed)
 --------------------
@@ -41,12 +43,12 @@ Resident stripes
 stripe of a stored matrix from storage **once per run** when the matrix fits the budget
 (:func:`chunked_medoids._budget.resident_plan`): locally the stripes read by the first pass
 are kept in one n×n array and later passes (and :meth:`Engine.iter_blocks`) use it.  On a
-cluster (``resident=True``; "auto" streams there, see below) each stripe is read by a task
-whose result stays in one worker's memory, and every later pass's block task runs on the
-worker that holds its stripe (the scheduler's data locality).  "auto" does not hold on a
-cluster yet: under load, a worker killed mid-pass once cancelled block tasks that depended on
-held stripes (``tests/test_faults.py``), so the default keeps the streaming path there.  A worker that dies loses its stripes: Dask recomputes the read tasks elsewhere
-from their lineage, and the results are identical.  In-memory arrays and features sources
+cluster ("auto" against half of the workers' summed memory limits) each stripe is read by a
+task whose result stays in one worker's memory, and every later pass's block task runs on the
+worker that holds its stripe (the scheduler's data locality).  A worker that dies loses its
+stripes: Dask recomputes the read tasks elsewhere from their lineage (the stored source
+travels inside them), and the results are identical.  If it also took the pass's scattered
+state along, the pass runs again from the start (at most ``_LOST_DATA_ATTEMPTS`` times).  In-memory arrays and features sources
 hold nothing (their rows cost no read); on a cluster the scattered source itself (a
 features source carries X) is kept for the run.  ``resident=False`` streams every pass from
 storage; ``True`` holds whenever the matrix fits the whole budget (locally: refused with a
@@ -271,9 +273,13 @@ class Engine:
 
     def _stream_budget(self, source) -> int:
         """The budget of the blocks in flight: ``memory_limit``, less the rows held resident."""
-        res = self.residency(source)
-        if res.held and self.client is None:
-            return _budget.stream_budget(self.memory_limit, res.nbytes)
+        res = self._res
+        if res is not None and res.source is source:
+            held, nbytes = res.held, res.nbytes
+        else:
+            held, nbytes = self._decide_residency(source)[:2]
+        if held and self.client is None:
+            return _budget.stream_budget(self.memory_limit, nbytes)
         return self.memory_limit
 
     def stream_plan(self, source: SourceLike, blocks_in_flight: int = 3) -> tuple[int, int, int]:
@@ -343,57 +349,60 @@ class Engine:
 
     # -- resident stripes -----------------------------------------------------------------
     def residency(self, source: SourceLike) -> _Resident:
-        """The resident-stripe record of ``source`` for this run (decided on first use)."""
+        """The resident-stripe record of ``source`` for this run (decided on first use).
+
+        Only the passes (:meth:`map_blocks`, :meth:`iter_blocks`) create the record; a sizing
+        query (:meth:`block_rows_for`, :meth:`stream_plan`) asks :meth:`_decide_residency`,
+        which holds, allocates, logs and releases nothing.
+        """
         res = self._res
         if res is not None and res.source is source:
             return res
         self._release_resident()
         res = _Resident(source)
-        nbytes = getattr(source, "nbytes", None)
-        if self.resident is False:
-            res.reason = "resident=False"
-        elif nbytes is None or getattr(source, "rows_in_memory", False):
-            res.reason = "nothing to hold: its rows are in memory or computed from features"
-            res.keep_source = self.client is not None
-        else:
-            if self.client is None:
-                budget, where = self.memory_limit, f"memory_limit={format_bytes(self.memory_limit)}"
-            else:
-                budget, where = self._cluster_memory(), "the workers' memory limits"
-            held, share = _budget.resident_plan(nbytes, budget, self.resident)
-            part = "the budget" if self.resident is True else "half the budget"
-            why = (f"the {format_bytes(nbytes)} matrix {'fits' if held else 'exceeds'} {part}, "
-                   f"{format_bytes(share)}")
-            if self.resident is True and not held and self.client is None:
-                raise InvalidParameterError(
-                    f"resident=True needs the {format_bytes(nbytes)} matrix to fit in "
-                    f"memory_limit={format_bytes(self.memory_limit)}; raise memory_limit or use "
-                    "resident='auto' (hold only what fits) or resident=False (stream every pass)"
-                )
-            if self.resident is True and not held:
-                held, why = True, f"resident=True ({why}; the workers may spill to disk)"
-            if self.client is not None and self.resident == "auto":
-                # block-parallel passes on a cluster hold stripes only on request: a worker lost
-                # mid-pass can cancel block tasks that depend on held stripes (seen in
-                # tests/test_faults.py under load), so the default streams as before
-                held, why = False, f"resident='auto' streams on a cluster ({why}); pass resident=True to hold"
-            res.held, res.nbytes, res.keep_source = held, int(nbytes), self.client is not None
-            res.reason = f"{why}, budget from {where}"
-            if held and self.client is None:
-                import numpy as np
+        res.held, res.nbytes, res.keep_source, res.reason = self._decide_residency(source)
+        if res.held and self.client is None:
+            import numpy as np
 
-                res.array = np.empty((source.n, source.n), dtype=source.dtype)
-                res.filled = np.zeros(source.n, dtype=bool)
+            res.array = np.empty((source.n, source.n), dtype=source.dtype)
+            res.filled = np.zeros(source.n, dtype=bool)
+        nbytes = getattr(source, "nbytes", None)
         walked = self.client is not None and getattr(self, "_walked", None) is source
         if walked:  # FasterPAM/FasterMSC's actors read and hold the rows themselves (_dist_eager)
             res.held = False
-        what = ("not held by the engine: the eager walk's actors on the workers read (and hold or stream) its rows" if walked else
-                "read once and held for the run" if res.held else
+        what = ("not held by the engine: the eager walk's actors on the workers read (and hold or stream) its rows"
+                if walked else "read once and held for the run" if res.held else
                 "not held" if nbytes is None or getattr(source, "rows_in_memory", False) else
                 "streamed from storage each pass")
         logger.info("row stripes of the %s source: %s (%s)", getattr(source, "kind", "row"), what, res.reason)
         self._res = res
         return res
+
+    def _decide_residency(self, source) -> tuple[bool, int, bool, str]:
+        """``(held, nbytes, keep_source, reason)`` for ``source``: the decision alone, no side effect."""
+        nbytes = getattr(source, "nbytes", None)
+        if self.resident is False:
+            return False, 0, False, "resident=False"
+        if nbytes is None or getattr(source, "rows_in_memory", False):
+            return (False, 0, self.client is not None,
+                    "nothing to hold: its rows are in memory or computed from features")
+        if self.client is None:
+            budget, where = self.memory_limit, f"memory_limit={format_bytes(self.memory_limit)}"
+        else:
+            budget, where = self._cluster_memory(), "the workers' memory limits"
+        held, share = _budget.resident_plan(nbytes, budget, self.resident)
+        part = "the budget" if self.resident is True else "half the budget"
+        why = (f"the {format_bytes(nbytes)} matrix {'fits' if held else 'exceeds'} {part}, "
+               f"{format_bytes(share)}")
+        if self.resident is True and not held and self.client is None:
+            raise InvalidParameterError(
+                f"resident=True needs the {format_bytes(nbytes)} matrix to fit in "
+                f"memory_limit={format_bytes(self.memory_limit)}; raise memory_limit or use "
+                "resident='auto' (hold only what fits) or resident=False (stream every pass)"
+            )
+        if self.resident is True and not held:
+            held, why = True, f"resident=True ({why}; the workers may spill to disk)"
+        return held, int(nbytes), self.client is not None, f"{why}, budget from {where}"
 
     def _cluster_memory(self) -> int:
         """Summed memory limits of the cluster's workers (the local budget per worker when a
@@ -485,7 +494,18 @@ class Engine:
         if not _client_alive(client):  # fail now, not after the client's reconnect timeout
             raise _scheduler_lost(client, desc)
         try:
-            return self._map_distributed_run(client, source, func, state, blocks, desc, should_stop)
+            for attempt in range(1, _LOST_DATA_ATTEMPTS + 1):
+                try:
+                    return self._map_distributed_run(client, source, func, state, blocks, desc, should_stop)
+                except CancelledError as exc:
+                    if attempt == _LOST_DATA_ATTEMPTS or not _lost_data(client, exc):
+                        raise
+                    # a worker died holding scattered data the pass needed (its state or
+                    # source): nothing was reduced yet, so the pass runs again from the start
+                    logger.warning("%s: a worker was lost with data the pass needed (%s); running "
+                                   "the pass again (attempt %d of %d)", desc, exc, attempt + 1,
+                                   _LOST_DATA_ATTEMPTS)
+                    self._forget_lost(client)
         except (ChunkedMedoidsError, MemoryError):
             raise
         except Exception as exc:
@@ -497,20 +517,37 @@ class Engine:
                 raise _scheduler_lost(client, desc, exc) from exc
             raise
 
+    def _forget_lost(self, client):
+        """Drop the held stripes and the kept source whose data a lost worker took along."""
+        res = self._res
+        if res is None:
+            return
+        for key, fut in list(res.futures.items()):
+            if fut.status in ("cancelled", "error", "lost"):
+                del res.futures[key]
+        if res.source_future is not None and res.source_future.status != "finished":
+            res.source_future = None
+
     def _map_distributed_run(self, client, source, func, state, blocks, desc, should_stop=None):
         # Scatter the state dict as ONE object (a dict passed to scatter would use its keys
-        # as cluster-wide data keys and collide across passes).
-        state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
+        # as cluster-wide data keys and collide across passes), to one worker: the others
+        # fetch it from there.  Not ``broadcast=True``: replicating to every worker waits
+        # forever for one that died but is still listed (seen with a worker killed
+        # mid-run); a lost copy is handled by running the pass again (_map_distributed).
+        state_future = _scatter(client, state) if state else None
         self.last_state_key = None if state_future is None else state_future.key
-        # The source is scattered once per pass (file-backed sources pickle as a path, but an
-        # on-the-fly features source carries its feature array), or once per run when resident.
+        # A stored source pickles as a path: it goes inside the tasks, so the stripe read
+        # tasks keep their whole lineage.  An in-memory or on-the-fly features source
+        # (it carries its array) is scattered, once per pass or once per run when kept.
         res = self.residency(source)
-        if res.keep_source:
+        if _embeddable(source):
+            source_future = source
+        elif res.keep_source:
             if res.source_future is None:
-                res.source_future = client.scatter([source], broadcast=True, hash=False)[0]
+                res.source_future = _scatter(client, source)
             source_future = res.source_future
         else:
-            source_future = client.scatter([source], broadcast=True, hash=False)[0]
+            source_future = _scatter(client, source)
         stamp = f"{id(state)}-{time.monotonic_ns()}"
         if res.held:
             # each stripe read once by a task whose result stays on its worker; the block
@@ -520,7 +557,7 @@ class Engine:
                 fut = res.futures.get((a, b))
                 if fut is None:
                     fut = client.submit(_read_block, source_future, a, b, pure=False, retries=2,
-                                        key=f"cm-rows-{id(res)}-{a}-{b}")
+                                        key=f"cm-rows-{res.token}-{a}-{b}")
                     res.futures[(a, b)] = fut
                     with self._lock:
                         self.bytes_read += (b - a) * source.n * source.dtype.itemsize
@@ -545,7 +582,7 @@ class Engine:
         finally:
             del futures
             if _client_alive(client):
-                if not res.keep_source:
+                if not res.keep_source and source_future is not source:
                     client.cancel(source_future)
                 if state_future is not None:
                     client.cancel(state_future)
@@ -657,7 +694,7 @@ class Engine:
         from distributed import as_completed
 
         results = [None] * len(items)
-        state_future = client.scatter([state], broadcast=True, hash=False)[0] if state else None
+        state_future = _scatter(client, state) if state else None
         self.last_state_key = None if state_future is None else state_future.key
         stamp = time.monotonic_ns()
 
@@ -870,10 +907,16 @@ class _Resident:
     """What an engine holds of one source for the run (:meth:`Engine.residency`)."""
 
     __slots__ = ("source", "held", "reason", "nbytes", "keep_source", "array", "filled", "futures",
-                 "source_future")
+                 "source_future", "token")
 
     def __init__(self, source):
+        import uuid
+
         self.source = source
+        # names this record's stripe keys on a cluster: never reused by a later record (an
+        # ``id()`` is, once the old record is freed, and a new stripe task submitted under
+        # the key of one whose cancel is still in flight arrives cancelled)
+        self.token = uuid.uuid4().hex
         self.held = False
         self.reason = ""
         self.nbytes = 0
@@ -898,6 +941,41 @@ def check_resident(resident):
         f"resident must be 'auto', True or False, got {resident!r}: 'auto' holds the row stripes "
         "read from storage when the matrix fits the budget, True always, False never"
     )
+
+
+#: passes run at most this often when workers die holding data they need (see
+#: :meth:`Engine._map_distributed`); a crash-looping cluster then fails rather than spins
+_LOST_DATA_ATTEMPTS = 3
+
+
+def _scatter(client, obj):
+    """One future for ``obj`` on one worker (never ``broadcast=True``, see its caller)."""
+    return client.scatter([obj], hash=False)[0]
+
+
+def _embeddable(source) -> bool:
+    """Whether ``source`` travels inside the tasks: a stored matrix, pickled as a path."""
+    if (getattr(source, "kind", None) not in ("zarr", "hdf5", "numpy")  # numpy: a memmap here
+            or getattr(source, "rows_in_memory", True) or getattr(source, "nbytes", None) is None):
+        return False
+    import pickle
+
+    try:
+        return len(pickle.dumps(source, protocol=pickle.HIGHEST_PROTOCOL)) <= (1 << 20)
+    except Exception:  # pragma: no cover - unpicklable: let scatter report it
+        return False
+
+
+def _lost_data(client, exc) -> bool:
+    """Whether a pass's cancelled future means a worker died with data the pass needed.
+
+    The client reports such a future as cancelled ("lost dependencies", "already forgotten"
+    or "unknown", depending on when it learnt of it); with the scheduler alive nothing else
+    cancels a pass's futures (a stop raises :class:`PassStopped`, not a cancellation).
+    """
+    if _client_alive(client):
+        time.sleep(0.2)  # a lost scheduler flips the status on the client's event loop
+    return _client_alive(client)
 
 
 def _run_task(func, item, state):

@@ -17,8 +17,8 @@ import pytest
 
 from chunked_medoids import _budget
 from chunked_medoids.builder import plan_stripes
-from chunked_medoids.engine import DECODE_FACTOR, Engine
-from tests.make_size_golden import DS, ITEMS, LIMITS, NATURALS, NS, THREADS, _Src
+from chunked_medoids.engine import DECODE_FACTOR
+from tests.make_size_golden import DS, ITEMS, LIMITS, NATURALS, NS, THREADS, engine_cases, plan_cases
 
 GOLDEN = {
     'engine': 'c2be312a5c3f546628cea48db577a9b92bbe83216104ab8ca4106424594aefc1',
@@ -45,36 +45,12 @@ def _quiet():
 
 
 def test_engine_sizes_unchanged():
-    out = []
-    for n in NS:
-        for it in ITEMS:
-            for lim in LIMITS:
-                for nat in NATURALS:
-                    for t in THREADS:
-                        for client in (False, True):
-                            eng = Engine(memory_limit=lim, num_workers=t)
-                            if client:
-                                eng.client = object()
-                            src = _Src(n, it, min(nat, n))
-                            rows = [eng.block_rows_for(src, b) for b in (None, 1, 2, 3)]
-                            eng.client = None
-                            conc = eng.read_concurrency(src, eng.blocks(src, rows[0]))
-                            out.append([n, it, lim, nat, t, client, rows, conc])
-    assert _digest(out) == GOLDEN["engine"]
+    # the recorder calls the public Engine API, so its grid is this test's grid
+    assert _digest(engine_cases()) == GOLDEN["engine"]
 
 
 def test_plan_stripes_unchanged():
-    out = []
-    for n in NS[:-1]:
-        for d in DS:
-            for it in ITEMS:
-                for lim in LIMITS:
-                    for p in (1, 2, 8):
-                        for fmt in ("zarr", "hdf5"):
-                            for br in (None, 5, 64):
-                                plan = _budget.plan_stripes(n, d, it, lim, p, br, fmt)
-                                out.append([n, d, it, lim, p, fmt, br, plan])
-    assert _digest(out) == GOLDEN["plan_stripes"]
+    assert _digest(plan_cases()) == GOLDEN["plan_stripes"]  # the builder's public plan_stripes
     assert plan_stripes is _budget.plan_stripes  # the builder's public name is the same function
 
 

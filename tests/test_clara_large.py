@@ -326,3 +326,32 @@ def test_state_lives_with_the_other_typed_states():
     with pytest.raises(_state.StateFieldError, match="draws"):
         _state.validate_state(_state.LargeClaraState(draws=np.array([[0, 9]]), seeds=np.arange(1),
                                                      extra_pool=np.zeros(0, np.int64)), ctx)
+
+
+# -- the OneBatchPAM comparison benchmark --------------------------------------------------------
+def _bench_clara():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_clara.py"
+    spec = importlib.util.spec_from_file_location("bench_clara_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_clara_skips_onebatch_when_its_default_batch_matrix_exceeds_the_cap():
+    pytest.importorskip("skimage")
+    bench = _bench_clara()
+    # OneBatchPAM's default batch, 100·ln(n·k) columns: about 6.2 GB of float64 at n = 500k, k = 10
+    # (it runs), 27 GB at n = 2M (it is skipped under the default 8 GB cap)
+    assert bench.onebatch_batch(500_000, 10) == int(100 * math.log(5_000_000))
+    assert bench.onebatch_matrix_bytes(500_000, 10) < 8e9 < bench.onebatch_matrix_bytes(2_000_000, 10)
+    assert bench.onebatch_batch(50, 10) == 50  # never more columns than points
+    args = bench.argparse.Namespace(k=10, n=2000, methods="onebatch", datasets="astronaut+coffee+rocket",
+                                    onebatch_max_gb=0.0)
+    out = bench.compare(args)
+    entry = out["datasets"]["astronaut+coffee+rocket"]
+    assert entry["n"] == 2000
+    assert "skipped" in entry["results"]["onebatch"] and "GB" in entry["results"]["onebatch"]["skipped"]
+    assert "loss_ratio" not in entry

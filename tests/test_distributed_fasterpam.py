@@ -128,7 +128,8 @@ def test_engine_log_says_the_actors_hold_the_rows(sources, client, caplog):
     lines = [r.getMessage() for r in caplog.records]
     walk = next(i for i, m in enumerate(lines) if m.startswith("fasterpam on "))
     after = [m for m in lines[walk:] if m.startswith("row stripes of the zarr source")]
-    assert after and all("not held by the engine: the eager walk's actors" in m for m in after), after
+    assert all("not held by the engine: the eager walk's actors" in m for m in after), after
+    assert not any("read once and held" in m for m in lines[walk:])
     assert "resident rows" in lines[walk]
 
 

@@ -168,8 +168,8 @@ BLOCKS = {
     "resident": [opt("--resident", choices=("auto", "yes", "no"), default=None,
                      help="hold the matrix's row stripes for the run once read from storage, so a "
                           "store is read once instead of once per pass: auto (default) when it fits "
-                          "half of --memory-limit (on a cluster auto streams; yes holds the stripes on "
-                          "the workers), yes whenever it fits, no never")],
+                          "half of --memory-limit (on a cluster: half of the workers' memory limits, the "
+                          "stripes held on the workers), yes whenever it fits, no never")],
     "progress": [opt("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show one progress bar per phase on stderr, and a note when numba compiles "
                           "its kernels (default: when stderr is a terminal)")],
