@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-__all__ = ["PeakRSS", "current_rss", "ru_maxrss_bytes", "hubble_pixels", "emit", "timer", "machine"]
+__all__ = ["PASS_CHILD", "PeakRSS", "current_rss", "emit", "hubble_pixels", "machine", "ru_maxrss_bytes",
+           "run_pass_child", "timer"]
 
 
 def current_rss() -> int:
@@ -130,3 +131,135 @@ def machine() -> dict:
     import platform
 
     return {"cores": cores, "python": platform.python_version(), "platform": platform.platform()}
+
+
+#: The child process of the cold-disk benchmarks (bench_cold_disk.py, bench_larger_than_ram.py):
+#: FasterPAM (random init) on a store with ``memory_limit``, optionally the medoid silhouette,
+#: and where the time went.  ``spec`` (JSON, argv[1]): store, k, memory_limit, max_iter,
+#: silhouette.  Prints one JSON line: pass times (from the pass log lines), loss, medoids,
+#: peak RSS, the engine's read_stats and, per pass (first block read to the pass log line),
+#: ``cpu_per_pass``: wall, process user/sys CPU seconds, CPU seconds inside the reads (reader
+#: threads: preadv's copy out of the page cache, checksum, checks; ``compute_cpu_s`` is the
+#: rest: kernels and glue), wall seconds inside ``os.preadv`` and the checksum summed over
+#: threads, the kernel's wait for blocks, the machine's busy CPU seconds (all processes, from
+#: /proc/stat: the load; ``machine_cores`` x wall is all of it) and the store device's busy
+#: seconds and bytes read (/proc/diskstats; every process on the device).
+PASS_CHILD = r"""
+import json, logging, os, re, resource, sys, threading, time
+import chunked_medoids as cm
+spec = json.loads(sys.argv[1])
+passes = []
+class H(logging.Handler):
+    def emit(self, rec):
+        m = re.search(r"pass (\d+): .* ([0-9.]+)s read", rec.getMessage())
+        if m:
+            passes.append(float(m.group(2)))
+logging.getLogger("chunked_medoids").addHandler(H())
+logging.getLogger("chunked_medoids").setLevel(logging.INFO)
+
+def machine_cpu():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tck = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - v[3] - v[4]) / tck, v[4] / tck  # busy, iowait
+
+def device_of(path):
+    st = os.stat(path)
+    return os.major(st.st_dev), os.minor(st.st_dev)
+
+def disk_busy(dev):
+    with open("/proc/diskstats") as f:
+        for line in f:
+            p = line.split()
+            if (int(p[0]), int(p[1])) == dev:
+                return int(p[12]) / 1000.0, int(p[5]) * 512  # io_ticks (s), bytes read
+    return 0.0, 0
+
+acc = {"read_cpu_s": 0.0, "preadv_s": 0.0, "crc_s": 0.0, "reads": 0}
+lock = threading.Lock()
+def timed(fn, key):
+    def wrap(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            dt = time.perf_counter() - t
+            with lock:
+                acc[key] += dt
+    return wrap
+os.preadv = timed(os.preadv, "preadv_s")
+try:
+    import google_crc32c
+    google_crc32c.extend = timed(google_crc32c.extend, "crc_s")
+except ImportError:
+    pass
+opts = {"direct_io": spec["direct_io"]} if spec.get("direct_io") is not None else {}
+src = cm.open_dissimilarity(spec["store"], **opts)
+eng = cm.Engine(memory_limit=spec["memory_limit"])
+dev = device_of(spec["store"])
+marks = []  # counters at the start of the first pass and at the end of each pass
+def mark(first=False):
+    with lock:
+        if first and marks:
+            return
+        t, p, m, d = time.perf_counter(), os.times(), machine_cpu(), disk_busy(dev)
+        marks.append(dict(acc, wall=t, user=p.user, sys=p.system, busy=m[0], iowait=m[1], disk=d[0],
+                          disk_bytes=d[1], wait=eng.read_stats["wait_s"]))
+class Marker(logging.Handler):
+    def emit(self, rec):
+        if re.search(r"pass (\d+): .*s read", rec.getMessage()):
+            mark()
+logging.getLogger("chunked_medoids").addHandler(Marker())
+real_read = src.read_rows
+def read_rows(a, b):
+    if not marks:
+        mark(first=True)
+    c = time.thread_time()
+    try:
+        return real_read(a, b)
+    finally:
+        dc = time.thread_time() - c
+        with lock:
+            acc["read_cpu_s"] += dc
+            acc["reads"] += 1
+src.read_rows = read_rows
+t0 = time.perf_counter()
+res = cm.fasterpam(src, spec["k"], init="random", random_state=0, max_iter=spec["max_iter"], engine=eng)
+t1 = time.perf_counter()
+cpu = []
+for a, b in zip(marks, marks[1:]):
+    d = {key: b[key] - a[key] for key in a}
+    cpu.append({"wall_s": d["wall"], "user_s": d["user"], "sys_s": d["sys"],
+                "read_cpu_s": d["read_cpu_s"], "compute_cpu_s": d["user"] + d["sys"] - d["read_cpu_s"],
+                "preadv_wall_s": d["preadv_s"], "crc_wall_s": d["crc_s"], "reads": d["reads"],
+                "kernel_wait_s": d["wait"], "machine_busy_cpu_s": d["busy"], "machine_iowait_s": d["iowait"],
+                "machine_cores": os.cpu_count(), "disk_busy_s": d["disk"], "disk_read_bytes": d["disk_bytes"]})
+out = {"fasterpam_s": t1 - t0, "pass_s": passes, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
+       "medoids": res.medoids.tolist(), "read_stats": eng.read_stats,
+       "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_per_pass": cpu}
+if spec.get("silhouette"):
+    sil = cm.medoid_silhouette(src, res.medoids)  # k medoid rows: no budget needed
+    out.update(medoid_silhouette=float(sil), silhouette_s=time.perf_counter() - t1)
+print(json.dumps(out))
+"""
+
+
+def run_pass_child(store: str, *, k: int, memory_limit: str, max_iter: int = 1, silhouette: bool = False,
+                   tree: str | None = None, direct_io=None) -> dict:
+    """Run :data:`PASS_CHILD` in a fresh interpreter and return its JSON result.
+
+    ``tree``: run another checkout's package (its directory goes first on ``PYTHONPATH``);
+    ``direct_io``: passed to ``open_dissimilarity`` unless None.
+    """
+    import subprocess
+
+    spec = json.dumps({"store": store, "k": k, "memory_limit": memory_limit, "max_iter": max_iter,
+                       "silhouette": silhouette, "direct_io": direct_io})
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+    proc = subprocess.run([sys.executable, "-c", PASS_CHILD, spec], capture_output=True, text=True,
+                          env=env, cwd=tree or None)
+    if proc.returncode:
+        raise RuntimeError(f"pass child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

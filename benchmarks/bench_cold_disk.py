@@ -11,17 +11,20 @@ Parts (``--part``):
               disk, the fastest cold read of the store's files (each file read once, by 1, 4
               and 8 threads), one cold FasterPAM pass (k = 10, random init, ``max_iter=1``,
               ``memory_limit``) in a fresh subprocess with its peak RSS and where the time
-              went (the kernel thread waiting for blocks, the reader threads), and a warm
-              pass (the store in the page cache) when it fits in RAM.  Stores are deleted
-              afterwards unless ``--keep``.
+              went (``_common.PASS_CHILD``: CPU seconds of the reads and of the kernels, the
+              kernel's wait for blocks, the machine's load, the disk's busy time), and a
+              warm pass (the files read into the page cache first) when the store fits in
+              RAM.  Stores are deleted afterwards unless ``--keep``; ``--reuse`` keeps them
+              and times passes on the ones already in ``--dir`` (no build), so the pass
+              part can be repeated quickly.
 ``quality``   FasterPAM (k = 20, random init) on float32 and on float16 distances of the
               same n points from the same init, both rescored on exact float32 distances:
               the loss ratio, for three real-pixel data sets.
 
 Reproduce the README figures with::
 
-    python benchmarks/bench_cold_disk.py --part pass --n 60000 --codecs lz4 --dtypes float32,float16 \\
-        --dir /work/bench_tmp/cold > cold.json
+    python benchmarks/bench_cold_disk.py --part pass --n 60000 --codecs default --dtypes float32,float16 \\
+        --dir /tmp/cold --reuse --baseline-tree <older checkout> > cold.json
     python benchmarks/bench_cold_disk.py --part pass --n 20000 --codecs none,lz4,zstd,blosc-zstd \\
         --dtypes float32 --dir /work/bench_tmp/cold > codecs.json
     python benchmarks/bench_cold_disk.py --part quality --n 20000 --k 20 > quality.json
@@ -41,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, machine  # noqa: E402
+from _common import emit, machine, run_pass_child  # noqa: E402
 
 DATASETS = {
     "hubble": (("hubble_deep_field",), 0),
@@ -94,53 +97,35 @@ def cold_read(path, threads):
     return time.perf_counter() - t0, nbytes
 
 
-CHILD = r"""
-import json, logging, re, resource, sys, time
-import numpy as np
-import chunked_medoids as cm
-spec = json.loads(sys.argv[1])
-passes = []
-class H(logging.Handler):
-    def emit(self, rec):
-        m = re.search(r"pass (\d+): .* ([0-9.]+)s read", rec.getMessage())
-        if m:
-            passes.append(float(m.group(2)))
-logging.getLogger("chunked_medoids").addHandler(H())
-logging.getLogger("chunked_medoids").setLevel(logging.INFO)
-src = cm.open_dissimilarity(spec["store"])
-eng = cm.Engine(memory_limit=spec["memory_limit"])
-t0 = time.perf_counter()
-res = cm.fasterpam(src, spec["k"], init="random", random_state=0, max_iter=1, engine=eng)
-total = time.perf_counter() - t0
-print(json.dumps({"pass_s": passes[0] if passes else None, "total_s": total, "loss": res.loss,
-                  "medoids": res.medoids.tolist(), "read_stats": getattr(eng, "read_stats", None),
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
-"""
+def warm_cache(path):
+    """Read every file of the store once through the page cache (4 threads)."""
+    with ThreadPoolExecutor(4) as pool:
+        return sum(pool.map(_read_file, store_files(path)))
 
 
-def run_pass(store, k, memory_limit, cold, tree=None):
-    """One FasterPAM pass in a fresh subprocess (``tree``: another checkout's package)."""
+def run_pass(store, k, memory_limit, cold, tree=None, direct_io=None):
+    """One FasterPAM pass (``max_iter=1``) in a fresh subprocess (``tree``: another checkout's
+    package), with where its time went (:data:`_common.PASS_CHILD`)."""
     if cold:
         drop_caches()
-    spec = json.dumps({"store": store, "k": k, "memory_limit": memory_limit})
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = tree
-    proc = subprocess.run([sys.executable, "-c", CHILD, spec], capture_output=True, text=True, check=True,
-                          env=env, cwd=tree or None)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_pass_child(store, k=k, memory_limit=memory_limit, max_iter=1, tree=tree, direct_io=direct_io)
+    out["pass_s"] = out["pass_s"][0] if out["pass_s"] else None
+    out["loadavg_before"] = os.getloadavg()[0]
+    return out
 
 
 def part_pass(args):
     import chunked_medoids as cm
 
-    X = pixels("hubble", args.n)
+    X = None
     out = []
+    threads = [int(t) for t in args.read_threads.split(",")]
     for dtype in args.dtypes.split(","):
         for codec in args.codecs.split(","):
             path = os.path.join(args.dir, f"D_{args.n}_{dtype}_{codec}.zarr")
             row = {"n": args.n, "dtype": dtype, "codec": codec}
             if not os.path.exists(path):
+                X = pixels("hubble", args.n) if X is None else X
                 t0 = time.perf_counter()
                 cm.build_dissimilarity(X, path, dtype=dtype, compressor=None if codec == "none" else codec,
                                        memory_limit="2GiB")
@@ -148,22 +133,34 @@ def part_pass(args):
             info = cm.store_info(path)
             row.update(bytes_on_disk=info["size_on_disk"], nbytes=info["nbytes"], scale=info.get("scale"))
             reads = {}
-            for t in (1, 4, 8):
+            for t in threads:
                 sec, nb = cold_read(path, t)
                 reads[t] = sec
             row["cold_read_s"] = reads
             row["cold_read_best_s"] = min(reads.values())
-            row["cold_pass"] = run_pass(path, args.k, args.memory_limit, cold=True)
+            # side by side: this checkout, then the baseline's (same store, same minutes)
+            row["cold_passes"], row["baseline_cold_passes"] = [], []
+            for _ in range(args.repeat):
+                row["cold_passes"].append(run_pass(path, args.k, args.memory_limit, cold=True))
+                if args.baseline_tree:
+                    row["baseline_cold_passes"].append(run_pass(path, args.k, args.memory_limit, cold=True,
+                                                                tree=args.baseline_tree))
+            row["cold_pass"] = min(row["cold_passes"], key=lambda r: r["pass_s"])
             row["pass_over_read"] = row["cold_pass"]["pass_s"] / row["cold_read_best_s"]
-            if args.baseline_tree and dtype != "float16":  # the same cold pass, an older checkout
-                row["baseline_cold_pass"] = run_pass(path, args.k, args.memory_limit, cold=True,
-                                                     tree=args.baseline_tree)
-            if info["size_on_disk"] < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
-                run_pass(path, args.k, args.memory_limit, cold=False)  # warm the cache
+            if row["baseline_cold_passes"]:
+                row["baseline_cold_pass"] = min(row["baseline_cold_passes"], key=lambda r: r["pass_s"])
+                row["baseline_pass_over_read"] = row["baseline_cold_pass"]["pass_s"] / row["cold_read_best_s"]
+            if args.warm and info["size_on_disk"] < 0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
+                # warm the cache by reading the files (an O_DIRECT pass would not cache them)
+                warm_cache(path)
                 row["warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False)
+                if args.baseline_tree:
+                    warm_cache(path)
+                    row["baseline_warm_pass"] = run_pass(path, args.k, args.memory_limit, cold=False,
+                                                         tree=args.baseline_tree)
             print(json.dumps(row), file=sys.stderr, flush=True)
             out.append(row)
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 shutil.rmtree(path)
     return out
 
@@ -209,8 +206,13 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float32,float16")
     ap.add_argument("--memory-limit", default="1GiB")
     ap.add_argument("--dir", default="/tmp/cm_cold")
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--baseline-tree", help="also time the cold pass with the package of this checkout")
+    ap.add_argument("--keep", action="store_true", help="keep the stores afterwards")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the stores, and time passes on stores already in --dir (built only if missing)")
+    ap.add_argument("--read-threads", default="1,4,8", help="reader threads of the cold reads of the files")
+    ap.add_argument("--repeat", type=int, default=1, help="cold passes per store (the fastest is reported)")
+    ap.add_argument("--no-warm", dest="warm", action="store_false", help="skip the warm passes")
+    ap.add_argument("--baseline-tree", help="also time the passes with the package of this checkout")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     if args.part == "pass":

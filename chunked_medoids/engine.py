@@ -783,6 +783,9 @@ class Engine:
                 fut.cancel()
             if bar is not None:
                 bar.close()
+            from .sources.base import release_block_buffers
+
+            release_block_buffers()  # idle block buffers of the stream (sources/base.py)
 
     def _get_pool(self, readers: int = 1):
         pools = self.__dict__.setdefault("_pools", {})

@@ -161,7 +161,8 @@ def _lazy(module: str, attr: str):
 register_source_kind("dask", _lazy("dask_array", "_matches"), _lazy("dask_array", "_open"),
                      "a dask.array.Array of shape (n, n), read stripe by stripe")
 register_source_kind("zarr", _lazy("zarr_store", "_matches"), _lazy("zarr_store", "_open"),
-                     "a zarr.Array/Group or a path to a .zarr store; options dataset=, allow_incomplete=")
+                     "a zarr.Array/Group or a path to a .zarr store; options dataset=, allow_incomplete=, "
+                     "direct_io=")
 register_source_kind("hdf5", _lazy("hdf5", "_matches"), _lazy("hdf5", "_open"),
                      "an h5py.Dataset or a path to a .h5/.hdf5/.he5 file; options dataset= "
                      "(default 'dissimilarity'), allow_incomplete=")

@@ -10,12 +10,102 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from .._errors import InvalidParameterError, InvalidTypeError, UnsupportedDtypeError
 from .._typing import ArrayLike
+
+#: block buffers :func:`block_buffer` keeps for reuse (bytes in all, busy or idle): the
+#: blocks in flight of a streamed pass (readers + read-ahead + the one processed, and the
+#: float32 blocks float16 ones are converted into).  Idle ones are let go at the end of a
+#: stream (:func:`release_block_buffers`).
+POOL_MAX_BYTES = 1 << 30
+#: alignment of the buffers of :func:`block_buffer` (``O_DIRECT`` reads go straight into them).
+BUFFER_ALIGN = 4096
+
+
+class _BufferPool:
+    """Block buffers by size, reused once nothing refers to them (see :func:`block_buffer`).
+
+    Every array handed out is a view of a pooled owner array, and numpy makes every view of a
+    view refer to the owner directly, so an owner whose only reference is the pool's is free
+    (``sys.getrefcount``).  No callback, no lock-step with the consumer: a block (or a row
+    of it) kept anywhere keeps its buffer out of reuse.  Several sizes live side by side
+    (float16 blocks and the float32 blocks they are converted into); idle buffers of other
+    sizes make room for a new size.
+    """
+
+    def __init__(self):
+        self.owners: dict[int, list] = {}
+        self.lock = threading.Lock()
+
+    def _tracked(self) -> int:
+        return sum(size * len(v) for size, v in self.owners.items())
+
+    def get(self, nbytes: int) -> np.ndarray:
+        with self.lock:
+            mine = self.owners.setdefault(nbytes, [])
+            for raw in mine:
+                # references: the list, the loop variable, getrefcount's argument
+                if sys.getrefcount(raw) == 3:
+                    return _aligned_view(raw, nbytes)
+            raw = np.empty(nbytes + BUFFER_ALIGN, dtype=np.uint8)
+            if self._tracked() + nbytes > POOL_MAX_BYTES:  # drop idle buffers of other sizes
+                for size in list(self.owners):
+                    if size != nbytes:
+                        self.owners[size] = [r for r in self.owners[size] if sys.getrefcount(r) > 3]  # busy
+                        if not self.owners[size]:
+                            del self.owners[size]
+            if self._tracked() + nbytes <= POOL_MAX_BYTES:
+                mine.append(raw)
+            return _aligned_view(raw, nbytes)
+
+    @property
+    def idle_bytes(self) -> int:
+        with self.lock:
+            return sum(size for size, v in self.owners.items() for raw in v if sys.getrefcount(raw) == 3)
+
+
+    def release(self) -> None:
+        with self.lock:
+            for size in list(self.owners):
+                self.owners[size] = [r for r in self.owners[size] if sys.getrefcount(r) > 3]  # busy
+                if not self.owners[size]:
+                    del self.owners[size]
+
+
+def _aligned_view(raw: np.ndarray, nbytes: int) -> np.ndarray:
+    off = (-raw.ctypes.data) % BUFFER_ALIGN
+    return raw[off:off + nbytes]
+
+
+_POOL = _BufferPool()
+
+
+def release_block_buffers() -> None:
+    """Let the idle buffers of :func:`block_buffer` go (the end of a stream of blocks)."""
+    _POOL.release()
+
+
+def block_buffer(shape: tuple[int, int], dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array for a block read from storage, page aligned.
+
+    Its memory is reused for a later block of the same size once the array and every view of
+    it are gone: a pass that allocated every block afresh spent a quarter of its CPU in the
+    kernel zeroing new pages (``perf``, cold n = 60000 pass).  The pool holds at most
+    :data:`POOL_MAX_BYTES` (beyond that, blocks are plain allocations).  The caller must
+    overwrite every element.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(shape[0]) * int(shape[1]) * dtype.itemsize
+    if nbytes < (1 << 20):  # small: not worth it
+        return np.empty(shape, dtype=dtype)
+    return _POOL.get(nbytes).view(dtype).reshape(shape)
+
 
 #: dtypes a dissimilarity may have; everything else is refused with the dtype named.
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
@@ -165,7 +255,7 @@ class DissimilaritySource(abc.ABC):
         if block.dtype == np.float16 and self.dtype != np.float16:
             from .._quant import dequantise
 
-            return dequantise(block, self.scale)
+            return dequantise(block, self.scale, out=block_buffer(block.shape, np.float32))
         if block.dtype != self.dtype or not block.flags.c_contiguous:
             block = np.ascontiguousarray(block, dtype=self.dtype)
         return block

@@ -7,6 +7,7 @@ themselves (zarr knows how).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from .._errors import (
     UnknownNameError,
 )
 from .._store_meta import check_complete, check_meta, read_meta
-from .base import DissimilaritySource, check_storage_dtype, fill_marker, first_fill_position
+from .base import DissimilaritySource, block_buffer, check_storage_dtype, fill_marker, first_fill_position
 from .memory import _check_square
 
 #: array read by default when the store root is a group.
@@ -86,6 +87,125 @@ def _is_decode_error(exc: BaseException) -> bool:
     if isinstance(exc, (ChunkedMedoidsError, MemoryError)):
         return False
     return not (isinstance(exc, OSError) and exc.errno is not None)
+
+
+#: bytes per buffered read (and checksum update) of the raw path: small enough for the CPU
+#: cache and a short hold of the GIL by the checksum, large enough for few system calls.
+RAW_PIECE = 1 << 20
+#: bytes per ``O_DIRECT`` read of the raw path (a multiple of :data:`DIRECT_ALIGN`): the
+#: device gets requests of its largest size, several per reader in flight.
+DIRECT_PIECE = 16 << 20
+#: alignment of ``O_DIRECT`` offsets, lengths and buffer addresses (a page covers every
+#: logical block size in use).
+DIRECT_ALIGN = 4096
+#: ``direct_io="auto"`` bypasses the page cache for stores larger than this fraction of the
+#: machine's memory: the cache keeps them between passes poorly (it is shared with every
+#: other program; a 20 GB store on 24 GB gained nothing on its second pass), and copying every
+#: byte through it costs the kernel more CPU than the distance kernels of a pass
+#: (``benchmarks/bench_cold_disk.py``: 7.2 and 14.4 GB stores on 24 GB).
+DIRECT_MIN_RAM_FRACTION = 0.25
+#: whether the raw path announces its buffered reads to the kernel (``os.posix_fadvise``).
+_FADVISE = hasattr(os, "posix_fadvise")
+_HAS_DIRECT = hasattr(os, "O_DIRECT") and hasattr(os, "preadv")
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _crc_extend(value: int, data) -> int:
+    import google_crc32c
+
+    return google_crc32c.extend(value, data)
+
+
+def _read_segments(fd: int, segments, scratch, crc: bool, pos: int = 0, value: int = 0):
+    """Read ``fd`` from offset ``pos`` into ``segments`` in order, :data:`RAW_PIECE` bytes at a time.
+
+    ``segments``: ``(array, None)`` reads into the uint8 array; ``(None, nbytes)`` reads
+    ``nbytes`` into ``scratch`` (bytes outside the rows asked for).  Returns the crc32c
+    (continuing ``value``) of every byte read (0 when ``crc`` is False), or None on a short
+    file.
+    """
+    for dest, size in segments:
+        total = dest.shape[0] if dest is not None else size
+        off = 0
+        while off < total:
+            m = min(RAW_PIECE, total - off)
+            piece = dest[off:off + m] if dest is not None else scratch[:m]
+            got = os.preadv(fd, [piece], pos)
+            if got <= 0:
+                return None
+            if crc:
+                value = _crc_extend(value, piece[:got])
+            off += got
+            pos += got
+    return value
+
+
+def _cached(fd: int, probe) -> bool:
+    """Whether the first bytes of ``fd`` are in the page cache: a buffered read of ``probe``
+    (a uint8 array) with ``RWF_NOWAIT`` fails instead of waiting for the disk."""
+    if _NOWAIT is None:
+        return False
+    try:
+        return os.preadv(fd, [probe], 0, _NOWAIT) == probe.shape[0]
+    except OSError:  # EAGAIN (not cached), EOPNOTSUPP (cannot tell)
+        return False
+
+
+def _aligned_buffer(nbytes: int) -> np.ndarray:
+    """A uint8 array of ``nbytes`` whose address is a multiple of :data:`DIRECT_ALIGN`."""
+    raw = np.empty(nbytes + DIRECT_ALIGN, dtype=np.uint8)
+    off = (-raw.ctypes.data) % DIRECT_ALIGN
+    return raw[off:off + nbytes]
+
+
+def _read_direct(fd: int, file_end: int, data_end: int, out_lo: int, dest, bounce, crc: bool):
+    """Read a raw chunk file with ``O_DIRECT`` (``fd``): bytes ``out_lo:out_lo + len(dest)``
+    into ``dest``, the checksum over ``0:data_end``; returns ``(crc32c, stored checksum
+    bytes)`` or None on a short read.
+
+    Reads are aligned (:data:`DIRECT_ALIGN`); where ``dest`` is aligned with the file the
+    device writes straight into it (no copy at all), else pieces go through ``bounce`` (an
+    aligned buffer of :data:`DIRECT_PIECE` bytes) and are copied out.
+    """
+    A = DIRECT_ALIGN
+    out_hi = out_lo + dest.shape[0]
+    straight = (dest.ctypes.data - out_lo) % A == 0
+    value, tail, pos = 0, bytearray(), 0
+    while pos < file_end:
+        if straight and pos >= out_lo and out_hi - pos >= A:
+            m = min(DIRECT_PIECE, ((out_hi - pos) // A) * A)
+            piece = dest[pos - out_lo:pos - out_lo + m]
+            if os.preadv(fd, [piece], pos) != m:
+                return None
+            if crc:
+                value = _crc_extend(value, piece)
+            pos += m
+            continue
+        if straight and pos < out_lo:
+            m = min(DIRECT_PIECE, -(-(out_lo - pos) // A) * A)
+        else:
+            m = min(DIRECT_PIECE, -(-(file_end - pos) // A) * A)
+        want = min(m, file_end - pos)
+        if os.preadv(fd, [bounce[:m]], pos) != want:
+            return None
+        hi = pos + want
+        d_hi = min(hi, data_end)
+        if crc and d_hi > pos:
+            value = _crc_extend(value, bounce[:d_hi - pos])
+        if hi > data_end:
+            tail += bytes(bounce[max(pos, data_end) - pos:want])
+        lo, up = max(pos, out_lo), min(hi, out_hi)
+        if up > lo:
+            dest[lo - out_lo:up - out_lo] = bounce[lo - pos:up - pos]
+        pos = hi
+    return value, bytes(tail)
 
 
 class ZarrArrayRef:
@@ -179,6 +299,15 @@ class ZarrSource(DissimilaritySource):
     allow_incomplete : bool, default False
         Open a store written by :func:`~chunked_medoids.build_dissimilarity` even if some of
         its stripes were never written (missing chunks read as the fill value).
+    direct_io : {"auto", True, False}, default "auto"
+        Read raw chunks (stores built with ``compressor=None``, the default) that are not in
+        the page cache with ``O_DIRECT``: past the kernel's cache, straight into the block.
+        That saves the kernel's copy and cache upkeep (more CPU than the distance kernels
+        of a pass) and leaves other programs' cached files alone, but a later pass finds
+        nothing cached.  "auto": for stores larger than a quarter of the machine's memory
+        (``DIRECT_MIN_RAM_FRACTION``), which the page cache keeps poorly anyway.  Chunks
+        already cached are read from the cache either way; file systems without
+        ``O_DIRECT`` read buffered.
 
     Notes
     -----
@@ -213,7 +342,11 @@ class ZarrSource(DissimilaritySource):
     #: readers: :meth:`~chunked_medoids.Engine.stream_plan`).
     parallel_reads = True
 
-    def __init__(self, obj, dataset: str | None = None, *, allow_incomplete: bool = False):
+    def __init__(self, obj, dataset: str | None = None, *, allow_incomplete: bool = False,
+                 direct_io: bool | str = "auto"):
+        if direct_io != "auto" and not isinstance(direct_io, (bool, np.bool_)):
+            raise InvalidTypeError(f"direct_io must be 'auto', True or False, got {direct_io!r}")
+        self.direct_io = direct_io if direct_io == "auto" else bool(direct_io)
         self._ref = ZarrArrayRef(obj, dataset)
         arr = self._ref.get()
         where = self._ref.location
@@ -433,51 +566,110 @@ class ZarrSource(DissimilaritySource):
         self._raw = layout
         return layout or None
 
+    def _use_direct(self) -> bool:
+        """Whether cold chunks are read with ``O_DIRECT`` (``direct_io``; "auto": stores
+        larger than :data:`DIRECT_MIN_RAM_FRACTION` of the machine's memory)."""
+        mode = getattr(self, "direct_io", "auto")
+        if mode == "auto":
+            ram = _physical_memory()
+            return bool(_HAS_DIRECT and ram and self.n * self.n * self.storage_itemsize > DIRECT_MIN_RAM_FRACTION * ram)
+        return bool(mode) and _HAS_DIRECT
+
     def _read_raw(self, start, stop, layout):
         """Rows ``start:stop`` from raw chunk files; None when zarr must handle it (a missing,
-        short or damaged chunk: its error messages and fill-value rules apply)."""
-        import google_crc32c
+        short, long or damaged chunk: its error messages and fill-value rules apply).
 
+        Each chunk file is read front to back.  Chunks in the page cache (or all of them,
+        without ``O_DIRECT``) are read in pieces of :data:`RAW_PIECE` bytes, the checksum of
+        a piece taken right after its read while the bytes are still in the CPU cache; the
+        chunk files of the block are first announced to the kernel
+        (``POSIX_FADV_WILLNEED``: one reader has the whole block's requests in flight).
+        With ``O_DIRECT`` (:meth:`_use_direct`), chunks that are not cached are read past the
+        page cache straight into the block (:func:`_read_direct`): no copy through the
+        kernel's cache, no eviction of what other programs cache.  Rows outside
+        ``start:stop`` of a partly read chunk go through a scratch buffer (they count for
+        the checksum).
+        """
         root, crc = layout
         arr = self._ref.get()
         dt, n, cr = self.stored_dtype, self.n, self.chunks[0]
         row = n * dt.itemsize
-        out = np.empty((stop - start, n), dtype=dt)
+        data_end = cr * row  # a stored chunk has cr rows (edge chunks are padded)
+        file_end = data_end + (4 if crc else 0)
+        direct = self._use_direct() and self.__dict__.get("_direct_ok", True)
+        out = block_buffer((stop - start, n), dt)  # page aligned: O_DIRECT reads go straight in
         flat = out.reshape(-1).view(np.uint8)
-        for c in range(start // cr, (stop - 1) // cr + 1):
-            r0, r1 = c * cr, (c + 1) * cr  # a stored chunk has cr rows (edge chunks are padded)
-            a, b = max(r0, start), min(r1, stop)
-            bufs = []
-            if a > r0:
-                bufs.append(bytearray((a - r0) * row))
-            bufs.append(flat[(a - start) * row:(b - start) * row])
-            if b < r1:
-                bufs.append(bytearray((r1 - b) * row))
-            tail = bytearray(4 if crc else 0)
-            if crc:
-                bufs.append(tail)
-            want = cr * row + len(tail)
-            key = arr.metadata.encode_chunk_key((c, 0))
-            try:
-                fd = os.open(os.path.join(root, *key.split("/")), os.O_RDONLY)
-            except FileNotFoundError:
-                return None
-            try:
-                got = os.preadv(fd, bufs, 0)
-                extra = os.pread(fd, 1, want) if got == want else b""
-            finally:
-                os.close(fd)
-            if got != want or extra:
-                return None
-            if crc:
-                value = 0
-                for buf in bufs[:-1]:
-                    view = np.frombuffer(buf, dtype=np.uint8)  # a read-only view, no copy
-                    view.flags.writeable = False
-                    value = google_crc32c.extend(value, view)
-                if value != int.from_bytes(tail, "little"):
+        chunks = range(start // cr, (stop - 1) // cr + 1)
+        fds, paths = [], []
+        try:
+            for c in chunks:
+                key = arr.metadata.encode_chunk_key((c, 0))
+                paths.append(os.path.join(root, *key.split("/")))
+                try:
+                    fd = os.open(paths[-1], os.O_RDONLY)
+                except FileNotFoundError:
                     return None
+                fds.append(fd)
+                if os.fstat(fd).st_size != file_end:
+                    return None
+            scratch = bounce = None
+            plan = []
+            for c, fd, path in zip(chunks, fds, paths):
+                r0, r1 = c * cr, (c + 1) * cr
+                a, b = max(r0, start), min(r1, stop)
+                dest = flat[(a - start) * row:(b - start) * row]
+                cold = direct and not _cached(fd, dest[:min(DIRECT_ALIGN, dest.shape[0])])
+                plan.append((fd, path, (a - r0) * row, dest, (r1 - b) * row, cold))
+            if _FADVISE and not direct:  # (with O_DIRECT, chunks read buffered are cached)
+                for fd, *_ in plan:
+                    os.posix_fadvise(fd, 0, file_end, os.POSIX_FADV_WILLNEED)
+            for fd, path, head, dest, tail, cold in plan:
+                if cold:
+                    got = self._direct_chunk(path, file_end, data_end, head, dest, crc, bounce)
+                    if got == "buffered":
+                        cold = False
+                    elif got is None:
+                        return None
+                    else:
+                        value, stored, bounce = got
+                if not cold:
+                    if (head or tail) and scratch is None:
+                        scratch = np.empty(min(RAW_PIECE, max(head, tail)), dtype=np.uint8)
+                    value = _read_segments(fd, [(None, head), (dest, None), (None, tail)], scratch, crc)
+                    if value is None:
+                        return None
+                    stored = os.pread(fd, 4, data_end) if crc else b""
+                if crc and (len(stored) != 4 or int.from_bytes(stored, "little") != value):
+                    return None
+        finally:
+            for fd in fds:
+                os.close(fd)
         return out
+
+    def _direct_chunk(self, path, file_end, data_end, head, dest, crc, bounce):
+        """One chunk file read with ``O_DIRECT``: ``(crc32c, stored checksum, bounce
+        buffer)``, None on a short read, or "buffered" when the file system refuses
+        ``O_DIRECT`` (then it is not tried again for this source)."""
+        try:
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            self._direct_ok = False
+            return "buffered"
+        try:
+            if bounce is None:
+                bounce = block_buffer((1, DIRECT_PIECE), np.uint8).reshape(-1)
+            try:
+                got = _read_direct(dfd, file_end, data_end, head, dest, bounce, crc)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                self._direct_ok = False
+                return "buffered"
+        finally:
+            os.close(dfd)
+        return None if got is None else (got[0], got[1], bounce)
 
     def _read_rows(self, start, stop):
         if start == stop:
@@ -547,6 +739,7 @@ class ZarrSource(DissimilaritySource):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_raw", None)  # re-detected in the receiving process
+        state.pop("_direct_ok", None)
         return state
 
     def __repr__(self) -> str:
@@ -588,9 +781,9 @@ def _matches(obj) -> bool:
     return False
 
 
-def _open(obj, *, dataset=None, allow_incomplete=False, **options):
+def _open(obj, *, dataset=None, allow_incomplete=False, direct_io="auto", **options):
     if options:
         raise InvalidTypeError(
-            f"zarr sources take the options dataset=, allow_incomplete=; got unknown {sorted(options)}"
+            f"zarr sources take the options dataset=, allow_incomplete=, direct_io=; got unknown {sorted(options)}"
         )
-    return ZarrSource(obj, dataset, allow_incomplete=allow_incomplete)
+    return ZarrSource(obj, dataset, allow_incomplete=allow_incomplete, direct_io=direct_io)
