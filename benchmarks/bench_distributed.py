@@ -27,6 +27,15 @@ Data: ``n`` seeded random pixels of scikit-image's ``hubble_deep_field`` (d = 3)
 (``--swap-ns``) the local sequential FasterPAM swap and pass counts for a few smaller n,
 which ``model_distributed.py`` uses to extrapolate.
 
+Per run, ``breakdown`` says where the walk's time went (each worker's busy, idle, kernel,
+swap-apply and CPU seconds, candidates, bytes of swapped rows; round-trip latency; the
+client's share) and ``*_load_robust`` gives speedups that do not depend on the machine's
+load (the walk's span, the slowest worker's CPU, and a projection with ``--idle-latency-ms``
+per round trip).  The speedup part alone (1–2 minutes on an idle 2-core machine; ``--out
+DIR`` keeps and reuses the store)::
+
+    python benchmarks/bench_distributed.py --n 24000 --k 20 --inits random --swap-ns --no-io
+
 Reproduce the README figures with::
 
     python benchmarks/bench_distributed.py --n 24000 --k 20 > benchmarks/results/distributed.json
@@ -129,13 +138,75 @@ def fit_on(cluster, src, k, init, log):
     res = cm.fasterpam(src, k, init=init, client=cluster.client, memory_limit="1GiB")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    return res, {"seconds": wall, "client_cpu_seconds": cpu, "client_cpu_fraction": cpu / wall,
-                 "round_trips": res.distributed["round_trips"], "rows": res.distributed["rows"],
-                 "setup_seconds": res.distributed["setup_seconds"], "granule": res.distributed["granule"],
-                 "sequential_runs": res.distributed["sequential_runs"],
-                 "parallel_batches": res.distributed["parallel_batches"],
-                 "run_positions": res.distributed["run_positions"],
-                 "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
+    info = res.distributed
+    fig = {"seconds": wall, "client_cpu_seconds": cpu, "client_cpu_fraction": cpu / wall,
+           "round_trips": info["round_trips"], "rows": info["rows"],
+           "setup_seconds": info["setup_seconds"], "granule": info["granule"],
+           "sequential_runs": info["sequential_runs"], "parallel_batches": info["parallel_batches"],
+           "run_positions": info["run_positions"], "stops_sent": info["stops_sent"],
+           "walk_seconds": info["walk_seconds"], "walk_client_cpu_seconds": info["client_cpu_seconds"],
+           "round_trip_seconds": info["round_trip_seconds"], "critical_cpu_seconds": info["critical_cpu_seconds"],
+           "create_seconds": info["create_seconds"], "load_seconds": info["load_seconds"],
+           "span_candidates": info["span_candidates"], "evaluated": info["evaluated"],
+           "passes": list(log.passes), "n_swap": res.n_swap, "n_iter": res.n_iter}
+    fig["breakdown"] = breakdown(info, fig)
+    return res, fig
+
+
+def breakdown(info, fig):
+    """Where the walk's time went, from the actors' own counters (``EagerActor.stats_now``):
+    per worker its busy seconds (kernels, applying the swaps found elsewhere -- the work
+    replicated on every worker --, applying its own), its idle seconds between steps
+    (waiting for the client and the slowest worker), its CPU seconds; and the load-robust
+    figures ``busy_over_wall`` (Σ busy / walk wall: workers kept busy at once) and
+    ``cpu_speedup_bound`` (Σ worker CPU / the largest worker's CPU: the speedup were every
+    process on its own core and no one waited)."""
+    actors = info.get("actors") or []
+    if not actors:
+        return None
+    walk = max(info["walk_seconds"], 1e-9)
+    per = [{key: a[key] for key in ("busy_s", "scan_s", "apply_s", "apply_own_s", "idle_s", "cpu_s",
+                                    "proc_cpu_s", "load_s", "load_cpu_s", "calls", "parallel", "runs", "stopped", "evaluated",
+                                    "swaps_in", "rows_in_bytes", "rows_out_bytes", "prefetch_s", "prefetched_rows",
+                                    "evaluated_prefetched")} for a in actors]
+    busy = sum(a["busy_s"] for a in per)
+    cpu = [a["cpu_s"] for a in per]
+    rts = max(1, fig["round_trips"])
+    return {"workers": per, "busy_over_wall": busy / walk, "worker_cpu_seconds": sum(cpu),
+            "cpu_speedup_bound": sum(cpu) / max(max(cpu), 1e-9),
+            "evaluated": sum(a["evaluated"] for a in per),
+            "replicated_apply_seconds": sum(a["apply_s"] for a in per),
+            "ms_per_round_trip": 1e3 * fig["round_trip_seconds"] / rts,
+            "ms_latency_per_round_trip": 1e3 * max(0.0, fig["round_trip_seconds"] - max(a["busy_s"] for a in per)
+                                                   ) / rts,
+            "client_share_of_walk": fig["walk_client_cpu_seconds"] / walk}
+
+
+def load_robust(one, two, lam):
+    """Speedup figures of W = 2 over W = 1 that do not depend on how busy the machine was.
+
+    * ``span_speedup``: the walk's critical path in candidates (Σ over round trips of the
+      most candidates one worker had to evaluate: a run's length, a batch's largest share
+      before its first hit) at W = 1 over W = 2 -- a property of the walk alone.
+    * ``cpu_speedup``: Σ over round trips of the slowest worker's CPU seconds, W = 1 over
+      W = 2 (inflated at W = 2 when the stop message is slow: the others go on meanwhile).
+    * ``projected_*``: each process on its own core and ``lam`` seconds per round trip (the
+      idle machine's latency): walk = t·span + lam·round trips, with ``t`` the W = 1
+      worker's CPU seconds per candidate; setup = the slowest worker's CPU seconds reading
+      its resident rows; fit = setup + walk.
+    """
+    b1, b2 = one.get("breakdown"), two.get("breakdown")
+    if not b1 or not b2:
+        return None
+    t = b1["worker_cpu_seconds"] / max(1, b1["evaluated"])
+    walk = {W: t * r["span_candidates"] + lam * r["round_trips"] for W, r in ((1, one), (2, two))}
+    setup = {W: max(w["load_cpu_s"] for w in b["workers"]) for W, b in ((1, b1), (2, b2))}
+    return {"span_speedup": one["span_candidates"] / max(1, two["span_candidates"]),
+            "cpu_speedup": one["critical_cpu_seconds"] / max(1e-9, two["critical_cpu_seconds"]),
+            "seconds_per_candidate": t, "assumed_latency_seconds": lam,
+            "projected_walk_seconds": walk, "projected_setup_seconds": setup,
+            "projected_walk_speedup": walk[1] / walk[2],
+            "projected_fit_speedup": (setup[1] + walk[1]) / (setup[2] + walk[2])}
 
 
 def _worker_rchar():
@@ -176,7 +247,10 @@ def main():
     ap.add_argument("--worker-memory", default="8GiB")
     ap.add_argument("--swap-ns", type=int, nargs="*", default=[3000, 6000, 12000],
                     help="smaller n whose local swap counts feed the scaling model")
-    ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one)")
+    ap.add_argument("--out", default=None, help="directory for the store (default: a temporary one; an "
+                    "existing complete D.zarr there is reused)")
+    ap.add_argument("--idle-latency-ms", type=float, default=2.0,
+                    help="round-trip latency of the idle machine for the projected (load-robust) speedups")
     ap.add_argument("--no-io", action="store_true",
                     help="skip the resident-stripes I/O part (BUILD + 5 FastPAM2 iterations)")
     args = ap.parse_args()
@@ -248,6 +322,7 @@ def main():
             walk1 = sum(p["seconds"] for p in one["passes"])
             walk2 = sum(p["seconds"] for p in two["passes"])
             out[f"{name}_walk_speedup_2_over_1"] = walk1 / walk2
+            out[f"{name}_load_robust"] = load_robust(one, two, args.idle_latency_ms * 1e-3)
     swaps = []
     for n in args.swap_ns:
         if n >= args.n:

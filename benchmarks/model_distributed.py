@@ -18,11 +18,11 @@ Model of one fit (the walk; the one-off read of the resident rows is left out)::
   message latency, the client's own work and load imbalance.
 * swaps ``S(n) = a + b·ln n`` and passes ``P(n)`` (their mean), fitted to the local
   sequential runs at several n (same data, random init).
-* ``RT(n, W) = ρ·S(n) + P(n)·(log₂(n / (16·W)) + n / (8192·W))``: ρ round trips per swap
-  (fitted at W = 2) plus the geometrically growing batches of a pass (16 and 8192
-  positions per worker are the batch bounds of ``chunked_medoids/_dist_eager.py``); with
-  one worker every round trip is a sequential run of up to 8192 positions, so
-  ``RT(n, 1) = P(n)·n / 8192``.
+* ``RT(n, W) = ρ·S(n) + P(n)·(1 + n / (8192·W))``: ρ round trips per swap (fitted at
+  W = 2) plus the batches of a pass without a swap (8192 positions per worker is the batch
+  bound of ``chunked_medoids/_dist_eager.py``; batches no longer grow from 16 positions:
+  a batch is cut short at its first hit, so it starts long); with one worker every round
+  trip is a sequential run of up to 8192 positions, so ``RT(n, 1) = P(n)·n / 8192``.
 * ``E(n, W) = n·P(n) + β·W·S(n)``: every position once per pass plus the candidates
   evaluated beyond a swap in its batch (β fitted); ``ψ·S(n)`` of them are walked in
   sequential runs on one worker while swaps are dense (ψ = run positions per swap, fitted
@@ -51,13 +51,14 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MIN_PER_WORKER, MAX_PER_WORKER = 16, 8192
+MAX_PER_WORKER = 8192
 WS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 NS = [100_000, 1_000_000, 10_000_000]
 
 
 def rt_growth(n, W):
-    return max(1.0, math.log2(max(2.0, n / (MIN_PER_WORKER * W)))) + n / (MAX_PER_WORKER * W)
+    """Round trips of a pass spent on batches without a swap (see the module notes)."""
+    return 1.0 + n / (MAX_PER_WORKER * W)
 
 
 def fit(bench):

@@ -17,29 +17,32 @@ Design
   read once from storage by the worker itself (*resident*), or re-read per pass through a
   bounded cache (*streaming*) -- or, for a features source with fused kernels, the
   prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
-  state: the medoid table, the caches, the removal loss and the loss.
+  state: the medoid table, the caches, the removal loss and the loss.  With computed rows
+  any actor can walk any position: the granules are then blocks of :data:`FINE`
+  positions and sequential runs are not cut at granule ends.
 * **Parallel batches** (swaps are rare).  The client walks the fixed candidate order in
   batches of positions ``[lo, hi)``.  Each actor evaluates *its* candidates of the batch
   in order against its (identical) replica with the same numba kernels as the local path
   (``first_improving`` / ``first_improving_fused`` / ``msc_first_improving``) and returns
-  its earliest accepted one; the earliest over all actors is the sequential walk's next
-  swap, because every earlier candidate was evaluated against the same state and
-  refused.  The walk continues right after it.  Batches grow geometrically while no swap
-  is found (as the threads' speculation of ``algorithms/fasterpam.py``).
+  its earliest accepted one, or how far it got; the front (the least of those) is where
+  the walk continues, and a hit at the front is the sequential walk's next swap, because
+  every earlier candidate was evaluated against the same state and refused.  The first
+  hit is relayed by the client to the actors still busy (:meth:`EagerActor.stop_at`), which
+  stop once past it.
 * **Sequential runs** (swaps are dense, e.g. the first pass from a random init).  A batch
   would end at nearly every swap, so the client instead sends the run of consecutive
   positions held by one actor (up to a granule) to that actor alone, which walks it
   exactly as the sequential kernel does, applying every accepted swap on the spot, and
   returns them all.  The client picks the cheaper kind from its running estimates of the
-  round-trip latency, the per-candidate cost and the positions between swaps; with one
-  worker every round trip is a run.
+  round-trip latency, the per-candidate cost and the positions between swaps
+  (:meth:`DistributedEagerWalk._sequential`); with one worker every round trip is a run.
 * **Swaps.**  The client applies each swap to its own replica (it keeps one for
   checkpoints and the result) and appends it to a log (slot, candidate, the candidate's
   row unless the workers compute rows themselves); every actor receives the swaps it has
   not seen with its next call, in order, and applies them exactly as the local code does.
   So the result is bitwise the sequential definition's for any worker count, thread
-  count, block size or granule size, and the round trips of a pass are bounded by about
-  ``swaps + log2(n)``, not a function of n.
+  count, block size or granule size, and the round trips of a pass are about
+  ``swaps + n / (8192·W)``, not growing with n otherwise.
 * **Faults.**  A worker that dies takes its actor with it.  The batch's call to it fails;
   a new actor is created on a live worker (preferring one without an actor, e.g. the one
   the nanny restarted), it re-reads its granules and receives the client's replica (equal
@@ -55,6 +58,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,6 +82,10 @@ METHODS = ("fasterpam", "fastermsc")
 ORDER_GRANULE = 256
 #: the largest ownership granule (rows) unless a storage chunk is taller.
 GRANULE_CAP = 1024
+#: granule (positions) of a walk whose rows are computed from features (any actor can walk
+#: any position): parallel batches interleave such small blocks, so an actor that accepts
+#: a candidate leaves the others little to wait for or to have evaluated in vain.
+FINE = 64
 #: source kinds whose ``block_rows`` is a storage chunk height.
 CHUNKED_KINDS = ("zarr", "hdf5", "dask")
 #: set by tests to force another ownership granule (the result must not depend on it).
@@ -87,8 +95,32 @@ RESIDENT_FRACTION = 0.5
 #: batch bounds, in positions per worker.
 MIN_PER_WORKER = 16
 MAX_PER_WORKER = 8192
+#: the longest sequential run when any actor can walk any position (rows computed).
+MAX_RUN = 8192
+#: rows an actor computes ahead per step of its prefetch thread (between looks at the
+#: cancel flag, about a millisecond).
+PREFETCH_STEP = 32
 #: recoveries of one batch before giving up (every attempt lost another worker).
 MAX_RECOVERIES = 8
+#: seconds the scheduler has to answer before a failed actor call counts as its loss.
+SCHEDULER_PROBE_SECONDS = 10
+#: candidates an actor evaluates in a parallel batch between looks at the stop flag
+#: (:meth:`EagerActor.stop_at`): about a millisecond of work.
+CHECK = 96
+#: what every actor counts (:meth:`EagerActor.stats_now`, reported by
+#: :meth:`DistributedEagerWalk.summary` under ``"actors"``): seconds in steps (``busy_s``,
+#: of which ``apply_s`` applying the swaps found elsewhere -- the replicated work --,
+#: ``apply_own_s`` applying its own swaps of sequential runs, ``scan_s`` the kernels),
+#: ``cpu_s`` the actor thread's CPU time in steps, ``idle_s`` wall time between steps
+#: (waiting for the client and the other actors), ``load_s``/``load_cpu_s`` reading the
+#: resident rows, calls, parallel batches and sequential runs served, parallel batches cut
+#: short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
+#: received and sent; ``prefetch_s`` / ``prefetched_rows`` the rows computed ahead while
+#: idle (:meth:`EagerActor.prefetch`) and ``evaluated_prefetched`` the candidates evaluated
+#: from them.
+STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "calls",
+             "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes",
+             "prefetch_s", "prefetched_rows", "evaluated_prefetched")
 
 
 def ownership_granule(source, workers: int) -> int:
@@ -144,12 +176,17 @@ class EagerActor:
         self.granules = np.asarray(p["granules"], dtype=np.int64)
         order = p["order"]
         cand_all = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        par = p["params"]
+        # rows computed from the features: any actor can walk any position, so the granules
+        # are blocks of positions (not of rows) and sequential runs go anywhere
+        self.anywhere = self.method == "fasterpam" and bool(par["fused"])
+        self.cand_all, self.natural = cand_all, order is None
         n_gran = -(-n // self.G)
         owned = np.zeros(n_gran, dtype=np.bool_)
         owned[self.granules] = True
-        self.own_pos = np.flatnonzero(owned[cand_all // self.G]).astype(np.int64)
+        key = np.arange(n, dtype=np.int64) if self.anywhere else cand_all
+        self.own_pos = np.flatnonzero(owned[key // self.G]).astype(np.int64)
         self.own_cand = np.ascontiguousarray(cand_all[self.own_pos])
-        par = p["params"]
         self.tol, self.eps_abs = float(par["tol"]), float(par.get("eps_abs", 0.0))
         self.st = _Replica(self.method, p["state"], par["w"], bool(par["weighted"]))
         self.applied = int(par["applied"])
@@ -164,13 +201,26 @@ class EagerActor:
             self.fused = FusedEval(self.source.fused_bundle(), self.threads, self.st.ds)
         self.resident = bool(p["resident"]) and self.fused is None
         self.bytes_read = 0
+        self.peers = int(p.get("workers", 1)) > 1  # parallel batches can be cut short by a stop
+        self._stop = (-1, 0)  # (batch, position): set by stop_at() from the worker's event loop
+        self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self._t_end = None  # end of the last step (idle time between steps)
+        self._proc0 = time.process_time()
         self.rows = None
+        # rows computed ahead while another actor walks a run (computed rows only): the
+        # buffer of rows for the positions [pre_lo, pre_lo + pre_done) of the order
+        self.pre_rows, self.pre_lo, self.pre_done, self._pre_thread, self._pre_cancel = None, 0, 0, None, False
+        itemsize = np.dtype(self.source.dtype).itemsize
+        self.pre_cap = (min(MAX_RUN, int(p.get("budget", 0)) // max(1, n * itemsize))
+                        if self.anywhere and self.peers else 0)
+        if self.pre_cap < PREFETCH_STEP:
+            self.pre_cap = 0
         if self.fused is None:
             itemsize = np.dtype(self.source.dtype).itemsize
             gbytes = self.G * n * itemsize
             owned_count = len(self.granules)  # 0 when there are more workers than granules
             self.cap = owned_count if self.resident else min(owned_count, max(1, int(p["budget"]) // max(1, gbytes)))
-            self.rows = np.empty((self.cap * self.G, n), dtype=self.source.dtype)
+            self.rows = _row_buffer((self.cap * self.G, n), self.source.dtype)
             self.slot_of = np.full(n_gran, -1, dtype=np.int64)
             self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
             self.slot_clock = np.zeros(self.cap, dtype=np.int64)
@@ -190,14 +240,74 @@ class EagerActor:
 
     def load(self):
         """Read the resident granules (once); returns ``(bytes read, seconds)``."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         if self.rows is not None and self.resident:
             for slot, g in enumerate(self.granules):
                 if self.slot_of[g] < 0:
                     self._read_granule(g, slot)
         elif self.fused is not None:
             self.fused.refresh(self.st.ds)
-        return self.bytes_read, time.perf_counter() - t0
+        secs = time.perf_counter() - t0
+        self.stats["load_s"] += secs
+        self.stats["load_cpu_s"] += time.thread_time() - c0
+        self._t_end = time.perf_counter()
+        return self.bytes_read, secs
+
+    async def stop_at(self, batch, pos):
+        """Tell the running parallel batch ``batch`` that a candidate at position ``pos``
+        was accepted elsewhere: positions from ``pos`` on need not be evaluated.  Runs on
+        the worker's event loop (an async actor method), while :meth:`step` runs in the
+        actor thread and looks at the flag between sub-batches of :data:`CHECK` candidates."""
+        cur = self._stop
+        if batch > cur[0] or (batch == cur[0] and pos < cur[1]):
+            self._stop = (int(batch), int(pos))
+
+    def _stopped(self, batch, pos):
+        b, p = self._stop
+        return b == batch and pos >= p
+
+    def prefetch(self, lo, hi):
+        """Compute the rows of positions ``[lo, hi)`` of the order ahead, in a background
+        thread, while this actor is idle (another one walks a sequential run); the next
+        :meth:`step` stops it and evaluates the positions computed so far from those rows
+        with the stored kernel -- bitwise the fused kernel's result on them
+        (``_kernels/fused.py``) at about half the cost.  Rows depend on no state, so they
+        stay valid for the rest of the walk.  A hint: errors just end it."""
+        self._cancel_prefetch()
+        hi = min(int(hi), int(lo) + self.pre_cap, self.n)
+        if self.pre_cap == 0 or hi <= lo:
+            return
+        if self.pre_rows is None:
+            self.pre_rows = np.empty((self.pre_cap, self.n), dtype=self.source.dtype)
+        self.pre_lo, self.pre_done, self._pre_cancel = int(lo), 0, False
+        self._pre_thread = threading.Thread(target=self._prefetch_loop, args=(int(lo), hi), daemon=True,
+                                            name="cm-prefetch")
+        self._pre_thread.start()
+
+    def _prefetch_loop(self, lo, hi):
+        t0 = time.perf_counter()
+        try:
+            a = lo
+            while a < hi and not self._pre_cancel:
+                b = min(hi, a + PREFETCH_STEP)
+                cand = self.cand_all[a:b]
+                contiguous = self.natural
+                block = self.source.read_rows(int(cand[0]), int(cand[-1]) + 1) if contiguous else \
+                    self.source.take_rows(cand)
+                self.pre_rows[a - lo:b - lo] = block
+                self.pre_done = b - lo
+                a = b
+        except Exception:  # noqa: BLE001 - a hint: the walk computes these rows itself
+            pass
+        self.stats["prefetch_s"] += time.perf_counter() - t0
+        self.stats["prefetched_rows"] += self.pre_done
+
+    def _cancel_prefetch(self):
+        t = self._pre_thread
+        if t is not None:
+            self._pre_cancel = True
+            t.join()
+            self._pre_thread = None
 
     def _ensure(self, gran):
         """Make the granules ``gran`` (in order of use) present; returns how many of the
@@ -224,27 +334,28 @@ class EagerActor:
         return gran.shape[0]
 
     # -- the kernels -------------------------------------------------------------------
-    def _scan(self, t, visit, cand, lo, hi):
+    def _scan(self, t, visit, cand, lo, hi, rows=None):
         st = self.st
-        if self.fused is not None:
+        if self.fused is not None and rows is None:
             return self.fused.first(t, cand, lo, hi, st, st.td, self.tol, self.P[t], self.out[t])
         if self.method == "fasterpam":
-            return first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.dn, st.ds, st.nn, st.R,
-                                   st.w, st.weighted, st.td, self.tol, self.P[t], self.buf[t], self.out[t])
+            return first_improving(self.rows if rows is None else rows, visit, cand, lo, hi, st.is_medoid,
+                                   st.dn, st.ds, st.nn, st.R, st.w, st.weighted, st.td, self.tol, self.P[t],
+                                   self.buf[t], self.out[t])
         return msc_first_improving(self.rows, visit, cand, lo, hi, st.is_medoid, st.d1, st.d2, st.d3, st.n1,
                                    st.n2, st.R, st.w, st.weighted, st.L, self.tol, self.eps_abs, self.P[t],
                                    self.out[t])
 
-    def _first(self, visit, cand):
+    def _first(self, visit, cand, rows=None):
         """Earliest accepted index of ``cand`` (or -1) and its thread (for ``out``)."""
         m = cand.shape[0]
         T = self.threads
         if T == 1 or m < 4 * T:
-            return self._scan(0, visit, cand, 0, m), 0
+            return self._scan(0, visit, cand, 0, m, rows), 0
         bounds = np.linspace(0, m, T + 1).astype(np.int64)
-        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]))
+        futs = [self.pool.submit(self._scan, t, visit, cand, int(bounds[t]), int(bounds[t + 1]), rows)
                 for t in range(1, T)]
-        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1])), 0)]
+        hits = [(self._scan(0, visit, cand, int(bounds[0]), int(bounds[1]), rows), 0)]
         hits += [(f.result(), t) for t, f in enumerate(futs, start=1)]
         return next(((h, t) for h, t in hits if h >= 0), (-1, 0))
 
@@ -268,66 +379,137 @@ class EagerActor:
         self._apply_local(slot, j, row)
         self.applied = seq
 
-    def step(self, swaps, lo, hi, since=None):
+    def step(self, swaps, lo, hi, since=None, batch=-1):
         """Apply the ``swaps`` not applied yet, then walk this actor's candidates at
         positions ``[lo, hi)``.
 
-        ``since=None`` (a *parallel* batch): stop at the first accepted candidate and do not
-        apply it.  ``since`` an int (a *sequential* run: every position of ``[lo, hi)`` is
-        this actor's): apply each accepted candidate at once and go on right after it, as
-        the sequential kernel does, counting ``since`` (positions since the last swap) and
-        stopping when it reaches n.
+        ``since=None`` (a *parallel* batch, number ``batch``): stop at the first accepted
+        candidate and do not apply it; also stop early once :meth:`stop_at` said a
+        candidate at an earlier position was accepted elsewhere.  ``since`` an int (a
+        *sequential* run: every position of ``[lo, hi)`` is this actor's): apply each
+        accepted candidate at once and go on right after it, as the sequential kernel does,
+        counting ``since`` (positions since the last swap) and stopping when it reaches n.
 
-        Returns ``(hits, end, since, bad, seconds, evaluated, bytes_read)``: ``hits`` a list
+        Returns ``(hits, end, since, bad, seconds, evaluated, bytes_read, cpu_seconds)``: ``hits`` a list
         of ``(pos, slot, j, row)`` (``row`` None when rows are computed); ``end`` the
-        position the walk reached (sequential runs); ``bad`` whether a computed row held a
-        non-finite entry.
+        position the walk reached (a sequential run), or for a parallel batch the hit's
+        position, else the first of this actor's positions left unevaluated (``hi`` when
+        all were): every candidate of this actor before ``end`` was evaluated and refused;
+        ``bad`` whether a computed row held a non-finite entry.
         """
-        t0 = time.perf_counter()
+        self._cancel_prefetch()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        S = self.stats
+        if self._t_end is not None:
+            S["idle_s"] += t0 - self._t_end
         read0 = self.bytes_read
         for sw in swaps:
             self._apply(sw)
-        a = int(np.searchsorted(self.own_pos, lo))
-        b = int(np.searchsorted(self.own_pos, hi))
-        cand = self.own_cand[a:b]
-        m = cand.shape[0]
+        t1 = time.perf_counter()
+        S["apply_s"] += t1 - t0
         run = since is not None
+        if run and self.anywhere:
+            pos = np.arange(lo, hi, dtype=np.int64)
+            cand = self.cand_all[lo:hi]
+        else:
+            a = int(np.searchsorted(self.own_pos, lo))
+            b = int(np.searchsorted(self.own_pos, hi))
+            pos, cand = self.own_pos[a:b], self.own_cand[a:b]
+        m = cand.shape[0]
         if run and m != hi - lo:
             raise ChunkedMedoidsError(f"positions {lo}..{hi} are not all held by this actor")
         n = self.n
         limit = min(m, n - int(since)) if run else m
-        hits, bad, evaluated, i = [], False, 0, 0
-        while i < limit:
+        cut = self.peers and not run  # a parallel batch another actor's hit may cut short
+        hits, bad, evaluated, i, stopped = [], False, 0, 0, False
+        while i < limit and not stopped:
+            rows = None
             if self.fused is not None:
-                e, visit = limit, None
+                e, visit_all = limit, None
+                if run and self.pre_done:  # rows computed ahead cover part of the run
+                    p0, p1, here = self.pre_lo, self.pre_lo + self.pre_done, lo + i
+                    if p0 <= here < p1:
+                        e = min(limit, p1 - lo)
+                        visit_all, rows = np.arange(here - p0, lo + e - p0, dtype=np.int64), self.pre_rows
+                    elif here < p0 < lo + limit:
+                        e = p0 - lo
             else:
                 gran = cand[i:limit] // self.G
                 e = i + self._ensure(gran)
-                visit = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
-            sub = cand[i:e]
-            h, t = self._first(visit, sub)
-            if self.fused is not None and self.fused.bad():
-                bad = True
+                visit_all = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
+            base = i
+            hit = False
+            while i < e:
+                if cut and self._stopped(batch, int(pos[i])):
+                    stopped = True
+                    break
+                f = min(e, i + CHECK) if cut else e
+                sub = cand[i:f]
+                visit = None if visit_all is None else visit_all[i - base:f - base]
+                h, t = self._first(visit, sub, rows)
+                if rows is not None:
+                    S["evaluated_prefetched"] += (f - i) if h < 0 else h + 1
+                if self.fused is not None and rows is None and self.fused.bad():
+                    bad = stopped = True
+                    break
+                if h < 0:
+                    evaluated += f - i
+                    if run:
+                        since += f - i
+                    i = f
+                    continue
+                evaluated += h + 1
+                slot, j = int(self.out[t][0]), int(sub[h])
+                row = None if self.fused is not None else self.rows[int(visit[h])].copy()
+                hits.append((int(pos[i + h]), slot, j, row))
+                i += h + 1
+                hit = True
                 break
-            if h < 0:
-                evaluated += e - i
-                if run:
-                    since += e - i
-                i = e
+            if not hit:
                 continue
-            evaluated += h + 1
-            slot, j = int(self.out[t][0]), int(sub[h])
-            row = None if self.fused is not None else self.rows[int(visit[h])].copy()
-            hits.append((int(self.own_pos[a + i + h]), slot, j, row))
-            i += h + 1
             if not run:
                 break
+            ta = time.perf_counter()
             self._apply_local(slot, j, row)
+            S["apply_own_s"] += time.perf_counter() - ta
             self.applied += 1
             since = 1
             limit = min(m, i + n - 1)
-        return (hits, lo + i, since, bad, time.perf_counter() - t0, int(evaluated),
-                self.bytes_read - read0)
+        if run:
+            end = lo + i
+        elif hits:
+            end = hits[0][0]
+        else:
+            end = int(pos[i]) if i < m else hi
+        t2 = time.perf_counter()
+        S["calls"] += 1
+        S["parallel" if not run else "runs"] += 1
+        S["stopped"] += int(stopped and not bad)
+        S["scan_s"] += t2 - t1
+        S["busy_s"] += t2 - t0
+        S["evaluated"] += evaluated
+        S["swaps_in"] += len(swaps)
+        S["rows_in_bytes"] += sum(0 if sw[3] is None else sw[3].nbytes for sw in swaps)
+        S["rows_out_bytes"] += sum(0 if h[3] is None else h[3].nbytes for h in hits)
+        cpu = time.thread_time() - c0
+        S["cpu_s"] += cpu
+        self._t_end = t2
+        return (hits, end, since, bad, t2 - t0, int(evaluated), self.bytes_read - read0, cpu)
+
+    def stats_now(self):
+        """The counters of :data:`STAT_KEYS` (seconds of this actor's thread; ``proc_cpu_s``
+        the worker process's CPU time since the actor was made, every thread)."""
+        return dict(self.stats, proc_cpu_s=time.process_time() - self._proc0)
+
+    def reset(self, state, applied):
+        """Replace the replica by ``state`` (the client's, e.g. DynMSC's next k: one medoid
+        fewer), swap ``applied`` being the last one it includes; the rows stay."""
+        self.st = _Replica(self.method, state, self.st.w, self.st.weighted)
+        self.k = self.st.k
+        self.P = [np.empty(self.k, dtype=np.float64) for _ in range(self.threads)]
+        self.applied = int(applied)
+        if self.fused is not None:
+            self.fused.refresh(self.st.ds)
 
     def state(self):
         """The replica's arrays (tests: every replica equals the client's)."""
@@ -337,6 +519,25 @@ class EagerActor:
         """``(resident, rows held, granules, bytes read)``."""
         held = 0 if self.rows is None else int(self.rows.nbytes)
         return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
+
+
+def _row_buffer(shape, dtype):
+    """An uninitialised array for an actor's rows, on transparent huge pages where the OS
+    offers them (``madvise(MADV_HUGEPAGE)``, Linux): first touching gigabytes of 4 KiB pages
+    costs more CPU than reading the rows (measured: 2.3 s against 0.4 s per GiB on the
+    benchmark machine); elsewhere plain ``np.empty``."""
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None or nbytes < (64 << 20):
+        return np.empty(shape, dtype=dtype)
+    try:
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        buf.madvise(advice)
+    except (OSError, ValueError):  # pragma: no cover - no anonymous maps / advice refused
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)  # the array keeps the map alive
 
 
 def _is_lost(exc) -> bool:
@@ -384,6 +585,16 @@ class DistributedEagerWalk:
         self.worker_seconds = 0.0
         self.evaluated = 0
         self.gap = 8.0
+        self.batch_id = 0  # parallel batches sent (the stop flags name it)
+        self.run_actor = 0  # the actor of the next sequential run when any actor can walk any position
+        self.stops_sent = 0
+        self.rt_seconds = 0.0  # wall time of the round trips
+        self.critical_cpu = 0.0  # Σ over round trips of the slowest actor's CPU seconds
+        # Σ over round trips of the most candidates one actor had to evaluate (before the
+        # batch's front; a run's whole length): the walk's critical path in candidates,
+        # a property of the walk alone (not of the machine's load)
+        self.span = 0
+        self.actor_stats = None  # the actors' counters, fetched by close()
         self._pass_marks = (0, 0.0, 0)
         self.futures, self.actors, self.addresses = [], [], []
         workers = self._workers()
@@ -391,17 +602,24 @@ class DistributedEagerWalk:
             raise ChunkedMedoidsError("the Dask cluster has no workers; start some and rerun")
         W = len(workers)
         self.W = W
-        self.G = ownership_granule(source, W)
+        self.fused = bool(self.params.get("fused"))
+        # rows computed from features (FasterPAM's fused kernels): any actor walks any
+        # position; granules are fine blocks of positions, sequential runs are not cut
+        self.anywhere = method == "fasterpam" and self.fused
+        if self.anywhere:
+            self.G = int(_granule_override) if _granule_override is not None else FINE
+        else:
+            self.G = ownership_granule(source, W)
         n_gran = -(-self.n // self.G)
         self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
         self.sent = [self.seq] * W  # last swap each actor has
         cand_all = np.arange(self.n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
-        owner = (cand_all // self.G) % W
+        owner = ((np.arange(self.n, dtype=np.int64) if self.anywhere else cand_all) // self.G) % W
         self.owner = owner.astype(np.int32)
         self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
         self.latency, self.t_cand = 2e-3, 1e-9 * self.n  # running estimates (seconds)
-        self.fused = bool(self.params.get("fused"))
-        share = max(min(self.G * len(g), self.n) for g in self.assign) * self.n * source.dtype.itemsize
+        share = 0 if self.anywhere else (max(min(self.G * len(g), self.n) for g in self.assign) * self.n
+                                         * source.dtype.itemsize)
         self.resident, why = self._decide(check_resident(resident), share, workers)
         self.share = share
         self.budget = engine.memory_limit
@@ -412,16 +630,20 @@ class DistributedEagerWalk:
         try:
             for a, addr in enumerate(sorted(workers)):
                 self._create(a, addr, workers[addr][0])
+            self.create_seconds = time.perf_counter() - t0
             self._load(list(range(W)))
+            self.load_seconds = time.perf_counter() - t0 - self.create_seconds
         except BaseException:
             self.close()
             raise
         self.setup_seconds = time.perf_counter() - t0
+        self._t_walk, self._c_walk = time.perf_counter(), time.process_time()
+        self.walk_seconds = self.client_cpu = 0.0
         logger.info("%s: %d actors ready in %.2fs", method, W, self.setup_seconds)
 
     # -- cluster -----------------------------------------------------------------------
     def _workers(self):
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
         return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0))
                 for addr, w in info.items()}
 
@@ -444,7 +666,7 @@ class DistributedEagerWalk:
         par = dict(self.params, applied=self.seq)
         return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
                 "granules": self.assign[a], "state": self.state_fn(), "params": par,
-                "resident": self.resident, "budget": self.budget, "threads": threads}
+                "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W}
 
     def _create(self, a, addr, threads):
         client = self.client
@@ -462,10 +684,15 @@ class DistributedEagerWalk:
             self.actors.append(actor)
             self.addresses.append(addr)
 
-    def _ask(self, which, method, *args, per_actor=None):
+    def _ask(self, which, method, *args, per_actor=None, relay=None):
         """Call ``method(*per_actor(a), *args)`` on the actors ``which`` at once; returns
         ``(results, lost, first loss)`` where ``lost`` lists the actors whose worker went
-        away."""
+        away.
+
+        ``relay`` (a parallel batch's number): as soon as one actor reports a hit at
+        position p, the others still running are told ``stop_at(relay, p)`` (they need not
+        look past p); the results are awaited on the client's event loop for that.
+        """
         futs, lost, first = [], [], None
         for a in which:
             try:  # an actor whose worker is known to be gone raises already here
@@ -477,15 +704,53 @@ class DistributedEagerWalk:
                 lost.append(a)
                 first = first or exc
         results = {}
-        for a, f in futs:
-            try:
-                results[a] = f.result()
-            except Exception as exc:
-                if not _is_lost(exc):
-                    raise
-                lost.append(a)
-                first = first or exc
+        if relay is not None and len(futs) > 1:
+            outcomes = self.client.sync(self._relay_stops, futs, relay)
+        else:
+            outcomes = []
+            for a, f in futs:
+                try:
+                    outcomes.append((a, f.result(), None))
+                except Exception as exc:
+                    outcomes.append((a, None, exc))
+        for a, res, exc in outcomes:
+            if exc is None:
+                results[a] = res
+                continue
+            if not _is_lost(exc):
+                raise exc
+            lost.append(a)
+            first = first or exc
         return results, lost, first
+
+    async def _relay_stops(self, futs, batch):
+        """Await the parallel batch ``batch``'s actor futures ``futs`` (on the client's event
+        loop), telling the actors still busy where the earliest hit so far is."""
+        import asyncio
+
+        async def one(a, f):
+            try:
+                return a, await f, None
+            except Exception as exc:  # examined by _ask
+                return a, None, exc
+
+        pending = {asyncio.ensure_future(one(a, f)): a for a, f in futs}
+        out, best = [], None
+        while pending:
+            done, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                pending.pop(task)
+                a, res, exc = task.result()
+                out.append((a, res, exc))
+                if exc is None and res[0] and (best is None or res[0][0][0] < best):
+                    best = res[0][0][0]
+                    for b in pending.values():
+                        try:
+                            self.actors[b].stop_at(batch, best)  # not awaited: a hint
+                            self.stops_sent += 1
+                        except Exception:  # noqa: BLE001 - its worker is gone: the batch's call says so
+                            pass
+        return out
 
     def _load(self, which):
         """Read the resident rows of the actors ``which``; returns the actors lost meanwhile."""
@@ -506,19 +771,40 @@ class DistributedEagerWalk:
         with self.engine._lock:
             self.engine.bytes_read += int(nbytes)
 
+    def _scheduler_up(self) -> bool:
+        """Whether the scheduler still answers (an actor call failing the way a lost worker
+        makes it fail can also mean the scheduler went away: the calls may pass through it)."""
+        from .engine import _client_alive
+
+        if not _client_alive(self.client):
+            return False
+        try:
+            self.client.sync(self.client.scheduler.identity, callback_timeout=SCHEDULER_PROBE_SECONDS)
+        except Exception:  # noqa: BLE001 - any failure to answer: gone
+            return False
+        return _client_alive(self.client)
+
     def _recover(self, dead, exc):
         from .engine import _client_alive, _scheduler_lost
 
-        if not _client_alive(self.client):
-            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", exc) from exc
+        def lost_scheduler(cause):
+            return _scheduler_lost(self.client, f"{self.method} (distributed eager walk)", cause)
+
+        if not self._scheduler_up():
+            raise lost_scheduler(exc) from exc
         gone = {self.addresses[a] for a in dead}
         for a in dead:
             for _attempt in range(MAX_RECOVERIES):
-                workers = self._workers()
-                live = {addr: v for addr, v in workers.items() if addr not in gone}
-                if not live:
-                    self.client.wait_for_workers(1, timeout=60)
-                    continue
+                try:
+                    workers = self._workers()
+                    live = {addr: v for addr, v in workers.items() if addr not in gone}
+                    if not live:
+                        self.client.wait_for_workers(1, timeout=60)
+                        continue
+                except Exception as err:
+                    if not self._scheduler_up():
+                        raise lost_scheduler(err) from err
+                    raise
                 held = collections.Counter(self.addresses[b] for b in range(self.W) if b not in dead)
                 addr = min(sorted(live), key=lambda x: held.get(x, 0))
                 logger.warning("%s: the worker holding actor %d (%s) was lost (%s: %s); recreating it on %s",
@@ -527,6 +813,8 @@ class DistributedEagerWalk:
                     self._create(a, addr, live[addr][0])
                     results, lost, again = self._ask([a], "load")
                 except Exception as err:  # that worker went too: try another one
+                    if not self._scheduler_up():
+                        raise lost_scheduler(err) from err
                     if not _is_lost(err) and _client_alive(self.client):
                         raise
                     lost, again = [a], err
@@ -540,6 +828,25 @@ class DistributedEagerWalk:
                 raise ChunkedMedoidsError(f"could not recreate the eager actor {a} after {MAX_RECOVERIES} "
                                           f"attempts (the workers keep dying: {exc})") from exc
 
+    def reset(self):
+        """Send the client's current state (``state()``) to every actor, replacing their
+        replicas -- after a change no swap describes: DynMSC's removal of a medoid and its
+        refresh of the caches between two k-steps.  One round trip; the rows stay."""
+        state = self.state_fn()
+        _, lost, first = self._ask(range(self.W), "reset", state, self.seq)
+        self.round_trips += 1
+        if lost:
+            self._recover(lost, first)  # recreated from state() too
+        self.log = []
+        self.sent = [self.seq] * self.W
+
+    def _hint(self, a, method, *args):
+        """Call ``method`` on actor ``a`` without waiting for (or needing) its answer."""
+        try:
+            getattr(self.actors[a], method)(*args)
+        except Exception:  # noqa: BLE001 - its worker is gone: the next real call says so
+            pass
+
     def _undelivered(self, a):
         return ([sw for sw in self.log if sw[0] > self.sent[a]],)
 
@@ -550,8 +857,13 @@ class DistributedEagerWalk:
         results = {}
         todo = which
         t0 = time.perf_counter()
+        relay = None
+        if since is None and self.W > 1:
+            self.batch_id += 1
+            relay = self.batch_id
         for _ in range(MAX_RECOVERIES + 1):
-            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, per_actor=self._undelivered)
+            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, -1 if relay is None else relay,
+                                             per_actor=self._undelivered, relay=relay)
             results.update(got)
             if not dead:
                 break
@@ -561,6 +873,7 @@ class DistributedEagerWalk:
             raise ChunkedMedoidsError(f"{self.method}: gave up after {MAX_RECOVERIES} worker losses in one batch")
         wall = time.perf_counter() - t0
         self.round_trips += 1
+        self.rt_seconds += wall
         for a in which:
             self.sent[a] = self.seq
         low = min(self.sent)
@@ -568,6 +881,7 @@ class DistributedEagerWalk:
         secs = [r[4] for r in results.values()]
         ev = sum(r[5] for r in results.values())
         self.worker_seconds += sum(secs)
+        self.critical_cpu += max(r[7] for r in results.values())  # the round trip's slowest actor
         self.evaluated += ev
         self._add_bytes(sum(r[6] for r in results.values()))
         self.latency = 0.8 * self.latency + 0.2 * max(0.0, wall - max(secs))
@@ -577,12 +891,21 @@ class DistributedEagerWalk:
 
     def _sequential(self):
         """Whether the next round trip should be a sequential run on one actor (swaps are
-        dense: a run of G positions with every swap applied on the spot costs less than a
-        parallel batch per swap) rather than a parallel batch over all actors."""
+        dense) rather than a parallel batch over all actors, from the running estimates of
+        the round-trip latency ``lam``, the cost ``t`` of one candidate and the positions
+        ``gap`` between swaps.  Per swap, a run of a granule costs ``lam·gap/G + t·gap``
+        (one round trip per G positions, one worker busy); a parallel batch costs
+        ``lam + t·gap/W`` plus about half a granule of one worker's candidates (the
+        batch's owner of the swap finishes its granule while the others wait, or the others
+        evaluated that far past it in vain) -- and no less than the ``t·min(gap, G)`` its
+        owner spends reaching the swap."""
         if self.W == 1:
             return True
-        lam, run = self.latency, self.G * self.t_cand
-        return self.gap < self.G * lam / (lam + run * (1.0 - 1.0 / self.W))
+        lam, t, gap, G = self.latency, self.t_cand, self.gap, self.G
+        long = MAX_RUN if self.anywhere else G  # how far one run goes
+        run = lam * gap / long + t * gap
+        par = lam + t * max(gap / self.W + 0.5 * G, min(gap, G))
+        return run < par
 
     def _swap(self, hit, counters, apply):
         pos, slot, j, row = hit
@@ -612,12 +935,20 @@ class DistributedEagerWalk:
             if self._sequential():
                 # a run of consecutive positions held by one actor, walked there with every
                 # swap applied on the spot (the others get the swaps with their next call)
-                a = int(self.owner[i])
-                b = int(np.searchsorted(self.breaks, i, side="right"))
-                stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
-                top = min(hi, stop, i + MAX_PER_WORKER)
+                if self.anywhere:
+                    a, stop = self.run_actor, n
+                else:
+                    a = int(self.owner[i])
+                    b = int(np.searchsorted(self.breaks, i, side="right"))
+                    stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
+                top = min(hi, stop, i + (MAX_RUN if self.anywhere else MAX_PER_WORKER))
+                if self.anywhere and W > 1 and top < n:
+                    # the next actor computes the next run's rows meanwhile, and walks it
+                    self.run_actor = (a + 1) % W
+                    self._hint(self.run_actor, "prefetch", top, min(n, top + MAX_RUN))
                 hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
                 self.runs += 1
+                self.span += end - i
                 if bad:
                     self._bad(on_bad, i, top)
                 for hit in hits:
@@ -632,23 +963,30 @@ class DistributedEagerWalk:
                     return i - lo
             else:
                 remaining = n - int(counters[0])
-                size = int(min(MAX_PER_WORKER * W, max(MIN_PER_WORKER * W, self.gap)))
+                # the batch is cut short at its first hit (stop_at), so it may be long: as
+                # long as the running gap between swaps suggests, at least a granule each
+                size = int(min(MAX_PER_WORKER * W, max(self.G * W, MIN_PER_WORKER * W, 2.0 * self.gap)))
                 top = min(hi, i + size, i + remaining)
                 res = self._call(range(W), i, top)
                 self.batches += 1
                 found = []
-                for hits, _, _, bad, *_ in res:
+                front = top  # every candidate before it was evaluated (and refused but a hit there)
+                for hits, end, _, bad, *_ in res:
                     if bad:
                         self._bad(on_bad, i, top)
                     found.extend(hits)
-                if not found:
-                    counters[0] += top - i
-                    self.gap = min(2.0 * self.gap + (top - i), 1e12)
-                    i = top
+                    front = min(front, end)
+                hit = min(found, key=lambda h: h[0]) if found else None
+                # the batch's span: the most candidates one actor had to evaluate before the front
+                share = np.bincount(self.owner[i:front], minlength=W) if front > i else np.zeros(1)
+                self.span += int(share.max()) + int(hit is not None and hit[0] == front)
+                if hit is None or hit[0] != front:  # no hit, or only later ones: go on from front
+                    counters[0] += front - i
+                    self.gap = min(2.0 * self.gap + (front - i), 1e12) if hit is None else self.gap
+                    i = front
                     if counters[0] >= n:
                         return i - lo
                 else:
-                    hit = min(found, key=lambda h: h[0])
                     p = hit[0]
                     counters[0] += p - i
                     self._swap(hit, counters, apply)
@@ -694,13 +1032,28 @@ class DistributedEagerWalk:
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
                 "run_positions": int(self.run_positions),
-                "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds)}
+                "recoveries": int(self.recoveries), "setup_seconds": float(self.setup_seconds),
+                "round_trip_seconds": float(self.rt_seconds), "stops_sent": int(self.stops_sent),
+                "critical_cpu_seconds": float(self.critical_cpu), "span_candidates": int(self.span),
+                "evaluated": int(self.evaluated),
+                "create_seconds": float(self.create_seconds), "load_seconds": float(self.load_seconds),
+                "walk_seconds": float(self.walk_seconds), "client_cpu_seconds": float(self.client_cpu),
+                "actors": self.actor_stats}
 
     def close(self):
-        """Release the actors (their workers drop the rows)."""
+        """Release the actors (their workers drop the rows), after fetching their counters
+        (:data:`STAT_KEYS`) for :meth:`summary`."""
         from .engine import _client_alive
 
         if self.futures and _client_alive(self.client):
+            if self.actor_stats is None:
+                try:
+                    self.actor_stats = [dict(f.result(), address=addr) for f, addr in
+                                        zip([act.stats_now() for act in self.actors], self.addresses)]
+                except Exception:  # noqa: BLE001 - a worker gone at the end: no counters
+                    self.actor_stats = None
+            self.walk_seconds = time.perf_counter() - self._t_walk
+            self.client_cpu = time.process_time() - self._c_walk
             try:
                 self.client.cancel(self.futures)
             except Exception:  # pragma: no cover - cluster going down

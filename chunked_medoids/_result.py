@@ -143,6 +143,9 @@ class DynMSCResult(MedoidsResult):
         k -> total deviation.
     kmin, kmax : int
         The range of k tried.
+    distributed : dict or None
+        On a cluster: how the k-steps' walks ran on the workers (as
+        :attr:`SwapResult.distributed`, over all k); None when they ran in this process.
     """
 
     score: float = float("nan")
@@ -151,6 +154,7 @@ class DynMSCResult(MedoidsResult):
     losses: dict = field(default_factory=dict)
     kmin: int = 2
     kmax: int = 2
+    distributed: dict | None = None
 
 
 @dataclass(repr=False)

@@ -367,7 +367,11 @@ class Engine:
             res.array = np.empty((source.n, source.n), dtype=source.dtype)
             res.filled = np.zeros(source.n, dtype=bool)
         nbytes = getattr(source, "nbytes", None)
-        what = ("read once and held for the run" if res.held else
+        walked = self.client is not None and getattr(self, "_walked", None) is source
+        if walked:  # FasterPAM/FasterMSC's actors read and hold the rows themselves (_dist_eager)
+            res.held = False
+        what = ("not held by the engine: the eager walk's actors on the workers read (and hold or stream) its rows"
+                if walked else "read once and held for the run" if res.held else
                 "not held" if nbytes is None or getattr(source, "rows_in_memory", False) else
                 "streamed from storage each pass")
         logger.info("row stripes of the %s source: %s (%s)", getattr(source, "kind", "row"), what, res.reason)
@@ -830,7 +834,7 @@ class Engine:
 
         if self._res is not None and self._res.source is source:
             self._release_resident()  # e.g. BUILD's held stripes: the walk's actors hold the rows now
-
+        self._walked = source
         return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
                                     resident=resident, n_swap=n_swap)
 

@@ -52,3 +52,64 @@ def test_ownership_granule_rules(n, workers, kind, chunk):
         assert g % ORDER_GRANULE == 0 and g <= _dist_eager.GRANULE_CAP
     if g > (chunk if kind in _dist_eager.CHUNKED_KINDS else ORDER_GRANULE):
         assert -(-n // g) >= 4 * workers  # grown only while every worker keeps four granules
+
+
+def _actor_payload(src, st, order, workers=2):
+    from chunked_medoids.algorithms.fasterpam import _replica
+
+    return {"method": "fasterpam", "source": src, "order": order, "granule": 64, "granules": np.arange(0, 11, 2),
+            "state": _replica(st), "params": {"tol": 0.0, "w": st.w, "weighted": st.weighted, "fused": True,
+                                              "applied": 0},
+            "resident": False, "budget": 1 << 26, "threads": 1, "workers": workers}
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_prefetched_rows_walk_a_run_bitwise_like_the_fused_kernel(shuffled):
+    """An actor that computed a run's rows ahead (``prefetch``, while another actor walked)
+    evaluates them with the stored kernel: the same swaps, positions and replica as the
+    fused kernel computing them on the fly."""
+    from chunked_medoids._dist_eager import EagerActor
+    from chunked_medoids.algorithms._common import SwapCaches
+
+    X = np.random.default_rng(3).normal(size=(700, 3))
+    src = cm.from_features(X, metric="euclidean", dtype="float32")
+    st = SwapCaches(src, np.array([1, 2, 3, 4, 5]), None)
+    order = np.random.default_rng(0).permutation(700) if shuffled else None
+    fused, pre = EagerActor(_actor_payload(src, st, order)), EagerActor(_actor_payload(src, st, order))
+    pre.prefetch(100, 700)
+    pre._pre_thread.join()
+    a, b = fused.step([], 50, 700, 0), pre.step([], 50, 700, 0)
+    assert pre.stats["prefetched_rows"] == 600 and pre.stats["evaluated_prefetched"] > 500
+    assert fused.stats["evaluated_prefetched"] == 0
+    assert len(a[0]) >= 5 and [h[:3] for h in a[0]] == [h[:3] for h in b[0]]
+    assert a[1:4] == b[1:4]
+    for key, value in fused.state().items():
+        np.testing.assert_array_equal(pre.state()[key], value)
+
+
+def test_stop_flag_cuts_a_parallel_batch_after_the_front():
+    """``stop_at(batch, p)`` (an async actor method) ends the batch ``batch`` at the actor's
+    first look at the flag (every CHECK candidates) from a position >= p, reporting that
+    position as ``end`` (all its candidates before it evaluated); a stop for another batch
+    is ignored."""
+    import asyncio
+
+    from chunked_medoids import _dist_eager
+    from chunked_medoids._dist_eager import CHECK, EagerActor
+    from chunked_medoids.algorithms._common import SwapCaches
+
+    X = np.random.default_rng(4).normal(size=(700, 3))
+    src = cm.from_features(X, metric="euclidean", dtype="float32")
+    med = cm.fasterpam(src, 5, random_state=0).medoids  # converged: no candidate is accepted
+    full = EagerActor(_actor_payload(src, SwapCaches(src, med, None), None))
+    ref = full.step([], 0, 700, None, 7)
+    assert ref[0] == [] and ref[1] == 700 and ref[5] == full.own_pos.shape[0]
+    cut = EagerActor(_actor_payload(src, SwapCaches(src, med, None), None))
+    asyncio.run(cut.stop_at(3, 1))  # another batch: ignored
+    asyncio.run(cut.stop_at(7, 300))
+    got = cut.step([], 0, 700, None, 7)
+    own = cut.own_pos
+    looked = -(-int(np.searchsorted(own, 300)) // CHECK) * CHECK  # the first look from a position >= 300
+    assert 0 < looked < own.shape[0] and _dist_eager.CHECK == CHECK
+    assert got[0] == [] and got[1] == int(own[looked]) and got[5] == looked
+    assert cut.stats["stopped"] == 1 and full.stats["stopped"] == 0

@@ -72,7 +72,11 @@ def assert_same(got, ref):
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client):
+def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client, monkeypatch):
+    from chunked_medoids import _dist_eager
+
+    if kind == "features":  # any worker walks any run: cut runs short so that the walk mixes both kinds
+        monkeypatch.setattr(_dist_eager, "MAX_RUN", 100)
     src = sources[kind]
     ref = cm.fasterpam(src, K, random_state=1, order=order, num_workers=1)
     got = cm.fasterpam(src, K, random_state=1, order=order, client=client)
@@ -95,6 +99,38 @@ def test_fastermsc_on_workers_equals_sequential(kind, sources, client):
     assert_same(got, ref)
     assert got.score == ref.score and got.score_history == ref.score_history
     assert got.distributed["rows"] == "resident"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dynmsc_k_steps_on_workers_equal_sequential(kind, sources, client):
+    """DynMSC's FasterMSC walk of every k runs on the workers (the actors keep their rows
+    and get the (k-1)-medoid state between steps): bitwise the local sequential run."""
+    src = sources[kind]
+    ref = cm.dynmsc(src, 6, kmin=2, num_workers=1)
+    got = cm.dynmsc(src, 6, kmin=2, client=client)
+    assert_same(got, ref)
+    assert got.scores == ref.scores and got.losses == ref.losses and got.score == ref.score
+    for kk, med in ref.medoids_by_k.items():
+        np.testing.assert_array_equal(got.medoids_by_k[kk], med)
+    info = got.distributed
+    assert ref.distributed is None and info["workers"] == len(client.nthreads())
+    assert info["rows"] == "resident"
+    # every k-step (k = 6..2) walked on the workers: each ends after n refused candidates
+    assert len(info["pass_round_trips"]) == got.n_iter >= 5
+    assert sum(a["evaluated"] for a in info["actors"]) >= 5 * N
+
+
+def test_engine_log_says_the_actors_hold_the_rows(sources, client, caplog):
+    """The engine does not claim to hold the stripes the walk's actors hold (after BUILD's
+    held stripes are released for the walk)."""
+    with caplog.at_level(logging.INFO, logger="chunked_medoids"):
+        cm.fasterpam(sources["zarr"], K, init="build", client=client, resident=True)
+    lines = [r.getMessage() for r in caplog.records]
+    walk = next(i for i, m in enumerate(lines) if m.startswith("fasterpam on "))
+    after = [m for m in lines[walk:] if m.startswith("row stripes of the zarr source")]
+    assert all("not held by the engine: the eager walk's actors" in m for m in after), after
+    assert not any("read once and held" in m for m in lines[walk:])
+    assert "resident rows" in lines[walk]
 
 
 def test_streaming_rows_weights_and_build_init_equal(sources, client):
@@ -127,12 +163,12 @@ def test_round_trips_follow_swaps_not_n(X, client):
 class _OnSwap(logging.Handler):
     """Calls ``action()`` when the distributed walk logs its ``at``-th swap."""
 
-    def __init__(self, at, action):
+    def __init__(self, at, action, method="fasterpam"):
         super().__init__(logging.DEBUG)
-        self.at, self.action, self.fired = at, action, False
+        self.at, self.action, self.fired, self.method = at, action, False, method
 
     def emit(self, record):
-        if not self.fired and record.getMessage().startswith(f"fasterpam swap {self.at}:"):
+        if not self.fired and record.getMessage().startswith(f"{self.method} swap {self.at}:"):
             self.fired = True
             self.action()
 
@@ -236,3 +272,74 @@ def test_workers_with_two_threads_equal_sequential(sources):
                 assert_same(got, ref)
             ref = cm.fastermsc(sources[kind], K, random_state=9, num_workers=1)
             assert_same(cm.fastermsc(sources[kind], K, random_state=9, client=client), ref)
+
+
+@pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
+def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources, on_swap, tmp_path):
+    """SIGKILL the scheduler in the middle of a walk on the workers: a SchedulerLostError
+    naming the checkpoint comes promptly, the checkpoint saved before is intact, and
+    resuming from it (locally) gives the uninterrupted local result."""
+    import subprocess
+    import threading
+    import time
+
+    from distributed import Client
+
+    func = getattr(cm, method)
+    src = sources["zarr"]
+    opts = dict(random_state=11, checkpoint_interval=0)
+    ref = func(src, K, num_workers=1, random_state=11)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    sf = tmp_path / "scheduler.json"
+    sched = subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sf), "--no-dashboard", "--port", "0",
+                              "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    workers = subprocess.Popen(["dask", "worker", "--scheduler-file", str(sf), "--nworkers", "2", "--nthreads",
+                                "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
+    ck = tmp_path / "run.ckpt.npz"
+    try:
+        t0 = time.monotonic()
+        while not sf.exists():
+            assert time.monotonic() - t0 < 60 and sched.poll() is None
+            time.sleep(0.05)
+        client = Client(scheduler_file=str(sf), timeout="30s")
+        client.wait_for_workers(2, timeout=60)
+        lg = logging.getLogger("chunked_medoids._dist_eager")
+        h = _OnSwap(6, lambda: sched.send_signal(signal.SIGKILL), method)
+        lg.addHandler(h)
+        lg.setLevel(logging.DEBUG)
+        outcome = {}
+
+        def fit():
+            try:
+                outcome["result"] = func(src, K, client=client, checkpoint=ck, **opts)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=fit, daemon=True)
+        t_start = time.monotonic()
+        runner.start()
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the walk hung after the scheduler died"
+        lg.removeHandler(h)
+        assert h.fired
+        waited = time.monotonic() - t_start
+        client.close(timeout=5)
+    finally:
+        for p in (sched, workers):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    exc = outcome.get("error")
+    assert isinstance(exc, cm.SchedulerLostError), outcome
+    assert "lost the Dask scheduler" in str(exc) and "checkpoint" in str(exc)
+    assert waited < 90
+    print(f"{method}: scheduler lost -> {type(exc).__name__} after {waited:.2f}s")
+    with np.load(ck, allow_pickle=False) as z:  # intact: a complete, loadable save of the walk so far
+        saved = json.loads(str(z["__header__"]))
+    walk = saved["state"] if method == "fasterpam" else saved["state"]["run"]["walk"]
+    assert not saved["complete"] and walk["n_swap"] >= 1  # saved mid-walk, after swaps
+    got = func(src, K, num_workers=1, checkpoint=ck, **opts)
+    assert_same(got, ref)

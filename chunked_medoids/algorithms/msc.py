@@ -365,8 +365,18 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
             state.medoids = st.medoids.copy()
             return state
 
-        _dynmsc_single(source, eng, st, state, kmin=kmin, max_iter=max_iter, tol=tol, ckpt=ckpt,
-                       snapshot=snapshot)
+        walker = None
+        if not rec.finished:  # with a cluster the k-steps' walks run on its workers
+            walker = eng.eager_walker(source, method="fastermsc", order=None, state=lambda: _msc_replica(st),
+                                      params={"tol": tol, "eps_abs": EPS * st.wsum, "w": st.w,
+                                              "weighted": st.weighted, "fused": False},
+                                      resident=resident, n_swap=rec.total_swap + state.run.walk.n_swap)
+        try:
+            pass_rt = _dynmsc_single(source, eng, st, state, kmin=kmin, max_iter=max_iter, tol=tol, ckpt=ckpt,
+                                     snapshot=snapshot, walker=walker)
+        finally:
+            if walker is not None:
+                walker.close()
         best = rec.best
         medoids_by_k = {int(kk): np.asarray(m, dtype=np.int64) for kk, m in sorted(rec.medoids)}
         med = medoids_by_k[int(best["k"])]
@@ -377,24 +387,34 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
                              scores={int(kk): float(v) for kk, v in sorted(rec.scores)},
                              medoids_by_k=medoids_by_k,
                              losses={int(kk): float(v) for kk, v in sorted(rec.losses)},
-                             kmin=kmin, kmax=kmax)
+                             kmin=kmin, kmax=kmax,
+                             distributed=None if walker is None else dict(walker.summary(),
+                                                                          pass_round_trips=pass_rt))
         ckpt.complete(snapshot())
         return result
 
 
-def _dynmsc_single(source, eng, st, state, *, kmin, max_iter, tol, ckpt, snapshot):
+def _dynmsc_single(source, eng, st, state, *, kmin, max_iter, tol, ckpt, snapshot, walker=None):
     """DynMSC's k-steps from the current k down to ``kmin``, continuing ``state``.
 
     Each step optimises the current medoids with FasterMSC, records k's score, then drops
     the medoid whose removal costs least; the state is saved after every step (and at the
-    block boundaries of the passes).
+    block boundaries of the passes).  With a ``walker`` (a cluster) every step's walk runs
+    on the workers, which keep their rows from step to step and get the new (k − 1)-medoid
+    state before each step (:meth:`~chunked_medoids._dist_eager.DistributedEagerWalk.reset`).
+    Returns the round trips of each pass with a walker (else an empty list).
     """
     rec = state.rec
+    pass_rt = []
+    fresh = True  # the walker was made from the current state
     while not rec.finished:
         k = st.k
         run = state.run
-        _fastermsc_single(source, eng, st, run, max_iter=max_iter, tol=tol, desc=f"dynmsc k={k}",
-                          ckpt=ckpt, snapshot=snapshot)
+        if walker is not None and not fresh:
+            walker.reset()  # the caches were refreshed and a medoid removed since
+        fresh = False
+        pass_rt += _fastermsc_single(source, eng, st, run, max_iter=max_iter, tol=tol, desc=f"dynmsc k={k}",
+                                     ckpt=ckpt, snapshot=snapshot, walker=walker)
         sc = st.score()
         rec.total_iter += run.walk.n_iter
         rec.total_swap += run.walk.n_swap
@@ -411,6 +431,7 @@ def _dynmsc_single(source, eng, st, state, *, kmin, max_iter, tol, ckpt, snapsho
         state.run = MSCPass()
         rec.td0 = st.td()
         ckpt.step(snapshot, force=True)
+    return pass_rt
 
 
 register_method("fastermsc", fastermsc, family="swap",
