@@ -320,8 +320,8 @@ def dynmsc(D: DissimilarityLike, kmax: int, *, kmin: int = 2, init: InitLike = "
     resident : {"auto", True, False}, default "auto"
         Hold the row stripes read from storage for the rest of the run, so a store is read
         once rather than once per pass (see :class:`~chunked_medoids.Engine`): "auto" when
-        the matrix fits half of ``memory_limit`` (on a cluster "auto" streams: pass True to
-        hold the stripes on the workers), True whenever it fits, False never.
+        the matrix fits half of ``memory_limit`` (on a cluster: half of the workers' summed
+        memory limits), True whenever it fits, False never.
 
     Returns
     -------
