@@ -8,23 +8,33 @@ Parts (``--part``):
               of the same values (``read_rows`` of the whole source), side by side and
               alternated ``--repeat`` times; identical medoids and loss asserted.  Also
               ns per element per pass of the in-memory path (the swap kernel).
-``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes.
+``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes, the
+              seconds of each pass, CPU time over wall time.
 ``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
-              pixels, k = 10 and 100, 2 threads: ns per element per pass, side by side with
+              pixels, k = 10 and 100, 2 threads and 1 thread (identical results asserted):
+              ns per element per pass (wall, and process CPU per thread), side by side with
               ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``, same matrix and init) when that
-              package is installed (an optional benchmark reference only).
+              package is installed (an optional benchmark reference only).  About a minute
+              on an idle machine.
 ``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
               BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
               in-memory float32 matrix, on the features source (fused kernels) and on the
               features source with the fused passes switched off (``read_rows`` blocks into
               the stored kernels); identical results asserted.
-``metrics``   Per metric and d in {3, 16, 64, 784}: ns per distance for our rows
-              (``read_rows`` of a block of rows), one fused FasterPAM pass (ns per distance
-              per pass, k = 10), and ``sklearn.metrics.pairwise_distances`` on the same
-              block (its default threads).  d = 3: pixels; d = 16 / 64 / 784: 4×4, 8×8 and
-              28×28 patches of the grayscale ``camera`` image at random positions (values
-              0..255; the 784-d patches stand in for MNIST, which is not bundled offline).
-              n shrinks with d so each measurement takes about a second.
+``metrics``   Per metric and d (``--dims``, default 3, 16, 64, 784; also 9, 36, 144, 256):
+              ns per distance for our rows (``read_rows`` of a block of rows), one FasterPAM
+              pass (k = 10, 2 threads) through the fused kernels and one through
+              ``read_rows`` blocks into the stored kernel (wall and process CPU time per
+              distance), which of the two ``FeatureSource.prefer_fused`` picks, and
+              ``sklearn.metrics.pairwise_distances`` on the same block (its default
+              threads).  d = 3: pixels; other d: square patches (4×4, 8×8, 28×28, ...) of
+              the grayscale ``camera`` image at random positions (values 0..255; the 784-d
+              patches stand in for MNIST, which is not bundled offline).  n shrinks with d
+              so each measurement takes about a second.
+
+Every part records the 1-minute load average next to its figures; the ``swap`` and
+``large`` parts also record process CPU time (per thread, per element), which a shared
+machine inflates much less than wall time.
 
 Reproduce the README figures with::
 
@@ -49,7 +59,7 @@ METRICS = {"euclidean": "euclidean", "sqeuclidean": "sqeuclidean", "manhattan": 
            "correlation": "correlation", "canberra": "canberra", "braycurtis": "braycurtis",
            "hamming": "hamming"}
 #: n per feature dimension in the ``metrics`` part.
-N_FOR_D = {3: 20000, 16: 10000, 64: 5000, 784: 2000}
+N_FOR_D = {3: 20000, 9: 15000, 16: 10000, 36: 7000, 64: 5000, 144: 4000, 256: 3000, 784: 2000}
 
 
 def pixels(n, seed=0):
@@ -83,8 +93,24 @@ def _fit(D, k, init, **kw):
     from chunked_medoids import fasterpam
 
     t0 = time.perf_counter()
-    res = fasterpam(D, k, init=init, num_workers=2, **kw)
+    res = fasterpam(D, k, init=init, **dict({"num_workers": 2}, **kw))
     return res, time.perf_counter() - t0
+
+
+def _timed(fn, *args, **kw):
+    """``(result, wall s, process CPU s, loadavg-1min at the end)`` of ``fn(*args, **kw)``.
+
+    Process CPU time counts only the time this process's threads were on a core, so on a
+    shared machine ``cpu / (passes·n²)`` per thread is a load-robust figure next to the wall
+    time (it still includes cache / memory-bandwidth contention from other processes).
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = fn(*args, **kw)
+    return res, time.perf_counter() - t0, time.process_time() - c0, os.getloadavg()[0]
+
+
+def _per_el(seconds, passes, n):
+    return seconds / max(1, passes) / n / n * 1e9
 
 
 def headline(n=20000, ks=(10, 100), repeat=3, seed=0):
@@ -122,19 +148,52 @@ def headline(n=20000, ks=(10, 100), repeat=3, seed=0):
     return out
 
 
+class _PassTimes:
+    """Collects the seconds of each eager pass from the ``log_pass`` lines."""
+
+    def __enter__(self):
+        import logging
+
+        self.seconds = []
+        parent = self
+
+        class H(logging.Handler):
+            def emit(self, record):
+                if record.msg.startswith("%s pass %d"):
+                    parent.seconds.append(float(record.args[5]))
+
+        self.h = H(level=logging.INFO)
+        self.log = logging.getLogger("chunked_medoids.algorithms._eager")
+        self.level = self.log.level
+        self.log.setLevel(logging.INFO)
+        self.log.addHandler(self.h)
+        return self
+
+    def __exit__(self, *exc):
+        self.log.removeHandler(self.h)
+        self.log.setLevel(self.level)
+
+
 def large(n=100000, ks=(10, 100), seed=0):
     from chunked_medoids import from_features
 
     X = pixels(n, seed)
     src = from_features(X, "euclidean")
     rng = np.random.default_rng(seed)
-    out = {"n": n, "d": 3, "k": {}}
+    out = {"n": n, "d": 3, "k": {},
+           "notes": "pass_seconds from the eager pass log; cpu_over_wall = process CPU / wall (2 cores: 2.0 "
+                    "is both threads busy all the time); loadavg = 1-minute load average after the run"}
+    _fit(src, 10, np.arange(10), max_iter=1)  # compile (the inits below stay those of earlier runs)
     for k in ks:
         init = rng.choice(n, k, replace=False)
-        res, t = _fit(src, k, init)
+        with _PassTimes() as pt:
+            (res, _), t, c, load = _timed(_fit, src, k, init)
         out["k"][str(k)] = {"seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
-                            "ns_per_distance_per_pass": t / res.n_iter / n / n * 1e9}
-        print(f"n={n} k={k}: {t:.1f}s, {res.n_iter} passes", file=sys.stderr)
+                            "ns_per_distance_per_pass": _per_el(t, res.n_iter, n),
+                            "pass_seconds": pt.seconds, "cpu_seconds": c, "cpu_over_wall": c / t,
+                            "loadavg": load}
+        print(f"n={n} k={k}: {t:.1f}s, {res.n_iter} passes ({', '.join(f'{x:.1f}' for x in pt.seconds)} s), "
+              f"CPU/wall {c / t:.2f}, load {load:.1f}", file=sys.stderr)
     return out
 
 
@@ -147,26 +206,38 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
         kmedoids = None
     D = from_features(pixels(n, seed), "euclidean").read_rows(0, n)
     rng = np.random.default_rng(seed)
-    out = {"n": n, "threads": 2, "k": {}}
+    out = {"n": n, "threads": 2, "k": {},
+           "notes": "ns_per_el_pass = wall / passes / n^2 (2 threads); cpu_ns_per_el_pass_per_thread = "
+                    "process CPU / passes / n^2 / threads (load-robust); single_thread_* = num_workers=1; "
+                    "loadavg = 1-minute load average after the run (2 cores)"}
     for k in ks:
         init = rng.choice(n, k, replace=False)
         _fit(D, k, init, max_iter=1)  # warm
-        res, t = _fit(D, k, init)
+        (res, _), t, c, load = _timed(_fit, D, k, init)
+        (res1, _), t1, c1, load1 = _timed(_fit, D, k, init, num_workers=1)
+        assert np.array_equal(res.medoids, res1.medoids) and res.loss == res1.loss, "thread counts differ"
         entry = {"seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
-                 "ns_per_el_pass": t / res.n_iter / n / n * 1e9}
+                 "ns_per_el_pass": _per_el(t, res.n_iter, n),
+                 "cpu_ns_per_el_pass_per_thread": _per_el(c, res.n_iter, n) / 2, "cpu_over_wall": c / t,
+                 "loadavg": load,
+                 "single_thread_ns_per_el_pass": _per_el(t1, res1.n_iter, n),
+                 "single_thread_cpu_ns_per_el_pass": _per_el(c1, res1.n_iter, n), "single_thread_loadavg": load1}
         for cpus in ((1, 2) if kmedoids is not None else ()):
-            kmedoids.fasterpam(D, init.copy(), max_iter=1, n_cpu=cpus)  # warm
-            t0 = time.perf_counter()
-            rk = kmedoids.fasterpam(D, init.copy(), max_iter=100, n_cpu=cpus)
-            tk = time.perf_counter() - t0
+            rk, tk, ck, lk = _timed(kmedoids.fasterpam, D, init.copy(), max_iter=100, n_cpu=cpus)
+            passes = max(1, int(rk.n_iter))
             entry[f"kmedoids_n_cpu_{cpus}"] = {
                 "seconds": tk, "passes": int(rk.n_iter), "loss": float(rk.loss),
-                "ns_per_el_pass": tk / max(1, int(rk.n_iter)) / n / n * 1e9,
+                "ns_per_el_pass": _per_el(tk, passes, n),
+                "cpu_ns_per_el_pass_per_thread": _per_el(ck, passes, n) / cpus, "loadavg": lk,
                 "same_medoids": sorted(rk.medoids.tolist()) == sorted(res.medoids.tolist()),
-                "time_ratio_ours_over_kmedoids": t / tk}
+                "time_ratio_ours_over_kmedoids": t / tk,
+                "cpu_ratio_ours_over_kmedoids": c / ck}
         out["k"][str(k)] = entry
-        print(f"swap n={n} k={k}: ours {entry['ns_per_el_pass']:.3f} ns/el/pass"
-              + "".join(f", {key} {v['ns_per_el_pass']:.3f}" for key, v in entry.items() if key.startswith("kmed")),
+        print(f"swap n={n} k={k}: ours {entry['ns_per_el_pass']:.3f} ns/el/pass wall, "
+              f"{entry['cpu_ns_per_el_pass_per_thread']:.3f} CPU/thread (1 thread: "
+              f"{entry['single_thread_cpu_ns_per_el_pass']:.3f} CPU), load {load:.1f}"
+              + "".join(f", {key} {v['ns_per_el_pass']:.3f} wall {v['cpu_ns_per_el_pass_per_thread']:.3f} CPU"
+                        for key, v in entry.items() if key.startswith("kmed")),
               file=sys.stderr)
     return out
 
@@ -211,7 +282,21 @@ def passes_part(n=10000, k=10, seed=0):
 def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256):
     from sklearn.metrics import pairwise_distances
 
+    import chunked_medoids.algorithms.fasterpam as fp
     from chunked_medoids import fasterpam, from_features
+    from chunked_medoids._kernels.fused import FusedEval
+
+    def one_pass(src, init, fused):
+        saved = fp.fused_eval
+        if fused:  # the fused kernels whatever FeatureSource.prefer_fused says
+            fp.fused_eval = lambda source, threads, st: FusedEval(source.fused_bundle(), threads, st.ds)
+        else:  # the rows path: read_rows blocks into the stored kernel
+            fp.fused_eval = lambda *a: None
+        try:
+            _, t, c, _ = _timed(fasterpam, src, 10, init=init, max_iter=1, num_workers=2)
+            return t, c
+        finally:
+            fp.fused_eval = saved
 
     out = {}
     for d in dims:
@@ -225,18 +310,27 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
             t0 = time.perf_counter()
             src.read_rows(1000, 1000 + rows)
             ours = (time.perf_counter() - t0) / rows / n * 1e9
-            fasterpam(src, 10, init=init, max_iter=1, num_workers=2)  # compile
-            t0 = time.perf_counter()
-            fasterpam(src, 10, init=init, max_iter=1, num_workers=2)
-            fused = (time.perf_counter() - t0) / n / n * 1e9
+            fused = fused_cpu = None
+            if src.fused_bundle() is not None:
+                one_pass(src, init, True)  # compile
+                t, c = one_pass(src, init, True)
+                fused, fused_cpu = _per_el(t, 1, n), _per_el(c, 1, n)
+            one_pass(src, init, False)
+            t, c = one_pass(src, init, False)
+            via_rows, rows_cpu = _per_el(t, 1, n), _per_el(c, 1, n)
+            chosen = "fused" if src.prefer_fused() else "rows"
             kw = {"p": 3} if name == "minkowski" else {}
             pairwise_distances(X[:2], X[:50], metric=METRICS[name], **kw)
             t0 = time.perf_counter()
             pairwise_distances(X[1000:1000 + rows], X, metric=METRICS[name], **kw)
             skl = (time.perf_counter() - t0) / rows / n * 1e9
             out[f"{name}/d={d}"] = {"metric": name, "d": d, "n": n, "rows_ns": ours,
-                                    "fasterpam_pass_ns": fused, "sklearn_ns": skl}
-            print(f"{name:12s} d={d:4d} n={n}: rows {ours:.2f} ns, fasterpam pass {fused:.2f} ns, "
+                                    "fasterpam_pass_fused_ns": fused, "fasterpam_pass_rows_ns": via_rows,
+                                    "fasterpam_pass_fused_cpu_ns": fused_cpu, "fasterpam_pass_rows_cpu_ns": rows_cpu,
+                                    "chosen": chosen, "sklearn_ns": skl, "loadavg": os.getloadavg()[0]}
+            print(f"{name:12s} d={d:4d} n={n}: rows {ours:.2f} ns, fasterpam pass fused "
+                  f"{'-' if fused is None else f'{fused:.2f}'} ns (CPU {'-' if fused is None else f'{fused_cpu:.2f}'}) / "
+                  f"via rows {via_rows:.2f} ns (CPU {rows_cpu:.2f}) (chosen: {chosen}), "
                   f"sklearn {skl:.2f} ns", file=sys.stderr)
     return out
 
@@ -247,6 +341,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
+    ap.add_argument("--dims", default="3,16,64,784", help="d values of the metrics part")
+    ap.add_argument("--metrics", default=",".join(METRICS), help="metrics of the metrics part")
     args = ap.parse_args(argv)
     result = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "loadavg_start": os.getloadavg()}
@@ -259,7 +355,8 @@ def main(argv=None):
     if args.part in ("passes", "all"):
         result["passes"] = passes_part()
     if args.part in ("metrics", "all"):
-        result["metrics"] = metrics_part()
+        result["metrics"] = metrics_part(dims=tuple(int(x) for x in args.dims.split(",")),
+                                         metrics=tuple(args.metrics.split(",")))
     result["loadavg_end"] = os.getloadavg()
     emit(result)
 

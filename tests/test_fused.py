@@ -251,6 +251,40 @@ def test_fasterpam_from_features_equals_in_memory_matrix(rng, metric, dtype, wor
             np.testing.assert_array_equal(r.labels, a.labels)
 
 
+def test_wide_features_stream_rows_instead_of_fused_kernels(rng, monkeypatch):
+    """FeatureSource.prefer_fused: the passes use the fused kernels up to FUSED_MAX_D
+    dimensions and row blocks above it, with the same result either way."""
+    from chunked_medoids import build, fasterpam
+    from chunked_medoids.algorithms import fasterpam as fp
+    from chunked_medoids.sources import features as feat
+
+    used = []
+    real = fp.FusedEval
+
+    class Spy(real):
+        def __init__(self, *a, **kw):
+            used.append(True)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(fp, "FusedEval", Spy)
+    X = np.round(rng.normal(size=(300, 6)), 1)
+    src = from_features(X, "euclidean")
+    D = src.read_rows(0, src.n)
+    want = fasterpam(D, 5, init="build", num_workers=2)
+    results = []
+    for max_d, fused in ((6, True), (5, False)):
+        monkeypatch.setattr(feat, "FUSED_MAX_D", max_d)
+        used.clear()
+        assert src.prefer_fused() is fused and src.fused_bundle() is not None
+        r = fasterpam(src, 5, init="build", num_workers=2)
+        assert bool(used) is fused
+        results.append(r)
+        assert build(src, 5).tolist() == build(D, 5).tolist()
+    for r in results:
+        assert r.medoids.tolist() == want.medoids.tolist() and r.loss == want.loss
+        assert r.loss_history == want.loss_history
+
+
 def test_fused_kernels_flag_a_float32_overflow_and_the_driver_reports_it():
     from chunked_medoids import DissimilarityError
     from chunked_medoids._kernels import fused as kf

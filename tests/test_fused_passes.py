@@ -404,3 +404,19 @@ def test_lt_mask64_equals_the_loop(dtype):
     assert vec(a[::2], 3, b[::2], 5) == lt_mask64_loop(a[::2], 3, b[::2], 5)
     c = b.astype(np.float64)
     assert vec(a, 11, c, 13) == lt_mask64_loop(a, 11, c, 13)
+
+
+def test_min_lt_max_gt_are_the_selects():
+    """simd.min_lt / max_gt (minsd / maxsd on x86-64) are exactly ``a if a < b else b`` /
+    ``a if a > b else b``, bit for bit, ties of signed zeros and NaN included."""
+    from chunked_medoids._kernels.simd import minmax_select
+
+    vals = [0.0, -0.0, 1.0, -1.0, 1.5, np.inf, -np.inf, np.nan, 5e-324, 3.4028234663852886e38]
+    for a in vals:
+        for b in vals:
+            lo, hi = minmax_select(a, b)
+            want_lo = a if a < b else b
+            want_hi = a if a > b else b
+            assert np.float64(lo).tobytes() == np.float64(want_lo).tobytes(), (a, b)
+            assert np.float64(hi).tobytes() == np.float64(want_hi).tobytes(), (a, b)
+    assert minmax_select(np.float32(2.5), np.float32(1.0)) == (1.0, 2.5)

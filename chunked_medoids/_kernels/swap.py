@@ -31,20 +31,27 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
-from .simd import lt_mask64
+from .simd import lt_mask64, max_gt, min_lt
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def pass_terms(d, a, b, nno, wo, weighted, P, acc):
     """The FastPAM1 terms of one point with ``d < ds[o]`` (float64 ``d``, ``a = dn[o]``,
     ``b = ds[o]``, ``nno = nn[o]``): ``acc += min(d, a) − a``, ``P[nno] += max(d, a) − b``
-    (each times ``wo`` when weighted).  Returns the new ``acc``."""
+    (each times ``wo`` when weighted).  Returns the new ``acc``.
+
+    ``min`` / ``max`` are :func:`~.simd.min_lt` / :func:`~.simd.max_gt` (one instruction
+    each on x86-64; with ``d < b`` and finite caches they equal the built-ins, up to the sign
+    of a zero that only ever meets ``- a`` or ``- b``), and ``P`` is indexed unsigned (no
+    negative-index wrap code): the scalar work per passing point is about 18 instructions.
+    """
+    s = np.uint32(nno)
     if weighted:
-        acc += wo * (min(d, a) - a)
-        P[nno] += wo * (max(d, a) - b)
+        acc += wo * (min_lt(d, a) - a)
+        P[s] += wo * (max_gt(d, a) - b)
     else:
-        acc += min(d, a) - a
-        P[nno] += max(d, a) - b
+        acc += min_lt(d, a) - a
+        P[s] += max_gt(d, a) - b
     return acc
 
 
@@ -87,8 +94,9 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
     nfull = n - n % MASK_BITS
     for base in range(0, nfull, MASK_BITS):
         m = lt_mask64(row, base, ds, base)
+        ub = np.uint64(base)
         while m != 0:
-            o = base + trailing_zeros(m)
+            o = ub | np.uint64(trailing_zeros(m))  # unsigned: no wrap code on the loads
             m &= m - np.uint64(1)
             acc = pass_terms(np.float64(row[o]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
                              w[o] if weighted else 1.0, weighted, P, acc)

@@ -10,7 +10,8 @@ the same blocks, as independent tasks (:meth:`~chunked_medoids.Engine.map_tasks`
 in block order), each task calling ``kernel_fn(F, S, start, stop, state)`` with the bundle
 and its own scratch.  The results are bitwise those of the stored pass.
 
-Drivers call :func:`fused_ok` to choose.  On a ``distributed`` client the tasks run on the
+Drivers call :func:`fused_ok` to choose (the source's ``prefer_fused()``: it has a bundle and
+its features are narrow enough for the fused kernels to win).  On a ``distributed`` client the tasks run on the
 workers: the source travels in the task state (X pickles with it) and each worker prepares
 its features once per pass.
 """
@@ -26,8 +27,8 @@ def fused_ok(source, engine, *, cluster: bool = True) -> bool:
     only on local threads)."""
     if not cluster and getattr(engine, "client", None) is not None:
         return False
-    bundle = getattr(source, "fused_bundle", None)
-    return bundle is not None and bundle() is not None
+    prefer = getattr(source, "prefer_fused", None)
+    return prefer is not None and bool(prefer())
 
 
 def thresholds(source, values):

@@ -327,10 +327,12 @@ def _snapshot(state, st):
 
 def fused_eval(source, threads, st):
     """The fused kernels for ``source`` when it computes rows from features (its
-    ``fused_bundle()``), else None (the pass streams ``read_rows`` blocks)."""
-    bundle = getattr(source, "fused_bundle", None)
-    F = bundle() if bundle is not None else None
-    return None if F is None else FusedEval(F, threads, st.ds)
+    ``fused_bundle()``) and prefers them (``prefer_fused()``), else None (the pass streams
+    ``read_rows`` blocks)."""
+    prefer = getattr(source, "prefer_fused", None)
+    if prefer is None or not prefer():
+        return None
+    return FusedEval(source.fused_bundle(), threads, st.ds)
 
 
 def report_bad_rows(source, cand):

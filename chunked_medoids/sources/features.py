@@ -34,6 +34,12 @@ from .._util import check_int
 from .base import DissimilaritySource, check_storage_dtype
 from .memory import _is_whole_memmap
 
+#: widest features (d) whose passes run through the fused kernels (:meth:`FeatureSource.prefer_fused`);
+#: wider features stream row blocks.  Measured (bench_features.py --part metrics, one FasterPAM pass
+#: each way, 9 metrics, loaded 2-core machine): the fused pass wins or ties at d = 3 and 9 for most
+#: metrics, is mixed at d = 16 and 36, and loses for all but correlation at d = 64 (3-4x at d = 784).
+FUSED_MAX_D = 32
+
 logger = logging.getLogger(__name__)
 
 
@@ -548,6 +554,22 @@ class FeatureSource(DissimilaritySource):
 
         code, p, cat, ranges = self._fused
         return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)))
+
+    def prefer_fused(self) -> bool:
+        """Whether the algorithms' passes should run through the fused kernels.
+
+        True when :meth:`fused_bundle` is not None and the features have at most
+        :data:`FUSED_MAX_D` dimensions.  A fused kernel computes one candidate row at a time
+        from the prepared features, streaming all of them per candidate; for wide features the
+        row-block path (:meth:`read_rows`, cache-blocked over many candidates at once, into the
+        stored kernels) is faster (measured per metric and d: ``benchmarks/bench_features.py
+        --part metrics``, README).  Both paths give bitwise the same results.
+
+        Returns
+        -------
+        bool
+        """
+        return self.features.d <= FUSED_MAX_D and self.fused_bundle() is not None
 
     def fused_metric(self):
         """``(code, p, categorical, ranges)`` of the fused kernels, or None (user metric)."""
