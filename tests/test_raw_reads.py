@@ -316,3 +316,30 @@ def test_block_buffer_pool_keeps_two_sizes_and_its_bound(monkeypatch):
     assert pool.idle_bytes > 0
     base.release_block_buffers()  # the end of a stream: idle buffers go
     assert pool.idle_bytes == 0 and not pool.owners
+
+
+def test_direct_reads_leave_no_pages_that_make_the_next_pass_buffered(tmp_path):
+    """The RWF_NOWAIT probe starts a readahead of a cold chunk's first pages; the direct read
+    drops them, so the chunk still reads as cold (O_DIRECT) on the next pass."""
+    from chunked_medoids.sources import zarr_store
+
+    if not (zarr_store._FADVISE and zarr_store._NOWAIT is not None and zarr_store._HAS_DIRECT):
+        pytest.skip("needs posix_fadvise, RWF_NOWAIT and O_DIRECT")
+    X = np.random.default_rng(3).normal(size=(600, 3))
+    cm.build_dissimilarity(X, tmp_path / "D.zarr", compressor=None, block_rows=50)
+    path = _chunk(tmp_path / "D.zarr", 1)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError:
+        pytest.skip("the test directory's file system refuses O_DIRECT")
+    want = ZarrSource(str(tmp_path / "D.zarr")).array[50:100]  # (zarr reads through the cache)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # evict this one file (not a global drop)
+        probe = np.empty(4096, dtype=np.uint8)  # (probing first would start the readahead)
+        src = ZarrSource(str(tmp_path / "D.zarr"), direct_io=True)
+        np.testing.assert_array_equal(src.read_rows(50, 100), want)
+        assert not zarr_store._cached(fd, probe)
+    finally:
+        os.close(fd)

@@ -667,6 +667,11 @@ class ZarrSource(DissimilaritySource):
                     raise
                 self._direct_ok = False
                 return "buffered"
+            if _FADVISE:
+                # the RWF_NOWAIT probe (:func:`_cached`) starts a small readahead of the file's
+                # first pages even as it fails: drop them, or the next pass would take the
+                # chunk for cached and read it through the page cache
+                os.posix_fadvise(dfd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(dfd)
         return None if got is None else (got[0], got[1], bounce)
