@@ -19,6 +19,7 @@ import pytest
 
 import chunked_medoids as cm
 from chunked_medoids.checkpoint import CheckpointInterrupt, install_signal_handlers
+from tests._cluster import connect_process_cluster, start_process_cluster, stop_processes
 
 pytestmark = pytest.mark.distributed
 
@@ -279,33 +280,18 @@ def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources,
     """SIGKILL the scheduler in the middle of a walk on the workers: a SchedulerLostError
     naming the checkpoint comes promptly, the checkpoint saved before is intact, and
     resuming from it (locally) gives the uninterrupted local result."""
-    import subprocess
     import threading
     import time
 
-    from distributed import Client
 
     func = getattr(cm, method)
     src = sources["zarr"]
     opts = dict(random_state=11, checkpoint_interval=0)
     ref = func(src, K, num_workers=1, random_state=11)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    sf = tmp_path / "scheduler.json"
-    sched = subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sf), "--no-dashboard", "--port", "0",
-                              "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    workers = subprocess.Popen(["dask", "worker", "--scheduler-file", str(sf), "--nworkers", "2", "--nthreads",
-                                "1", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
+    sf, sched, workers = start_process_cluster(tmp_path)
     ck = tmp_path / "run.ckpt.npz"
     try:
-        t0 = time.monotonic()
-        while not sf.exists():
-            assert time.monotonic() - t0 < 60 and sched.poll() is None
-            time.sleep(0.05)
-        client = Client(scheduler_file=str(sf), timeout="30s")
-        client.wait_for_workers(2, timeout=60)
+        client = connect_process_cluster(sf, sched)
         lg = logging.getLogger("chunked_medoids._dist_eager")
         h = _OnSwap(6, lambda: sched.send_signal(signal.SIGKILL), method)
         lg.addHandler(h)
@@ -328,10 +314,7 @@ def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources,
         waited = time.monotonic() - t_start
         client.close(timeout=5)
     finally:
-        for p in (sched, workers):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        stop_processes(sched, workers)
     exc = outcome.get("error")
     assert isinstance(exc, cm.SchedulerLostError), outcome
     assert "lost the Dask scheduler" in str(exc) and "checkpoint" in str(exc)

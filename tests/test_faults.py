@@ -45,6 +45,7 @@ from chunked_medoids.sources import open_dissimilarity
 from chunked_medoids.sources.features import from_features
 from chunked_medoids.sources.memory import NumpySource
 from chunked_medoids.sources.zarr_store import ZarrSource
+from tests._cluster import connect_process_cluster, start_process_cluster, stop_processes, sub_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,12 +63,6 @@ def _zmeta(path):
     import zarr
 
     return read_meta(zarr.open_array(str(path), mode="r").attrs)
-
-
-def _sub_env():
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
 
 
 # ---------------------------------------------------------------------------------------
@@ -321,7 +316,7 @@ _PLAIN_BUILDER = textwrap.dedent("""
 def test_concurrent_builds_are_refused_and_a_killed_builders_lock_does_not_block(tmp_path, X):
     np.save(tmp_path / "X.npy", X)
     path = tmp_path / "shared.zarr"
-    env = _sub_env()
+    env = sub_env()
     first = subprocess.Popen([sys.executable, "-c", _SLOW_BUILDER, str(tmp_path / "X.npy"), str(path)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -514,35 +509,17 @@ def _row_count(block, start, stop, state):
     return block.shape[0]
 
 
-def _start_cluster(tmp_path):
-    sf = tmp_path / "scheduler.json"
-    env = _sub_env()
-    sched = subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sf), "--no-dashboard",
-                              "--port", "0", "--host", "127.0.0.1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    workers = subprocess.Popen(["dask", "worker", "--scheduler-file", str(sf), "--nworkers", "2",
-                                "--nthreads", "1", "--no-dashboard"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    return sf, sched, workers
-
-
 @pytest.mark.distributed
 def test_scheduler_lost_mid_fit_errors_clearly_and_checkpoint_resumes(tmp_path, dstore):
-    from distributed import Client
 
     src = SlowZarrSource(str(dstore))
     ref_engine = Engine(block_rows=20, num_workers=2, resident=False)
     ref = cm.pam(src, 6, init="random", random_state=2, engine=ref_engine)
     assert ref.n_iter >= 3
     ckpt = tmp_path / "pam.npz"
-    sf, sched, workers = _start_cluster(tmp_path)
+    sf, sched, workers = start_process_cluster(tmp_path)
     try:
-        t0 = time.monotonic()
-        while not sf.exists():
-            assert time.monotonic() - t0 < 60 and sched.poll() is None
-            time.sleep(0.05)
-        client = Client(scheduler_file=str(sf), timeout="30s")
-        client.wait_for_workers(2, timeout=60)
+        client = connect_process_cluster(sf, sched)
         outcome = {}
 
         def fit():
@@ -571,10 +548,7 @@ def test_scheduler_lost_mid_fit_errors_clearly_and_checkpoint_resumes(tmp_path, 
         assert time.monotonic() - t1 < 5
         client.close(timeout=5)
     finally:
-        for p in (sched, workers):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        stop_processes(sched, workers)
     exc = outcome.get("error")
     assert isinstance(exc, SchedulerLostError) and isinstance(exc, ConnectionError), outcome
     assert "scheduler at tcp://127.0.0.1:" in str(exc) and "checkpoint" in str(exc)
