@@ -450,6 +450,34 @@ def _differences(old: dict, new: dict, keys) -> list[str]:
 # ---------------------------------------------------------------------------------------
 # the builder
 # ---------------------------------------------------------------------------------------
+def _new_store_meta(n, dt, plan, compressor, *, metric, metric_params, fingerprint, features_shape,
+                   validated, scale=None, source=None) -> dict:
+    """The metadata of a store this package starts writing (``build`` and ``rechunk``).
+
+    The keys keep one order (it is part of the stored bytes, ``tests/test_store_bytes.py``):
+    ``scale`` only for float16 stores, ``source`` only for copies.
+    """
+    meta = {"format": FORMAT, "n": int(n), "dtype": str(dt)}
+    if scale is not None:
+        meta["scale"] = scale
+    meta.update({
+        "metric": metric,
+        "metric_params": metric_params,
+        "features_fingerprint": fingerprint,
+        "version": __version__,
+        "stripe_rows": plan["stripe_rows"],
+        "n_stripes": plan["n_stripes"],
+        "completed_stripes": [],
+        "complete": False,
+        "compressor": compressor,
+        "features_shape": features_shape,
+    })
+    if source is not None:
+        meta["source"] = source
+    meta["validated"] = validated
+    return meta
+
+
 def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "euclidean", *,
                         dtype: DTypeLike = "float32", memory_limit: MemoryLimit = "1GiB",
                         block_rows: int | None = None, compressor: Any = "default", overwrite: bool = False,
@@ -592,25 +620,12 @@ def build_dissimilarity(X: FeaturesLike, store: PathLike, metric: MetricLike = "
                              feature_block_rows=plan["feature_block_rows"],
                              dataset=features_dataset, scale=scale, **metric_params)
         mdesc = fsrc.metric.describe()
-        meta = {
-            "format": FORMAT,
-            "n": int(n),
-            "dtype": str(dt),
-            **({"scale": float(fsrc.scale)} if fsrc.storage_dtype is not None else {}),
-            "metric": mdesc["metric"],
-            "metric_params": mdesc["params"],
-            "features_fingerprint": _features_hash(fsrc),
-            "version": __version__,
-            "stripe_rows": plan["stripe_rows"],
-            "n_stripes": plan["n_stripes"],
-            "completed_stripes": [],
-            "complete": False,
-            "compressor": comp_name,
-            "features_shape": [int(n), int(d)],
-            # valid by construction (finite features, every computed value checked finite and
-            # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
-            "validated": True,
-        }
+        # valid by construction (finite features, every computed value checked finite and
+        # >= 0, symmetric with a zero diagonal): readers skip validation (sources/validate.py)
+        meta = _new_store_meta(n, dt, plan, comp_name, metric=mdesc["metric"], metric_params=mdesc["params"],
+                              fingerprint=_features_hash(fsrc), features_shape=[int(n), int(d)],
+                              validated=True,
+                              scale=float(fsrc.scale) if fsrc.storage_dtype is not None else None)
         fref = getattr(getattr(fsrc, "features", None), "_ref", None)
         if isinstance(getattr(fref, "filename", None), str) and os.path.realpath(fref.filename) == os.path.realpath(path):
             fref.close()  # X in another dataset of this HDF5 file: reread through the writer's handle

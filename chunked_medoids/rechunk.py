@@ -93,8 +93,6 @@ def rechunk_store(source, store, *, dataset=None, output_dataset="dissimilarity"
     from . import builder
     from ._budget import plan_stripes, rechunk_plan
     from ._paths import check_output_not_input, source_locations
-    from ._store_meta import FORMAT
-    from ._version import __version__
     from .engine import Engine, rechunk_rows
     from .sources import open_dissimilarity
 
@@ -125,24 +123,10 @@ def rechunk_store(source, store, *, dataset=None, output_dataset="dissimilarity"
                 logger.warning("memory_limit=%s is below the estimated need of %s for %d parallel stripes "
                                "of %d rows", format_bytes(limit), format_bytes(plan["estimated_peak"]),
                                plan["parallelism"], plan["stripe_rows"])
-            meta = {
-                "format": FORMAT,
-                "n": int(n),
-                "dtype": str(dt),
-                "metric": "precomputed",
-                "metric_params": {},
-                # the identity of a copy is its input's: a rerun with the same input resumes
-                "features_fingerprint": f"rechunk:{src.fingerprint()}",
-                "version": __version__,
-                "stripe_rows": plan["stripe_rows"],
-                "n_stripes": plan["n_stripes"],
-                "completed_stripes": [],
-                "complete": False,
-                "compressor": comp_name,
-                "features_shape": None,
-                "source": repr(src),
-                "validated": False,
-            }
+            # the identity of a copy is its input's: a rerun with the same input resumes
+            meta = builder._new_store_meta(n, dt, plan, comp_name, metric="precomputed", metric_params={},
+                                          fingerprint=f"rechunk:{src.fingerprint()}", features_shape=None,
+                                          validated=False, source=repr(src))
             with builder._build_lock(writer.path):
                 meta = builder._prepare(writer, meta, plan, block_rows, overwrite, limit)
                 if meta is not None:
