@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import literally, njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import overload
 
 from .half import HALF_MAX, bits_f32, dequantised, half_bits, round_half
 from .metrics import (
@@ -48,6 +49,7 @@ from .metrics import (
     cheb_step,
     dist_tile,
 )
+from .msc import msc_terms
 from .simd import lt_mask64
 from .swap import NOISE, apply_swap, best_slot, eval_candidate, pass_terms, rounding_margin, swapped_loss
 
@@ -221,68 +223,144 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, q
     return bad
 
 
+# ---------------------------------------------------------------------------------------
+# The one walk over a candidate's row: the points closer than a limit, in increasing order.
+# ``walk_below(use, ...)`` computes the row tile by tile and hands each point o with
+# ``D[j, o] < lim[o]`` (monotone metrics: raw sum below its threshold, then finished and
+# rounded) to the consumer ``use`` (a compile-time constant: one specialisation per consumer,
+# the call resolved when compiling, so the machine code of a hand-written copy);
+# ``walk_all(use, ...)`` hands it every point.  Consumers ``(v, o, ctx, tot) -> tot``: ``ctx``
+# a tuple of the consumer's arrays, ``v`` the source's value of ``D[j, o]`` as float64.
+# ---------------------------------------------------------------------------------------
+
+#: consumers of :func:`walk_below`: FasterPAM's candidate terms, BUILD's gains, FasterMSC's terms.
+USE_SWAP, USE_GAIN, USE_MSC = 0, 1, 2
+#: consumers of :func:`walk_all`: BUILD's row sums, the silhouette's per-cluster sums, the
+#: alternating method's within-cluster sums.
+USE_ROWSUM, USE_CLUSTER_SUMS, USE_WITHIN = 3, 4, 5
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
-def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32, qs, qinv):
-    # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
-    # Full groups of 64: one vector compare each (simd.lt_mask64).
+def _use_swap(v, o, ctx, tot):
+    dn, ds, nn, w, weighted, P = ctx
+    return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0,
+                      weighted, P, tot)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _use_gain(v, o, ctx, tot):
+    dn, w, weighted = ctx
+    g = max(np.float64(dn[o]) - v, 0.0)
+    if weighted:
+        return tot + w[o] * g
+    return tot + g
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _use_msc(v, o, ctx, tot):
+    d1, d2, d3, n1, n2, w, weighted, P = ctx
+    return msc_terms(v, o, d1, d2, d3, n1, n2, w, weighted, P, tot)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _use_rowsum(v, o, ctx, tot):
+    w, weighted = ctx
+    if weighted:
+        return tot + w[o] * v
+    return tot + v
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _use_cluster_sums(v, o, ctx, tot):
+    labels, sums = ctx
+    sums[labels[o]] += v
+    return tot
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _use_within(v, o, ctx, tot):
+    labels, c, w, weighted = ctx
+    if weighted:
+        return tot + (labels[o] == c) * (w[o] * v)
+    return tot + (labels[o] == c) * v
+
+
+_USES = {USE_SWAP: _use_swap, USE_GAIN: _use_gain, USE_MSC: _use_msc, USE_ROWSUM: _use_rowsum,
+         USE_CLUSTER_SUMS: _use_cluster_sums, USE_WITHIN: _use_within}
+
+
+def use_point(use, v, o, ctx, tot):  # pragma: no cover - replaced by the overload in numba
+    """``tot`` after consumer ``use`` (a literal ``USE_*``) took the value ``v`` of point ``o``."""
+    return _USES[use](v, o, ctx, tot)
+
+
+@overload(use_point, prefer_literal=True)
+def _ov_use_point(use, v, o, ctx, tot):
+    if not isinstance(use, types.IntegerLiteral):
+        return None
+    fn = _USES[use.literal_value]
+
+    def impl(use, v, o, ctx, tot):
+        return fn(v, o, ctx, tot)
+
+    return impl
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _below_raw(use, fin, acc, lim, c0, wt, f32, qs, qinv, ctx, tot):
+    # monotone path: the points with raw acc[t] < lim[t] (i.e. D < the limit) are finished,
+    # rounded and consumed.  Full groups of 64: one vector compare each (simd.lt_mask64).
+    literally(use)
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
         m = lt_mask64(acc, g0, lim, g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32, qs, qinv)
+            tot = use_point(use, out_value(_finish(fin, acc[t]), f32, qs, qinv), c0 + t, ctx, tot)
     for t in range(nfull, wt):
         if acc[t] < lim[t]:
-            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32, qs, qinv)
-    return total
+            tot = use_point(use, out_value(_finish(fin, acc[t]), f32, qs, qinv), c0 + t, ctx, tot)
+    return tot
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32, qs, qinv):
-    v = out_value(_finish(fin, s), f32, qs, qinv)  # rounded to the source dtype
-    return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0,
-                      weighted, P, total)
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
-    # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with ds directly
+def _below_vals(use, vals, lim, c0, wt, ctx, tot):
+    # other metrics: the rounded values vals[t] = D[j, c0 + t] compared with the limit directly
+    # (a float32 value against a float64 limit: the exact comparison, in the loop)
+    literally(use)
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
-        m = lt_mask64(vals, g0, ds, c0 + g0)
+        m = lt_mask64(vals, g0, lim, c0 + g0)
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            o = c0 + t
-            total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
-                               w[o] if weighted else 1.0, weighted, P, total)
+            tot = use_point(use, np.float64(vals[t]), c0 + t, ctx, tot)
     for t in range(nfull, wt):
-        o = c0 + t
-        if vals[t] < ds[o]:
-            total = pass_terms(np.float64(vals[t]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
-                               w[o] if weighted else 1.0, weighted, P, total)
-    return total
+        if vals[t] < lim[c0 + t]:
+            tot = use_point(use, np.float64(vals[t]), c0 + t, ctx, tot)
+    return tot
 
 
 @njit(nogil=True, cache=True)
-def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf, nn, R, w,
-                         weighted, P, vals, acc, acc2, tw, bad_box, qs, qinv):
-    """:func:`~.swap.eval_candidate` of candidate ``j`` with its row computed on the fly.
+def walk_below(use, j, F, S, H, lim, ctx, tot):
+    """``tot`` after consumer ``use`` took every point o with ``D[j, o] < lim[o]``, in
+    increasing o (row j computed here, tile by tile; the diagonal is 0).
 
-    Fills ``P`` and returns the sum bitwise as the stored kernel does on ``D[j]`` (same
-    passing points, same :func:`~.swap.pass_terms`, increasing o); adds the number of
-    non-finite entries of the row to ``bad_box[0]``.  ``vals`` (tw,) source dtype and
-    ``acc``/``acc2`` (tw,) float64 are scratch; ``thr`` / ``tinf`` the thresholds of the
-    monotone path (unused otherwise).  ``tw`` must be a multiple of 64.  Requires k >= 2
-    (k = 1: see :func:`fused_eval`).
+    ``H`` = the thresholds of ``lim`` (:func:`make_thresholds`; used by the monotone
+    metrics, which finish only the passing points).  The number of entries of the row that
+    are not finite in the source's dtype is added to ``S[5][0]``.  The tile width must be
+    a multiple of 64.  Bitwise the stored kernels' sums: the same passing points, the same
+    terms, the same order.
     """
-    k = R.shape[0]
+    literally(use)
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
+    vals, acc, acc2 = S[1], S[2], S[3]
     n = T.shape[1]
     fin = finish_kind(code)
-    for s in range(k):
-        P[s] = R[s]
-    total = 0.0
+    f32 = vals.itemsize == 4
+    thr = H[0]
+    tinf = H[2][0]
     bad = 0
     for c0 in range(0, n, tw):
         wt = min(tw, n - c0)
@@ -290,21 +368,52 @@ def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, t
             _raw_tile(code, T, j, c0, wt, acc)
             if c0 <= j < c0 + wt:
                 acc[j - c0] = 0.0
-            lim = thr[c0:c0 + wt]
             for o in range(wt):
                 bad += not (acc[o] < tinf)
+            tot = _below_raw(use, fin, acc, thr[c0:c0 + wt], c0, wt, f32, qs, qinv, ctx, tot)
         else:
             dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
             if c0 <= j < c0 + wt:
                 acc[j - c0] = 0.0
             bad += store_tile(acc, vals, wt, qs, qinv)  # rounded to the source dtype
-        if fin != FIN_NONE:
-            total = _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, vals.itemsize == 4,
-                                 qs, qinv)
-        else:
-            total = _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total)
-    bad_box[0] += bad
-    return total
+            tot = _below_vals(use, vals, lim, c0, wt, ctx, tot)
+    S[5][0] += bad
+    return tot
+
+
+@njit(nogil=True, cache=True)
+def walk_all(use, j, F, S, ctx, tot):
+    """``tot`` after consumer ``use`` took every point o of row j in increasing o (the
+    source's values, diagonal 0); non-finite entries are added to ``S[5][0]``."""
+    literally(use)
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
+    vals, acc, acc2 = S[1], S[2], S[3]
+    n = T.shape[1]
+    bad = 0
+    for c0 in range(0, n, tw):
+        wt = min(tw, n - c0)
+        dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
+        if c0 <= j < c0 + wt:
+            acc[j - c0] = 0.0
+        bad += store_tile(acc, vals, wt, qs, qinv)
+        for o in range(wt):
+            tot = use_point(use, np.float64(vals[o]), c0 + o, ctx, tot)
+    S[5][0] += bad
+    return tot
+
+
+@njit(nogil=True, cache=True)
+def eval_candidate_fused(j, F, S, H, dn, ds, nn, R, w, weighted, P):
+    """:func:`~.swap.eval_candidate` of candidate ``j`` with its row computed on the fly.
+
+    Fills ``P`` and returns the sum bitwise as the stored kernel does on ``D[j]`` (same
+    passing points, same :func:`~.swap.pass_terms`, increasing o: :func:`walk_below` of
+    ``ds``); adds the number of non-finite entries of the row to ``S[5][0]``.  Requires
+    k >= 2 (k = 1: see :func:`fused_eval`).
+    """
+    for s in range(R.shape[0]):
+        P[s] = R[s]
+    return walk_below(USE_SWAP, j, F, S, H, ds, (dn, ds, nn, w, weighted, P), 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,9 +431,7 @@ def fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S):
     if R.shape[0] == 1:
         bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv)
         return eval_candidate(row, dn, ds, nn, R, w, weighted, P, idx)
-    thr, thr_v, tinf_box = H
-    return eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf_box[0], nn,
-                                R, w, weighted, P, vals, acc, acc2, tw, bad_box, qs, qinv)
+    return eval_candidate_fused(j, F, S, H, dn, ds, nn, R, w, weighted, P)
 
 
 @njit(nogil=True, cache=True)

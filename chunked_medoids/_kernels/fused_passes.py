@@ -7,7 +7,9 @@ the feature bundle ``F`` and the per-thread scratch ``S`` of :mod:`.fused` (modu
 there), computes each candidate's row tile by tile and consumes the tile at once.  The
 results are bitwise those of the stored kernel on the materialised rows (what
 ``FeatureSource.read_rows`` returns): the same terms in the same (increasing point) order;
-terms a stored kernel adds as exact zeros are skipped where they are exact zeros.
+terms a stored kernel adds as exact zeros are skipped where they are exact zeros.  Every
+row is walked by the one pair of walks of :mod:`.fused` (``walk_below`` for the points closer
+than a limit, ``walk_all`` for every point), specialised per consumer at compile time.
 
 * :func:`fastpam1_records_fused`, :func:`pam_records_fused`, :func:`fastpam2_block_fused`:
   the candidate evaluations of FastPAM1 / PAM / FastPAM2 (the PAM and FastPAM1 ones return
@@ -28,37 +30,25 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .fused import (
     FIN_NONE,
-    _finish,
-    _raw_tile,
+    USE_CLUSTER_SUMS,
+    USE_GAIN,
+    USE_MSC,
+    USE_ROWSUM,
+    USE_WITHIN,
     bad_threshold,
     finish_kind,
     fused_eval,
     fused_full_row,
-    out_value,
-    store_tile,
     update_thresholds,
+    walk_all,
+    walk_below,
 )
-from .metrics import dist_tile
-from .msc import msc_loss, msc_removal, msc_swap_update, msc_terms
+from .msc import msc_loss, msc_removal, msc_swap_update
 from .silhouette import silhouette_value
-from .simd import lt_mask64
 from .swap import _push_record, pam_delta
-
-
-@njit(nogil=True, cache=True)
-def rounded_tile(F, j, c0, wt, vals, acc, acc2):
-    """``vals[o] = D[j, c0 + o]`` in ``vals``' dtype for ``o < wt`` (the diagonal 0), as
-    ``read_rows`` rounds them (quantised for a float16 source); returns how many are not finite."""
-    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
-    dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
-    if c0 <= j < c0 + wt:
-        acc[j - c0] = 0.0
-    return store_tile(acc, vals, wt, qs, qinv)
-
 
 # -- swap phase ---------------------------------------------------------------------------
 
@@ -132,65 +122,8 @@ def fastpam2_block_fused(F, S, H, start, stop, is_medoid, dn, ds, nn, R, w, weig
 @njit(nogil=True, cache=True)
 def row_sums_fused(F, S, start, stop, w, weighted, out):
     """:func:`~.build.row_sums` of the rows ``start..stop-1``: ``out[j - start] = Σ_o w_o·D[j, o]``."""
-    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
-    n = F[1].shape[1]
-    tw = F[6]
-    bad = 0
     for j in range(start, stop):
-        tot = 0.0
-        for c0 in range(0, n, tw):
-            wt = min(tw, n - c0)
-            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
-            if weighted:
-                for o in range(wt):
-                    tot += w[c0 + o] * np.float64(vals[o])
-            else:
-                for o in range(wt):
-                    tot += np.float64(vals[o])
-        out[j - start] = tot
-    bad_box[0] += bad
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _gain_term(v, o, dn, w, weighted, tot):
-    g = max(np.float64(dn[o]) - v, 0.0)
-    if weighted:
-        return tot + w[o] * g
-    return tot + g
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _gains_raw(fin, acc, lim, c0, wt, dn, w, weighted, tot, f32, qs, qinv):
-    # monotone path: the points with raw acc[t] < lim[t] (D < dn) are finished and added
-    nfull = wt - wt % 64
-    for g0 in range(0, nfull, 64):
-        m = lt_mask64(acc, g0, lim, g0)
-        while m != 0:
-            t = g0 + trailing_zeros(m)
-            m &= m - np.uint64(1)
-            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
-            tot = _gain_term(v, c0 + t, dn, w, weighted, tot)
-    for t in range(nfull, wt):
-        if acc[t] < lim[t]:
-            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
-            tot = _gain_term(v, c0 + t, dn, w, weighted, tot)
-    return tot
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _gains_vals(vals, c0, wt, dn, w, weighted, tot):
-    # other metrics: the rounded values compared with dn directly
-    nfull = wt - wt % 64
-    for g0 in range(0, nfull, 64):
-        m = lt_mask64(vals, g0, dn, c0 + g0)
-        while m != 0:
-            t = g0 + trailing_zeros(m)
-            m &= m - np.uint64(1)
-            tot = _gain_term(np.float64(vals[t]), c0 + t, dn, w, weighted, tot)
-    for t in range(nfull, wt):
-        if vals[t] < dn[c0 + t]:
-            tot = _gain_term(np.float64(vals[t]), c0 + t, dn, w, weighted, tot)
-    return tot
+        out[j - start] = walk_all(USE_ROWSUM, j, F, S, (w, weighted), 0.0)
 
 
 @njit(nogil=True, cache=True)
@@ -199,33 +132,10 @@ def build_gains_fused(F, S, H, start, stop, dn, w, weighted, out):
     ``out[j - start] = Σ_o w_o·max(dn[o] − D[j, o], 0)``.
 
     Only points with ``D[j, o] < dn[o]`` add a non-zero term (the others add exact zeros in
-    the stored kernel, which leave the sum's bits unchanged), so only they are visited.
-    ``H`` = :func:`~.fused.make_thresholds` of ``dn`` (used by the monotone metrics)."""
-    code, T = F[0], F[1]
-    tw = F[6]
-    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
-    n = T.shape[1]
-    fin = finish_kind(code)
-    thr = H[0]
-    tinf = H[2][0]
-    f32 = vals.itemsize == 4
-    bad = 0
+    the stored kernel, which leave the sum's bits unchanged), so only they are visited
+    (:func:`~.fused.walk_below` of ``dn``; ``H`` = :func:`~.fused.make_thresholds` of ``dn``)."""
     for j in range(start, stop):
-        tot = 0.0
-        for c0 in range(0, n, tw):
-            wt = min(tw, n - c0)
-            if fin != FIN_NONE:
-                _raw_tile(code, T, j, c0, wt, acc)
-                if c0 <= j < c0 + wt:
-                    acc[j - c0] = 0.0
-                for o in range(wt):
-                    bad += not (acc[o] < tinf)
-                tot = _gains_raw(fin, acc, thr[c0:c0 + wt], c0, wt, dn, w, weighted, tot, f32, F[7], F[8])
-            else:
-                bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
-                tot = _gains_vals(vals, c0, wt, dn, w, weighted, tot)
-        out[j - start] = tot
-    bad_box[0] += bad
+        out[j - start] = walk_below(USE_GAIN, j, F, S, H, dn, (dn, w, weighted), 0.0)
 
 
 # -- silhouette and the alternating method ----------------------------------------------------
@@ -234,118 +144,32 @@ def build_gains_fused(F, S, H, start, stop, dn, w, weighted, out):
 @njit(nogil=True, cache=True)
 def silhouette_fused(F, S, start, stop, labels, counts, out):
     """:func:`~.silhouette.silhouette_block` of the points ``start..stop-1``."""
-    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
-    n = F[1].shape[1]
-    tw = F[6]
     sums = np.empty(counts.shape[0], dtype=np.float64)
-    bad = 0
     for j in range(start, stop):
         for t in range(sums.shape[0]):
             sums[t] = 0.0
-        for c0 in range(0, n, tw):
-            wt = min(tw, n - c0)
-            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
-            lab = labels[c0:c0 + wt]
-            for o in range(wt):
-                sums[lab[o]] += np.float64(vals[o])
+        walk_all(USE_CLUSTER_SUMS, j, F, S, (labels, sums), 0.0)
         out[j - start] = silhouette_value(sums, labels[j], counts)
-    bad_box[0] += bad
 
 
 @njit(nogil=True, cache=True)
 def within_cluster_sums_fused(F, S, start, stop, labels, w, weighted, out):
     """:func:`~.build.within_cluster_sums` of the rows ``start..stop-1`` (same expression
     per point, so the same bits)."""
-    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
-    n = F[1].shape[1]
-    tw = F[6]
-    bad = 0
     for j in range(start, stop):
-        c = labels[j]
-        tot = 0.0
-        for c0 in range(0, n, tw):
-            wt = min(tw, n - c0)
-            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
-            lab = labels[c0:c0 + wt]
-            if weighted:
-                ww = w[c0:c0 + wt]
-                for o in range(wt):
-                    tot += (lab[o] == c) * (ww[o] * np.float64(vals[o]))
-            else:
-                for o in range(wt):
-                    tot += (lab[o] == c) * np.float64(vals[o])
-        out[j - start] = tot
-    bad_box[0] += bad
+        out[j - start] = walk_all(USE_WITHIN, j, F, S, (labels, labels[j], w, weighted), 0.0)
 
 
 # -- FasterMSC (the medoid silhouette's eager walk) ---------------------------------------------
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32, qs, qinv):
-    # monotone path: the points with raw acc[t] < lim[t] (D < d3) are finished and added
-    nfull = wt - wt % 64
-    for g0 in range(0, nfull, 64):
-        m = lt_mask64(acc, g0, lim, g0)
-        while m != 0:
-            t = g0 + trailing_zeros(m)
-            m &= m - np.uint64(1)
-            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
-            tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
-    for t in range(nfull, wt):
-        if acc[t] < lim[t]:
-            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
-            tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
-    return tot
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot):
-    nfull = wt - wt % 64
-    for g0 in range(0, nfull, 64):
-        m = lt_mask64(vals, g0, d3, c0 + g0)  # float32 vals against float64 d3: the exact loop
-        while m != 0:
-            t = g0 + trailing_zeros(m)
-            m &= m - np.uint64(1)
-            tot = msc_terms(np.float64(vals[t]), c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
-    for t in range(nfull, wt):
-        if np.float64(vals[t]) < d3[c0 + t]:
-            tot = msc_terms(np.float64(vals[t]), c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
-    return tot
-
-
 @njit(nogil=True, cache=True)
 def eval_msc_fused(j, F, S, H, d1, d2, d3, n1, n2, R, w, weighted, P):
-    """:func:`~.msc.eval_msc_candidate` of candidate ``j`` with its row computed here (``H``:
-    the thresholds of ``d3``, :func:`msc_thresholds`)."""
-    code, T = F[0], F[1]
-    tw = F[6]
-    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
-    n = T.shape[1]
-    k = R.shape[0]
-    fin = finish_kind(code)
-    thr = H[0]
-    tinf = H[2][0]
-    f32 = vals.itemsize == 4
-    for s in range(k):
+    """:func:`~.msc.eval_msc_candidate` of candidate ``j`` with its row computed here
+    (:func:`~.fused.walk_below` of ``d3``; ``H``: the thresholds of ``d3``, :func:`msc_thresholds`)."""
+    for s in range(R.shape[0]):
         P[s] = R[s]
-    tot = 0.0
-    bad = 0
-    for c0 in range(0, n, tw):
-        wt = min(tw, n - c0)
-        if fin != FIN_NONE:
-            _raw_tile(code, T, j, c0, wt, acc)
-            if c0 <= j < c0 + wt:
-                acc[j - c0] = 0.0
-            for o in range(wt):
-                bad += not (acc[o] < tinf)
-            tot = _msc_raw(fin, acc, thr[c0:c0 + wt], c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32,
-                           F[7], F[8])
-        else:
-            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
-            tot = _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot)
-    bad_box[0] += bad
-    return tot
+    return walk_below(USE_MSC, j, F, S, H, d3, (d1, d2, d3, n1, n2, w, weighted, P), 0.0)
 
 
 @njit(nogil=True, cache=True)
