@@ -228,16 +228,13 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, q
 # ``walk_below(use, ...)`` computes the row tile by tile and hands each point o with
 # ``D[j, o] < lim[o]`` (monotone metrics: raw sum below its threshold, then finished and
 # rounded) to the consumer ``use`` (a compile-time constant: one specialisation per consumer,
-# the call resolved when compiling, so the machine code of a hand-written copy);
-# ``walk_all(use, ...)`` hands it every point.  Consumers ``(v, o, ctx, tot) -> tot``: ``ctx``
-# a tuple of the consumer's arrays, ``v`` the source's value of ``D[j, o]`` as float64.
+# the call resolved and inlined when compiling).  Consumers ``(v, o, ctx, tot) -> tot``:
+# ``ctx`` a tuple of the consumer's arrays, ``v`` the source's value of ``D[j, o]`` as float64.
+# The passes over every point of a row share :func:`rounded_tile` instead.
 # ---------------------------------------------------------------------------------------
 
 #: consumers of :func:`walk_below`: FasterPAM's candidate terms, BUILD's gains, FasterMSC's terms.
 USE_SWAP, USE_GAIN, USE_MSC = 0, 1, 2
-#: consumers of :func:`walk_all`: BUILD's row sums, the silhouette's per-cluster sums, the
-#: alternating method's within-cluster sums.
-USE_ROWSUM, USE_CLUSTER_SUMS, USE_WITHIN = 3, 4, 5
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -262,31 +259,7 @@ def _use_msc(v, o, ctx, tot):
     return msc_terms(v, o, d1, d2, d3, n1, n2, w, weighted, P, tot)
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _use_rowsum(v, o, ctx, tot):
-    w, weighted = ctx
-    if weighted:
-        return tot + w[o] * v
-    return tot + v
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _use_cluster_sums(v, o, ctx, tot):
-    labels, sums = ctx
-    sums[labels[o]] += v
-    return tot
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _use_within(v, o, ctx, tot):
-    labels, c, w, weighted = ctx
-    if weighted:
-        return tot + (labels[o] == c) * (w[o] * v)
-    return tot + (labels[o] == c) * v
-
-
-_USES = {USE_SWAP: _use_swap, USE_GAIN: _use_gain, USE_MSC: _use_msc, USE_ROWSUM: _use_rowsum,
-         USE_CLUSTER_SUMS: _use_cluster_sums, USE_WITHIN: _use_within}
+_USES = {USE_SWAP: _use_swap, USE_GAIN: _use_gain, USE_MSC: _use_msc}
 
 
 def use_point(use, v, o, ctx, tot):  # pragma: no cover - replaced by the overload in numba
@@ -382,24 +355,14 @@ def walk_below(use, j, F, S, H, lim, ctx, tot):
 
 
 @njit(nogil=True, cache=True)
-def walk_all(use, j, F, S, ctx, tot):
-    """``tot`` after consumer ``use`` took every point o of row j in increasing o (the
-    source's values, diagonal 0); non-finite entries are added to ``S[5][0]``."""
-    literally(use)
+def rounded_tile(F, j, c0, wt, vals, acc, acc2):
+    """``vals[o] = D[j, c0 + o]`` in ``vals``' dtype for ``o < wt`` (the diagonal 0), as
+    ``read_rows`` rounds them (quantised for a float16 source); returns how many are not finite."""
     code, T, aux, p, categorical, ranges, tw, qs, qinv = F
-    vals, acc, acc2 = S[1], S[2], S[3]
-    n = T.shape[1]
-    bad = 0
-    for c0 in range(0, n, tw):
-        wt = min(tw, n - c0)
-        dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
-        if c0 <= j < c0 + wt:
-            acc[j - c0] = 0.0
-        bad += store_tile(acc, vals, wt, qs, qinv)
-        for o in range(wt):
-            tot = use_point(use, np.float64(vals[o]), c0 + o, ctx, tot)
-    S[5][0] += bad
-    return tot
+    dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
+    if c0 <= j < c0 + wt:
+        acc[j - c0] = 0.0
+    return store_tile(acc, vals, wt, qs, qinv)
 
 
 @njit(nogil=True, cache=True)

@@ -7,9 +7,10 @@ the feature bundle ``F`` and the per-thread scratch ``S`` of :mod:`.fused` (modu
 there), computes each candidate's row tile by tile and consumes the tile at once.  The
 results are bitwise those of the stored kernel on the materialised rows (what
 ``FeatureSource.read_rows`` returns): the same terms in the same (increasing point) order;
-terms a stored kernel adds as exact zeros are skipped where they are exact zeros.  Every
-row is walked by the one pair of walks of :mod:`.fused` (``walk_below`` for the points closer
-than a limit, ``walk_all`` for every point), specialised per consumer at compile time.
+terms a stored kernel adds as exact zeros are skipped where they are exact zeros.  The
+walks over the points closer than a limit (FasterPAM / FastPAM candidates, BUILD's gains,
+FasterMSC) are the one ``walk_below`` of :mod:`.fused`, specialised per consumer at compile
+time; the passes over every point share ``rounded_tile``.
 
 * :func:`fastpam1_records_fused`, :func:`pam_records_fused`, :func:`fastpam2_block_fused`:
   the candidate evaluations of FastPAM1 / PAM / FastPAM2 (the PAM and FastPAM1 ones return
@@ -33,17 +34,14 @@ from numba import njit
 
 from .fused import (
     FIN_NONE,
-    USE_CLUSTER_SUMS,
     USE_GAIN,
     USE_MSC,
-    USE_ROWSUM,
-    USE_WITHIN,
     bad_threshold,
     finish_kind,
     fused_eval,
     fused_full_row,
+    rounded_tile,
     update_thresholds,
-    walk_all,
     walk_below,
 )
 from .msc import msc_loss, msc_removal, msc_swap_update
@@ -122,8 +120,23 @@ def fastpam2_block_fused(F, S, H, start, stop, is_medoid, dn, ds, nn, R, w, weig
 @njit(nogil=True, cache=True)
 def row_sums_fused(F, S, start, stop, w, weighted, out):
     """:func:`~.build.row_sums` of the rows ``start..stop-1``: ``out[j - start] = Σ_o w_o·D[j, o]``."""
+    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
+    n = F[1].shape[1]
+    tw = F[6]
+    bad = 0
     for j in range(start, stop):
-        out[j - start] = walk_all(USE_ROWSUM, j, F, S, (w, weighted), 0.0)
+        tot = 0.0
+        for c0 in range(0, n, tw):
+            wt = min(tw, n - c0)
+            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
+            if weighted:
+                for o in range(wt):
+                    tot += w[c0 + o] * np.float64(vals[o])
+            else:
+                for o in range(wt):
+                    tot += np.float64(vals[o])
+        out[j - start] = tot
+    bad_box[0] += bad
 
 
 @njit(nogil=True, cache=True)
@@ -144,20 +157,48 @@ def build_gains_fused(F, S, H, start, stop, dn, w, weighted, out):
 @njit(nogil=True, cache=True)
 def silhouette_fused(F, S, start, stop, labels, counts, out):
     """:func:`~.silhouette.silhouette_block` of the points ``start..stop-1``."""
+    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
+    n = F[1].shape[1]
+    tw = F[6]
     sums = np.empty(counts.shape[0], dtype=np.float64)
+    bad = 0
     for j in range(start, stop):
         for t in range(sums.shape[0]):
             sums[t] = 0.0
-        walk_all(USE_CLUSTER_SUMS, j, F, S, (labels, sums), 0.0)
+        for c0 in range(0, n, tw):
+            wt = min(tw, n - c0)
+            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
+            lab = labels[c0:c0 + wt]
+            for o in range(wt):
+                sums[lab[o]] += np.float64(vals[o])
         out[j - start] = silhouette_value(sums, labels[j], counts)
+    bad_box[0] += bad
 
 
 @njit(nogil=True, cache=True)
 def within_cluster_sums_fused(F, S, start, stop, labels, w, weighted, out):
     """:func:`~.build.within_cluster_sums` of the rows ``start..stop-1`` (same expression
     per point, so the same bits)."""
+    vals, acc, acc2, bad_box = S[1], S[2], S[3], S[5]
+    n = F[1].shape[1]
+    tw = F[6]
+    bad = 0
     for j in range(start, stop):
-        out[j - start] = walk_all(USE_WITHIN, j, F, S, (labels, labels[j], w, weighted), 0.0)
+        c = labels[j]
+        tot = 0.0
+        for c0 in range(0, n, tw):
+            wt = min(tw, n - c0)
+            bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
+            lab = labels[c0:c0 + wt]
+            if weighted:
+                ww = w[c0:c0 + wt]
+                for o in range(wt):
+                    tot += (lab[o] == c) * (ww[o] * np.float64(vals[o]))
+            else:
+                for o in range(wt):
+                    tot += (lab[o] == c) * np.float64(vals[o])
+        out[j - start] = tot
+    bad_box[0] += bad
 
 
 # -- FasterMSC (the medoid silhouette's eager walk) ---------------------------------------------
