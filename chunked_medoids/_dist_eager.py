@@ -9,13 +9,14 @@ calls :meth:`DistributedEagerWalk.run`.  See ``docs/architecture.rst`` §14.
 Design
 ------
 * **Who holds what.**  The candidate rows are cut into *ownership granules* of ``G``
-  consecutive rows (:func:`ownership_granule`: about 1024 rows, a multiple of a store's
+  consecutive rows (:func:`ownership_granule`: about 384 rows, a multiple of a store's
   chunk height so each chunk is decoded by one worker) and granule ``g`` belongs to actor
   ``g mod W``: interleaved, so that both the natural order (consecutive rows) and the
   shuffled one (random 256-row granules) spread a long batch over all workers.  One
   :class:`EagerActor` (a ``distributed`` Actor) per worker holds its granules' rows --
-  read once from storage by the worker itself (*resident*), or re-read per pass through a
-  bounded cache (*streaming*) -- or, for a features source with fused kernels, the
+  read once from storage by the worker itself, or for a raw zarr store mapped from the
+  page cache without a copy (*resident*), or re-read per pass through a bounded cache
+  (*streaming*) -- or, for a features source with fused kernels, the
   prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
   state: the medoid table, the caches, the removal loss and the loss.  With computed rows
   any actor can walk any position: the granules are then blocks of :data:`FINE`
@@ -70,6 +71,7 @@ from ._kernels.msc import msc_apply, msc_first_improving
 from ._kernels.swap import apply_swap, first_improving
 from ._util import format_bytes
 from .engine import check_resident
+from .sources._mapped import map_chunk_rows
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,13 @@ METHODS = ("fasterpam", "fastermsc")
 #: multiples of it, so that in both orders runs of consecutive positions belong to one
 #: worker.
 ORDER_GRANULE = 256
-#: the largest ownership granule (rows) unless a storage chunk is taller.
-GRANULE_CAP = 1024
+#: the largest ownership granule (rows) unless a storage chunk is taller.  A trade-off: a
+#: sequential run (dense swaps) ends at its granule's end, one round trip per granule; a
+#: parallel batch's span per swap is about gap / W + granule / 2 (the owner of the swap
+#: reaches it while the others finish or stop).  Measured at n = 24000, 2 workers
+#: (``benchmarks/bench_distributed.py``): 870-row granules gave a span of 59328 candidates
+#: in 46 round trips, 348-row ones 52594 in 62 -- the better one below ~6 ms per round trip.
+GRANULE_CAP = 384
 #: granule (positions) of a walk whose rows are computed from features (any actor can walk
 #: any position): parallel batches interleave such small blocks, so an actor that accepts
 #: a candidate leaves the others little to wait for or to have evaluated in vain.
@@ -113,12 +120,15 @@ CHECK = 96
 #: ``apply_own_s`` applying its own swaps of sequential runs, ``scan_s`` the kernels),
 #: ``cpu_s`` the actor thread's CPU time in steps, ``idle_s`` wall time between steps
 #: (waiting for the client and the other actors), ``load_s``/``load_cpu_s`` reading the
-#: resident rows, calls, parallel batches and sequential runs served, parallel batches cut
-#: short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
+#: resident rows (``mapped_bytes`` of them mapped from the page cache rather than read,
+#: ``held_bytes_in`` copied from stripes the engine held), calls, parallel batches and
+#: sequential runs served, parallel batches cut short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
 #: received and sent; ``prefetch_s`` / ``prefetched_rows`` the rows computed ahead while
 #: idle (:meth:`EagerActor.prefetch`) and ``evaluated_prefetched`` the candidates evaluated
 #: from them.
-STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "calls",
+STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "mapped_bytes",
+             "held_bytes_in",
+             "calls",
              "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes",
              "prefetch_s", "prefetched_rows", "evaluated_prefetched")
 
@@ -207,6 +217,7 @@ class EagerActor:
         self._t_end = None  # end of the last step (idle time between steps)
         self._proc0 = time.process_time()
         self.rows = None
+        self.vrow = None  # resident rows: vrow[r] is the row of self.rows holding row r (load())
         # rows computed ahead while another actor walks a run (computed rows only): the
         # buffer of rows for the positions [pre_lo, pre_lo + pre_done) of the order
         self.pre_rows, self.pre_lo, self.pre_done, self._pre_thread, self._pre_cancel = None, 0, 0, None, False
@@ -220,7 +231,8 @@ class EagerActor:
             gbytes = self.G * n * itemsize
             owned_count = len(self.granules)  # 0 when there are more workers than granules
             self.cap = owned_count if self.resident else min(owned_count, max(1, int(p["budget"]) // max(1, gbytes)))
-            self.rows = _row_buffer((self.cap * self.G, n), self.source.dtype)
+            # resident rows are mapped or read by load(); a streaming cache is filled as needed
+            self.rows = None if self.resident else _row_buffer((self.cap * self.G, n), self.source.dtype)
             self.slot_of = np.full(n_gran, -1, dtype=np.int64)
             self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
             self.slot_clock = np.zeros(self.cap, dtype=np.int64)
@@ -238,13 +250,69 @@ class EagerActor:
         self.slot_gran[slot] = g
         self.slot_of[g] = slot
 
+    def _spans(self):
+        """``(start, stop)`` rows of the owned granules, in slot order."""
+        return [(int(g) * self.G, min((int(g) + 1) * self.G, self.n)) for g in self.granules]
+
+    def _buffer(self):
+        """The buffer of read resident rows (made once): ``rows``, the row index of its
+        slots ``_slot_row`` and the rows present ``_have``."""
+        if self.rows is None:
+            self.rows = _row_buffer((self.cap * self.G, self.n), self.source.dtype)
+            idx = np.full(self.n, -1, dtype=np.int64)
+            for slot, (a, b) in enumerate(self._spans()):
+                idx[a:b] = np.arange(slot * self.G, slot * self.G + (b - a), dtype=np.int64)
+            self._slot_row, self._have = idx, np.zeros(self.n, dtype=np.bool_)
+
+    def take_rows(self, block, start, stop):
+        """Copy the rows of ``block`` (rows ``start:stop`` of D: a stripe the engine held from
+        an earlier pass, e.g. BUILD's) that this actor holds resident into its buffer, before
+        :meth:`load` reads the rest from storage; returns the bytes taken.  Runs in a task
+        on this actor's worker (:func:`_give_rows`), never while the actor walks."""
+        if not self.resident or self.fused is not None or self.vrow is not None:
+            return 0
+        self._buffer()
+        taken = 0
+        for slot, (a, b) in enumerate(self._spans()):
+            lo, hi = max(a, int(start)), min(b, int(stop))
+            if lo >= hi:
+                continue
+            self.rows[slot * self.G + (lo - a): slot * self.G + (hi - a)] = block[lo - start: hi - start]
+            self._have[lo:hi] = True
+            taken += (hi - lo) * self.n * self.rows.itemsize
+        self.stats["held_bytes_in"] += taken
+        return taken
+
     def load(self):
-        """Read the resident granules (once); returns ``(bytes read, seconds)``."""
+        """Hold the resident granules (once); returns ``(bytes read, seconds)``.
+
+        A raw zarr store's chunks are mapped from the page cache
+        (:func:`~chunked_medoids.sources._mapped.map_chunk_rows`: no copy, no fresh memory,
+        checksums and fill checks as a read makes them); any other source's granules are
+        read into one buffer, except the rows :meth:`take_rows` was given.  ``vrow[r]`` is
+        then the row of ``rows`` holding row ``r``.
+        """
         t0, c0 = time.perf_counter(), time.thread_time()
-        if self.rows is not None and self.resident:
-            for slot, g in enumerate(self.granules):
-                if self.slot_of[g] < 0:
-                    self._read_granule(g, slot)
+        if self.resident and self.fused is None and self.vrow is None:
+            spans = self._spans()
+            mapped = None if self.rows is not None else map_chunk_rows(self.source, spans)
+            if mapped is not None:
+                self.rows, self.vrow = mapped.rows, mapped.index
+                self.bytes_read += mapped.nbytes
+                self.stats["mapped_bytes"] += mapped.nbytes
+            else:
+                self._buffer()
+                for slot, (a, b) in enumerate(spans):
+                    # the runs of rows not handed over (take_rows): all of them, usually
+                    missing = np.flatnonzero(~self._have[a:b])
+                    if missing.shape[0] == 0:
+                        continue
+                    cuts = np.flatnonzero(np.diff(missing) != 1) + 1
+                    for run in np.split(missing, cuts):
+                        lo, hi = a + int(run[0]), a + int(run[-1]) + 1
+                        self.rows[slot * self.G + (lo - a): slot * self.G + (hi - a)] = self.source.read_rows(lo, hi)
+                        self.bytes_read += (hi - lo) * self.n * self.rows.itemsize
+                self.vrow, self._have = self._slot_row, None
         elif self.fused is not None:
             self.fused.refresh(self.st.ds)
         secs = time.perf_counter() - t0
@@ -434,9 +502,12 @@ class EagerActor:
                     elif here < p0 < lo + limit:
                         e = p0 - lo
             else:
-                gran = cand[i:limit] // self.G
-                e = i + self._ensure(gran)
-                visit_all = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
+                if self.vrow is not None:  # resident: every owned row is held
+                    e, visit_all = limit, self.vrow[cand[i:limit]]
+                else:
+                    gran = cand[i:limit] // self.G
+                    e = i + self._ensure(gran)
+                    visit_all = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
             base = i
             hit = False
             while i < e:
@@ -517,8 +588,16 @@ class EagerActor:
 
     def info(self):
         """``(resident, rows held, granules, bytes read)``."""
-        held = 0 if self.rows is None else int(self.rows.nbytes)
+        held = 0 if self.rows is None else int(self.stats["mapped_bytes"] or self.rows.nbytes)
         return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
+
+
+def _give_rows(actor_key, block, start, stop):
+    """A task on an actor's worker: hand it the rows ``block`` (rows ``start:stop``, a
+    stripe the engine held) before it loads (:meth:`EagerActor.take_rows`)."""
+    from distributed import get_worker
+
+    return get_worker().state.actors[actor_key].take_rows(block, start, stop)
 
 
 def _row_buffer(shape, dtype):
@@ -538,6 +617,10 @@ def _row_buffer(shape, dtype):
     except (OSError, ValueError):  # pragma: no cover - no anonymous maps / advice refused
         return np.empty(shape, dtype=dtype)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)  # the array keeps the map alive
+
+
+#: no value (the client's ``direct_to_workers`` was not changed)
+_UNSET = object()
 
 
 def _is_lost(exc) -> bool:
@@ -568,9 +651,13 @@ class DistributedEagerWalk:
     resident : {"auto", True, False}
     n_swap : int
         Swaps done before this walk (a resumed run), the first sequence number.
+    held : list of (start, stop, future, worker address)
+        Row stripes the engine holds on the workers (:meth:`Engine.held_stripes`), kept
+        alive by the caller until this constructor returns: the actors copy their rows from
+        them instead of reading them from storage (unless the rows are mapped anyway).
     """
 
-    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0):
+    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0, held=()):
         if method not in METHODS:
             raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
         self.engine, self.client, self.source = engine, engine.client, source
@@ -582,6 +669,7 @@ class DistributedEagerWalk:
         self.runs = self.batches = 0  # sequential runs on one actor / parallel batches on all
         self.run_positions = 0  # positions walked in sequential runs
         self.recoveries = 0
+        self.held_bytes = 0  # rows the actors took from stripes the engine held (_hand_over)
         self.worker_seconds = 0.0
         self.evaluated = 0
         self.gap = 8.0
@@ -597,6 +685,8 @@ class DistributedEagerWalk:
         self.actor_stats = None  # the actors' counters, fetched by close()
         self._pass_marks = (0, 0.0, 0)
         self.futures, self.actors, self.addresses = [], [], []
+        self._direct_restore = _UNSET  # the client's direct_to_workers to restore (_go_direct)
+        self.direct = bool(self.client.direct_to_workers)
         workers = self._workers()
         if not workers:
             raise ChunkedMedoidsError("the Dask cluster has no workers; start some and rerun")
@@ -630,7 +720,9 @@ class DistributedEagerWalk:
         try:
             for a, addr in enumerate(sorted(workers)):
                 self._create(a, addr, workers[addr][0])
+            self._go_direct()
             self.create_seconds = time.perf_counter() - t0
+            self._hand_over(held)
             self._load(list(range(W)))
             self.load_seconds = time.perf_counter() - t0 - self.create_seconds
         except BaseException:
@@ -667,6 +759,59 @@ class DistributedEagerWalk:
         return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
                 "granules": self.assign[a], "state": self.state_fn(), "params": par,
                 "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W}
+
+    def _hand_over(self, held):
+        """Give the actors the rows of the stripes ``held`` on the workers before they read
+        theirs: one task per (stripe, actor holding some of its rows), on the actor's worker
+        (``distributed`` moves a stripe held elsewhere there), copying the rows into the
+        actor (:func:`_give_rows`).  Skipped when the actors map their rows from the page
+        cache (a raw zarr store: cheaper than any copy).  A failed hand-over only means that
+        the actor reads those rows itself."""
+        self.held_bytes = 0
+        plan = getattr(self.source, "raw_chunk_files", None)
+        if not held or not self.resident or self.fused or (plan is not None and plan() is not None):
+            return
+        from distributed import wait
+
+        futs = []
+        for s, e, fut, _addr in held:
+            for a in np.unique((np.arange(s, e, dtype=np.int64) // self.G) % self.W):
+                futs.append(self.client.submit(_give_rows, self.futures[int(a)].key, fut, s, e, pure=False,
+                                               workers=[self.addresses[int(a)]], allow_other_workers=False,
+                                               key=f"cm-give-{self.method}-{int(a)}-{s}-{time.monotonic_ns()}"))
+        try:
+            wait(futs, timeout=300)
+        except Exception:  # noqa: BLE001 - the actors read what they did not get
+            pass
+        for f in futs:
+            if f.status == "finished":
+                self.held_bytes += int(f.result())
+        logger.info("%s: the actors took %s of rows from %d stripes held on the workers", self.method,
+                    format_bytes(self.held_bytes), len(held))
+        self.client.cancel(futs)
+
+    def _go_direct(self):
+        """Send the actor calls straight to the workers, not through the scheduler.
+
+        ``distributed`` routes an actor call through the scheduler (two more hops each way)
+        unless the client has ``direct_to_workers`` set, which is off by default; the walk
+        sets it for its own duration (restored by :meth:`close`) once every actor answers
+        a direct call, and keeps the scheduler's route when one does not (workers the
+        client cannot reach)."""
+        client = self.client
+        if client.direct_to_workers:
+            return
+        self._direct_restore = client.direct_to_workers
+        client.direct_to_workers = True
+        try:
+            for fut in [act.info() for act in self.actors]:
+                fut.result(timeout=SCHEDULER_PROBE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - not reachable directly: the scheduler's route
+            client.direct_to_workers, self._direct_restore = self._direct_restore, _UNSET
+            logger.info("%s: actor calls go through the scheduler (a direct call failed: %s: %s)",
+                        self.method, type(exc).__name__, exc)
+            return
+        self.direct = True
 
     def _create(self, a, addr, threads):
         client = self.client
@@ -853,6 +998,12 @@ class DistributedEagerWalk:
     def _call(self, which, lo, hi, since=None):
         """One round trip: ``step`` on the actors ``which`` (each gets the swaps it lacks);
         actors lost meanwhile are recreated and asked again."""
+        from .engine import _client_alive, _scheduler_lost
+
+        if not _client_alive(self.client):
+            # direct actor calls would not notice a lost scheduler: stop here as they would
+            # through it (the driver's last checkpoint resumes the walk)
+            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)")
         which = list(which)
         results = {}
         todo = which
@@ -1027,7 +1178,7 @@ class DistributedEagerWalk:
 
     def summary(self) -> dict:
         """What the result reports: workers, granule, residency, round trips, recoveries."""
-        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident),
+        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident), "direct_calls": self.direct,
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
@@ -1037,6 +1188,7 @@ class DistributedEagerWalk:
                 "critical_cpu_seconds": float(self.critical_cpu), "span_candidates": int(self.span),
                 "evaluated": int(self.evaluated),
                 "create_seconds": float(self.create_seconds), "load_seconds": float(self.load_seconds),
+                "held_bytes": int(self.held_bytes),
                 "walk_seconds": float(self.walk_seconds), "client_cpu_seconds": float(self.client_cpu),
                 "actors": self.actor_stats}
 
@@ -1052,10 +1204,13 @@ class DistributedEagerWalk:
                                         zip([act.stats_now() for act in self.actors], self.addresses)]
                 except Exception:  # noqa: BLE001 - a worker gone at the end: no counters
                     self.actor_stats = None
-            self.walk_seconds = time.perf_counter() - self._t_walk
-            self.client_cpu = time.process_time() - self._c_walk
+            if hasattr(self, "_t_walk"):  # (not when the set-up failed)
+                self.walk_seconds = time.perf_counter() - self._t_walk
+                self.client_cpu = time.process_time() - self._c_walk
             try:
                 self.client.cancel(self.futures)
             except Exception:  # pragma: no cover - cluster going down
                 pass
+        if self._direct_restore is not _UNSET:
+            self.client.direct_to_workers, self._direct_restore = self._direct_restore, _UNSET
         self.futures, self.actors = [], []
