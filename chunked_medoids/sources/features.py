@@ -639,7 +639,8 @@ def from_features(X: FeaturesLike, metric: MetricLike = "euclidean", *, dtype: D
         is the 2-byte storage type (:mod:`chunked_medoids._quant`): each float32 distance
         is multiplied by ``scale`` and rounded to float16, and rows are returned as float32
         ``float16 value / scale`` -- exactly what a float16 store built by
-        :func:`~chunked_medoids.build_dissimilarity` returns.
+        :func:`~chunked_medoids.build_dissimilarity` returns (the fused kernels round
+        the same way, so a float16 source's passes run fused too).
     scale : float, optional
         ``dtype="float16"`` only: a power of two; default chosen from the distances of
         point 0 so that no distance overflows float16 (see
