@@ -391,6 +391,11 @@ class StoredRows(DissimilaritySource):
     def _fingerprint_parts(self):
         return ["stored", self.source.fingerprint()]
 
+    def direct_unit_rows(self):
+        """The wrapped source's hint (:meth:`~.zarr_store.ZarrSource.direct_unit_rows`), if any."""
+        hint = getattr(self.source, "direct_unit_rows", None)
+        return None if hint is None else hint()
+
     def _check(self, block, rows):
         v = self.source.__dict__.get("_validator")
         if v is None or v.complete:
