@@ -175,6 +175,30 @@ def test_metadata_that_is_not_a_json_object_is_a_typed_error(tmp_path, X, fmt, b
     src.close()
 
 
+@pytest.mark.parametrize("what", ["built", "features"])
+def test_zarr_json_that_does_not_parse_is_a_damaged_store_not_a_guess(tmp_path, X, what, capsys):
+    """Messages: a zarr store whose own zarr.json is not JSON made ``fit`` say "cannot tell
+    whether INPUT holds features or a dissimilarity matrix: pass --metric" (and the API
+    "pass the directory of a zarr array"), as if it were not a store at all."""
+    p = tmp_path / "D.zarr"
+    if what == "built":
+        cm.build_dissimilarity(X, str(p), block_rows=10).close()
+    else:
+        _zarr_features(p, X)
+    (p / "zarr.json").write_text("{not json")
+    msg = r"D\.zarr.*zarr\.json.*does not parse as JSON.*overwrite=True"
+    for call in (lambda: cm.open_dissimilarity(str(p)), lambda: cm.store_info(str(p)),
+                 lambda: cm.fasterpam(str(p), 3)):
+        with pytest.raises(StoreCorruptionError, match=msg):
+            call()
+    for args in (("fit", p, "-k", 3), ("fit", p, "-k", 3, "--metric", "euclidean"), ("info", p)):
+        rc, _, err = _cli(capsys, *args)
+        assert rc == 2 and "does not parse as JSON" in err and "cannot tell" not in err, (args, err)
+    src = cm.build_dissimilarity(X, str(p), block_rows=10, overwrite=True)  # the fix it names
+    np.testing.assert_array_equal(src.read_rows(0, len(X)), cm.from_features(X).read_rows(0, len(X)))
+    src.close()
+
+
 def test_n_stripes_of_1e12_is_refused_at_once_by_info_fit_and_build(tmp_path, X, built):
     np.save(tmp_path / "X.npy", X)
 

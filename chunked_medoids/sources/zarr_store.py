@@ -208,6 +208,19 @@ def _read_direct(fd: int, file_end: int, data_end: int, out_lo: int, dest, bounc
     return value, bytes(tail)
 
 
+def _unparseable_metadata(root: str) -> str | None:
+    """The path of a zarr metadata file at the top of ``root`` that is not valid JSON, else None."""
+    for name in ("zarr.json", ".zarray", ".zgroup", ".zattrs"):
+        p = os.path.join(root, name)
+        if os.path.isfile(p):
+            try:
+                with open(p, "rb") as f:
+                    json.loads(f.read())
+            except (OSError, ValueError):
+                return p
+    return None
+
+
 class ZarrArrayRef:
     """A picklable reference to a zarr array.
 
@@ -229,6 +242,14 @@ class ZarrArrayRef:
             try:
                 node = zarr.open(store=root, mode="r")
             except Exception as exc:  # zarr raises several types for non-stores
+                bad = _unparseable_metadata(root)
+                if bad is not None:  # a store whose own metadata file is damaged, not a non-store
+                    err = StoreCorruptionError(
+                        f"zarr store {root!r}: its metadata file {bad!r} does not parse as JSON "
+                        f"({type(exc).__name__}: {exc}); the store was edited or damaged -- rebuild it "
+                        "(build_dissimilarity(..., overwrite=True), CLI 'build --overwrite')")
+                    err.damaged_metadata = True  # inputs._build_meta: damaged, not foreign
+                    raise err from exc
                 raise InvalidParameterError(
                     f"cannot open {root!r} as a zarr store ({type(exc).__name__}: {exc}); pass "
                     "the directory of a zarr array or group"
