@@ -31,7 +31,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
-from .convert import f16_row, f16_thresholds, f16_value
+from .convert import f16_finite, f16_row, f16_thresholds, f16_value
 from .simd import lt_mask64, max_gt, min_lt
 
 
@@ -469,9 +469,10 @@ def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, wei
 # values are ``f16_value(h, mul1, mul2)`` (:mod:`.convert`), converted in registers where they
 # are used, so every sum and comparison sees bitwise the float32 values the float32 kernels
 # get from ``f16_to_f32``.  The 64-point comparison with ``ds`` runs on the bits against
-# ``t = f16_thresholds(ds)`` (half the bytes of the float32 compare); every point it lets
-# through is re-checked with the float comparison, so the visited points, their order and
-# their terms are those of :func:`eval_candidate`.  ``t`` must be recomputed whenever ``ds``
+# ``t = f16_thresholds(ds)`` (half the bytes of the float32 compare): exact for patterns
+# with the sign bit clear, a superset for the others, which are re-checked with the float
+# comparison, so the visited points, their order and their terms are those of
+# :func:`eval_candidate`.  ``t`` must be recomputed whenever ``ds``
 # changes (after each swap: :func:`apply_swap_f16`).
 
 
@@ -500,10 +501,15 @@ def eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P):
         while m != 0:
             o = ub | np.uint64(trailing_zeros(m))
             m &= m - np.uint64(1)
-            d = f16_value(row[o], mul1, mul2)
-            if d < ds[o]:
-                acc = pass_terms(np.float64(d), np.float64(dn[o]), np.float64(ds[o]), nn[o],
-                                 w[o] if weighted else 1.0, weighted, P, acc)
+            h = row[o]
+            if h >= 0:  # below its threshold: a finite value below ds[o] (no re-check needed)
+                d = f16_finite(h, mul1, mul2)
+            else:  # sign bit set (-0.0, or a negative value of an unvalidated source): re-check
+                d = f16_value(h, mul1, mul2)
+                if not (d < ds[o]):
+                    continue
+            acc = pass_terms(np.float64(d), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                             w[o] if weighted else 1.0, weighted, P, acc)
     for o in range(nfull, n):
         d = f16_value(row[o], mul1, mul2)
         if d < ds[o]:
