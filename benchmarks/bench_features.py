@@ -31,6 +31,13 @@ Parts (``--part``):
               the grayscale ``camera`` image at random positions (values 0..255; the 784-d
               patches stand in for MNIST, which is not bundled offline).  n shrinks with d
               so each measurement takes about a second.
+``float16``   FasterPAM (n = 20000 pixels, d = 3, k = 10 and 20, same random init, 2 threads)
+              from ``from_features(X, dtype="float16")`` through the fused kernels (which
+              quantise as the float16 store does) against ``from_features(X)`` (float32,
+              fused), the float16 source with the fused passes switched off (``read_rows``
+              blocks: the only path before the kernels quantised) and the in-memory float32
+              matrix of the float16 values; alternated ``--repeat`` times, identical results
+              of the three float16 runs asserted.
 
 Every part records the 1-minute load average next to its figures; the ``swap`` and
 ``large`` parts also record process CPU time (per thread, per element), which a shared
@@ -335,9 +342,50 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
     return out
 
 
+def float16_part(n=20000, ks=(10, 20), repeat=2, seed=0):
+    from chunked_medoids import from_features
+
+    X = pixels(n, seed)
+    f32 = from_features(X, "euclidean")
+    f16 = from_features(X, "euclidean", dtype="float16")
+    D16 = f16.read_rows(0, n)
+
+    rows16 = from_features(X, "euclidean", dtype="float16")  # fused passes off: read_rows blocks
+    rows16.prefer_fused = lambda: False
+    out = {"n": n, "d": 3, "scale": f16.scale, "fused_float16": f16.prefer_fused(), "k": {}}
+    rng = np.random.default_rng(seed)
+    for k in ks:
+        init = rng.choice(n, k, replace=False)
+        for src in (f32, f16, D16):
+            _fit(src, k, init, max_iter=1)  # compile / warm
+        times = {"float32_features": [], "float16_features": [], "float16_rows": [], "float16_matrix": []}
+        for _ in range(repeat):
+            r32, t = _fit(f32, k, init)
+            times["float32_features"].append(t)
+            r16, t = _fit(f16, k, init)
+            times["float16_features"].append(t)
+            rr, t = _fit(rows16, k, init)
+            times["float16_rows"].append(t)
+            rm, t = _fit(D16, k, init)
+            times["float16_matrix"].append(t)
+            for r in (rr, rm):
+                assert np.array_equal(r.medoids, r16.medoids) and r.loss == r16.loss, "float16 results differ"
+        med = {key: float(np.median(v)) for key, v in times.items()}
+        out["k"][str(k)] = {"seconds": times, "median_s": med, "passes_float16": r16.n_iter,
+                            "passes_float32": r32.n_iter, "same_medoids_as_float32": bool(
+                                np.array_equal(np.sort(r32.medoids), np.sort(r16.medoids))),
+                            "ratio_float16_over_float32_features": [
+                                b / a for a, b in zip(times["float32_features"], times["float16_features"])],
+                            "ratio_rows_over_fused_float16": [
+                                b / a for a, b in zip(times["float16_features"], times["float16_rows"])],
+                            "loadavg": os.getloadavg()[0]}
+        print(f"k={k}: " + ", ".join(f"{key} {v:.2f}s" for key, v in med.items()), file=sys.stderr)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "all"], default="all")
+    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "float16", "all"], default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
@@ -357,6 +405,8 @@ def main(argv=None):
     if args.part in ("metrics", "all"):
         result["metrics"] = metrics_part(dims=tuple(int(x) for x in args.dims.split(",")),
                                          metrics=tuple(args.metrics.split(",")))
+    if args.part in ("float16", "all"):
+        result["float16"] = float16_part(args.n, repeat=args.repeat)
     result["loadavg_end"] = os.getloadavg()
     emit(result)
 

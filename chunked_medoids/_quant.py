@@ -92,12 +92,24 @@ def largest_scale_for(value: float) -> float:
 def quantise(values: np.ndarray, scale: float, where=None) -> np.ndarray:
     """``float16(values * scale)`` (values float32 or float64, finite, >= 0).
 
+    float32 values are scaled and rounded by :func:`chunked_medoids._kernels.half.quantise_f32`
+    (the rounding the fused kernels use too; bitwise numpy's conversion).
+
     Raises
     ------
     QuantisationOverflowError
         A scaled value exceeds 65504; the message names the value, its position (via
         ``where(flat index)`` when given) and the largest scale that fits.
     """
+    if values.dtype == np.float32 and values.size:
+        # the one rounding definition (_kernels/half.py), bitwise numpy's float32 -> float16
+        from ._kernels.half import quantise_f32
+
+        out = np.empty(values.shape, dtype=FLOAT16)
+        src = np.ascontiguousarray(values).reshape(-1)
+        if quantise_f32(src, np.float32(scale), out.reshape(-1).view(np.uint16)) == 0:
+            return out
+        # a value out of range: the reference path below raises (or converts NaN / negatives)
     vmax = float(values.max()) if values.size else 0.0
     if vmax * scale > FLOAT16_MAX:
         pos = ""

@@ -187,7 +187,10 @@ def _run_kernel(src, D, init, fused, weights=None, passes=6):
                                             ("manhattan", "float64", 3), ("chebyshev", "float32", 7),
                                             ("cosine", "float32", 4), ("correlation", "float64", 3),
                                             ("canberra", "float32", 5), ("braycurtis", "float32", 2),
-                                            ("minkowski", "float32", 4)])
+                                            ("minkowski", "float32", 4), ("euclidean", "float16", 5),
+                                            ("euclidean", "float16", 1), ("manhattan", "float16", 3),
+                                            ("chebyshev", "float16", 4), ("cosine", "float16", 4),
+                                            ("canberra", "float16", 3)])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_fused_fasterpam_kernel_equals_stored_kernel(rng, metric, dtype, k, weighted):
     X = np.round(np.abs(rng.normal(size=(333, 3))), 1)  # ties and duplicates on purpose
@@ -305,3 +308,123 @@ def test_fused_kernels_flag_a_float32_overflow_and_the_driver_reports_it():
         assert S[5][0] == expect  # non-finite entries of row j
     with pytest.raises(DissimilarityError, match="inf"):
         report_bad_rows(src, np.array([4, 5]))
+
+
+# ---------------------------------------------------------------------------------------
+# float16 features: the fused kernels quantise as the float16 store does
+# ---------------------------------------------------------------------------------------
+
+
+def test_half_rounding_equals_numpy_around_every_float16_boundary():
+    """_kernels/half.quantise_f32 (the store's encoder and the fused kernels' rounding) is
+    numpy's float32 -> float16 conversion at every rounding boundary (midpoints between
+    consecutive float16 values, +-3 float32 ulps) and at the float16 values themselves."""
+    from chunked_medoids._kernels.half import quantise_f32
+
+    h = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float32)
+    mid = ((h[:-1].astype(np.float64) + h[1:]) / 2).astype(np.float32)
+    parts = [h, mid, np.float32([-0.0, 65504.0])]
+    up = down = mid
+    for _ in range(3):
+        up = np.nextafter(up, np.float32(np.inf))
+        down = np.nextafter(down, np.float32(0.0))
+        parts += [up, down]
+    x = np.concatenate(parts)
+    x = x[(x <= 65504) | np.signbit(x)]
+    for scale in (1.0, 2.0 ** -3, 2.0 ** 5):
+        xs = (x / np.float32(scale)).astype(np.float32)  # exact: so xs * scale == x
+        out = np.empty(x.size, np.uint16)
+        assert quantise_f32(xs, np.float32(scale), out) == 0
+        np.testing.assert_array_equal(out, (xs * np.float32(scale)).astype(np.float16).view(np.uint16))
+    bad = np.float32([1.0, 65505.0, np.inf, np.nan, -1.0])
+    assert quantise_f32(bad, np.float32(1.0), np.empty(5, np.uint16)) == 4
+
+
+@pytest.mark.parametrize("fin", [1, 2])
+@pytest.mark.parametrize("scale", [2.0 ** -4, 1.0, 2.0 ** 11])
+def test_quantised_thresholds_are_exact(rng, fin, scale):
+    """qthreshold: the smallest float64 s whose finished, float32-rounded, float16-quantised
+    value reaches v, for dequantised values v and others; bad_threshold: float16 overflow."""
+    from chunked_medoids._kernels.fused import bad_threshold, qthreshold
+
+    qs, qinv = np.float32(scale), np.float32(1.0 / scale)
+
+    def f(s):
+        x = np.float32(np.sqrt(s)) if fin == 2 else np.float32(s)
+        with np.errstate(over="ignore"):
+            return np.float32(np.float16(x * qs)) * qinv
+
+    raw = np.concatenate([rng.uniform(0, 30000, 200), rng.uniform(0, 1e-3, 50), 2.0 ** -rng.uniform(14, 26, 50),
+                          [1.0, 2.0, 0.5, 3.0, 65504.0, 2.0 ** -24, 2.0 ** -25]]) / scale
+    deq = (np.float32(raw * scale).astype(np.float16).astype(np.float32) * qinv).astype(np.float32)
+    for v in np.concatenate([deq, raw.astype(np.float32)]):
+        if not v > 0 or v * scale > 65504:
+            continue
+        s = qthreshold(fin, v, True, qs, qinv)
+        assert f(s) >= v
+        assert s == 0.0 or f(np.nextafter(s, 0.0)) < v
+    assert qthreshold(fin, np.float32(0.0), True, qs, qinv) == 0.0
+    s = bad_threshold(fin, True, qs, qinv)
+    x = (lambda t: np.float32(np.sqrt(t))) if fin == 2 else np.float32  # noqa: E731
+    assert float(x(s)) * scale > 65504 and float(x(np.nextafter(s, 0.0))) * scale <= 65504
+
+
+FUSED_METRICS = [("euclidean", {}), ("sqeuclidean", {}), ("manhattan", {}), ("chebyshev", {}),
+                 ("minkowski", {"p": 3}), ("cosine", {}), ("correlation", {}), ("canberra", {}),
+                 ("braycurtis", {}), ("hamming", {}), ("jaccard", {}), ("gower", {"categorical": [1]})]
+
+
+@pytest.mark.parametrize("metric,params", FUSED_METRICS, ids=lambda v: str(v))
+def test_float16_features_equal_the_float16_store(tmp_path, rng, metric, params):
+    """from_features(X, dtype="float16") runs fused (bundle with the store's scale), its rows
+    and the fused kernels' rows are bitwise the rows of the float16 store built from X, and
+    FasterPAM from the features equals FasterPAM on the store."""
+    from chunked_medoids import fasterpam
+    from chunked_medoids._kernels import fused as kf
+
+    X = np.round(np.abs(rng.normal(size=(300, 3))), 1)
+    src = from_features(X, metric, dtype="float16", **params)
+    store = build_dissimilarity(X, tmp_path / "s.zarr", metric, dtype="float16", **params)
+    assert store.scale == src.scale and src.prefer_fused()
+    D = store.read_rows(0, store.n)
+    assert D.dtype == np.float32
+    np.testing.assert_array_equal(src.read_rows(0, src.n).view(np.uint32), D.view(np.uint32))
+    F = src.fused_bundle()
+    assert F[7] == np.float32(src.scale) and F[8] * F[7] == 1
+    S = kf.make_scratch(src.n, src.dtype, F[6])
+    rows = np.stack([kf.fused_full_row(j, F, S).copy() for j in range(src.n)])
+    assert S[5][0] == 0
+    np.testing.assert_array_equal(rows.view(np.uint32), D.view(np.uint32))
+    a = fasterpam(store, 5, init="random", random_state=2)
+    b = fasterpam(src, 5, init="random", random_state=2)
+    assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss and a.n_swap == b.n_swap
+    assert a.loss_history == b.loss_history
+
+
+def test_float16_overflow_is_refused_on_the_fused_path(rng):
+    """A distance that overflows float16 under the given scale: the fused kernels count it
+    as not finite and the driver lets the source raise QuantisationOverflowError."""
+    import chunked_medoids as cm
+    from chunked_medoids._kernels import fused as kf
+
+    X = np.zeros((60, 2))
+    X[:, 0] = np.arange(60) * 0.01
+    X[41] = [300.0, 0.0]  # D[0, 41] = 300 fits 2**7 (38400); D[41, j] is about 300 too
+    X[50] = [-300.0, 0.0]  # D[41, 50] = 600: 76800 > 65504 under scale 2**7
+    src = from_features(X, "euclidean", dtype="float16", scale=2.0 ** 7)
+    assert src.prefer_fused()
+    F = src.fused_bundle()
+    S = kf.make_scratch(src.n, src.dtype, F[6])
+    kf.fused_full_row(41, F, S)
+    assert S[5][0] == 1
+    n, k = 60, 3
+    ds = np.full(n, 5.0, np.float32)
+    H = kf.make_thresholds(F, ds)
+    S = kf.make_scratch(n, np.float32, F[6])
+    kf.fused_eval(50, F, np.full(n, 1.0, np.float32), ds, H, np.zeros(n, np.int32), np.zeros(k),
+                  np.empty(0), False, np.empty(k), S)
+    assert S[5][0] == 1
+    for call in (lambda: cm.fasterpam(src, 3, init=[0, 41, 50]), lambda: cm.build(src, 3),
+                 lambda: cm.fastpam1(src, 3, init=[0, 1, 2])):
+        with pytest.raises(cm.QuantisationOverflowError, match="scale"):
+            call()

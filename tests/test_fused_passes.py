@@ -47,7 +47,7 @@ def _eq_records(a, b):
 
 
 @pytest.mark.parametrize("metric,params", METRICS, ids=lambda v: str(v))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_swap_pass_kernels_equal_stored(rng, metric, params, dtype, weighted):
     from chunked_medoids._kernels import fused_passes as fp
@@ -72,7 +72,7 @@ def test_swap_pass_kernels_equal_stored(rng, metric, params, dtype, weighted):
 
 
 @pytest.mark.parametrize("metric,params", METRICS, ids=lambda v: str(v))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_build_silhouette_alternating_kernels_equal_stored(rng, metric, params, dtype, weighted):
     from chunked_medoids._kernels import fused_passes as fp
@@ -249,7 +249,7 @@ def test_fused_pass_reports_a_non_finite_distance():
 
 
 @pytest.mark.parametrize("metric,params", METRICS, ids=lambda v: str(v))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_fastermsc_kernel_equals_stored(rng, metric, params, dtype, weighted):
     from chunked_medoids._kernels import fused as kf

@@ -5,7 +5,13 @@ Pure numba, numpy in / numpy out.  A *feature bundle* replaces the candidate's r
 transposed features (:func:`~.metrics.prepare_columns`) and the metric parameters ``p``,
 ``categorical``, ``ranges``.  ``D[j, o]`` is :func:`~.metrics.dist_tile`'s float64 value
 rounded to the source dtype (float32 or float64) -- bit for bit the value
-``FeatureSource.read_rows`` returns, and the diagonal is 0.
+``FeatureSource.read_rows`` returns, and the diagonal is 0.  The bundle's last two entries
+``qs, qinv`` (float32) quantise for a float16 source: ``qs`` its power-of-two scale and
+``qinv = 1 / qs``, and each float32 value becomes ``float16(x * qs) * qinv``
+(:func:`~.half.dequantised`, the rounding the store's encoder uses), bitwise what the
+float16 store of the same features holds; ``qs = 0`` means no quantisation.  A scaled value
+above float16's maximum counts as not finite (the source raises
+``QuantisationOverflowError`` naming it).
 
 The kernels walk the candidate's row in tiles of ``tw`` points (tile buffers of a few KiB,
 no row or block is materialised) and give bitwise the results of the stored kernels of
@@ -18,7 +24,9 @@ finishing step: with ``s`` the accumulated float64 sum (maximum for chebyshev) a
 non-decreasing, so ``f(s) < ds[o]`` iff ``s < thr[o]`` where ``thr[o]`` is the smallest
 float64 ``s`` with ``f(s) >= ds[o]`` (:func:`threshold`, exact).  Only the few points that
 pass are finished (one sqrt each).  The finiteness of every entry is checked in the same
-sweep (``s < thr(inf)``; other metrics: the rounded value ``< inf``).
+sweep (``s < thr(inf)``; other metrics: the rounded value ``< inf``).  With quantisation
+``f`` includes it (still non-decreasing), the thresholds are those of the dequantised
+values (:func:`qthreshold`) and the finiteness bound is that of the float16 overflow.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from .half import HALF_MAX, bits_f32, dequantised, half_bits, round_half
 from .metrics import (
     M_CHEBYSHEV,
     M_EUCLIDEAN,
@@ -116,19 +125,91 @@ def threshold(fin, v, f32):
 
 
 @njit(nogil=True, cache=True)
-def update_thresholds(fin, ds, thr, thr_v, f32, everything):
-    """Recompute ``thr[o] = threshold(ds[o])`` where ``ds[o]`` changed since ``thr_v[o]``
-    (all points when ``everything``)."""
-    for o in range(ds.shape[0]):
-        if everything or ds[o] != thr_v[o]:
-            thr[o] = threshold(fin, ds[o], f32)
-            thr_v[o] = ds[o]
+def _half_step(r, delta):
+    # the float16 value next to the float16 value r (float32, >= 0) above (delta 1) / below (-1)
+    h = np.int64(half_bits(r)) + delta
+    return bits_f32(np.uint32(h) << np.uint32(13)) * np.float32(2.0 ** 112)
 
 
 @njit(nogil=True, cache=True)
-def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
-    """``row[o] = D[j, o]`` in ``row``'s dtype for all o (diagonal 0).  Returns the number
-    of entries that are not finite in that dtype."""
+def half_up(v, qs, qinv):
+    """Smallest float32 ``x >= 0`` with ``dequantised(x, qs, qinv) >= v``, for ``v > 0``
+    (above the float16 range: the smallest ``x`` whose scaled value overflows)."""
+    q = np.float64(v) * np.float64(qs)
+    if q > HALF_MAX:
+        return np.nextafter(np.float32(HALF_MAX) * qinv, np.float32(np.inf))
+    r = round_half(np.float32(q))  # the ceiling of q on float16's grid, or the value below it
+    if np.float64(r) < q:
+        r = _half_step(r, 1)
+    m = (_half_step(r, -1) + r) * np.float32(0.5)  # the midpoint below r (exact in float32)
+    if not (round_half(m) >= r):  # the tie goes down (r odd)
+        m = np.nextafter(m, np.float32(np.inf))
+    return m * qinv
+
+
+@njit(nogil=True, cache=True)
+def qthreshold(fin, v, f32, qs, qinv):
+    """:func:`threshold` of the values of a quantising bundle (``qs > 0``): the smallest
+    float64 ``s`` whose finished, float32-rounded and quantised value is ``>= v``."""
+    if qs == np.float32(0.0):
+        return threshold(fin, v, f32)
+    if not (v > 0.0):
+        return 0.0
+    return threshold(fin, half_up(v, qs, qinv), True)
+
+
+@njit(nogil=True, cache=True)
+def bad_threshold(fin, f32, qs, qinv):
+    """Smallest float64 ``s`` whose value is not finite in the output (float16: the scaled
+    float32 value exceeds ``HALF_MAX``)."""
+    if qs == np.float32(0.0):
+        return threshold(fin, np.inf, f32)
+    return threshold(fin, np.nextafter(np.float32(HALF_MAX) * qinv, np.float32(np.inf)), True)
+
+
+@njit(nogil=True, cache=True)
+def update_thresholds(fin, ds, thr, thr_v, f32, everything, qs, qinv):
+    """Recompute ``thr[o] = qthreshold(ds[o])`` where ``ds[o]`` changed since ``thr_v[o]``
+    (all points when ``everything``)."""
+    for o in range(ds.shape[0]):
+        if everything or ds[o] != thr_v[o]:
+            thr[o] = qthreshold(fin, ds[o], f32, qs, qinv)
+            thr_v[o] = ds[o]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def out_value(x, f32, qs, qinv):
+    """float64 of the value the source returns for the finished float64 distance ``x``."""
+    if qs != np.float32(0.0):
+        return np.float64(dequantised(np.float32(x), qs, qinv))
+    if f32:
+        return np.float64(np.float32(x))
+    return x
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def store_tile(acc, vals, wt, qs, qinv):
+    """``vals[o]`` = the source's value of the float64 distance ``acc[o]`` (``o < wt``, in
+    ``vals``' dtype, quantised when ``qs > 0``); returns how many are not finite there."""
+    bad = 0
+    if qs != np.float32(0.0):
+        hm = np.float32(HALF_MAX)
+        for o in range(wt):
+            vals[o] = dequantised(np.float32(acc[o]), qs, qinv)
+        for o in range(wt):
+            bad += not (np.float32(acc[o]) * qs <= hm)
+    else:
+        for o in range(wt):
+            vals[o] = acc[o]
+        for o in range(wt):
+            bad += not (vals[o] < np.inf)
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv):
+    """``row[o] = D[j, o]`` in ``row``'s dtype for all o (diagonal 0; quantised when
+    ``qs > 0``).  Returns the number of entries that are not finite in that dtype."""
     n = T.shape[1]
     bad = 0
     for c0 in range(0, n, tw):
@@ -136,16 +217,12 @@ def fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw):
         dist_tile(code, T, j, aux, T, c0, w, aux, p, categorical, ranges, acc, acc2)
         if c0 <= j < c0 + w:
             acc[j - c0] = 0.0
-        seg = row[c0:c0 + w]
-        for o in range(w):
-            seg[o] = acc[o]
-        for o in range(w):
-            bad += not (seg[o] < np.inf)
+        bad += store_tile(acc, row[c0:c0 + w], w, qs, qinv)
     return bad
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
+def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32, qs, qinv):
     # monotone path: points with raw acc[t] < lim[t] (i.e. D < ds) are finished and added.
     # Full groups of 64: one vector compare each (simd.lt_mask64).
     nfull = wt - wt % 64
@@ -154,18 +231,16 @@ def _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, f32):
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32, qs, qinv)
     for t in range(nfull, wt):
         if acc[t] < lim[t]:
-            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32)
+            total = _raw_terms(fin, acc[t], c0 + t, dn, ds, nn, w, weighted, P, total, f32, qs, qinv)
     return total
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32):
-    v = _finish(fin, s)
-    if f32:
-        v = np.float64(np.float32(v))  # rounded to the source dtype
+def _raw_terms(fin, s, o, dn, ds, nn, w, weighted, P, total, f32, qs, qinv):
+    v = out_value(_finish(fin, s), f32, qs, qinv)  # rounded to the source dtype
     return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0,
                       weighted, P, total)
 
@@ -192,7 +267,7 @@ def _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total):
 
 @njit(nogil=True, cache=True)
 def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf, nn, R, w,
-                         weighted, P, vals, acc, acc2, tw, bad_box):
+                         weighted, P, vals, acc, acc2, tw, bad_box, qs, qinv):
     """:func:`~.swap.eval_candidate` of candidate ``j`` with its row computed on the fly.
 
     Fills ``P`` and returns the sum bitwise as the stored kernel does on ``D[j]`` (same
@@ -222,11 +297,10 @@ def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, t
             dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
             if c0 <= j < c0 + wt:
                 acc[j - c0] = 0.0
-            for o in range(wt):
-                vals[o] = acc[o]  # rounded to the source dtype
-                bad += not (vals[o] < np.inf)
+            bad += store_tile(acc, vals, wt, qs, qinv)  # rounded to the source dtype
         if fin != FIN_NONE:
-            total = _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, vals.itemsize == 4)
+            total = _consume_raw(fin, acc, lim, c0, wt, dn, ds, nn, w, weighted, P, total, vals.itemsize == 4,
+                                 qs, qinv)
         else:
             total = _consume_vals(vals, c0, wt, dn, ds, nn, w, weighted, P, total)
     bad_box[0] += bad
@@ -234,7 +308,7 @@ def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, t
 
 
 # ---------------------------------------------------------------------------------------
-# FasterPAM on a feature bundle.  ``F = (code, T, aux, p, categorical, ranges, tw)``;
+# FasterPAM on a feature bundle.  ``F = (code, T, aux, p, categorical, ranges, tw, qs, qinv)``;
 # scratch ``S = (idx, vals, acc, acc2, row, bad_box)`` (one per thread); thresholds
 # ``H = (thr, thr_v, tinf_box)`` shared (read-only while candidates are evaluated).
 # ---------------------------------------------------------------------------------------
@@ -243,22 +317,22 @@ def eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, t
 @njit(nogil=True, cache=True)
 def fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S):
     """``acc`` with ΔTD(s) = P[s] + acc for candidate ``j`` (any k; see :func:`eval_candidate_fused`)."""
-    code, T, aux, p, categorical, ranges, tw = F
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
     idx, vals, acc, acc2, row, bad_box = S
     if R.shape[0] == 1:
-        bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw)
+        bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv)
         return eval_candidate(row, dn, ds, nn, R, w, weighted, P, idx)
     thr, thr_v, tinf_box = H
     return eval_candidate_fused(j, code, T, aux, p, categorical, ranges, dn, ds, thr, tinf_box[0], nn,
-                                R, w, weighted, P, vals, acc, acc2, tw, bad_box)
+                                R, w, weighted, P, vals, acc, acc2, tw, bad_box, qs, qinv)
 
 
 @njit(nogil=True, cache=True)
 def fused_full_row(j, F, S):
     """``S.row`` = D[j] (diagonal 0); returns it.  Non-finite entries counted in ``bad_box``."""
-    code, T, aux, p, categorical, ranges, tw = F
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
     idx, vals, acc, acc2, row, bad_box = S
-    bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw)
+    bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv)
     return row
 
 
@@ -292,9 +366,10 @@ def refresh_thresholds(F, H, ds, everything):
         return
     thr, thr_v, tinf_box = H
     f32 = ds.itemsize == 4
+    qs, qinv = F[7], F[8]
     if everything:
-        tinf_box[0] = threshold(fin, np.inf, f32)
-    update_thresholds(fin, ds, thr, thr_v, f32, everything)
+        tinf_box[0] = bad_threshold(fin, f32, qs, qinv)
+    update_thresholds(fin, ds, thr, thr_v, f32, everything, qs, qinv)
 
 
 @njit(nogil=True, cache=True)

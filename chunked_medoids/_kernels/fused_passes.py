@@ -34,10 +34,12 @@ from .fused import (
     FIN_NONE,
     _finish,
     _raw_tile,
+    bad_threshold,
     finish_kind,
     fused_eval,
     fused_full_row,
-    threshold,
+    out_value,
+    store_tile,
     update_thresholds,
 )
 from .metrics import dist_tile
@@ -50,17 +52,12 @@ from .swap import _push_record, pam_delta
 @njit(nogil=True, cache=True)
 def rounded_tile(F, j, c0, wt, vals, acc, acc2):
     """``vals[o] = D[j, c0 + o]`` in ``vals``' dtype for ``o < wt`` (the diagonal 0), as
-    ``read_rows`` rounds them; returns how many are not finite."""
-    code, T, aux, p, categorical, ranges, tw = F
+    ``read_rows`` rounds them (quantised for a float16 source); returns how many are not finite."""
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
     dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, acc, acc2)
     if c0 <= j < c0 + wt:
         acc[j - c0] = 0.0
-    for o in range(wt):
-        vals[o] = acc[o]
-    bad = 0
-    for o in range(wt):
-        bad += not (vals[o] < np.inf)
-    return bad
+    return store_tile(acc, vals, wt, qs, qinv)
 
 
 # -- swap phase ---------------------------------------------------------------------------
@@ -163,7 +160,7 @@ def _gain_term(v, o, dn, w, weighted, tot):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _gains_raw(fin, acc, lim, c0, wt, dn, w, weighted, tot, f32):
+def _gains_raw(fin, acc, lim, c0, wt, dn, w, weighted, tot, f32, qs, qinv):
     # monotone path: the points with raw acc[t] < lim[t] (D < dn) are finished and added
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
@@ -171,15 +168,11 @@ def _gains_raw(fin, acc, lim, c0, wt, dn, w, weighted, tot, f32):
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            v = _finish(fin, acc[t])
-            if f32:
-                v = np.float64(np.float32(v))
+            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
             tot = _gain_term(v, c0 + t, dn, w, weighted, tot)
     for t in range(nfull, wt):
         if acc[t] < lim[t]:
-            v = _finish(fin, acc[t])
-            if f32:
-                v = np.float64(np.float32(v))
+            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
             tot = _gain_term(v, c0 + t, dn, w, weighted, tot)
     return tot
 
@@ -227,7 +220,7 @@ def build_gains_fused(F, S, H, start, stop, dn, w, weighted, out):
                     acc[j - c0] = 0.0
                 for o in range(wt):
                     bad += not (acc[o] < tinf)
-                tot = _gains_raw(fin, acc, thr[c0:c0 + wt], c0, wt, dn, w, weighted, tot, f32)
+                tot = _gains_raw(fin, acc, thr[c0:c0 + wt], c0, wt, dn, w, weighted, tot, f32, F[7], F[8])
             else:
                 bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
                 tot = _gains_vals(vals, c0, wt, dn, w, weighted, tot)
@@ -289,7 +282,7 @@ def within_cluster_sums_fused(F, S, start, stop, labels, w, weighted, out):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32):
+def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32, qs, qinv):
     # monotone path: the points with raw acc[t] < lim[t] (D < d3) are finished and added
     nfull = wt - wt % 64
     for g0 in range(0, nfull, 64):
@@ -297,15 +290,11 @@ def _msc_raw(fin, acc, lim, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32
         while m != 0:
             t = g0 + trailing_zeros(m)
             m &= m - np.uint64(1)
-            v = _finish(fin, acc[t])
-            if f32:
-                v = np.float64(np.float32(v))
+            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
             tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
     for t in range(nfull, wt):
         if acc[t] < lim[t]:
-            v = _finish(fin, acc[t])
-            if f32:
-                v = np.float64(np.float32(v))
+            v = out_value(_finish(fin, acc[t]), f32, qs, qinv)
             tot = msc_terms(v, c0 + t, d1, d2, d3, n1, n2, w, weighted, P, tot)
     return tot
 
@@ -350,7 +339,8 @@ def eval_msc_fused(j, F, S, H, d1, d2, d3, n1, n2, R, w, weighted, P):
                 acc[j - c0] = 0.0
             for o in range(wt):
                 bad += not (acc[o] < tinf)
-            tot = _msc_raw(fin, acc, thr[c0:c0 + wt], c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32)
+            tot = _msc_raw(fin, acc, thr[c0:c0 + wt], c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot, f32,
+                           F[7], F[8])
         else:
             bad += rounded_tile(F, j, c0, wt, vals, acc, acc2)
             tot = _msc_vals(vals, c0, wt, d1, d2, d3, n1, n2, w, weighted, P, tot)
@@ -393,7 +383,7 @@ def fastermsc_fused(F, S, H, start, stop, M, medoids, is_medoid, d1, d2, d3, n1,
             msc_removal(d1, d2, d3, n1, n2, w, weighted, R)
             loss_box[0] = msc_loss(d1, d2, w, weighted)
             if fin != FIN_NONE:
-                update_thresholds(fin, d3, H[0], H[1], f32, False)
+                update_thresholds(fin, d3, H[0], H[1], f32, False, F[7], F[8])
             counters[1] += 1
             counters[0] = 1
         else:
@@ -410,6 +400,6 @@ def msc_thresholds(F, d3, dtype):
     fin = finish_kind(F[0])
     if fin != FIN_NONE:
         f32 = np.dtype(dtype).itemsize == 4
-        H[2][0] = threshold(fin, np.inf, f32)
-        update_thresholds(fin, d3, H[0], H[1], f32, True)
+        H[2][0] = bad_threshold(fin, f32, F[7], F[8])
+        update_thresholds(fin, d3, H[0], H[1], f32, True, F[7], F[8])
     return H

@@ -540,20 +540,25 @@ class FeatureSource(DissimilaritySource):
     def fused_bundle(self):
         """The feature bundle ``F`` the fused swap kernels take instead of rows of D, or None.
 
-        ``(code, T, aux, p, categorical, ranges, tw)``: metric code and parameters, the
-        prepared features (:meth:`prepared_features`) and the tile width; see
+        ``(code, T, aux, p, categorical, ranges, tw, qs, qinv)``: metric code and parameters,
+        the prepared features (:meth:`prepared_features`), the tile width and the float16
+        quantisation (``qs`` the scale and ``qinv = 1 / qs`` as float32, both 0 unless the
+        source is float16: the kernels then round every value as the float16 store does); see
         :mod:`chunked_medoids._kernels.fused`.  None for integer dtypes, user metrics and
         when :meth:`prepared_features` is None (the caller then streams :meth:`read_rows`).
         """
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)) or self.storage_dtype is not None:
-            return None  # float16: the kernels must see the quantised rows, so they stream rows
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            return None
         prep = self.prepared_features()
         if prep is None:
             return None
         from .._kernels.metrics import tile_width
 
         code, p, cat, ranges = self._fused
-        return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)))
+        qs = qinv = np.float32(0.0)
+        if self.storage_dtype is not None:  # float16: exact powers of two (_quant.check_scale)
+            qs, qinv = np.float32(self.scale), np.float32(1.0 / self.scale)
+        return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)), qs, qinv)
 
     def prefer_fused(self) -> bool:
         """Whether the algorithms' passes should run through the fused kernels.
