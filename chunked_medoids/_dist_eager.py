@@ -9,13 +9,14 @@ calls :meth:`DistributedEagerWalk.run`.  See ``docs/architecture.rst`` §14.
 Design
 ------
 * **Who holds what.**  The candidate rows are cut into *ownership granules* of ``G``
-  consecutive rows (:func:`ownership_granule`: about 1024 rows, a multiple of a store's
+  consecutive rows (:func:`ownership_granule`: about 384 rows, a multiple of a store's
   chunk height so each chunk is decoded by one worker) and granule ``g`` belongs to actor
   ``g mod W``: interleaved, so that both the natural order (consecutive rows) and the
   shuffled one (random 256-row granules) spread a long batch over all workers.  One
   :class:`EagerActor` (a ``distributed`` Actor) per worker holds its granules' rows --
-  read once from storage by the worker itself (*resident*), or re-read per pass through a
-  bounded cache (*streaming*) -- or, for a features source with fused kernels, the
+  read once from storage by the worker itself, or for a raw zarr store mapped from the
+  page cache without a copy (*resident*), or re-read per pass through a bounded cache
+  (*streaming*) -- or, for a features source with fused kernels, the
   prepared features (rows are computed).  Every actor also holds a replica of the O(n·k)
   state: the medoid table, the caches, the removal loss and the loss.  With computed rows
   any actor can walk any position: the granules are then blocks of :data:`FINE`
@@ -70,6 +71,7 @@ from ._kernels.msc import msc_apply, msc_first_improving
 from ._kernels.swap import apply_swap, first_improving
 from ._util import format_bytes
 from .engine import check_resident
+from .sources._mapped import map_chunk_rows
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,13 @@ METHODS = ("fasterpam", "fastermsc")
 #: multiples of it, so that in both orders runs of consecutive positions belong to one
 #: worker.
 ORDER_GRANULE = 256
-#: the largest ownership granule (rows) unless a storage chunk is taller.
-GRANULE_CAP = 1024
+#: the largest ownership granule (rows) unless a storage chunk is taller.  A trade-off: a
+#: sequential run (dense swaps) ends at its granule's end, one round trip per granule; a
+#: parallel batch's span per swap is about gap / W + granule / 2 (the owner of the swap
+#: reaches it while the others finish or stop).  Measured at n = 24000, 2 workers
+#: (``benchmarks/bench_distributed.py``): 870-row granules gave a span of 59328 candidates
+#: in 46 round trips, 348-row ones 52594 in 62 -- the better one below ~6 ms per round trip.
+GRANULE_CAP = 384
 #: granule (positions) of a walk whose rows are computed from features (any actor can walk
 #: any position): parallel batches interleave such small blocks, so an actor that accepts
 #: a candidate leaves the others little to wait for or to have evaluated in vain.
@@ -113,12 +120,13 @@ CHECK = 96
 #: ``apply_own_s`` applying its own swaps of sequential runs, ``scan_s`` the kernels),
 #: ``cpu_s`` the actor thread's CPU time in steps, ``idle_s`` wall time between steps
 #: (waiting for the client and the other actors), ``load_s``/``load_cpu_s`` reading the
-#: resident rows, calls, parallel batches and sequential runs served, parallel batches cut
+#: resident rows (``mapped_bytes`` of them mapped from the page cache rather than read), calls, parallel batches and sequential runs served, parallel batches cut
 #: short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
 #: received and sent; ``prefetch_s`` / ``prefetched_rows`` the rows computed ahead while
 #: idle (:meth:`EagerActor.prefetch`) and ``evaluated_prefetched`` the candidates evaluated
 #: from them.
-STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "calls",
+STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "mapped_bytes",
+             "calls",
              "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes",
              "prefetch_s", "prefetched_rows", "evaluated_prefetched")
 
@@ -207,6 +215,7 @@ class EagerActor:
         self._t_end = None  # end of the last step (idle time between steps)
         self._proc0 = time.process_time()
         self.rows = None
+        self.vrow = None  # resident rows: vrow[r] is the row of self.rows holding row r (load())
         # rows computed ahead while another actor walks a run (computed rows only): the
         # buffer of rows for the positions [pre_lo, pre_lo + pre_done) of the order
         self.pre_rows, self.pre_lo, self.pre_done, self._pre_thread, self._pre_cancel = None, 0, 0, None, False
@@ -220,7 +229,8 @@ class EagerActor:
             gbytes = self.G * n * itemsize
             owned_count = len(self.granules)  # 0 when there are more workers than granules
             self.cap = owned_count if self.resident else min(owned_count, max(1, int(p["budget"]) // max(1, gbytes)))
-            self.rows = _row_buffer((self.cap * self.G, n), self.source.dtype)
+            # resident rows are mapped or read by load(); a streaming cache is filled as needed
+            self.rows = None if self.resident else _row_buffer((self.cap * self.G, n), self.source.dtype)
             self.slot_of = np.full(n_gran, -1, dtype=np.int64)
             self.slot_gran = np.full(self.cap, -1, dtype=np.int64)
             self.slot_clock = np.zeros(self.cap, dtype=np.int64)
@@ -239,12 +249,29 @@ class EagerActor:
         self.slot_of[g] = slot
 
     def load(self):
-        """Read the resident granules (once); returns ``(bytes read, seconds)``."""
+        """Hold the resident granules (once); returns ``(bytes read, seconds)``.
+
+        A raw zarr store's chunks are mapped from the page cache
+        (:func:`~chunked_medoids.sources._mapped.map_chunk_rows`: no copy, no fresh memory,
+        checksums and fill checks as a read makes them); any other source's granules are
+        read into one buffer.  ``vrow[r]`` is then the row of ``rows`` holding row ``r``.
+        """
         t0, c0 = time.perf_counter(), time.thread_time()
-        if self.rows is not None and self.resident:
-            for slot, g in enumerate(self.granules):
-                if self.slot_of[g] < 0:
+        if self.resident and self.fused is None and self.vrow is None:
+            spans = [(int(g) * self.G, min((int(g) + 1) * self.G, self.n)) for g in self.granules]
+            mapped = map_chunk_rows(self.source, spans)
+            if mapped is not None:
+                self.rows, self.vrow = mapped.rows, mapped.index
+                self.bytes_read += mapped.nbytes
+                self.stats["mapped_bytes"] += mapped.nbytes
+            else:
+                self.rows = _row_buffer((self.cap * self.G, self.n), self.source.dtype)
+                for slot, g in enumerate(self.granules):
                     self._read_granule(g, slot)
+                vrow = np.full(self.n, -1, dtype=np.int64)
+                for slot, (a, b) in enumerate(spans):
+                    vrow[a:b] = np.arange(slot * self.G, slot * self.G + (b - a), dtype=np.int64)
+                self.vrow = vrow
         elif self.fused is not None:
             self.fused.refresh(self.st.ds)
         secs = time.perf_counter() - t0
@@ -434,9 +461,12 @@ class EagerActor:
                     elif here < p0 < lo + limit:
                         e = p0 - lo
             else:
-                gran = cand[i:limit] // self.G
-                e = i + self._ensure(gran)
-                visit_all = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
+                if self.vrow is not None:  # resident: every owned row is held
+                    e, visit_all = limit, self.vrow[cand[i:limit]]
+                else:
+                    gran = cand[i:limit] // self.G
+                    e = i + self._ensure(gran)
+                    visit_all = self.slot_of[gran[:e - i]] * self.G + cand[i:e] % self.G
             base = i
             hit = False
             while i < e:
@@ -517,7 +547,7 @@ class EagerActor:
 
     def info(self):
         """``(resident, rows held, granules, bytes read)``."""
-        held = 0 if self.rows is None else int(self.rows.nbytes)
+        held = 0 if self.rows is None else int(self.stats["mapped_bytes"] or self.rows.nbytes)
         return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
 
 
@@ -538,6 +568,10 @@ def _row_buffer(shape, dtype):
     except (OSError, ValueError):  # pragma: no cover - no anonymous maps / advice refused
         return np.empty(shape, dtype=dtype)
     return np.frombuffer(buf, dtype=dtype).reshape(shape)  # the array keeps the map alive
+
+
+#: no value (the client's ``direct_to_workers`` was not changed)
+_UNSET = object()
 
 
 def _is_lost(exc) -> bool:
@@ -597,6 +631,8 @@ class DistributedEagerWalk:
         self.actor_stats = None  # the actors' counters, fetched by close()
         self._pass_marks = (0, 0.0, 0)
         self.futures, self.actors, self.addresses = [], [], []
+        self._direct_restore = _UNSET  # the client's direct_to_workers to restore (_go_direct)
+        self.direct = bool(self.client.direct_to_workers)
         workers = self._workers()
         if not workers:
             raise ChunkedMedoidsError("the Dask cluster has no workers; start some and rerun")
@@ -630,6 +666,7 @@ class DistributedEagerWalk:
         try:
             for a, addr in enumerate(sorted(workers)):
                 self._create(a, addr, workers[addr][0])
+            self._go_direct()
             self.create_seconds = time.perf_counter() - t0
             self._load(list(range(W)))
             self.load_seconds = time.perf_counter() - t0 - self.create_seconds
@@ -667,6 +704,29 @@ class DistributedEagerWalk:
         return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
                 "granules": self.assign[a], "state": self.state_fn(), "params": par,
                 "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W}
+
+    def _go_direct(self):
+        """Send the actor calls straight to the workers, not through the scheduler.
+
+        ``distributed`` routes an actor call through the scheduler (two more hops each way)
+        unless the client has ``direct_to_workers`` set, which is off by default; the walk
+        sets it for its own duration (restored by :meth:`close`) once every actor answers
+        a direct call, and keeps the scheduler's route when one does not (workers the
+        client cannot reach)."""
+        client = self.client
+        if client.direct_to_workers:
+            return
+        self._direct_restore = client.direct_to_workers
+        client.direct_to_workers = True
+        try:
+            for fut in [act.info() for act in self.actors]:
+                fut.result(timeout=SCHEDULER_PROBE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - not reachable directly: the scheduler's route
+            client.direct_to_workers, self._direct_restore = self._direct_restore, _UNSET
+            logger.info("%s: actor calls go through the scheduler (a direct call failed: %s: %s)",
+                        self.method, type(exc).__name__, exc)
+            return
+        self.direct = True
 
     def _create(self, a, addr, threads):
         client = self.client
@@ -853,6 +913,12 @@ class DistributedEagerWalk:
     def _call(self, which, lo, hi, since=None):
         """One round trip: ``step`` on the actors ``which`` (each gets the swaps it lacks);
         actors lost meanwhile are recreated and asked again."""
+        from .engine import _client_alive, _scheduler_lost
+
+        if not _client_alive(self.client):
+            # direct actor calls would not notice a lost scheduler: stop here as they would
+            # through it (the driver's last checkpoint resumes the walk)
+            raise _scheduler_lost(self.client, f"{self.method} (distributed eager walk)")
         which = list(which)
         results = {}
         todo = which
@@ -1027,7 +1093,7 @@ class DistributedEagerWalk:
 
     def summary(self) -> dict:
         """What the result reports: workers, granule, residency, round trips, recoveries."""
-        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident),
+        return {"workers": self.W, "granule": self.G, "resident": bool(self.resident), "direct_calls": self.direct,
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),
@@ -1052,10 +1118,13 @@ class DistributedEagerWalk:
                                         zip([act.stats_now() for act in self.actors], self.addresses)]
                 except Exception:  # noqa: BLE001 - a worker gone at the end: no counters
                     self.actor_stats = None
-            self.walk_seconds = time.perf_counter() - self._t_walk
-            self.client_cpu = time.process_time() - self._c_walk
+            if hasattr(self, "_t_walk"):  # (not when the set-up failed)
+                self.walk_seconds = time.perf_counter() - self._t_walk
+                self.client_cpu = time.process_time() - self._c_walk
             try:
                 self.client.cancel(self.futures)
             except Exception:  # pragma: no cover - cluster going down
                 pass
+        if self._direct_restore is not _UNSET:
+            self.client.direct_to_workers, self._direct_restore = self._direct_restore, _UNSET
         self.futures, self.actors = [], []

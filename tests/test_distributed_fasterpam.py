@@ -85,6 +85,14 @@ def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client, mo
     info = got.distributed
     assert info["workers"] == len(client.nthreads())
     assert info["rows"] == ("computed" if kind == "features" else "resident")
+    # a raw zarr store's rows are mapped from the page cache (sources/_mapped.py), whole
+    # chunks of them; HDF5 rows are read into the actors' buffers
+    mapped = sum(a["mapped_bytes"] for a in info["actors"])
+    if kind == "zarr":
+        assert src.n * src.n * 4 <= mapped < (src.n + src.block_rows) * src.n * 4
+    else:
+        assert mapped == 0
+    assert info["direct_calls"]  # the actor calls went straight to the workers
     assert sum(info["pass_round_trips"]) == info["round_trips"] and len(info["pass_round_trips"]) == got.n_iter
     assert info["sequential_runs"] + info["parallel_batches"] == info["round_trips"]
     if info["workers"] > 1:  # dense swaps walked in runs on one worker, the rest in batches on all

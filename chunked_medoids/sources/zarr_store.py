@@ -587,6 +587,28 @@ class ZarrSource(DissimilaritySource):
         self._raw = layout
         return layout or None
 
+    def raw_chunk_files(self):
+        """``(chunk rows, crc32c, path_of)`` when rows can be mapped straight from the chunk
+        files instead of read (:mod:`chunked_medoids.sources._mapped`), else None.
+
+        That needs raw chunks in a local store (:meth:`_raw_layout`), rows returned as stored
+        (not a float16 store) and no validation on read.  ``path_of(c)`` is the file of
+        chunk row ``c``: ``chunk rows`` rows of ``n`` elements, then their crc32c (4 bytes,
+        little-endian) when ``crc32c``.  The mapper checks the checksums and then calls
+        :meth:`check_mapped_rows`."""
+        layout = self._raw_layout()
+        if layout is None or self.storage_dtype is not None or self.__dict__.get("_validator") is not None:
+            return None
+        root, crc = layout
+        arr = self._ref.get()
+        return self.chunks[0], crc, lambda c: os.path.join(root, *arr.metadata.encode_chunk_key((c, 0)).split("/"))
+
+    def check_mapped_rows(self, block, start, stop) -> None:
+        """The checks :meth:`read_rows` makes of rows ``start:stop`` (``block``), for rows
+        mapped from :meth:`raw_chunk_files` whose checksums matched."""
+        self._check_fill(block, range(start, stop))
+        self._check_not_replaced()
+
     def _use_direct(self) -> bool:
         """Whether cold chunks are read with ``O_DIRECT`` (``direct_io``; "auto": stores
         larger than :data:`DIRECT_MIN_RAM_FRACTION` of the machine's memory)."""
