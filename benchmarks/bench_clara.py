@@ -17,6 +17,12 @@ from ``os.wait4`` and scores both medoid sets EXACTLY on every point
 (Σ_o min_m ‖x_o − x_m‖, correctly rounded with ``math.fsum``).  Extra reference methods:
 ``--methods ours,onebatch,fasterclara``.
 
+``--part basins``: for the failing k = 10 pairs, exact weighted FasterPAM on the distinct
+rows of each data set (the same loss as on all n points) from several starts -- the ours /
+OneBatchPAM medoids of a compare-mode JSON, random and weighted k-means++ inits -- each run
+to convergence (float32 matrix of the distinct rows when it fits ``--basin-matrix-gb``,
+then float64 passes on the fly until no swap improves) and scored exactly on all points.
+
 Legacy modes: ``--legacy`` runs the older single-image table (all CLARA variants on the
 ~2M ``retina`` pixels, OneBatchPAM with a capped batch); ``--synthetic N`` checks the memory
 claim on an N × 8 float32 zarr store.
@@ -27,6 +33,8 @@ Usage::
     python benchmarks/bench_clara.py --k 100 > benchmarks/results/clara_large_k100.json
     python benchmarks/bench_clara.py --k 10 --n 150000 --datasets retina,hubble   # quick
     python benchmarks/bench_clara.py --k 10 --n 2000000 --datasets retina         # ours only: see below
+    python benchmarks/bench_clara.py --part basins --k 10 --datasets retina_s1,hubble \
+        --basins-from benchmarks/results/clara_large_k10.json        # exact local search, 10 starts
     python benchmarks/bench_clara.py --legacy --k 10
     python benchmarks/bench_clara.py --synthetic 10000000 --k 10
 
@@ -99,7 +107,8 @@ def _child(spec):
         medoids = np.asarray(r.medoids, dtype=np.int64)
         info = {"algorithm": r.algorithm, "reported_loss": r.loss,
                 **{key: r.extra[key] for key in ("sample_size", "n_samples", "init_size", "sample_passes",
-                                                  "sample_losses", "polish_losses") if key in r.extra}}
+                                                  "sample_losses", "polish_losses", "distinct_rows",
+                                                  "refine_passes", "refine_swaps") if key in r.extra}}
     print(json.dumps({"seconds": sec, "medoids": medoids.tolist(), **info}))
 
 
@@ -300,6 +309,121 @@ def synthetic(n, k, seed, memory_limit, store=None):
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# --part basins: what exact full-data local search reaches (issue 13's failing k = 10 pairs)
+# ---------------------------------------------------------------------------------------
+def distinct_rows(X):
+    """Exact deduplication: (U, counts, first, inverse) with X[i] == U[inverse[i]] and
+    U[j] == X[first[j]].  Σ_o min_m d(x_o, x_m) == Σ_j counts[j]·min_m d(U[j], x_m) exactly
+    in real arithmetic (the weighted distinct rows have the same loss as the full data)."""
+    U, first, inverse, counts = np.unique(X, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return np.ascontiguousarray(U), counts.astype(np.float64), first.astype(np.int64), inverse.ravel()
+
+
+def kmeanspp_init(U, w, k, rng):
+    """Weighted k-means++ seeding on the distinct rows (D² sampling, Arthur & Vassilvitskii 2007,
+    with D the Euclidean distance to the nearest chosen row, weighted by the row counts)."""
+    from chunked_medoids.metrics import resolve_metric
+
+    metric = resolve_metric("euclidean")
+    first = int(rng.choice(U.shape[0], p=w / w.sum()))
+    chosen = [first]
+    near = metric.pairwise_new(U, U[[first]])[:, 0]
+    for _ in range(1, k):
+        p = w * near ** 2
+        p[chosen] = 0.0
+        c = int(rng.choice(U.shape[0], p=p / p.sum()))
+        chosen.append(c)
+        near = np.minimum(near, metric.pairwise_new(U, U[[c]])[:, 0])
+    return np.array(chosen, dtype=np.int64)
+
+
+def _distinct_matrix(U, max_gb):
+    """The float32 dissimilarity of the distinct rows when it fits ``max_gb`` (else None)."""
+    from chunked_medoids.metrics import resolve_metric
+
+    m = U.shape[0]
+    if 4 * m * m > max_gb * 1e9:
+        return None
+    metric = resolve_metric("euclidean")
+    D = np.empty((m, m), dtype=np.float32)
+    step = max(1, int(2**27 // (8 * m)))
+    buf = np.empty((step, m), dtype=np.float64)
+    for a in range(0, m, step):
+        b = min(m, a + step)
+        metric.pairwise(U[a:b], U, buf[: b - a])
+        D[a:b] = buf[: b - a]
+    return D
+
+
+def basins(args):
+    """Exact weighted FasterPAM on the distinct rows of each data set, from several starts."""
+    from chunked_medoids.algorithms.fasterpam import fasterpam
+    from chunked_medoids.sources.features import from_features
+
+    k = args.k
+    names = [d.strip() for d in (args.datasets or "retina_s1,hubble,ihc+chelsea+colorwheel").split(",")]
+    ref = json.load(open(args.basins_from)) if args.basins_from else {"datasets": {}}
+    out = {"mode": "basins", "k": k, "n_requested": args.n, "from": args.basins_from, "datasets": {}}
+    for name in names:
+        pictures, seed = DATASETS[name]
+        X = picture_pixels(pictures, args.n, seed)
+        U, w, first, inv = distinct_rows(X)
+        m = U.shape[0]
+        starts = {}
+        prev = ref["datasets"].get(name, {}).get("results", {})
+        for meth in ("ours", "onebatch"):
+            if "medoids" in prev.get(meth, {}):
+                starts[meth] = np.unique(inv[np.asarray(prev[meth]["medoids"], dtype=np.int64)])
+        base = {meth: full_loss(X, prev[meth]["medoids"]) for meth in ("ours", "onebatch")
+                if "medoids" in prev.get(meth, {})}
+        for r in range(args.basin_random):
+            starts[f"random{r}"] = np.sort(np.random.default_rng(1000 + r).choice(m, size=k, replace=False))
+        for r in range(args.basin_kmpp):
+            starts[f"kmeans++{r}"] = np.sort(kmeanspp_init(U, w, k, np.random.default_rng(2000 + r)))
+        t = time.perf_counter()
+        D = _distinct_matrix(U, args.basin_matrix_gb)
+        mat_s = time.perf_counter() - t
+        entry = {"pictures": list(pictures), "seed": seed, "n": int(X.shape[0]), "distinct": int(m),
+                 "start_losses": base, "matrix": "float32 in memory" if D is not None else "on the fly, float64",
+                 "matrix_seconds": round(mat_s, 2), "runs": {}}
+        print(f"# {name}: n={X.shape[0]} distinct={m} matrix={entry['matrix']} ({mat_s:.1f}s)", file=sys.stderr,
+              flush=True)
+        exact = from_features(U, "euclidean", dtype="float64")
+        for label, init in starts.items():
+            if init.shape[0] < k:  # duplicate colours among the start's medoids: fill deterministically
+                rest = np.setdiff1d(np.arange(m), init)[: k - init.shape[0]]
+                init = np.sort(np.concatenate([init, rest]))
+            load = os.getloadavg()
+            t, c = time.perf_counter(), time.process_time()
+            if D is not None:
+                r1 = fasterpam(D, k, init=init, weights=w, validate=False)
+                # confirm with exact float64 distances (the float32 matrix rounds them)
+                r = fasterpam(exact, k, init=r1.medoids, weights=w)
+                n_iter, n_swap = int(r1.n_iter) + int(r.n_iter), int(r1.n_swap) + int(r.n_swap)
+            else:
+                r = fasterpam(exact, k, init=init, weights=w)
+                n_iter, n_swap = int(r.n_iter), int(r.n_swap)
+            sec, cpu = time.perf_counter() - t, time.process_time() - c
+            med = first[np.asarray(r.medoids, dtype=np.int64)]
+            loss = full_loss(X, med)
+            run = {"loss": loss, "weighted_distinct_loss": float(r.loss), "passes": n_iter, "swaps": n_swap,
+                   "seconds": round(sec, 2), "cpu_seconds": round(cpu, 2), "loadavg_before": [round(x, 2) for x in load],
+                   "medoids": med.tolist()}
+            if "onebatch" in base:
+                run["ratio_to_onebatch"] = loss / base["onebatch"]
+            entry["runs"][label] = run
+            print(f"# {name} {label}: " + json.dumps({key: v for key, v in run.items() if key != "medoids"}),
+                  file=sys.stderr, flush=True)
+        del D
+        best = min(entry["runs"], key=lambda key: entry["runs"][key]["loss"])
+        entry["best_start"] = best
+        if "onebatch" in base:
+            entry["best_ratio"] = entry["runs"][best]["loss"] / base["onebatch"]
+        out["datasets"][name] = entry
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=None,
@@ -321,6 +445,14 @@ def main(argv=None):
     ap.add_argument("--synthetic", type=int, default=None, metavar="N",
                     help="instead: fasterclara on an N x 8 float32 zarr store, reporting peak RSS")
     ap.add_argument("--store", default=None, help="zarr path for --synthetic (default: temporary)")
+    ap.add_argument("--part", choices=("compare", "basins"), default="compare",
+                    help="basins: exact weighted FasterPAM on the distinct rows from several starts")
+    ap.add_argument("--basins-from", default=None,
+                    help="basins: a compare-mode JSON whose ours/onebatch medoids are used as starts")
+    ap.add_argument("--basin-random", type=int, default=4, help="basins: random starts (seeds 1000, 1001, ...)")
+    ap.add_argument("--basin-kmpp", type=int, default=4, help="basins: k-means++ starts (seeds 2000, ...)")
+    ap.add_argument("--basin-matrix-gb", type=float, default=8.0,
+                    help="basins: hold the distinct rows' float32 matrix in memory up to this size")
     args = ap.parse_args(argv)
     if args.child:
         _child(json.loads(args.child))
@@ -331,7 +463,7 @@ def main(argv=None):
     if not args.legacy:
         if args.n is None:
             args.n = 500_000
-        print(json.dumps(compare(args), indent=2))
+        print(json.dumps(basins(args) if args.part == "basins" else compare(args), indent=2))
         return
     args.methods = args.methods or ",".join(ALL)
     X = retina_pixels(args.n, args.seed)

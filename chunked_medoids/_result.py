@@ -247,6 +247,12 @@ class LargeClaraResult(MedoidsResult):
         "largeclara".
     mode : str
         "features".
+    distinct_rows : int
+        Distinct feature rows counted by the exact refinement (0: not counted -- refinement
+        off, weighted input, or more than ``refine_distinct`` distinct rows).
+    refine_passes, refine_swaps : int
+        FasterPAM passes / swaps of the exact refinement on the weighted distinct rows
+        (0 when it did not run).
     polished, polish_n_iter, clara_loss : bool, int, float or None
         Set only by ``clara(..., polish=True)``: FasterPAM on the full data ran afterwards,
         its passes, and the loss before it.
@@ -266,6 +272,9 @@ class LargeClaraResult(MedoidsResult):
     polish_losses: list = field(default_factory=list)
     polish_changed: int = 0
     polish_pool: int = 0
+    distinct_rows: int = 0
+    refine_passes: int = 0
+    refine_swaps: int = 0
     variant: str = "largeclara"
     mode: str = "features"
     polished: bool | None = None

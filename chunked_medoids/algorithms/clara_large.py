@@ -22,7 +22,16 @@ computed on the fly (:func:`~chunked_medoids.from_features`), so a sample can ho
    samples and ``polish_pool`` further uniform draws) are scored exactly on the whole
    cluster (n·L distances per iteration, exact sums), each cluster takes its best
    candidate, and all points are reassigned.  The full-data loss can only decrease; an
-   iteration that does not decrease it stops the polish (its medoids are dropped).
+   iteration that does not decrease it stops the polish (its medoids are dropped);
+4. **exact refinement on the distinct rows** -- when the (unweighted) data has at most
+   ``refine_distinct`` distinct feature rows (8-bit images: tens of thousands of colours in
+   millions of pixels), one streaming pass deduplicates the rows exactly (byte-identical
+   rows; counts, and each row's lowest index as its representative) and FasterPAM runs on
+   the distinct rows weighted by their counts from the polished medoids (at most
+   ``refine_passes`` passes).  Σ_o min_m d(x_o, x_m) = Σ_j count_j·min_m d(u_j, x_m), so this
+   is exact local search on the full data at m² instead of n² distances per pass; the
+   result is rescored exactly on all n points and kept only if its loss is lower.  Skipped
+   without a pass when the gathered rows alone have more distinct rows than the bound.
 
 Steps 1 and 2 are CLARA with large samples (the first idea of issue 13, measured against
 OneBatchPAM, Mathelin et al. 2025, in ``benchmarks/bench_clara.py``); step 3 is the
@@ -34,9 +43,14 @@ fixed order; each sample task is single-threaded; every full-data sum is exact. 
 for a seed are therefore identical for any scheduler (threads, distributed), number of
 workers, ``memory_limit``-derived block size or chunking of the feature array.
 
+Step 4 is exact data reduction (identical rows merged into integer weights) followed by
+weighted FasterPAM (Schubert & Rousseeuw 2021); it changes nothing when the data has more
+distinct rows than the bound.
+
 The default rule (4 samples of 10 000 points, ``init_size`` 3 000, 2 passes, up to 10
 polish iterations with 64 candidates per cluster drawn from the samples and 100 000 further
-uniform points) and the measurements behind it are in the README ("CLARA for large n").
+uniform points, then the exact refinement when there are at most 50 000 distinct rows, at
+most 2 passes) and the measurements behind it are in the README ("CLARA for large n").
 """
 
 from __future__ import annotations
@@ -94,6 +108,11 @@ DEFAULT_POLISH_POOL = 100_000
 #: ... capped at this many feature values (128 MB of float64 rows; a constant, so that the
 #: result never depends on memory_limit).
 POOL_VALUES = 1 << 24
+#: default bound on the distinct feature rows of the exact refinement (step 4): it runs only
+#: when the data has at most this many distinct rows (a FasterPAM pass costs m² distances).
+DEFAULT_REFINE_DISTINCT = 50_000
+#: default bound on the refinement's FasterPAM passes over the weighted distinct rows.
+DEFAULT_REFINE_PASSES = 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,6 +171,39 @@ def _cell_task(rows, st):
     return {"cells": (partials, counts)}
 
 
+def _row_keys(rows):
+    """One opaque key per row: its float64 bytes (identical keys <=> byte-identical rows, so
+    any metric gives them identical distances; -0.0 and 0.0 stay apart)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    return rows.view(np.dtype((np.void, 8 * rows.shape[1]))).ravel()
+
+
+def _distinct_task(rows, st):
+    """Rows ``(start, stop)`` of X: their distinct rows as ``(keys, first index, counts)``
+    (keys sorted), or None when the block alone has more than ``cap`` distinct rows."""
+    start, stop = rows
+    keys, first, counts = np.unique(_row_keys(st["features"].read(start, stop)), return_index=True,
+                                    return_counts=True)
+    if keys.shape[0] > st["cap"]:
+        return None
+    return keys, first.astype(np.int64) + start, counts.astype(np.int64)
+
+
+def _merge_distinct(parts):
+    """Merge ``(keys, first, counts)`` parts: sorted unique keys, the lowest index of each
+    and the summed counts (independent of how the rows were split into parts)."""
+    keys = np.concatenate([p[0] for p in parts])
+    first = np.concatenate([p[1] for p in parts])
+    counts = np.concatenate([p[2] for p in parts])
+    u, inv = np.unique(keys, return_inverse=True)
+    inv = inv.ravel()
+    f = np.full(u.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(f, inv, first)
+    c = np.zeros(u.shape[0], dtype=np.int64)
+    np.add.at(c, inv, counts)
+    return u, f, c
+
+
 # ---------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------
@@ -194,6 +246,26 @@ class _Passes:
         """Exact full-data losses of the (W, k) medoid sets (+ labels of set 0)."""
         _, losses, lab = self.clara.feature_pass(medoid_sets=medoid_sets, C=C, labels=labels, desc=desc)
         return losses, lab
+
+    def distinct(self, cap):
+        """The distinct rows of X as ``(keys, first index, counts)`` (sorted keys; see
+        :func:`_row_keys`), or None as soon as there are more than ``cap``.  Memory: at most
+        ``cap`` keys per block plus ``4·cap`` while merging."""
+        st = {"features": self.src.features, "cap": cap}
+        res = self.eng.map_tasks(_distinct_task, self.clara.feature_blocks(0), st, desc="largeclara distinct")
+        acc, size = [], 0
+        for r in res:
+            if r is None:
+                return None
+            acc.append(r)
+            size += r[0].shape[0]
+            if size > 4 * cap:
+                acc = [_merge_distinct(acc)]
+                size = acc[0][0].shape[0]
+                if size > cap:
+                    return None
+        merged = _merge_distinct(acc)
+        return None if merged[0].shape[0] > cap else merged
 
     def cell_costs(self, assign, CC):
         """Exact Σ_{o in cluster c} w·d(o, CC[c, l]) for every (c, l): (k, L) float64."""
@@ -238,6 +310,7 @@ def _choose(cost, cand):
 def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | None = None,
                sample_size: int | None = None, init_size: int | None = None, max_passes: int | None = None,
                polish_iter: int | None = None, polish_candidates: int | None = None, polish_pool: int | None = None,
+               refine_distinct: int | None = None, refine_passes: int | None = None,
                metric: MetricLike = "euclidean", metric_params: Mapping[str, Any] | None = None,
                random_state: RandomStateLike = None, weights: WeightsLike = None, client: ClientLike = None,
                memory_limit: MemoryLimit = "1GiB", progress: bool = False, num_workers: int | None = None,
@@ -273,6 +346,13 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
     polish_pool : int, optional
         Uniformly drawn points, besides the samples, among which the polish looks for
         candidates; default 100000, capped at 2**24 / d (their float64 rows: 128 MB).
+    refine_distinct : int, optional
+        Exact refinement (step 4) bound: when X has at most this many distinct rows (and no
+        ``weights``), FasterPAM runs on the distinct rows weighted by their counts -- the
+        same loss as on all n points -- from the polished medoids.  0 turns the step off
+        (the previous behaviour).  Default 50000.
+    refine_passes : int, optional
+        FasterPAM passes of the exact refinement (>= 1); default 2.
     metric : str or numba function, default "euclidean"
     metric_params : dict, optional
     random_state : None, int, SeedSequence or Generator
@@ -299,12 +379,14 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
     -------
     LargeClaraResult
         Full-data ``labels`` and exact ``loss``; ``n_iter`` = samples, ``n_swap`` = swaps of
-        the winning sample + medoids changed by the polish; ``loss_history`` = best sample
-        loss, then the loss after each accepted polish iteration.  The typed attributes
+        the winning sample + medoids changed by the polish + swaps of the kept refinement;
+        ``loss_history`` = best sample loss, then the loss after each accepted polish
+        iteration and after a kept refinement.  The typed attributes
         (mirrored in ``extra``): ``sample_losses``, ``sample_passes``, ``sample_swaps``,
         ``best_sample``, ``sample_medoids``, ``sample_size``, ``init_size``, ``n_samples``,
         ``max_passes``, ``polish_iter``, ``polish_candidates``, ``polish_losses``,
-        ``polish_changed``, ``polish_pool``, ``variant`` ("largeclara"), ``mode``.  For a
+        ``polish_changed``, ``polish_pool``, ``distinct_rows``, ``refine_passes``,
+        ``refine_swaps``, ``variant`` ("largeclara"), ``mode``.  For a
         dissimilarity matrix X, the :class:`~chunked_medoids.ClaraResult` of fasterclara.
 
     Raises
@@ -318,7 +400,10 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
     ``init_size``² float64 first-level matrix and FasterPAM's row blocks (sized from
     ``memory_limit`` / concurrent samples); the driver holds the sampled rows
     (n_samples·s·d floats) and the n labels.  I/O: one pass to validate X, one to gather
-    the samples, one to score, two per polish iteration.
+    the samples, one to score, two per polish iteration.  The refinement: one pass
+    counting distinct rows (at most ``refine_distinct`` keys per block are kept; skipped when
+    the gathered rows already have more), the m distinct rows in the driver, FasterPAM's
+    row blocks of m float64 columns, and one pass to rescore.
     """
     from ..sources.features import FeatureSource
     from .clara import _resolve_input, clara
@@ -334,7 +419,8 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
         mode, src, metric_b = _resolve_input(X, metric, metric_params, precomputed, ml, validate)
         if mode != "features":
             own = {"init_size": init_size, "max_passes": max_passes, "polish_iter": polish_iter,
-                   "polish_candidates": polish_candidates, "polish_pool": polish_pool}
+                   "polish_candidates": polish_candidates, "polish_pool": polish_pool,
+                   "refine_distinct": refine_distinct, "refine_passes": refine_passes}
             given = sorted(key for key, v in own.items() if v is not None)
             if given:
                 raise InvalidParameterError(
@@ -347,6 +433,7 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
     return run_largeclara(src, metric_b, k, ml, n_samples=n_samples, sample_size=sample_size,
                           init_size=init_size, max_passes=max_passes, polish_iter=polish_iter,
                           polish_candidates=polish_candidates, polish_pool=polish_pool,
+                          refine_distinct=refine_distinct, refine_passes=refine_passes,
                           random_state=random_state, weights=weights,
                           client=client, progress=progress, num_workers=num_workers, checkpoint=checkpoint,
                           engine=engine)
@@ -354,7 +441,7 @@ def largeclara(X: FeaturesLike | DissimilarityLike, k: int, *, n_samples: int | 
 
 def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=None, init_size=None,
                    max_passes=None, polish_iter=None, polish_candidates=None, polish_pool=None,
-                   random_state=None, weights=None, client=None, progress=False, num_workers=None, checkpoint=None,
+                   refine_distinct=None, refine_passes=None, random_state=None, weights=None, client=None, progress=False, num_workers=None, checkpoint=None,
                    engine=None, full_polish=False):
     """LargeCLARA on an already resolved feature input (``clara()``'s large-n default).
 
@@ -379,6 +466,10 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
     L = DEFAULT_POLISH_CANDIDATES if polish_candidates is None else \
         check_int(polish_candidates, "polish_candidates", minimum=1)
     polish_pool = DEFAULT_POLISH_POOL if polish_pool is None else check_int(polish_pool, "polish_pool", minimum=0)
+    refine = DEFAULT_REFINE_DISTINCT if refine_distinct is None else \
+        check_int(refine_distinct, "refine_distinct", minimum=0)
+    refine_passes = DEFAULT_REFINE_PASSES if refine_passes is None else \
+        check_int(refine_passes, "refine_passes", minimum=1)
     w = check_weights(weights, n)
     rng = check_random_state(random_state)
     if engine is not None and (client is not None or num_workers is not None):
@@ -387,8 +478,8 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
         if engine is None else engine
     owns = engine is None
     try:
-        result = _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool, w, rng,
-                             eng, ml, checkpoint, random_state)
+        result = _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool,
+                             (refine, refine_passes), w, rng, eng, ml, checkpoint, random_state)
         if full_polish:
             result = _full_polish(src, k, w, eng, result)
         return result
@@ -397,15 +488,16 @@ def run_largeclara(src, metric, k, memory_limit, *, n_samples=None, sample_size=
             eng.close()
 
 
-def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool, w, rng, eng, ml,
-                checkpoint, random_state):
+def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, polish_pool, refine, w, rng, eng,
+                ml, checkpoint, random_state):
     n = src.n
     t0 = time.perf_counter()
     passes = _Passes(src, metric, k, w, eng, ml)
     d = src.features.d
     pool = 0 if polish_iter == 0 else int(min(polish_pool, POOL_VALUES // d))
     params = {"k": k, "sample_size": s, "init_size": s0, "n_samples": n_samples, "max_passes": max_passes,
-              "polish_iter": polish_iter, "polish_candidates": L, "polish_pool": pool, "metric": metric.describe(),
+              "polish_iter": polish_iter, "polish_candidates": L, "polish_pool": pool,
+              "refine_distinct": refine[0], "refine_passes": refine[1], "metric": metric.describe(),
               "seed": seed_param(random_state), "weights": weights_hash(w)}
     ckpt = open_checkpoint(checkpoint, algorithm="largeclara", source=src, params=params)
     saved = ckpt.load()
@@ -481,17 +573,32 @@ def _largeclara(src, metric, k, s, s0, n_samples, max_passes, polish_iter, L, po
         (loss2,), labels = passes.score(medoids[None, :], Xm, labels=True, desc="largeclara labels")
         loss = float(loss2)
     state.update(polish_done=polish_iter, polish_losses=np.array(polish_losses))
+    # -- stage 4: exact refinement on the weighted distinct rows (recomputed on a resume:
+    # deterministic, and cheaper to redo than to store) -----------------------------------
+    m_distinct, r_passes, r_swaps = 0, 0, 0
+    if refine[0] > 0 and w is None:
+        ref = _refine_distinct(passes, metric, k, medoids, pool_X, pool_idx, refine, eng, ml)
+        if ref is not None:
+            m_distinct, new, r_passes, r_swaps, Xn = ref
+            if r_swaps:
+                (new_loss,), new_labels = passes.score(new[None, :], Xn, labels=True, desc="largeclara labels")
+                if new_loss < loss:
+                    medoids, loss, labels = new, float(new_loss), new_labels
+                    history.append(loss)
+                else:
+                    r_swaps = 0
     best_sample = int(state["best_sample"])
     sample_swaps = np.asarray(state["sample_swaps"], dtype=np.int64)
     result = LargeClaraResult(
         medoids=medoids.copy(), labels=labels, loss=float(loss), n_iter=int(n_samples),
-        n_swap=int(sample_swaps[best_sample]) + changed_total, loss_history=history, algorithm="largeclara",
+        n_swap=int(sample_swaps[best_sample]) + changed_total + r_swaps, loss_history=history, algorithm="largeclara",
         sample_losses=[float(x) for x in state["sample_losses"]],
         sample_passes=[int(x) for x in state["sample_passes"]], sample_swaps=[int(x) for x in sample_swaps],
         best_sample=best_sample, sample_medoids=np.asarray(state["medoid_sets"], dtype=np.int64).copy(),
         sample_size=int(s), init_size=int(s0), n_samples=int(n_samples), max_passes=int(max_passes),
         polish_iter=int(polish_iter), polish_candidates=int(L), polish_losses=polish_losses,
-        polish_changed=changed_total, polish_pool=int(pool_idx.shape[0]), variant="largeclara", mode="features")
+        polish_changed=changed_total, polish_pool=int(pool_idx.shape[0]), distinct_rows=int(m_distinct),
+        refine_passes=int(r_passes), refine_swaps=int(r_swaps), variant="largeclara", mode="features")
     ckpt.complete(_snapshot(state))
     logger.info("largeclara: k=%d n=%d s=%d samples=%d loss=%.10g in %.2fs", k, n, s, n_samples, loss,
                 time.perf_counter() - t0)
@@ -529,6 +636,43 @@ def _polish(passes, metric, medoids, loss, labels, pool_idx, pool_X, L, it, poli
         if on_iter is not None:
             on_iter(it, medoids, loss, history, polish_losses, changed_total)
     return medoids, loss, labels, changed_total
+
+
+def _refine_distinct(passes, metric, k, medoids, pool_X, pool_idx, refine, eng, ml):
+    """Step 4: FasterPAM on the distinct rows of X weighted by their counts, from ``medoids``.
+
+    Σ_o min_m d(x_o, x_m) = Σ_j count_j · min_m d(u_j, x_m) over the distinct rows u_j, so
+    this is exact full-data local search at m² (not n²) distances per pass.  Skipped
+    (None) when the gathered rows alone, or X, have more than ``refine[0]`` distinct rows, or
+    at most k.  Returns ``(m, medoids, passes, swaps, medoid rows)``; a distinct row's
+    medoid index is its lowest index in X.
+    """
+    from ..sources.features import from_features
+    from .fasterpam import fasterpam
+
+    cap, max_passes = refine
+    if np.unique(_row_keys(pool_X)).shape[0] > cap:  # a subset already has too many: no pass
+        return None
+    found = passes.distinct(cap)
+    if found is None or found[0].shape[0] <= k:
+        return None
+    keys, first, counts = found
+    m = keys.shape[0]
+    U = np.ascontiguousarray(keys).view(np.float64).reshape(m, -1)
+    where = {key.tobytes(): j for j, key in enumerate(keys)}
+    init, seen = [], set()
+    for key in _row_keys(pool_X[np.searchsorted(pool_idx, medoids)]):
+        j = where[key.tobytes()]
+        if j not in seen:  # two medoids on identical rows: one start row, filled below
+            init.append(j)
+            seen.add(j)
+    fill = (j for j in range(m) if j not in seen)
+    while len(init) < k:
+        init.append(next(fill))
+    r = fasterpam(from_features(U, metric, dtype="float64"), k, init=np.array(init, dtype=np.int64),
+                  weights=counts.astype(np.float64), engine=eng, memory_limit=ml, max_iter=max_passes)
+    pos = np.asarray(r.medoids, dtype=np.int64)
+    return m, first[pos], int(r.n_iter), int(r.n_swap), U[pos]
 
 
 def _candidates(medoids, Xm, pool_idx, pool_X, metric, L):
