@@ -120,12 +120,14 @@ CHECK = 96
 #: ``apply_own_s`` applying its own swaps of sequential runs, ``scan_s`` the kernels),
 #: ``cpu_s`` the actor thread's CPU time in steps, ``idle_s`` wall time between steps
 #: (waiting for the client and the other actors), ``load_s``/``load_cpu_s`` reading the
-#: resident rows (``mapped_bytes`` of them mapped from the page cache rather than read), calls, parallel batches and sequential runs served, parallel batches cut
-#: short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
+#: resident rows (``mapped_bytes`` of them mapped from the page cache rather than read,
+#: ``held_bytes_in`` copied from stripes the engine held), calls, parallel batches and
+#: sequential runs served, parallel batches cut short by a stop, candidates evaluated, swaps received and the bytes of swapped rows
 #: received and sent; ``prefetch_s`` / ``prefetched_rows`` the rows computed ahead while
 #: idle (:meth:`EagerActor.prefetch`) and ``evaluated_prefetched`` the candidates evaluated
 #: from them.
 STAT_KEYS = ("busy_s", "apply_s", "apply_own_s", "scan_s", "cpu_s", "idle_s", "load_s", "load_cpu_s", "mapped_bytes",
+             "held_bytes_in",
              "calls",
              "parallel", "runs", "stopped", "evaluated", "swaps_in", "rows_in_bytes", "rows_out_bytes",
              "prefetch_s", "prefetched_rows", "evaluated_prefetched")
@@ -248,30 +250,69 @@ class EagerActor:
         self.slot_gran[slot] = g
         self.slot_of[g] = slot
 
+    def _spans(self):
+        """``(start, stop)`` rows of the owned granules, in slot order."""
+        return [(int(g) * self.G, min((int(g) + 1) * self.G, self.n)) for g in self.granules]
+
+    def _buffer(self):
+        """The buffer of read resident rows (made once): ``rows``, the row index of its
+        slots ``_slot_row`` and the rows present ``_have``."""
+        if self.rows is None:
+            self.rows = _row_buffer((self.cap * self.G, self.n), self.source.dtype)
+            idx = np.full(self.n, -1, dtype=np.int64)
+            for slot, (a, b) in enumerate(self._spans()):
+                idx[a:b] = np.arange(slot * self.G, slot * self.G + (b - a), dtype=np.int64)
+            self._slot_row, self._have = idx, np.zeros(self.n, dtype=np.bool_)
+
+    def take_rows(self, block, start, stop):
+        """Copy the rows of ``block`` (rows ``start:stop`` of D: a stripe the engine held from
+        an earlier pass, e.g. BUILD's) that this actor holds resident into its buffer, before
+        :meth:`load` reads the rest from storage; returns the bytes taken.  Runs in a task
+        on this actor's worker (:func:`_give_rows`), never while the actor walks."""
+        if not self.resident or self.fused is not None or self.vrow is not None:
+            return 0
+        self._buffer()
+        taken = 0
+        for slot, (a, b) in enumerate(self._spans()):
+            lo, hi = max(a, int(start)), min(b, int(stop))
+            if lo >= hi:
+                continue
+            self.rows[slot * self.G + (lo - a): slot * self.G + (hi - a)] = block[lo - start: hi - start]
+            self._have[lo:hi] = True
+            taken += (hi - lo) * self.n * self.rows.itemsize
+        self.stats["held_bytes_in"] += taken
+        return taken
+
     def load(self):
         """Hold the resident granules (once); returns ``(bytes read, seconds)``.
 
         A raw zarr store's chunks are mapped from the page cache
         (:func:`~chunked_medoids.sources._mapped.map_chunk_rows`: no copy, no fresh memory,
         checksums and fill checks as a read makes them); any other source's granules are
-        read into one buffer.  ``vrow[r]`` is then the row of ``rows`` holding row ``r``.
+        read into one buffer, except the rows :meth:`take_rows` was given.  ``vrow[r]`` is
+        then the row of ``rows`` holding row ``r``.
         """
         t0, c0 = time.perf_counter(), time.thread_time()
         if self.resident and self.fused is None and self.vrow is None:
-            spans = [(int(g) * self.G, min((int(g) + 1) * self.G, self.n)) for g in self.granules]
-            mapped = map_chunk_rows(self.source, spans)
+            spans = self._spans()
+            mapped = None if self.rows is not None else map_chunk_rows(self.source, spans)
             if mapped is not None:
                 self.rows, self.vrow = mapped.rows, mapped.index
                 self.bytes_read += mapped.nbytes
                 self.stats["mapped_bytes"] += mapped.nbytes
             else:
-                self.rows = _row_buffer((self.cap * self.G, self.n), self.source.dtype)
-                for slot, g in enumerate(self.granules):
-                    self._read_granule(g, slot)
-                vrow = np.full(self.n, -1, dtype=np.int64)
+                self._buffer()
                 for slot, (a, b) in enumerate(spans):
-                    vrow[a:b] = np.arange(slot * self.G, slot * self.G + (b - a), dtype=np.int64)
-                self.vrow = vrow
+                    # the runs of rows not handed over (take_rows): all of them, usually
+                    missing = np.flatnonzero(~self._have[a:b])
+                    if missing.shape[0] == 0:
+                        continue
+                    cuts = np.flatnonzero(np.diff(missing) != 1) + 1
+                    for run in np.split(missing, cuts):
+                        lo, hi = a + int(run[0]), a + int(run[-1]) + 1
+                        self.rows[slot * self.G + (lo - a): slot * self.G + (hi - a)] = self.source.read_rows(lo, hi)
+                        self.bytes_read += (hi - lo) * self.n * self.rows.itemsize
+                self.vrow, self._have = self._slot_row, None
         elif self.fused is not None:
             self.fused.refresh(self.st.ds)
         secs = time.perf_counter() - t0
@@ -551,6 +592,14 @@ class EagerActor:
         return bool(self.resident), held, int(self.granules.shape[0]), int(self.bytes_read)
 
 
+def _give_rows(actor_key, block, start, stop):
+    """A task on an actor's worker: hand it the rows ``block`` (rows ``start:stop``, a
+    stripe the engine held) before it loads (:meth:`EagerActor.take_rows`)."""
+    from distributed import get_worker
+
+    return get_worker().state.actors[actor_key].take_rows(block, start, stop)
+
+
 def _row_buffer(shape, dtype):
     """An uninitialised array for an actor's rows, on transparent huge pages where the OS
     offers them (``madvise(MADV_HUGEPAGE)``, Linux): first touching gigabytes of 4 KiB pages
@@ -602,9 +651,13 @@ class DistributedEagerWalk:
     resident : {"auto", True, False}
     n_swap : int
         Swaps done before this walk (a resumed run), the first sequence number.
+    held : list of (start, stop, future, worker address)
+        Row stripes the engine holds on the workers (:meth:`Engine.held_stripes`), kept
+        alive by the caller until this constructor returns: the actors copy their rows from
+        them instead of reading them from storage (unless the rows are mapped anyway).
     """
 
-    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0):
+    def __init__(self, engine, source, *, method, order, state, params, resident="auto", n_swap=0, held=()):
         if method not in METHODS:
             raise InvalidParameterError(f"method must be one of {METHODS}, got {method!r}")
         self.engine, self.client, self.source = engine, engine.client, source
@@ -616,6 +669,7 @@ class DistributedEagerWalk:
         self.runs = self.batches = 0  # sequential runs on one actor / parallel batches on all
         self.run_positions = 0  # positions walked in sequential runs
         self.recoveries = 0
+        self.held_bytes = 0  # rows the actors took from stripes the engine held (_hand_over)
         self.worker_seconds = 0.0
         self.evaluated = 0
         self.gap = 8.0
@@ -668,6 +722,7 @@ class DistributedEagerWalk:
                 self._create(a, addr, workers[addr][0])
             self._go_direct()
             self.create_seconds = time.perf_counter() - t0
+            self._hand_over(held)
             self._load(list(range(W)))
             self.load_seconds = time.perf_counter() - t0 - self.create_seconds
         except BaseException:
@@ -704,6 +759,36 @@ class DistributedEagerWalk:
         return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
                 "granules": self.assign[a], "state": self.state_fn(), "params": par,
                 "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W}
+
+    def _hand_over(self, held):
+        """Give the actors the rows of the stripes ``held`` on the workers before they read
+        theirs: one task per (stripe, actor holding some of its rows), on the actor's worker
+        (``distributed`` moves a stripe held elsewhere there), copying the rows into the
+        actor (:func:`_give_rows`).  Skipped when the actors map their rows from the page
+        cache (a raw zarr store: cheaper than any copy).  A failed hand-over only means that
+        the actor reads those rows itself."""
+        self.held_bytes = 0
+        plan = getattr(self.source, "raw_chunk_files", None)
+        if not held or not self.resident or self.fused or (plan is not None and plan() is not None):
+            return
+        from distributed import wait
+
+        futs = []
+        for s, e, fut, _addr in held:
+            for a in np.unique((np.arange(s, e, dtype=np.int64) // self.G) % self.W):
+                futs.append(self.client.submit(_give_rows, self.futures[int(a)].key, fut, s, e, pure=False,
+                                               workers=[self.addresses[int(a)]], allow_other_workers=False,
+                                               key=f"cm-give-{self.method}-{int(a)}-{s}-{time.monotonic_ns()}"))
+        try:
+            wait(futs, timeout=300)
+        except Exception:  # noqa: BLE001 - the actors read what they did not get
+            pass
+        for f in futs:
+            if f.status == "finished":
+                self.held_bytes += int(f.result())
+        logger.info("%s: the actors took %s of rows from %d stripes held on the workers", self.method,
+                    format_bytes(self.held_bytes), len(held))
+        self.client.cancel(futs)
 
     def _go_direct(self):
         """Send the actor calls straight to the workers, not through the scheduler.
@@ -1103,6 +1188,7 @@ class DistributedEagerWalk:
                 "critical_cpu_seconds": float(self.critical_cpu), "span_candidates": int(self.span),
                 "evaluated": int(self.evaluated),
                 "create_seconds": float(self.create_seconds), "load_seconds": float(self.load_seconds),
+                "held_bytes": int(self.held_bytes),
                 "walk_seconds": float(self.walk_seconds), "client_cpu_seconds": float(self.client_cpu),
                 "actors": self.actor_stats}
 

@@ -832,11 +832,43 @@ class Engine:
             raise _scheduler_lost(self.client, f"{method} (distributed eager walk)")
         from ._dist_eager import DistributedEagerWalk
 
-        if self._res is not None and self._res.source is source:
-            self._release_resident()  # e.g. BUILD's held stripes: the walk's actors hold the rows now
+        # e.g. BUILD's held stripes: handed to the walk's actors, which load their rows from
+        # them instead of from storage; released once the actors hold the rows
+        held = self.held_stripes(source)
         self._walked = source
-        return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
-                                    resident=resident, n_swap=n_swap)
+        try:
+            return DistributedEagerWalk(self, source, method=method, order=order, state=state, params=params,
+                                        resident=resident, n_swap=n_swap, held=held)
+        finally:
+            del held
+            if self._res is not None and self._res.source is source:
+                self._release_resident()
+
+    def held_stripes(self, source: SourceLike) -> list[tuple[int, int, Any, str]]:
+        """The row stripes of ``source`` this engine holds on the cluster's workers (resident
+        stripes read by an earlier pass of the run, e.g. BUILD's), as ``(start, stop, future,
+        worker address)`` in row order; empty on local threads or when none is held.
+
+        The futures stay valid while the engine holds the stripes (until the next source is
+        mapped, or :meth:`eager_walker` has handed them to the walk); a caller that keeps a
+        future keeps its stripe alive.
+        """
+        res = self._res
+        if self.client is None or res is None or res.source is not source or not res.futures:
+            return []
+        done = {key: f for key, f in res.futures.items() if f.status == "finished"}
+        if not done or not _client_alive(self.client):
+            return []
+        try:
+            who = self.client.who_has(list(done.values()))
+        except Exception:  # noqa: BLE001 - scheduler gone: nothing to hand over
+            return []
+        out = []
+        for (a, b), fut in sorted(done.items()):
+            where = sorted(who.get(fut.key) or ())
+            if where:
+                out.append((int(a), int(b), fut, where[0]))
+        return out
 
     def thread_pool(self) -> ThreadPoolExecutor:
         """A pool of ``num_workers`` compute threads for drivers (e.g. speculative FasterPAM)."""

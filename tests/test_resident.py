@@ -214,3 +214,34 @@ def test_cli_resident_flag(store, tmp_path, capsys):
     assert cli.main(["dynmsc", store, "--precomputed", "--kmax", "4", "--resident", "no"]) == 0
     assert cli.main(["clara", store, "--precomputed", "-k", "3", "--resident", "no"]) == 2  # not a clara option
     assert "--resident" in capsys.readouterr().err
+
+
+def test_walk_actors_take_the_stripes_build_held(tmp_path):
+    """FasterPAM after a BUILD init on a 2-worker cluster: the walk's actors copy their rows
+    from the stripes BUILD left on the workers (Engine.held_stripes) instead of reading the
+    store again -- the workers read the store about once in all -- with the identical
+    result; a raw zarr store's actors map their rows instead (no copy at all)."""
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(c, 0.6, size=(150, 3)) for c in range(4)])
+    h5 = cm.build_dissimilarity(X, str(tmp_path / "D.h5"), metric="euclidean", memory_limit="1MiB")
+    raw = cm.build_dissimilarity(X, str(tmp_path / "D.zarr"), metric="euclidean", memory_limit="1MiB")
+    n = X.shape[0]
+    want = cm.fasterpam(h5, 4, init="build", num_workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=50) as cluster, Client(cluster) as client:
+        cm.fasterpam(h5, 4, init="build", client=client)  # warm-up: imports, numba caches
+        pids = list(client.run(os.getpid).values())
+        before = sum(_rchar(p) for p in pids)
+        got = cm.fasterpam(h5, 4, init="build", client=client)
+        read = sum(_rchar(p) for p in pids) - before
+        _same(got, want)
+        info = got.distributed
+        assert info["held_bytes"] == n * n * 4, info["held_bytes"]  # every row handed over
+        assert sum(a["held_bytes_in"] for a in info["actors"]) == n * n * 4
+        assert read <= 1.5 * os.path.getsize(tmp_path / "D.h5") + (4 << 20), read  # BUILD's read only
+        got = cm.fasterpam(raw, 4, init="build", client=client)
+        _same(got, want)
+        assert got.distributed["held_bytes"] == 0
+        assert sum(a["mapped_bytes"] for a in got.distributed["actors"]) >= n * n * 4
