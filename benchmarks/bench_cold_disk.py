@@ -14,7 +14,10 @@ Parts (``--part``):
               went (``_common.PASS_CHILD``: CPU seconds of the reads and of the kernels, the
               kernel's wait for blocks, the machine's load, the disk's busy time), and a
               warm pass (the files read into the page cache first) when the store fits in
-              RAM.  Stores are deleted afterwards unless ``--keep``; ``--reuse`` keeps them
+              RAM.  ``summary`` (also printed on stderr): per store the fastest cold pass
+              and its ratio to the best read, the CPU seconds of every pass (user + system;
+              reads vs the rest: kernels and glue) and peak RSS, and float16 / float32 of
+              the fastest passes and of the CPU, for this checkout and ``--baseline-tree``.  Stores are deleted afterwards unless ``--keep``; ``--reuse`` keeps them
               and times passes on the ones already in ``--dir`` (no build), so the pass
               part can be repeated quickly.
 ``quality``   FasterPAM (k = 20, random init) on float32 and on float16 distances of the
@@ -165,6 +168,64 @@ def part_pass(args):
     return out
 
 
+def _cpu(p):
+    """``(user + system, reads, rest)`` CPU seconds of a pass (``cpu_per_pass`` of PASS_CHILD)."""
+    c = (p.get("cpu_per_pass") or [{}])[0]
+    if not c:
+        return None
+    return {"cpu_s": c["user_s"] + c["sys_s"], "read_cpu_s": c["read_cpu_s"], "kernel_cpu_s": c["compute_cpu_s"]}
+
+
+def summarise(rows):
+    """What the README table needs, per store and across dtypes: the fastest cold pass, its
+    ratio to the best cold read, the CPU seconds of every pass (load-robust: user + system,
+    reads vs the rest, i.e. kernels and glue), and float16 / float32 of the fastest passes
+    (also of the CPU) for this checkout and the baseline."""
+    out = {"stores": []}
+    best = {}
+    for r in rows:
+        item = {"dtype": r["dtype"], "codec": r["codec"], "cold_read_best_s": r["cold_read_best_s"]}
+        for tag in ("", "baseline_"):
+            passes = r.get(f"{tag}cold_passes") or []
+            if not passes:
+                continue
+            fastest = min(passes, key=lambda p: p["pass_s"])
+            cpus = [_cpu(p) for p in passes]
+            item[f"{tag}pass_s"] = [p["pass_s"] for p in passes]
+            item[f"{tag}fastest_pass_s"] = fastest["pass_s"]
+            item[f"{tag}pass_over_read"] = fastest["pass_s"] / r["cold_read_best_s"]
+            item[f"{tag}cpu_per_pass"] = cpus
+            if all(cpus):
+                item[f"{tag}min_cpu_s"] = min(c["cpu_s"] for c in cpus)
+            item[f"{tag}peak_rss"] = max(p["peak_rss"] for p in passes)
+            best[(tag, r["dtype"], r["codec"])] = (fastest["pass_s"], item.get(f"{tag}min_cpu_s"))
+        out["stores"].append(item)
+    for tag in ("", "baseline_"):
+        for codec in {r["codec"] for r in rows}:
+            a, b = best.get((tag, "float16", codec)), best.get((tag, "float32", codec))
+            if a and b:
+                out[f"{tag}float16_over_float32_{codec}"] = a[0] / b[0]
+                if a[1] and b[1]:
+                    out[f"{tag}float16_over_float32_cpu_{codec}"] = a[1] / b[1]
+    return out
+
+
+def print_summary(summary):
+    for item in summary["stores"]:
+        for tag in ("", "baseline_"):
+            if f"{tag}fastest_pass_s" not in item:
+                continue
+            cpus = ", ".join(f"{c['cpu_s']:.2f} ({c['read_cpu_s']:.2f} reads / {c['kernel_cpu_s']:.2f} rest)"
+                             for c in item[f"{tag}cpu_per_pass"] if c)
+            print(f"{tag or 'this '}{item['dtype']} {item['codec']}: cold read {item['cold_read_best_s']:.2f} s, "
+                  f"passes {', '.join(f'{v:.2f}' for v in item[f'{tag}pass_s'])} s "
+                  f"(fastest / read {item[f'{tag}pass_over_read']:.2f}), CPU s per pass {cpus}, "
+                  f"peak RSS {item[f'{tag}peak_rss'] / 2**20:.0f} MiB", file=sys.stderr)
+    for key, v in summary.items():
+        if key.startswith(("float16_over", "baseline_float16_over")):
+            print(f"{key}: {v:.3f}", file=sys.stderr)
+
+
 def part_quality(args):
     import chunked_medoids as cm
 
@@ -218,11 +279,16 @@ def main(argv=None):
     if args.part == "pass":
         args.k = args.k or 10
         rows = part_pass(args)
+        summary = summarise(rows)
+        print_summary(summary)
     else:
         args.k = args.k or 20
         rows = part_quality(args)
-    emit({"part": args.part, "machine": machine(), "memory_limit": args.memory_limit, "results": rows,
-          "command": " ".join(sys.argv)})
+    doc = {"part": args.part, "machine": machine(), "memory_limit": args.memory_limit, "results": rows,
+           "command": " ".join(sys.argv)}
+    if args.part == "pass":
+        doc["summary"] = summary
+    emit(doc)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
+from .convert import f16_finite, f16_row, f16_thresholds, f16_value
 from .simd import lt_mask64, max_gt, min_lt
 
 
@@ -457,6 +458,134 @@ def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, wei
         acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
         s, dlt = best_slot(P, acc)
         if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
+            out[0] = s
+            out[1] = dlt
+            return i
+    return -1
+
+
+# -- the 2-byte storage type: candidate rows as float16 bits ------------------------------------
+# A float16 store's rows reach these kernels as stored (int16 views of the float16 bits); the
+# values are ``f16_value(h, mul1, mul2)`` (:mod:`.convert`), converted in registers where they
+# are used, so every sum and comparison sees bitwise the float32 values the float32 kernels
+# get from ``f16_to_f32``.  The 64-point comparison with ``ds`` runs on the bits against
+# ``t = f16_thresholds(ds)`` (half the bytes of the float32 compare): exact for patterns
+# with the sign bit clear, a superset for the others, which are re-checked with the float
+# comparison, so the visited points, their order and their terms are those of
+# :func:`eval_candidate`.  ``t`` must be recomputed whenever ``ds``
+# changes (after each swap: :func:`apply_swap_f16`).
+
+
+@njit(nogil=True, cache=True)
+def eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P):
+    """:func:`eval_candidate` for a row of float16 bits (int16, C-contiguous): bitwise the
+    same ``P`` and ``acc`` as :func:`eval_candidate` on the row's float32 values."""
+    k = R.shape[0]
+    n = row.shape[0]
+    acc = 0.0
+    if k == 1:
+        P[0] = 0.0
+        if weighted:
+            for o in range(n):
+                acc += w[o] * (np.float64(f16_value(row[o], mul1, mul2)) - np.float64(dn[o]))
+        else:
+            for o in range(n):
+                acc += np.float64(f16_value(row[o], mul1, mul2)) - np.float64(dn[o])
+        return acc
+    for s in range(k):
+        P[s] = R[s]
+    nfull = n - n % MASK_BITS
+    for base in range(0, nfull, MASK_BITS):
+        m = lt_mask64(row, base, t, base)
+        ub = np.uint64(base)
+        while m != 0:
+            o = ub | np.uint64(trailing_zeros(m))
+            m &= m - np.uint64(1)
+            h = row[o]
+            if h >= 0:  # below its threshold: a finite value below ds[o] (no re-check needed)
+                d = f16_finite(h, mul1, mul2)
+            else:  # sign bit set (-0.0, or a negative value of an unvalidated source): re-check
+                d = f16_value(h, mul1, mul2)
+                if not (d < ds[o]):
+                    continue
+            acc = pass_terms(np.float64(d), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                             w[o] if weighted else 1.0, weighted, P, acc)
+    for o in range(nfull, n):
+        d = f16_value(row[o], mul1, mul2)
+        if d < ds[o]:
+            acc = pass_terms(np.float64(d), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                             w[o] if weighted else 1.0, weighted, P, acc)
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def apply_swap_f16(row, mul1, mul2, t, row32, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
+    """:func:`apply_swap` with the candidate's row as float16 bits: converted into ``row32``
+    (its float32 values), swapped in, and the thresholds ``t`` recomputed from the new ``ds``."""
+    f16_row(row, mul1, mul2, row32)
+    td = apply_swap(row32, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
+    f16_thresholds(ds, mul1, mul2, t)
+    return td
+
+
+@njit(nogil=True, cache=True)
+def _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
+    """:func:`accept_swap` for a float16 row: the first test of accept_swap on ``dlt`` alone
+    (all that almost every candidate needs), the row converted only when it could pass."""
+    if not (dlt < -tol * td) or td <= 0.0:
+        return False
+    f16_row(row, mul1, mul2, row32)
+    return accept_swap(row32, s, dn, ds, nn, w, weighted, td, tol, dlt)
+
+
+@njit(nogil=True, cache=True)
+def fasterpam_block_f16(block, visit, cand, mul1, mul2, t, row32, M, medoids, is_medoid, dn, ds, nn, sn, R,
+                        w, weighted, tol, P, counters, td_box):
+    """:func:`fasterpam_block` on a block of float16 bits (int16, ``block[visit[i]]`` the row
+    of ``cand[i]``): bitwise the same swaps, caches and TD as on the block's float32 values.
+
+    ``t`` = ``f16_thresholds(ds)`` on entry, kept so; ``row32`` (n float32) is scratch.
+    """
+    n = M.shape[0]
+    m = visit.shape[0]
+    since = counters[0]
+    nsw = counters[1]
+    td = td_box[0]
+    consumed = m
+    for i in range(m):
+        j = cand[i]
+        if not is_medoid[j]:
+            row = block[visit[i]]
+            acc = eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P)
+            s, dlt = best_slot(P, acc)
+            if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
+                td = apply_swap(row32, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
+                f16_thresholds(ds, mul1, mul2, t)
+                nsw += 1
+                since = 0
+        since += 1
+        if since >= n:
+            consumed = i + 1
+            break
+    counters[0] = since
+    counters[1] = nsw
+    td_box[0] = td
+    return consumed
+
+
+@njit(nogil=True, cache=True)
+def first_improving_f16(block, visit, cand, lo, hi, mul1, mul2, t, row32, is_medoid, dn, ds, nn, R, w,
+                        weighted, td, tol, P, out):
+    """:func:`first_improving` on a block of float16 bits (same arithmetic as
+    :func:`fasterpam_block_f16`; ``row32`` is this thread's scratch row)."""
+    for i in range(lo, hi):
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        row = block[visit[i]]
+        acc = eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P)
+        s, dlt = best_slot(P, acc)
+        if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
             return i

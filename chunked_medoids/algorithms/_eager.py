@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from .._budget import direct_stream_plan
 from .._state import EagerProgress
 from .._util import format_bytes
 
@@ -127,7 +128,9 @@ def eager_passes(source, eng, walk: EagerProgress, evaluate, *, max_iter, order=
     """
     n = source.n
     if order is None and rows:  # natural order: concurrent readers, deep read-ahead (Engine.stream_plan)
-        brows, readers, ahead = eng.stream_plan(source, blocks_in_flight=BLOCKS_IN_FLIGHT)
+        hint = getattr(source, "direct_unit_rows", None)  # O_DIRECT chunks read straight (ZarrSource)
+        brows, readers, ahead = direct_stream_plan(eng.stream_plan(source, blocks_in_flight=BLOCKS_IN_FLIGHT),
+                                                   None if hint is None else hint())
     else:  # shuffle order reads 256-row granules: keep the blocks tall
         brows, readers, ahead = eng.block_rows_for(source, blocks_in_flight=BLOCKS_IN_FLIGHT), 1, 1
     unit = brows if unit_rows is None else max(1, int(unit_rows))

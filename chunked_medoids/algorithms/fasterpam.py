@@ -32,8 +32,17 @@ import logging
 import numpy as np
 
 from .._errors import DissimilarityError, InvalidTypeError
+from .._kernels.convert import f16_thresholds
 from .._kernels.fused import FusedEval
-from .._kernels.swap import apply_swap, fasterpam_block, first_improving
+from .._kernels.swap import (
+    apply_swap,
+    apply_swap_f16,
+    fasterpam_block,
+    fasterpam_block_f16,
+    first_improving,
+    first_improving_f16,
+)
+from .._quant import _kernel_factors
 from .._result import SwapResult
 from .._state import SwapState
 from .._typing import (
@@ -48,6 +57,7 @@ from .._typing import (
 )
 from .._util import check_choice, check_k
 from ..engine import Engine, check_resident
+from ..sources.base import stored_rows
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
 from ._registry import register_method
@@ -88,12 +98,39 @@ def candidate_order(n, order, rng):
     return np.concatenate(parts).astype(np.int64)
 
 
+class _F16Rows:
+    """What the float16 kernels need beside the caches: the store's conversion factors, the
+    int16 thresholds of ``ds`` (kept in step with every swap) and a float32 scratch row per
+    thread (``_kernels/swap.py``, the float16 section)."""
+
+    def __init__(self, view, st, threads):
+        self.view = view
+        self.mul1, self.mul2 = _kernel_factors(view.scale)
+        self.t = np.empty(st.n, dtype=np.int16)
+        f16_thresholds(st.ds, self.mul1, self.mul2, self.t)
+        self.row32 = [np.empty(st.n, dtype=np.float32) for _ in range(max(1, threads))]
+
+    def block(self, block, visit, cand, st, tol, P, counters, td_box):
+        return fasterpam_block_f16(block, visit, cand, self.mul1, self.mul2, self.t, self.row32[0], st.M,
+                                   st.medoids, st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w, st.weighted,
+                                   tol, P, counters, td_box)
+
+    def first(self, t, block, visit, cand, lo, hi, st, td, tol, P, out):
+        return first_improving_f16(block, visit, cand, lo, hi, self.mul1, self.mul2, self.t, self.row32[t],
+                                   st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td, tol, P, out)
+
+    def apply(self, row, slot, j, st):
+        return apply_swap_f16(row, self.mul1, self.mul2, self.t, self.row32[0], slot, j, st.M, st.medoids,
+                              st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
+
+
 class _Speculator:
     """Speculative batch evaluation over ``threads`` threads (see module notes)."""
 
-    def __init__(self, pool, threads, k, n, fused=None):
+    def __init__(self, pool, threads, k, n, fused=None, f16=None):
         self.pool = pool
         self.fused = fused  # FusedEval: rows computed from features (block/visit are None)
+        self.f16 = f16  # _F16Rows: blocks are float16 bits (int16)
         self.threads = threads
         self.P = [np.empty(k, dtype=np.float64) for _ in range(threads)]
         self.out = [np.empty(2, dtype=np.float64) for _ in range(threads)]
@@ -116,6 +153,8 @@ class _Speculator:
                 before = int(counters[1])
                 if self.fused is not None:
                     consumed = self.fused.block(cand[i:hi], st, tol, P_seq, counters, td_box)
+                elif self.f16 is not None:
+                    consumed = self.f16.block(block, visit[i:hi], cand[i:hi], st, tol, P_seq, counters, td_box)
                 else:
                     consumed = fasterpam_block(block, visit[i:hi], cand[i:hi], st.M, st.medoids,
                                                st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w,
@@ -134,10 +173,14 @@ class _Speculator:
             bounds = np.linspace(i, hi, T + 1).astype(np.int64)
             futures = []
             fe = self.fused
+            h = self.f16
             for t in range(1, T):
                 lo_t, hi_t = int(bounds[t]), int(bounds[t + 1])
                 if hi_t > lo_t and fe is not None:
                     futures.append(self.pool.submit(fe.first, t, cand, lo_t, hi_t, st, td_now, tol,
+                                                    self.P[t], self.out[t]))
+                elif hi_t > lo_t and h is not None:
+                    futures.append(self.pool.submit(h.first, t, block, visit, cand, lo_t, hi_t, st, td_now, tol,
                                                     self.P[t], self.out[t]))
                 elif hi_t > lo_t:
                     futures.append(self.pool.submit(
@@ -147,6 +190,9 @@ class _Speculator:
                     futures.append(None)
             if fe is not None:
                 first = fe.first(0, cand, int(bounds[0]), int(bounds[1]), st, td_now, tol, self.P[0], self.out[0])
+            elif h is not None:
+                first = h.first(0, block, visit, cand, int(bounds[0]), int(bounds[1]), st, td_now, tol,
+                                self.P[0], self.out[0])
             else:
                 first = first_improving(block, visit, cand, int(bounds[0]), int(bounds[1]), st.is_medoid,
                                         st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td_now, tol,
@@ -172,6 +218,8 @@ class _Speculator:
             j = int(cand[p])
             if fe is not None:
                 td_box[0] = fe.apply(slot, j, st)
+            elif h is not None:
+                td_box[0] = h.apply(block[visit[p]], slot, j, st)
             else:
                 td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
                                        st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
@@ -289,7 +337,11 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
             state.loss_history.append(st.td)
         threads = eng.num_workers if (eng.client is None and speculative) else 1
         fused = fused_eval(source, threads, st)
-        spec = _Speculator(eng.thread_pool(), threads, k, source.n, fused) if threads > 1 else None
+        # a float16 source on local threads: the pass reads its 2-byte rows as stored and the
+        # float16 kernels convert in registers (no float32 copy of any block)
+        view = stored_rows(source) if (fused is None and eng.client is None) else None
+        f16 = None if view is None else _F16Rows(view, st, threads)
+        spec = _Speculator(eng.thread_pool(), threads, k, source.n, fused, f16) if threads > 1 else None
         walker = None
         if not state.done and (state.pos > 0 or state.n_iter < max_iter):
             walker = eng.eager_walker(source, method="fasterpam", order=cand_order, state=lambda: _replica(st),
@@ -298,7 +350,7 @@ def fasterpam(D: DissimilarityLike, k: int, *, init: InitLike = "random", max_it
                                       resident=resident, n_swap=state.n_swap)
         try:
             pass_rt = _fasterpam_single(source, eng, st, state, cand_order, spec, max_iter=max_iter, tol=tol,
-                                        ckpt=ckpt, fused=fused, walker=walker)
+                                        ckpt=ckpt, fused=fused, walker=walker, f16=f16)
         finally:
             if walker is not None:
                 walker.close()
@@ -344,12 +396,14 @@ def report_bad_rows(source, cand):
 
 
 def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol, ckpt, fused=None,
-                      walker=None):
+                      walker=None, f16=None):
     """FasterPAM passes on ``st`` until convergence or ``max_iter``, continuing ``state``.
 
     The eager walk itself is :func:`~chunked_medoids.algorithms._eager.eager_passes`; this
     supplies the evaluation of a block of candidates (sequential kernel, speculative over
-    several threads, or batches on the workers of ``walker``) and the per-pass history.
+    several threads, or batches on the workers of ``walker``) and the per-pass history.  With
+    ``f16`` (:class:`_F16Rows`) the blocks are read from its float16 view and evaluated by
+    the float16 kernels.
     Returns the round trips of each pass with a ``walker`` (else an empty list).
     """
     walk = state.progress
@@ -378,8 +432,12 @@ def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol
                                   pause=ckpt.stop.is_set, interval=interval)
             st.td = float(td_box[0])
             return consumed
+        if f16 is not None:
+            block = block.view(np.int16)  # the float16 bits (the kernels convert them)
         if spec is not None:
             consumed = spec.run(block, visit, cand, st, counters, td_box, tol, P)
+        elif f16 is not None:
+            consumed = f16.block(block, visit, cand, st, tol, P, counters, td_box)
         elif fused is not None:
             consumed = fused.block(cand, st, tol, P, counters, td_box)
         else:
@@ -401,7 +459,8 @@ def _fasterpam_single(source, eng, st, state, cand_order, spec, *, max_iter, tol
         if walker is not None:
             pass_rt.append(walker.log_pass(walk.n_iter, seconds, swaps))
 
-    eager_passes(source, eng, walk, evaluate, max_iter=max_iter, order=cand_order, ckpt=ckpt,
+    eager_passes(source if f16 is None else f16.view, eng, walk, evaluate, max_iter=max_iter, order=cand_order,
+                 ckpt=ckpt,
                  snapshot=snapshot, on_pass_end=on_pass_end, desc="fasterpam",
                  rows=fused is None and walker is None, unit_rows=None if walker is None else source.n)
     snapshot()

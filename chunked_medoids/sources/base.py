@@ -354,3 +354,86 @@ class DissimilaritySource(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind!r} n={self.n} dtype={self.dtype} block_rows={self.block_rows}>"
+
+
+class StoredRows(DissimilaritySource):
+    """The rows of a float16 source as stored: its scaled 2-byte values, not dequantised.
+
+    For the kernels that consume float16 blocks directly (the FasterPAM pass: each element
+    converted in registers where it is used, ``_kernels/swap.py``), so no float32 copy of a
+    block is written and read again.  Reads go through the wrapped source's own
+    ``_read_rows`` / ``_take_rows`` (its fault checks: missing or damaged chunks, a replaced
+    store); a source validated while it is read (``sources/validate.py``) still checks the
+    dequantised values of every block it has not checked yet.  Blocks are 2 bytes per
+    element, so the engine sizes them (and holds resident stripes) at that width.  Made by
+    :func:`stored_rows`; never registered as a kind of its own.
+    """
+
+    def __init__(self, source: DissimilaritySource):
+        self.source = source
+        self.n = source.n
+        self.dtype = np.dtype(source.stored_dtype)
+        self.block_rows = source.block_rows
+        self.kind = source.kind
+        self.scale = float(source.scale)
+        self.rows_in_memory = bool(getattr(source, "rows_in_memory", False))
+        self.parallel_reads = bool(getattr(source, "parallel_reads", False))
+        chunks = getattr(source, "chunks", None)
+        if chunks is not None:
+            self.chunks = chunks
+
+    def _read_rows(self, start, stop):
+        return self.source._read_rows(start, stop)
+
+    def _take_rows(self, indices):
+        return self.source._take_rows(indices)
+
+    def _fingerprint_parts(self):
+        return ["stored", self.source.fingerprint()]
+
+    def direct_unit_rows(self):
+        """The wrapped source's hint (:meth:`~.zarr_store.ZarrSource.direct_unit_rows`), if any."""
+        hint = getattr(self.source, "direct_unit_rows", None)
+        return None if hint is None else hint()
+
+    def _check(self, block, rows):
+        v = self.source.__dict__.get("_validator")
+        if v is None or v.complete:
+            return
+        values = self.source._values(block)
+        if isinstance(rows, tuple):
+            v.check_rows(values, rows[0], rows[1], self.source)
+        else:
+            v.check_take(values, rows, self.source)
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as stored (float16), C-contiguous; validated like the source's."""
+        start, stop = int(start), int(stop)
+        if not (0 <= start <= stop <= self.n):
+            raise InvalidParameterError(
+                f"read_rows needs 0 <= start <= stop <= n = {self.n}, got start={start}, stop={stop}"
+            )
+        block = np.ascontiguousarray(self._read_rows(start, stop), dtype=self.dtype)
+        self._check(block, (start, stop))
+        return block
+
+    def take_rows(self, indices: ArrayLike) -> np.ndarray:
+        """Rows at ``indices`` as stored (float16); validated like the source's."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= self.n)):
+            raise InvalidParameterError(f"take_rows needs 1-D indices in [0, {self.n})")
+        block = np.ascontiguousarray(self._take_rows(idx), dtype=self.dtype)
+        self._check(block, idx)
+        return block
+
+    def __repr__(self) -> str:
+        return f"<StoredRows of {self.source!r}>"
+
+
+def stored_rows(source) -> StoredRows | None:
+    """The :class:`StoredRows` view of ``source`` when it stores float16 values read as
+    float32 (a float16 store or a float16 features source), else None."""
+    stored = getattr(source, "storage_dtype", None)
+    if stored is None or np.dtype(stored) != np.float16 or getattr(source, "dtype", None) != np.float32:
+        return None
+    return StoredRows(source)

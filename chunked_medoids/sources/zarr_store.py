@@ -618,6 +618,23 @@ class ZarrSource(DissimilaritySource):
             return bool(_HAS_DIRECT and ram and self.n * self.n * self.storage_itemsize > DIRECT_MIN_RAM_FRACTION * ram)
         return bool(mode) and _HAS_DIRECT
 
+    def direct_unit_rows(self) -> int | None:
+        """Rows per unit of a stream whose chunks go straight to the block with ``O_DIRECT``.
+
+        The chunk height when chunks are read with ``O_DIRECT`` (:meth:`_use_direct`) and a
+        chunk's bytes are not a multiple of :data:`DIRECT_ALIGN`: in a block of several
+        chunks every chunk but the first then starts at an address the device cannot write
+        to, and goes through the bounce buffer (a copy of most of the pass).  One chunk per
+        unit reads every chunk straight into its own page-aligned buffer.  None otherwise
+        (the budget's units are as good).  The stored layout is not changed.
+        """
+        if self._raw_layout() is None or not self._use_direct() or not self.__dict__.get("_direct_ok", True):
+            return None
+        cr = int(self.chunks[0])
+        if (cr * self.n * self.storage_itemsize) % DIRECT_ALIGN == 0:
+            return None
+        return cr
+
     def _read_raw(self, start, stop, layout):
         """Rows ``start:stop`` from raw chunk files; None when zarr must handle it (a missing,
         short, long or damaged chunk: its error messages and fill-value rules apply).
