@@ -24,13 +24,15 @@ was found), the value and the fix.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .._budget import validate_block_rows
 from .._errors import DissimilarityError, InvalidParameterError, InvalidTypeError
-from .._kernels.checks import all_nonneg_finite
+from .._kernels.checks import all_nonneg_finite, sym_pass_float, sym_pass_int
 from .._typing import DissimilarityLike, MemoryLimit, RandomStateLike
 from .._util import check_int, check_random_state, parse_memory_limit
 from .base import DissimilaritySource, check_dtype
@@ -47,6 +49,13 @@ SAMPLE_BYTES = 16 << 20
 _SAMPLE_SEED = 0x5AFE
 #: tile edge of the up-front symmetry check of in-memory arrays (two tiles in cache).
 _TILE = 512
+#: tile edge of the one-pass kernels of that check (rows read in 2-4 KiB segments; a
+#: float32 tile pair, 2 MiB, stays in cache between its value scan and its comparison).
+_FAST_TILE = 512
+#: at most this many threads run the one-pass kernels (the pass is memory-bound) ...
+_FAST_THREADS = 2
+#: ... and only from this n on (below, one thread: the matrix is small).
+_FAST_THREADS_MIN_N = 2048
 
 
 def _where(src) -> str:
@@ -156,7 +165,108 @@ def check_pairs(a: np.ndarray, b: np.ndarray, rows, cols, atol: float, rtol: flo
 
 # -- in-memory arrays: up front -----------------------------------------------------------
 def check_array(A: np.ndarray, where: str, *, rtol=None, atol=None) -> None:
-    """Validate an in-memory square array completely, with vectorised reductions.
+    """Validate an in-memory square array completely, reading it once.
+
+    Every entry finite (floats) and ``>= 0``, the diagonal 0 and ``A[i, j]`` vs ``A[j, i]``
+    for every pair -- exactly for integers; for floats within ``atol + rtol * max(|A[i, j]|,
+    |A[j, i]|)`` with ``rtol`` 1e-6 and ``atol`` ``rtol`` times the largest entry by default.
+    Decided by one pass over cache-blocked tile pairs in nogil numba kernels on up to two
+    threads (:func:`_array_is_valid`); only a matrix they reject is searched again with
+    :func:`_check_array_numpy`, the numpy definition, which raises the error naming the
+    first offending entry.
+    """
+    if _array_is_valid(A, rtol, atol):
+        return
+    _check_array_numpy(A, where, rtol=rtol, atol=atol)
+
+
+def _threads() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(_FAST_THREADS, cpus))
+
+
+def _tile_pair_parts(n: int, t: int, parts: int) -> list:
+    """The tile pairs ``(I, J)``, ``J >= I``, in row-major order, cut into ``parts`` runs of
+    about equal work (a diagonal pair counts half: it compares one triangle)."""
+    nt = -(-n // t)
+    ii, jj = np.triu_indices(nt)
+    pairs = np.stack([ii, jj], axis=1).astype(np.int64)
+    work = np.where(ii == jj, 0.5, 1.0).cumsum()
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, parts) / parts)
+    return [p for p in np.split(pairs, cuts) if p.shape[0]]
+
+
+def _run_parts(fn, parts):
+    """``[fn(p) for p in parts]``, the first part in this thread and the others on threads
+    (the kernels release the GIL)."""
+    if len(parts) == 1:
+        return [fn(parts[0])]
+    with ThreadPoolExecutor(max_workers=len(parts) - 1, thread_name_prefix="cm-check") as pool:
+        futures = [pool.submit(fn, p) for p in parts[1:]]
+        first = fn(parts[0])
+        return [first] + [f.result() for f in futures]
+
+
+_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _array_is_valid(A: np.ndarray, rtol=None, atol=None, *, tile=None, threads=None):
+    """True if the square array ``A`` is a valid dissimilarity by the rules of
+    :func:`_check_array_numpy` (with the same tolerances), False if not, None when the
+    kernels do not apply (not C- or F-contiguous, non-native byte order, other dtypes).
+
+    One pass over tile pairs (``_kernels/checks.py``: :func:`sym_pass_float`,
+    :func:`sym_pass_int`); floats with the default ``atol`` take a second pass only when a
+    pair differs by more than the tolerance of the largest entry seen so far.  ``tile`` /
+    ``threads``: the tile edge and thread count (default ``_FAST_TILE`` and up to
+    ``_FAST_THREADS`` from n = ``_FAST_THREADS_MIN_N`` on; the tests use small tiles).
+    """
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.size == 0 or not A.dtype.isnative:
+        return None
+    if not A.flags.c_contiguous:
+        if not A.flags.f_contiguous:
+            return None
+        A = A.T  # every rule holds for A exactly when it holds for A.T
+    dt = A.dtype
+    n = A.shape[0]
+    t = int(tile or _FAST_TILE)
+    if threads is None:
+        threads = _threads() if n >= _FAST_THREADS_MIN_N else 1
+    parts = _tile_pair_parts(n, t, threads)
+    if dt in _UINT:
+        ut = _UINT[dt]
+        bits = ut(8 * dt.itemsize - 1)
+        neg0 = ut(1) << bits
+        mag = ~neg0
+        inf_bits = np.array([np.inf], dtype=dt).view(ut)[0]
+        rtol = RTOL if rtol is None else float(rtol)
+        U = A.view(ut)
+
+        def run(pairs, tol, known):
+            mbits = np.zeros(1, dtype=ut)
+            return sym_pass_float(A, U, pairs, t, neg0, mag, inf_bits, mbits, mbits.view(dt),
+                                  np.array([tol], dtype=dt), dt.type(rtol), rtol, known)
+
+        known = atol is not None
+        out = _run_parts(lambda p: run(p, float(atol) if known else 0.0, known), parts)
+        if any(bad for _, bad, _ in out):
+            return False
+        if known or not any(recheck for _, _, recheck in out):
+            return True
+        hi = float(np.array([max(m for m, _, _ in out)], dtype=ut).view(dt)[0])
+        out = _run_parts(lambda p: run(p, rtol * hi, True), parts)
+        return not any(bad for _, bad, _ in out)
+    if dt in (np.dtype(np.int32), np.dtype(np.int64)):
+        atol, rtol = default_tolerances(dt, rtol, atol, 0.0)
+        return not any(_run_parts(lambda p: sym_pass_int(A, p, t, atol, rtol), parts))
+    return None
+
+
+def _check_array_numpy(A: np.ndarray, where: str, *, rtol=None, atol=None) -> None:
+    """The numpy definition of :func:`check_array`, which names the first offender.
 
     Finite and non-negative (two whole-array reductions), zero diagonal, and the full
     symmetry ``A == A.T`` compared in ``_TILE``-sized tile pairs (no n×n temporary).  Floating
