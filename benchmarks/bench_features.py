@@ -11,11 +11,17 @@ Parts (``--part``):
 ``large``     n = 100000 pixels (d = 3) from features, k = 10 and 100: seconds, passes, the
               seconds of each pass, CPU time over wall time.
 ``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
-              pixels, k = 10 and 100, 2 threads and 1 thread (identical results asserted):
-              ns per element per pass (wall, and process CPU per thread), side by side with
-              ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``, same matrix and init) when that
-              package is installed (an optional benchmark reference only).  About a minute
-              on an idle machine.
+              pixels, k = 10 and 100, 2 threads and 1 thread (identical results asserted),
+              timed three ways, each divided by passes · n² (ns per element per pass):
+              the walk alone (``validate=False``: ``walk_*`` keys, the issue-16 figure),
+              the default fit (``validate=True``: ``ns_per_el_pass`` and the other keys
+              without a prefix, as before; this includes the one-time up-front validation
+              of the matrix, ``check_array``), and that validation alone
+              (``validation_seconds``; next to it ``validation_numpy_seconds``, the numpy
+              definition of the same check, which was the whole check before the one-pass
+              kernels, timed side by side).  ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``,
+              same matrix and init, no validation) when that package is installed (an
+              optional benchmark reference only).  About a minute on an idle machine.
 ``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
               BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
               in-memory float32 matrix, on the features source (fused kernels) and on the
@@ -205,7 +211,8 @@ def large(n=100000, ks=(10, 100), seed=0):
 
 
 def swap_part(n=20000, ks=(10, 100), seed=0):
-    from chunked_medoids import from_features
+    from chunked_medoids import from_features, open_dissimilarity
+    from chunked_medoids.sources.validate import _check_array_numpy
 
     try:
         import kmedoids
@@ -214,21 +221,41 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
     D = from_features(pixels(n, seed), "euclidean").read_rows(0, n)
     rng = np.random.default_rng(seed)
     out = {"n": n, "threads": 2, "k": {},
-           "notes": "ns_per_el_pass = wall / passes / n^2 (2 threads); cpu_ns_per_el_pass_per_thread = "
-                    "process CPU / passes / n^2 / threads (load-robust); single_thread_* = num_workers=1; "
+           "notes": "walk_ns_per_el_pass = wall of fasterpam(validate=False) / passes / n^2 (2 threads): "
+                    "the swap walk alone, the issue-16 'ns per element per pass'; ns_per_el_pass = the same "
+                    "for the default fit (validate=True), which also validates the in-memory matrix once "
+                    "up front (validation_seconds, timed alone with open_dissimilarity(D)); "
+                    "validation_numpy_seconds = the numpy definition of that check, side by side; "
+                    "*cpu_ns_per_el_pass_per_thread = process CPU / passes / n^2 / threads (load-robust); "
+                    "single_thread_* = num_workers=1; kmedoids_* = kmedoids.fasterpam (no validation), "
+                    "time_ratio_ours_over_kmedoids uses the default fit, walk_time_ratio_* the walk; "
                     "loadavg = 1-minute load average after the run (2 cores)"}
     for k in ks:
         init = rng.choice(n, k, replace=False)
         _fit(D, k, init, max_iter=1)  # warm
+        (resw, _), tw, cw, loadw = _timed(_fit, D, k, init, validate=False)
         (res, _), t, c, load = _timed(_fit, D, k, init)
+        (resw1, _), tw1, cw1, loadw1 = _timed(_fit, D, k, init, num_workers=1, validate=False)
         (res1, _), t1, c1, load1 = _timed(_fit, D, k, init, num_workers=1)
-        assert np.array_equal(res.medoids, res1.medoids) and res.loss == res1.loss, "thread counts differ"
-        entry = {"seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
+        for r in (res1, resw, resw1):
+            assert np.array_equal(res.medoids, r.medoids) and res.loss == r.loss, "runs differ"
+        _, tv, cv, loadv = _timed(open_dissimilarity, D)
+        _, tvn, cvn, _ = _timed(_check_array_numpy, D, "D")
+        entry = {"walk_seconds": tw, "walk_ns_per_el_pass": _per_el(tw, resw.n_iter, n),
+                 "walk_cpu_ns_per_el_pass_per_thread": _per_el(cw, resw.n_iter, n) / 2, "walk_loadavg": loadw,
+                 "single_thread_walk_ns_per_el_pass": _per_el(tw1, resw1.n_iter, n),
+                 "single_thread_walk_cpu_ns_per_el_pass": _per_el(cw1, resw1.n_iter, n),
+                 "single_thread_walk_loadavg": loadw1,
+                 "seconds": t, "passes": res.n_iter, "swaps": res.n_swap, "loss": res.loss,
                  "ns_per_el_pass": _per_el(t, res.n_iter, n),
                  "cpu_ns_per_el_pass_per_thread": _per_el(c, res.n_iter, n) / 2, "cpu_over_wall": c / t,
                  "loadavg": load,
                  "single_thread_ns_per_el_pass": _per_el(t1, res1.n_iter, n),
-                 "single_thread_cpu_ns_per_el_pass": _per_el(c1, res1.n_iter, n), "single_thread_loadavg": load1}
+                 "single_thread_cpu_ns_per_el_pass": _per_el(c1, res1.n_iter, n), "single_thread_loadavg": load1,
+                 "validation_seconds": tv, "validation_cpu_seconds": cv, "validation_loadavg": loadv,
+                 "validation_ns_per_el": tv / n / n * 1e9,
+                 "validation_numpy_seconds": tvn, "validation_numpy_cpu_seconds": cvn,
+                 "validation_numpy_over_kernels": tvn / tv}
         for cpus in ((1, 2) if kmedoids is not None else ()):
             rk, tk, ck, lk = _timed(kmedoids.fasterpam, D, init.copy(), max_iter=100, n_cpu=cpus)
             passes = max(1, int(rk.n_iter))
@@ -238,11 +265,15 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
                 "cpu_ns_per_el_pass_per_thread": _per_el(ck, passes, n) / cpus, "loadavg": lk,
                 "same_medoids": sorted(rk.medoids.tolist()) == sorted(res.medoids.tolist()),
                 "time_ratio_ours_over_kmedoids": t / tk,
-                "cpu_ratio_ours_over_kmedoids": c / ck}
+                "cpu_ratio_ours_over_kmedoids": c / ck,
+                "walk_time_ratio_ours_over_kmedoids": tw / tk,
+                "walk_cpu_ratio_ours_over_kmedoids": cw / ck}
         out["k"][str(k)] = entry
-        print(f"swap n={n} k={k}: ours {entry['ns_per_el_pass']:.3f} ns/el/pass wall, "
-              f"{entry['cpu_ns_per_el_pass_per_thread']:.3f} CPU/thread (1 thread: "
-              f"{entry['single_thread_cpu_ns_per_el_pass']:.3f} CPU), load {load:.1f}"
+        print(f"swap n={n} k={k}: walk {entry['walk_ns_per_el_pass']:.3f} ns/el/pass wall "
+              f"({entry['walk_cpu_ns_per_el_pass_per_thread']:.3f} CPU/thread; 1 thread "
+              f"{entry['single_thread_walk_cpu_ns_per_el_pass']:.3f} CPU), default fit "
+              f"{entry['ns_per_el_pass']:.3f} wall, validation {tv:.3f} s (numpy definition "
+              f"{tvn:.3f} s), load {load:.1f}"
               + "".join(f", {key} {v['ns_per_el_pass']:.3f} wall {v['cpu_ns_per_el_pass_per_thread']:.3f} CPU"
                         for key, v in entry.items() if key.startswith("kmed")),
               file=sys.stderr)
