@@ -19,7 +19,7 @@ Parts (``--part``):
               of the matrix, ``check_array``), and that validation alone
               (``validation_seconds``; next to it ``validation_numpy_seconds``, the numpy
               definition of the same check, which was the whole check before the one-pass
-              kernels, timed side by side).  ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``,
+              kernels: medians of 3 alternated runs).  ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``,
               same matrix and init, no validation) when that package is installed (an
               optional benchmark reference only).  About a minute on an idle machine.
 ``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
@@ -225,7 +225,8 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
                     "the swap walk alone, the issue-16 'ns per element per pass'; ns_per_el_pass = the same "
                     "for the default fit (validate=True), which also validates the in-memory matrix once "
                     "up front (validation_seconds, timed alone with open_dissimilarity(D)); "
-                    "validation_numpy_seconds = the numpy definition of that check, side by side; "
+                    "validation_numpy_seconds = the numpy definition of that check (medians of 3 "
+                    "alternated runs each); "
                     "*cpu_ns_per_el_pass_per_thread = process CPU / passes / n^2 / threads (load-robust); "
                     "single_thread_* = num_workers=1; kmedoids_* = kmedoids.fasterpam (no validation), "
                     "time_ratio_ours_over_kmedoids uses the default fit, walk_time_ratio_* the walk; "
@@ -239,8 +240,12 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
         (res1, _), t1, c1, load1 = _timed(_fit, D, k, init, num_workers=1)
         for r in (res1, resw, resw1):
             assert np.array_equal(res.medoids, r.medoids) and res.loss == r.loss, "runs differ"
-        _, tv, cv, loadv = _timed(open_dissimilarity, D)
-        _, tvn, cvn, _ = _timed(_check_array_numpy, D, "D")
+        vals, nums = [], []
+        for _ in range(3):  # alternated, side by side; medians reported
+            vals.append(_timed(open_dissimilarity, D)[1:])
+            nums.append(_timed(_check_array_numpy, D, "D")[1:])
+        tv, cv, loadv = (float(np.median(x)) for x in zip(*vals))
+        tvn, cvn, _ = (float(np.median(x)) for x in zip(*nums))
         entry = {"walk_seconds": tw, "walk_ns_per_el_pass": _per_el(tw, resw.n_iter, n),
                  "walk_cpu_ns_per_el_pass_per_thread": _per_el(cw, resw.n_iter, n) / 2, "walk_loadavg": loadw,
                  "single_thread_walk_ns_per_el_pass": _per_el(tw1, resw1.n_iter, n),
@@ -255,7 +260,9 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
                  "validation_seconds": tv, "validation_cpu_seconds": cv, "validation_loadavg": loadv,
                  "validation_ns_per_el": tv / n / n * 1e9,
                  "validation_numpy_seconds": tvn, "validation_numpy_cpu_seconds": cvn,
-                 "validation_numpy_over_kernels": tvn / tv}
+                 "validation_numpy_over_kernels": tvn / tv,
+                 "validation_runs_seconds": [v[0] for v in vals],
+                 "validation_numpy_runs_seconds": [v[0] for v in nums]}
         for cpus in ((1, 2) if kmedoids is not None else ()):
             rk, tk, ck, lk = _timed(kmedoids.fasterpam, D, init.copy(), max_iter=100, n_cpu=cpus)
             passes = max(1, int(rk.n_iter))
