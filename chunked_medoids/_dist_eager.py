@@ -193,8 +193,10 @@ class EagerActor:
         cand_all = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
         par = p["params"]
         # rows computed from the features, or every row mapped on every actor (``shared``:
-        # workers on one host): any actor can walk any position, so the granules are
-        # blocks of positions (not of rows) and sequential runs go anywhere
+        # workers on one host): any actor can walk any position, so sequential runs go
+        # anywhere; with computed rows the granules are blocks of positions (not of rows),
+        # shared rows keep the ownership granules for parallel batches (rows this actor
+        # checked, so already in its page tables)
         computed = self.method == "fasterpam" and bool(par["fused"])
         self.shared = bool(p.get("shared")) and not computed
         self.anywhere = computed or self.shared
@@ -205,7 +207,7 @@ class EagerActor:
         n_gran = -(-n // self.G)
         owned = np.zeros(n_gran, dtype=np.bool_)
         owned[self.granules] = True
-        key = np.arange(n, dtype=np.int64) if self.anywhere else cand_all
+        key = np.arange(n, dtype=np.int64) if computed else cand_all
         self.own_pos = np.flatnonzero(owned[key // self.G]).astype(np.int64)
         self.own_cand = np.ascontiguousarray(cand_all[self.own_pos])
         self.tol, self.eps_abs = float(par["tol"]), float(par.get("eps_abs", 0.0))
@@ -797,18 +799,20 @@ class DistributedEagerWalk:
         return len(hosts) == 1 and "" not in hosts
 
     def _layout(self):
-        """The granules of the walk: blocks of :data:`FINE` positions when any actor can walk
-        any position (rows computed or shared), else the ownership granules of rows."""
+        """The granules of the walk: blocks of :data:`FINE` positions when rows are computed
+        (any actor walks any position), else the ownership granules of rows (also when the
+        rows are shared: any actor walks any run, parallel batches go by owner)."""
         W = self.W
-        self.anywhere = (self.method == "fasterpam" and self.fused) or self.shared
-        if self.anywhere:
+        computed = self.method == "fasterpam" and self.fused
+        self.anywhere = computed or self.shared
+        if computed:
             self.G = int(_granule_override) if _granule_override is not None else FINE
         else:
             self.G = self.G_own
         n_gran = -(-self.n // self.G)
         self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
         cand_all = np.arange(self.n, dtype=np.int64) if self.order is None else np.asarray(self.order, dtype=np.int64)
-        owner = ((np.arange(self.n, dtype=np.int64) if self.anywhere else cand_all) // self.G) % W
+        owner = ((np.arange(self.n, dtype=np.int64) if computed else cand_all) // self.G) % W
         self.owner = owner.astype(np.int32)
         self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
         self.run_actor = 0
