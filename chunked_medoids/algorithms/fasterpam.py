@@ -18,9 +18,11 @@ caches, evaluates its candidates of every batch and reports its earliest accepte
 earliest over all workers is swapped in everywhere (:mod:`chunked_medoids._dist_eager`,
 docs/architecture.rst §14).  On local threads the next row block is read in a background
 thread while the current one is processed; with ``num_workers > 1`` candidates are
-evaluated *speculatively*: a batch of upcoming candidates is split across threads, each
-evaluating its sub-range against the same (unchanged) caches with the same nogil kernel and
-stopping at its first improving candidate; the earliest improving one in order is swapped
+evaluated *speculatively*: a batch of upcoming candidates is split across threads
+(interleaved for stored rows, see :class:`_Speculator`), each evaluating its share against
+the same (unchanged) caches with the same nogil kernel and stopping at its first improving
+candidate (or once another thread has found an earlier one); the earliest improving one in
+order is swapped
 and the walk continues right after it.  Candidates after it are re-evaluated against the
 new caches, so the outcome is bitwise that of the sequential definition.
 """
