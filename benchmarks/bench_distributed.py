@@ -23,6 +23,21 @@ W = 1 and 2 worker processes, side by side in one run:
   the worker processes read (their own ``/proc/self/io`` ``rchar``) as a multiple of the
   store's size on disk (target <= 1.5x), and identical medoids.
 
+With several workers on this one host the zarr actors share the store's rows (each maps
+every chunk, checks its own: ``SHARE_ROWS`` in ``chunked_medoids/_dist_eager.py``); the
+zarr run with each actor holding only its own granules, as across hosts, runs side by side
+as ``zarr-owned_W2`` (skip with ``--no-owned``).
+
+``--part ceiling`` (in ``all`` too) measures what the machine allows: a swap-free pass on
+the cluster with the real walk (the fit from the converged medoids: one pass, no swap,
+``*-converged_W*``); the same numba work in 1 and in 2 processes at once without Dask (the
+walk's own ``EagerActor`` per process, its share of a swap-free pass, started together;
+``ceiling.*_processes``); no-op actor calls (wall and client CPU per call, distributed's
+floor); and ``ceiling.*_amdahl``, the best fit speedup given the W = 1 run's parts (first
+pass sequential, the rest at the process ceiling, round trips free)::
+
+    python benchmarks/bench_distributed.py --n 24000 --k 20 --inits random --swap-ns --no-io --part all
+
 Data: ``n`` seeded random pixels of scikit-image's ``hubble_deep_field`` (d = 3).  Also
 (``--swap-ns``) the local sequential FasterPAM swap and pass counts for a few smaller n,
 which ``model_distributed.py`` uses to extrapolate.
@@ -236,6 +251,140 @@ def resident_io(cluster, store, k, store_bytes):
     return fig
 
 
+# -- the machine's ceiling (``--part ceiling``) -------------------------------------------------
+class _Noop:
+    """An actor doing nothing: one call's latency and client CPU is distributed's floor."""
+
+    def ping(self, x=None):
+        return 0
+
+    async def aping(self, x=None):
+        return 0
+
+
+def noop_round_trips(cluster, calls=200):
+    """Wall and client CPU milliseconds per actor call that does nothing, straight to the
+    workers (``direct_to_workers``, as the walk sends them): a blocking call from this
+    thread (``ActorFuture.result()``) to a method run in the actor's thread and to an async
+    one run on the worker's event loop, one call to each of the workers at once, and one
+    call carrying a 96 KB row."""
+    import asyncio
+
+    c = cluster.client
+    keep, c.direct_to_workers = c.direct_to_workers, True
+    try:
+        addrs = sorted(c.scheduler_info(n_workers=-1)["workers"])
+        futs = [c.submit(_Noop, actor=True, workers=[a], pure=False) for a in addrs]
+        acts = [f.result() for f in futs]
+        row = np.zeros(24000, np.float32)
+
+        async def gathered():
+            await asyncio.gather(*[a.aping() for a in acts])
+
+        cases = {"thread_method": lambda: acts[0].ping().result(),
+                 "async_method": lambda: acts[0].aping().result(),
+                 "thread_method_with_row": lambda: acts[0].ping([(1, 2, 3, row)]).result(),
+                 "all_workers_thread_method": lambda: [f.result() for f in [a.ping() for a in acts]],
+                 "all_workers_async_awaited_on_loop": lambda: c.sync(gathered)}
+        out = {}
+        for name, fn in cases.items():
+            for _ in range(20):
+                fn()
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                fn()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            out[name] = {"ms_wall": 1e3 * wall / calls, "ms_client_cpu": 1e3 * cpu / calls}
+        c.cancel(futs)
+        return out
+    finally:
+        c.direct_to_workers = keep
+
+
+def _ceiling_child(source, medoids, W, a, reps, barrier, queue):
+    """One process of :func:`process_ceiling`: the worker's compute of a swap-free pass
+    (``EagerActor.step`` over this process's share of the positions, from the converged
+    medoids: nothing accepted) ``reps`` times, each started together with the other
+    processes (``barrier``); puts ``(a, [(start, end, thread CPU)...])`` on ``queue``."""
+    os.environ.update(ONE_CORE_ENV)
+    from chunked_medoids import _dist_eager as de
+    from chunked_medoids.algorithms._common import SwapCaches
+    from chunked_medoids.algorithms.fasterpam import _replica, fused_eval
+
+    st = SwapCaches(source, np.asarray(medoids, dtype=np.int64))
+    fused = fused_eval(source, 1, st) is not None
+    G = de.FINE if fused else de.ownership_granule(source, W)
+    n_gran = -(-source.n // G)
+    payload = {"method": "fasterpam", "source": source, "order": None, "granule": G,
+               "granules": np.arange(a, n_gran, W, dtype=np.int64), "state": _replica(st),
+               "params": {"tol": 0.0, "w": st.w, "weighted": st.weighted, "fused": fused, "applied": 0},
+               "resident": True, "budget": 1 << 30, "threads": 1, "workers": W}
+    act = de.EagerActor(payload)
+    act.load()
+    act.step([], 0, source.n, None, 0)  # first touch of the rows (the walk's setup makes it)
+    times = []
+    for r in range(reps):
+        barrier.wait()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        hits = act.step([], 0, source.n, None, r + 1)[0]
+        times.append((t0, time.perf_counter(), time.thread_time() - c0))
+        assert not hits, "the medoids given are not converged"
+    queue.put((a, times))
+
+
+def process_ceiling(source, medoids, workers=(1, 2), reps=3):
+    """The numba work of a swap-free pass in W processes at once, without Dask: each process
+    builds the walk's own :class:`~chunked_medoids._dist_eager.EagerActor` for its share
+    (same granules, same resident rows or computed ones) and walks it; the pass's wall time
+    is from the first start to the last end.  ``speedup`` (W=1 over W=2 median walls) is
+    what 2 cores give the walk's compute at best on this machine."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = {}
+    for W in workers:
+        barrier, queue = ctx.Barrier(W), ctx.Queue()
+        procs = [ctx.Process(target=_ceiling_child, args=(source, medoids, W, a, reps, barrier, queue))
+                 for a in range(W)]
+        for p in procs:
+            p.start()
+        got = dict(queue.get(timeout=600) for _ in procs)
+        for p in procs:
+            p.join()
+        walls = [max(got[a][r][1] for a in got) - min(got[a][r][0] for a in got) for r in range(reps)]
+        out[f"W{W}"] = {"pass_seconds": sorted(walls)[reps // 2], "all_seconds": walls,
+                        "cpu_seconds_per_process": [sorted(t[2] for t in got[a])[reps // 2] for a in sorted(got)]}
+    if "W1" in out and "W2" in out:
+        out["speedup_2_over_1"] = out["W1"]["pass_seconds"] / out["W2"]["pass_seconds"]
+        out["cpu_ratio_2_over_1"] = out["W1"]["cpu_seconds_per_process"][0] / max(
+            out["W2"]["cpu_seconds_per_process"])
+    return out
+
+
+def amdahl_bound(one, ceiling):
+    """The best 2-over-1 speedup of the fit given the W = 1 run's parts: the first pass (its
+    swaps dense: sequential, one synchronisation per swap) and the time outside the walk and
+    the set-up stay as they are; the set-up and the other passes run as much faster as the
+    process ceiling allows; round trips cost nothing.  ``bound_2_over_1`` takes the
+    ceiling's CPU ratio (each process on its own core: what the kernels' contention, e.g.
+    for memory bandwidth, leaves; load-robust), ``bound_2_over_1_wall`` its wall ratio
+    (includes whatever else ran on the cores meanwhile)."""
+    passes = one["passes"]
+    if not passes:
+        return None
+    first = passes[0]["seconds"]
+    rest = sum(p["seconds"] for p in passes[1:])
+    outside = max(0.0, one["seconds"] - one["setup_seconds"] - sum(p["seconds"] for p in passes))
+    out = {"fit_seconds_W1": one["seconds"], "outside_walk_seconds": outside, "setup_seconds": one["setup_seconds"],
+           "first_pass_seconds": first, "other_passes_seconds": rest}
+    for suffix, speedup in (("", ceiling["cpu_ratio_2_over_1"]), ("_wall", ceiling["speedup_2_over_1"])):
+        best = outside + first + (one["setup_seconds"] + rest) / speedup
+        out[f"compute_speedup{suffix}"] = speedup
+        out[f"best_W2_seconds{suffix}"] = best
+        out[f"bound_2_over_1{suffix}"] = one["seconds"] / best
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=24000)
@@ -251,6 +400,13 @@ def main():
                     "existing complete D.zarr there is reused)")
     ap.add_argument("--idle-latency-ms", type=float, default=2.0,
                     help="round-trip latency of the idle machine for the projected (load-robust) speedups")
+    ap.add_argument("--part", choices=["all", "fits", "ceiling"], default="all",
+                    help="fits: the speedup runs; ceiling: what the machine allows (a swap-free pass from the "
+                    "converged medoids on the cluster, the same numba work in 1 and 2 processes without Dask, "
+                    "no-op actor calls); all: both")
+    ap.add_argument("--no-owned", action="store_true",
+                    help="skip the zarr W>1 run with each actor holding only its own granules "
+                    "(SHARE_ROWS=False: as across hosts), run side by side with the shared rows")
     ap.add_argument("--no-io", action="store_true",
                     help="skip the resident-stripes I/O part (BUILD + 5 FastPAM2 iterations)")
     args = ap.parse_args()
@@ -306,7 +462,19 @@ def main():
             cm.fasterpam(warm, 3, random_state=0, client=cluster.client)
             if "zarr" in srcs:
                 cm.fasterpam(warm_store, 3, random_state=0, client=cluster.client)
-            for name, src in srcs.items():
+            fits = args.part in ("all", "fits")
+            ceiling = args.part in ("all", "ceiling")
+            if ceiling:
+                out.setdefault("ceiling", {}).setdefault("noop_actor_calls", {})[f"W{W}"] = noop_round_trips(cluster)
+                for name, src in srcs.items():
+                    # a swap-free pass with the real walk: from the converged medoids
+                    conv = refs[name, "random"].medoids
+                    res, fig = fit_on(cluster, src, args.k, conv, log)
+                    assert res.n_swap == 0 and np.array_equal(np.sort(res.medoids), np.sort(conv)), name
+                    runs[f"{name}-converged_W{W}"] = fig
+                    print(f"{name}-converged_W{W}: {fig['seconds']:.2f}s walk {fig['walk_seconds']:.2f}s",
+                          file=sys.stderr)
+            for name, src in (srcs.items() if fits else ()):
                 for iname, init in inits.items():
                     res, fig = fit_on(cluster, src, args.k, init, log)
                     fig["identical_to_local_sequential"] = same(res, refs[name, iname])
@@ -315,20 +483,49 @@ def main():
                     runs[key] = fig
                     print(f"{key}: {fig['seconds']:.2f}s (setup {fig['setup_seconds']:.2f}s) client cpu "
                           f"{fig['client_cpu_fraction']:.1%} round trips {fig['round_trips']}", file=sys.stderr)
-            if "zarr" in srcs and not args.no_io:
+                    if W > 1 and name == "zarr" and iname == "random" and not args.no_owned:
+                        # side by side: each actor holding only its own granules (as across
+                        # hosts, and as before the workers of one host shared the rows)
+                        from chunked_medoids import _dist_eager
+
+                        _dist_eager.SHARE_ROWS = False
+                        try:
+                            res, fig = fit_on(cluster, src, args.k, init, log)
+                        finally:
+                            _dist_eager.SHARE_ROWS = None
+                        fig["identical_to_local_sequential"] = same(res, refs[name, iname])
+                        assert fig["identical_to_local_sequential"], (name, "owned", W)
+                        runs[f"{name}-owned_W{W}"] = fig
+                        print(f"{name}-owned_W{W}: {fig['seconds']:.2f}s client cpu {fig['client_cpu_fraction']:.1%} "
+                              f"round trips {fig['round_trips']}", file=sys.stderr)
+            if "zarr" in srcs and not args.no_io and fits:
                 out.setdefault("resident_io", {})[f"W{W}"] = resident_io(cluster, srcs["zarr"], args.k,
                                                                           out["store_bytes"])
         finally:
             cluster.close()
     out["runs"] = runs
     for name in {key.rsplit("_W", 1)[0] for key in runs}:
-        if f"{name}_W1" in runs and f"{name}_W2" in runs:
-            one, two = runs[f"{name}_W1"], runs[f"{name}_W2"]
+        base = name[:-len("-owned")] if name.endswith("-owned") else name  # one worker shares nothing
+        if f"{base}_W1" in runs and f"{name}_W2" in runs:
+            one, two = runs[f"{base}_W1"], runs[f"{name}_W2"]
             out[f"{name}_speedup_2_over_1"] = one["seconds"] / two["seconds"]
             walk1 = sum(p["seconds"] for p in one["passes"])
             walk2 = sum(p["seconds"] for p in two["passes"])
             out[f"{name}_walk_speedup_2_over_1"] = walk1 / walk2
             out[f"{name}_load_robust"] = load_robust(one, two, args.idle_latency_ms * 1e-3)
+    if args.part in ("all", "ceiling"):
+        # after the clusters are gone: nothing else competes for the cores
+        for name, src in srcs.items():
+            pc = process_ceiling(src, refs[name, "random"].medoids, workers=args.workers)
+            out["ceiling"][f"{name}_processes"] = pc
+            print(f"ceiling {name}: 2 processes {pc.get('speedup_2_over_1', float('nan')):.2f}x over 1 "
+                  f"(CPU ratio {pc.get('cpu_ratio_2_over_1', float('nan')):.2f}x)", file=sys.stderr)
+            if f"{name}_W1" in runs and "speedup_2_over_1" in pc:
+                out["ceiling"][f"{name}_amdahl"] = amdahl_bound(runs[f"{name}_W1"], pc)
+            one, two = runs.get(f"{name}-converged_W1"), runs.get(f"{name}-converged_W2")
+            if one and two:
+                out["ceiling"][f"{name}_swap_free_pass_2_over_1"] = {
+                    "walk": one["walk_seconds"] / two["walk_seconds"], "fit": one["seconds"] / two["seconds"]}
     swaps = []
     for n in args.swap_ns:
         if n >= args.n:

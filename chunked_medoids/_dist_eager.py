@@ -97,6 +97,11 @@ FINE = 64
 CHUNKED_KINDS = ("zarr", "hdf5", "dask")
 #: set by tests to force another ownership granule (the result must not depend on it).
 _granule_override = None
+#: whether the actors of workers on one host share the rows of a raw zarr store (each maps
+#: every chunk from the shared page cache and checks its own share; any actor then walks any
+#: position): None decides (one host, resident rows, a raw store), False never (each actor
+#: holds only its granules, as across hosts; tests and the benchmark's side-by-side run).
+SHARE_ROWS = None
 #: fraction of a worker's memory limit its resident rows may take under ``resident="auto"``.
 RESIDENT_FRACTION = 0.5
 #: batch bounds, in positions per worker.
@@ -187,14 +192,22 @@ class EagerActor:
         order = p["order"]
         cand_all = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
         par = p["params"]
-        # rows computed from the features: any actor can walk any position, so the granules
-        # are blocks of positions (not of rows) and sequential runs go anywhere
-        self.anywhere = self.method == "fasterpam" and bool(par["fused"])
+        # rows computed from the features, or every row mapped on every actor (``shared``:
+        # workers on one host): any actor can walk any position, so sequential runs go
+        # anywhere; with computed rows the granules are blocks of positions (not of rows),
+        # shared rows keep the ownership granules for parallel batches (rows this actor
+        # checked, so already in its page tables)
+        computed = self.method == "fasterpam" and bool(par["fused"])
+        self.shared = bool(p.get("shared")) and not computed
+        self.anywhere = computed or self.shared
+        # the row ranges this actor checks when it maps every row (shared): its granules of
+        # the chunk-aligned ownership
+        self.verify = p.get("verify")
         self.cand_all, self.natural = cand_all, order is None
         n_gran = -(-n // self.G)
         owned = np.zeros(n_gran, dtype=np.bool_)
         owned[self.granules] = True
-        key = np.arange(n, dtype=np.int64) if self.anywhere else cand_all
+        key = np.arange(n, dtype=np.int64) if computed else cand_all
         self.own_pos = np.flatnonzero(owned[key // self.G]).astype(np.int64)
         self.own_cand = np.ascontiguousarray(cand_all[self.own_pos])
         self.tol, self.eps_abs = float(par["tol"]), float(par.get("eps_abs", 0.0))
@@ -223,7 +236,7 @@ class EagerActor:
         self.pre_rows, self.pre_lo, self.pre_done, self._pre_thread, self._pre_cancel = None, 0, 0, None, False
         itemsize = np.dtype(self.source.dtype).itemsize
         self.pre_cap = (min(MAX_RUN, int(p.get("budget", 0)) // max(1, n * itemsize))
-                        if self.anywhere and self.peers else 0)
+                        if computed and self.peers else 0)
         if self.pre_cap < PREFETCH_STEP:
             self.pre_cap = 0
         if self.fused is None:
@@ -269,7 +282,7 @@ class EagerActor:
         an earlier pass, e.g. BUILD's) that this actor holds resident into its buffer, before
         :meth:`load` reads the rest from storage; returns the bytes taken.  Runs in a task
         on this actor's worker (:func:`_give_rows`), never while the actor walks."""
-        if not self.resident or self.fused is not None or self.vrow is not None:
+        if not self.resident or self.fused is not None or self.vrow is not None or self.shared:
             return 0
         self._buffer()
         taken = 0
@@ -284,7 +297,11 @@ class EagerActor:
         return taken
 
     def load(self):
-        """Hold the resident granules (once); returns ``(bytes read, seconds)``.
+        """Hold the resident granules (once); returns ``(bytes read, seconds, ok)``.
+
+        Sharing the rows (``shared``: the actors of one host), every chunk is mapped and
+        this actor's share checked; ``ok`` is False when they cannot be mapped (the client
+        then makes the actors again, each holding its own granules).
 
         A raw zarr store's chunks are mapped from the page cache
         (:func:`~chunked_medoids.sources._mapped.map_chunk_rows`: no copy, no fresh memory,
@@ -293,7 +310,16 @@ class EagerActor:
         then the row of ``rows`` holding row ``r``.
         """
         t0, c0 = time.perf_counter(), time.thread_time()
-        if self.resident and self.fused is None and self.vrow is None:
+        if self.shared and self.vrow is None:
+            # every row mapped from the page cache the workers of this host share; only this
+            # actor's share checked (the others check theirs before the walk starts)
+            mapped = map_chunk_rows(self.source, [(0, self.n)], verify=self.verify)
+            if mapped is None:
+                return 0, time.perf_counter() - t0, False  # the client falls back to owned rows
+            self.rows, self.vrow = mapped.rows, mapped.index
+            self.stats["mapped_bytes"] += mapped.nbytes
+            self.bytes_read += sum(b - a for a, b in self.verify) * self.n * self.rows.itemsize
+        elif self.resident and self.fused is None and self.vrow is None:
             spans = self._spans()
             mapped = None if self.rows is not None else map_chunk_rows(self.source, spans)
             if mapped is not None:
@@ -319,7 +345,7 @@ class EagerActor:
         self.stats["load_s"] += secs
         self.stats["load_cpu_s"] += time.thread_time() - c0
         self._t_end = time.perf_counter()
-        return self.bytes_read, secs
+        return self.bytes_read, secs, True
 
     async def stop_at(self, batch, pos):
         """Tell the running parallel batch ``batch`` that a candidate at position ``pos``
@@ -444,10 +470,12 @@ class EagerActor:
             return  # already applied (a batch asked again after a recovery, or our own swap)
         if seq != self.applied + 1:
             raise ChunkedMedoidsError(f"swap {seq} arrived after swap {self.applied} (lost message)")
+        if row is None and self.shared:
+            row = self.rows[self.vrow[j]]  # every row is mapped here: the swap needs no row sent
         self._apply_local(slot, j, row)
         self.applied = seq
 
-    def step(self, swaps, lo, hi, since=None, batch=-1):
+    def step(self, swaps, lo, hi, since=None, batch=-1, quiet=0):
         """Apply the ``swaps`` not applied yet, then walk this actor's candidates at
         positions ``[lo, hi)``.
 
@@ -456,7 +484,9 @@ class EagerActor:
         candidate at an earlier position was accepted elsewhere.  ``since`` an int (a
         *sequential* run: every position of ``[lo, hi)`` is this actor's): apply each
         accepted candidate at once and go on right after it, as the sequential kernel does,
-        counting ``since`` (positions since the last swap) and stopping when it reaches n.
+        counting ``since`` (positions since the last swap) and stopping when it reaches n,
+        or (``quiet`` > 0) once ``quiet`` positions of the run passed without a swap: swaps
+        became sparse, the client's next round trip may be a parallel batch.
 
         Returns ``(hits, end, since, bad, seconds, evaluated, bytes_read, cpu_seconds)``: ``hits`` a list
         of ``(pos, slot, j, row)`` (``row`` None when rows are computed); ``end`` the
@@ -488,6 +518,8 @@ class EagerActor:
             raise ChunkedMedoidsError(f"positions {lo}..{hi} are not all held by this actor")
         n = self.n
         limit = min(m, n - int(since)) if run else m
+        if run and quiet > 0:
+            limit = min(limit, int(quiet))
         cut = self.peers and not run  # a parallel batch another actor's hit may cut short
         hits, bad, evaluated, i, stopped = [], False, 0, 0, False
         while i < limit and not stopped:
@@ -546,6 +578,8 @@ class EagerActor:
             self.applied += 1
             since = 1
             limit = min(m, i + n - 1)
+            if quiet > 0:
+                limit = min(limit, i + int(quiet))
         if run:
             end = lo + i
         elif hits:
@@ -623,10 +657,17 @@ def _row_buffer(shape, dtype):
 _UNSET = object()
 
 
+class _NotShared(Exception):
+    """An actor could not map every row of the store (sharing them): make them again, each
+    holding its own granules."""
+
+
 def _is_lost(exc) -> bool:
     """Whether ``exc`` (raised by an actor call) means its worker went away."""
     from distributed.comm.core import CommClosedError
 
+    if isinstance(exc, ChunkedMedoidsError):  # e.g. a StoreCorruptionError (an OSError) raised by the actor
+        return False
     if isinstance(exc, (CommClosedError, OSError, TimeoutError)):
         return True
     return isinstance(exc, RuntimeError) and "was lost" in str(exc)
@@ -693,41 +734,47 @@ class DistributedEagerWalk:
         W = len(workers)
         self.W = W
         self.fused = bool(self.params.get("fused"))
-        # rows computed from features (FasterPAM's fused kernels): any actor walks any
-        # position; granules are fine blocks of positions, sequential runs are not cut
-        self.anywhere = method == "fasterpam" and self.fused
-        if self.anywhere:
-            self.G = int(_granule_override) if _granule_override is not None else FINE
-        else:
-            self.G = ownership_granule(source, W)
-        n_gran = -(-self.n // self.G)
-        self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
+        # the chunk-aligned ownership of the rows (each actor holds, or checks, its granules)
+        self.G_own = ownership_granule(source, W)
+        n_own = -(-self.n // self.G_own)
+        self.assign_own = [np.arange(a, n_own, W, dtype=np.int64) for a in range(W)]
         self.sent = [self.seq] * W  # last swap each actor has
-        cand_all = np.arange(self.n, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
-        owner = ((np.arange(self.n, dtype=np.int64) if self.anywhere else cand_all) // self.G) % W
-        self.owner = owner.astype(np.int32)
-        self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
         self.latency, self.t_cand = 2e-3, 1e-9 * self.n  # running estimates (seconds)
-        share = 0 if self.anywhere else (max(min(self.G * len(g), self.n) for g in self.assign) * self.n
-                                         * source.dtype.itemsize)
+        share = 0 if method == "fasterpam" and self.fused else (
+            max(min(self.G_own * len(g), self.n) for g in self.assign_own) * self.n * source.dtype.itemsize)
         self.resident, why = self._decide(check_resident(resident), share, workers)
         self.share = share
         self.budget = engine.memory_limit
+        self.shared = self._share(workers)
+        self._layout()
         logger.info("%s on %d workers: %s (%s); granules of %d rows", method, W,
                     "rows computed from the features" if self.fused else
                     ("resident rows" if self.resident else "rows streamed from storage"), why, self.G)
+        if self.shared:
+            logger.info("%s: the %d workers share one host: each maps every row of the store from the "
+                        "page cache and checks its own %d-row granules; any worker walks any position",
+                        method, W, self.G_own)
         t0 = time.perf_counter()
-        try:
-            for a, addr in enumerate(sorted(workers)):
-                self._create(a, addr, workers[addr][0])
-            self._go_direct()
-            self.create_seconds = time.perf_counter() - t0
-            self._hand_over(held)
-            self._load(list(range(W)))
-            self.load_seconds = time.perf_counter() - t0 - self.create_seconds
-        except BaseException:
-            self.close()
-            raise
+        for _attempt in range(2):
+            try:
+                for a, addr in enumerate(sorted(workers)):
+                    self._create(a, addr, workers[addr][0])
+                self._go_direct()
+                self.create_seconds = time.perf_counter() - t0
+                self._hand_over(held)
+                self._load(list(range(W)))
+                self.load_seconds = time.perf_counter() - t0 - self.create_seconds
+                break
+            except _NotShared:
+                # some worker could not map the store: each actor holds its own granules
+                logger.info("%s: a worker could not map the store's rows; each holds its own granules",
+                            method)
+                self.close()
+                self.actor_stats, self.shared = None, False
+                self._layout()
+            except BaseException:
+                self.close()
+                raise
         self.setup_seconds = time.perf_counter() - t0
         self._t_walk, self._c_walk = time.perf_counter(), time.process_time()
         self.walk_seconds = self.client_cpu = 0.0
@@ -736,8 +783,39 @@ class DistributedEagerWalk:
     # -- cluster -----------------------------------------------------------------------
     def _workers(self):
         info = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0))
+        return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0), str(w.get("host", "")))
                 for addr, w in info.items()}
+
+    def _share(self, workers) -> bool:
+        """Whether the actors share the rows (:data:`SHARE_ROWS`): several workers, all on
+        one host (one page cache), holding the resident rows of a raw zarr store (which
+        they map rather than read: sharing costs no memory and no reads)."""
+        if SHARE_ROWS is False or self.W < 2 or self.fused or not self.resident:
+            return False
+        plan = getattr(self.source, "raw_chunk_files", None)
+        if plan is None or plan() is None:
+            return False
+        hosts = {host for _, _, host in workers.values()}
+        return len(hosts) == 1 and "" not in hosts
+
+    def _layout(self):
+        """The granules of the walk: blocks of :data:`FINE` positions when rows are computed
+        (any actor walks any position), else the ownership granules of rows (also when the
+        rows are shared: any actor walks any run, parallel batches go by owner)."""
+        W = self.W
+        computed = self.method == "fasterpam" and self.fused
+        self.anywhere = computed or self.shared
+        if computed:
+            self.G = int(_granule_override) if _granule_override is not None else FINE
+        else:
+            self.G = self.G_own
+        n_gran = -(-self.n // self.G)
+        self.assign = [np.arange(a, n_gran, W, dtype=np.int64) for a in range(W)]
+        cand_all = np.arange(self.n, dtype=np.int64) if self.order is None else np.asarray(self.order, dtype=np.int64)
+        owner = ((np.arange(self.n, dtype=np.int64) if computed else cand_all) // self.G) % W
+        self.owner = owner.astype(np.int32)
+        self.breaks = (np.flatnonzero(np.diff(owner)) + 1).astype(np.int64)  # where the owner changes
+        self.run_actor = 0
 
     def _decide(self, resident, share, workers):
         if self.fused:
@@ -746,7 +824,7 @@ class DistributedEagerWalk:
             return True, f"resident=True: {format_bytes(share)} per worker"
         if resident is False:
             return False, "resident=False"
-        limits = [m for _, m in workers.values() if m > 0]
+        limits = [m for _, m, _ in workers.values() if m > 0]
         cap = RESIDENT_FRACTION * min(limits) if limits else float(self.engine.memory_limit)
         basis = (f"{RESIDENT_FRACTION:g} of the smallest worker memory limit" if limits
                  else "memory_limit (the workers have no memory limit)")
@@ -756,9 +834,11 @@ class DistributedEagerWalk:
 
     def _payload(self, a, threads):
         par = dict(self.params, applied=self.seq)
+        verify = [(int(g) * self.G_own, min((int(g) + 1) * self.G_own, self.n)) for g in self.assign_own[a]]
         return {"method": self.method, "source": self.source, "order": self.order, "granule": self.G,
                 "granules": self.assign[a], "state": self.state_fn(), "params": par,
-                "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W}
+                "resident": self.resident, "budget": self.budget, "threads": threads, "workers": self.W,
+                "shared": self.shared, "verify": verify}
 
     def _hand_over(self, held):
         """Give the actors the rows of the stripes ``held`` on the workers before they read
@@ -901,14 +981,16 @@ class DistributedEagerWalk:
         """Read the resident rows of the actors ``which``; returns the actors lost meanwhile."""
         results, lost, first = self._ask(which, "load")
         total = 0
-        for a, (nbytes, secs) in sorted(results.items()):
+        for a, (nbytes, secs, ok) in sorted(results.items()):
+            if not ok:
+                raise _NotShared(a)
             total += nbytes
             logger.debug("actor %d on %s: read %s in %.2fs", a, self.addresses[a], format_bytes(nbytes), secs)
         self._add_bytes(total)
         if self.resident and hasattr(self.source, "mark_rows_read"):
             # the workers' copies of the source validated what they read (sources/validate.py)
-            self.source.mark_rows_read([(int(g) * self.G, min((int(g) + 1) * self.G, self.n))
-                                        for a in results for g in self.assign[a]])
+            self.source.mark_rows_read([(int(g) * self.G_own, min((int(g) + 1) * self.G_own, self.n))
+                                        for a in results for g in self.assign_own[a]])
         if lost:
             self._recover(lost, first)
 
@@ -963,6 +1045,8 @@ class DistributedEagerWalk:
                     if not _is_lost(err) and _client_alive(self.client):
                         raise
                     lost, again = [a], err
+                if not lost and not results[a][2]:
+                    raise ChunkedMedoidsError(f"the worker {addr} replacing a lost one cannot map the store's rows")
                 if not lost:
                     self._add_bytes(results[a][0])
                     self.recoveries += 1
@@ -995,7 +1079,7 @@ class DistributedEagerWalk:
     def _undelivered(self, a):
         return ([sw for sw in self.log if sw[0] > self.sent[a]],)
 
-    def _call(self, which, lo, hi, since=None):
+    def _call(self, which, lo, hi, since=None, quiet=0):
         """One round trip: ``step`` on the actors ``which`` (each gets the swaps it lacks);
         actors lost meanwhile are recreated and asked again."""
         from .engine import _client_alive, _scheduler_lost
@@ -1013,7 +1097,7 @@ class DistributedEagerWalk:
             self.batch_id += 1
             relay = self.batch_id
         for _ in range(MAX_RECOVERIES + 1):
-            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, -1 if relay is None else relay,
+            got, dead, first_exc = self._ask(todo, "step", lo, hi, since, -1 if relay is None else relay, quiet,
                                              per_actor=self._undelivered, relay=relay)
             results.update(got)
             if not dead:
@@ -1058,11 +1142,22 @@ class DistributedEagerWalk:
         par = lam + t * max(gap / self.W + 0.5 * G, min(gap, G))
         return run < par
 
+    def _quiet(self) -> int:
+        """How many positions without a swap end a sequential run when rows are shared (0:
+        no such end): about where a parallel batch becomes the cheaper round trip, the gap
+        ``g*`` with ``t·g = λ + t·(g/W + G/2)`` (see :meth:`_sequential`), at least a
+        granule.  Runs of shared rows are long (up to :data:`MAX_RUN`), so without it a run
+        started while swaps were dense would walk their sparse tail alone."""
+        if not self.shared or self.W < 2:
+            return 0
+        g = (self.latency / max(self.t_cand, 1e-12) + 0.5 * self.G) / (1.0 - 1.0 / self.W)
+        return int(max(self.G, min(g, MAX_RUN)))
+
     def _swap(self, hit, counters, apply):
         pos, slot, j, row = hit
         apply(slot, j, row)
         self.seq += 1
-        self.log.append((self.seq, slot, j, None if self.fused else row))
+        self.log.append((self.seq, slot, j, None if self.fused or self.shared else row))
         counters[1] += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s swap %d: slot %d <- point %d (position %d, round trip %d)", self.method,
@@ -1093,11 +1188,12 @@ class DistributedEagerWalk:
                     b = int(np.searchsorted(self.breaks, i, side="right"))
                     stop = int(self.breaks[b]) if b < self.breaks.shape[0] else n
                 top = min(hi, stop, i + (MAX_RUN if self.anywhere else MAX_PER_WORKER))
-                if self.anywhere and W > 1 and top < n:
+                if self.fused and self.anywhere and W > 1 and top < n:
                     # the next actor computes the next run's rows meanwhile, and walks it
                     self.run_actor = (a + 1) % W
                     self._hint(self.run_actor, "prefetch", top, min(n, top + MAX_RUN))
-                hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]))[0]
+                quiet = self._quiet()
+                hits, end, since, bad, *_ = self._call([a], i, top, int(counters[0]), quiet)[0]
                 self.runs += 1
                 self.span += end - i
                 if bad:
@@ -1109,6 +1205,8 @@ class DistributedEagerWalk:
                 span = end - i
                 self.run_positions += span
                 self.gap = (0.5 * self.gap + 0.5 * span / len(hits)) if hits else min(self.gap + span, 1e12)
+                if quiet and end < top and since >= quiet:  # cut: the last `quiet` positions had no swap
+                    self.gap = max(self.gap, float(quiet))
                 i = end
                 if counters[0] >= n:
                     return i - lo
@@ -1179,6 +1277,7 @@ class DistributedEagerWalk:
     def summary(self) -> dict:
         """What the result reports: workers, granule, residency, round trips, recoveries."""
         return {"workers": self.W, "granule": self.G, "resident": bool(self.resident), "direct_calls": self.direct,
+                "shared_rows": bool(self.shared),
                 "rows": "computed" if self.fused else ("resident" if self.resident else "streamed"),
                 "share_bytes": int(self.share), "round_trips": int(self.round_trips),
                 "sequential_runs": int(self.runs), "parallel_batches": int(self.batches),

@@ -113,3 +113,48 @@ def test_stop_flag_cuts_a_parallel_batch_after_the_front():
     assert 0 < looked < own.shape[0] and _dist_eager.CHECK == CHECK
     assert got[0] == [] and got[1] == int(own[looked]) and got[5] == looked
     assert cut.stats["stopped"] == 1 and full.stats["stopped"] == 0
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mapping is Linux-only")
+def test_shared_rows_actor_walks_any_run_and_quiet_ends_it(tmp_path):
+    """An actor sharing a raw store's rows (``shared``: every chunk mapped, only its own
+    checked) walks a run across every granule; ``quiet=q`` ends a run once q positions passed
+    without a swap, and walking on from there gives the same swaps, positions and replica as
+    the uncut run; swaps reach it without rows."""
+    from chunked_medoids._dist_eager import EagerActor
+    from chunked_medoids.algorithms._common import SwapCaches
+    from chunked_medoids.algorithms.fasterpam import _replica
+
+    X = np.random.default_rng(5).normal(size=(500, 3))
+    src = cm.build_dissimilarity(X, str(tmp_path / "D.zarr"), metric="euclidean", block_rows=50)
+
+    def actor(med, a=0):
+        st = SwapCaches(src, np.asarray(med), None)
+        return EagerActor({"method": "fasterpam", "source": src, "order": None, "granule": 100,
+                           "granules": np.arange(a, 5, 2), "state": _replica(st),
+                           "params": {"tol": 0.0, "w": st.w, "weighted": st.weighted, "fused": False, "applied": 0},
+                           "resident": True, "budget": 1 << 26, "threads": 1, "workers": 2, "shared": True,
+                           "verify": [(g * 100, g * 100 + 100) for g in range(a, 5, 2)]})
+
+    whole, cut = actor([1, 2, 3, 4, 5]), actor([1, 2, 3, 4, 5])
+    for act in (whole, cut):
+        nbytes, _, ok = act.load()
+        assert ok and (act.vrow >= 0).all() and nbytes == 300 * 500 * 4  # 3 granules of 100 rows checked
+    ref = whole.step([], 0, 500, 0)
+    assert len(ref[0]) >= 3 and ref[1] == 500  # every position walked, the other actor's granules too
+    hits, i, since, q, calls = [], 0, 0, 30, 0
+    while i < 500:
+        h, end, since, *_ = cut.step([], i, 500, since, -1, q)
+        hits += h
+        assert end == 500 or since >= q  # cut only after q quiet positions
+        i, calls = end, calls + 1
+    assert calls > 1
+    assert [x[:3] for x in hits] == [x[:3] for x in ref[0]] and since == ref[2]
+    for key, value in whole.state().items():
+        np.testing.assert_array_equal(cut.state()[key], value)
+    # the other actor gets those swaps without rows and ends with the same replica
+    other = actor([1, 2, 3, 4, 5], a=1)
+    other.load()
+    other.step([(s + 1, x[1], x[2], None) for s, x in enumerate(ref[0])], 0, 0, None, 1)
+    for key, value in whole.state().items():
+        np.testing.assert_array_equal(other.state()[key], value)

@@ -78,6 +78,9 @@ def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client, mo
 
     if kind == "features":  # any worker walks any run: cut runs short so that the walk mixes both kinds
         monkeypatch.setattr(_dist_eager, "MAX_RUN", 100)
+    # each actor holds its own granules, as on workers of several hosts (on one host they
+    # share a raw store's rows: tests/test_dist_shared_rows.py)
+    monkeypatch.setattr(_dist_eager, "SHARE_ROWS", False)
     src = sources[kind]
     ref = cm.fasterpam(src, K, random_state=1, order=order, num_workers=1)
     got = cm.fasterpam(src, K, random_state=1, order=order, client=client)
@@ -284,12 +287,18 @@ def test_workers_with_two_threads_equal_sequential(sources):
 
 
 @pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
-def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources, on_swap, tmp_path):
+def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources, on_swap, tmp_path, monkeypatch):
     """SIGKILL the scheduler in the middle of a walk on the workers: a SchedulerLostError
     naming the checkpoint comes promptly, the checkpoint saved before is intact, and
     resuming from it (locally) gives the uninterrupted local result."""
     import threading
     import time
+
+    from chunked_medoids import _dist_eager
+
+    # short runs: the walk has round trips left after the kill (the workers of one host
+    # share the rows, so a run could otherwise walk the whole first pass at once)
+    monkeypatch.setattr(_dist_eager, "MAX_RUN", 50)
 
 
     func = getattr(cm, method)

@@ -104,3 +104,24 @@ def test_only_raw_unvalidated_float_rows_are_mapped(tmp_path):
     h5 = cm.build_dissimilarity(X, tmp_path / "D.h5")
     assert map_chunk_rows(h5, [(0, 30)]) is None  # not a zarr store
     assert map_chunk_rows(cm.from_features(X), [(0, 30)]) is None
+
+
+def test_verify_checks_only_the_chunks_named(store):
+    """``verify=`` (the distributed walk's actors on one host: each maps every chunk, checks
+    its own share): a damaged chunk outside ``verify`` is mapped unchecked, inside it is
+    refused as without ``verify``; rows are indexed for every mapped chunk either way."""
+    path, src = store
+    full = src.read_rows(0, src.n)
+    with open(_chunk(path, 1), "r+b") as fh:
+        fh.seek(100)
+        b = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    assert map_chunk_rows(src, [(0, 301)], verify=[(40, 80)]) is None
+    assert map_chunk_rows(src, [(0, 301)], verify=[(45, 46), (200, 230)]) is None
+    m = map_chunk_rows(src, [(0, 301)], verify=[(0, 40), (80, 301)])
+    assert m is not None and (m.index >= 0).all() and m.nbytes == 8 * 40 * src.n * 4
+    keep = np.r_[0:40, 80:301]
+    np.testing.assert_array_equal(m.rows[m.index[keep]], full[keep])
+    assert not np.array_equal(m.rows[m.index[40:80]], full[40:80])  # mapped as stored, unchecked
+    assert map_chunk_rows(src, [(0, 301)], verify=[]) is not None

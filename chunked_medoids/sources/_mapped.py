@@ -83,9 +83,14 @@ class MappedRows:
         self.rows, self.index, self.nbytes = rows, index, int(nbytes)
 
 
-def map_chunk_rows(source, row_ranges) -> MappedRows | None:
+def map_chunk_rows(source, row_ranges, verify=None) -> MappedRows | None:
     """Map the chunks of ``source`` that hold the rows ``row_ranges`` (``(start, stop)``
     pairs); None when the source or the platform cannot (the caller then reads them).
+
+    ``verify`` (row ranges, default all of ``row_ranges``): only the chunks holding these
+    rows get the checksum and the read checks; the caller vouches that the others are
+    checked elsewhere before any is used (the distributed walk's actors on one host each
+    map every chunk and check their own share, ``_dist_eager.py``).
 
     Raises what the source's checks of a read raise
     (:class:`~chunked_medoids.StoreCorruptionError` for a chunk of fill values, a store
@@ -102,6 +107,8 @@ def map_chunk_rows(source, row_ranges) -> MappedRows | None:
     chunks = sorted({c for a, b in row_ranges if b > a for c in range(int(a) // cr, (int(b) - 1) // cr + 1)})
     if not chunks:
         return None
+    checked = set(chunks) if verify is None else {
+        c for a, b in verify if b > a for c in range(int(a) // cr, (int(b) - 1) // cr + 1)}
     page = mmap.PAGESIZE
     unit = page // math.gcd(row, page)
     slot_rows = -(-cr // unit) * unit
@@ -133,15 +140,17 @@ def map_chunk_rows(source, row_ranges) -> MappedRows | None:
                 if got != at:
                     logger.debug("mmap of %s failed (errno %d): reading the rows instead", path, ctypes.get_errno())
                     return None
-                stored = os.pread(fd, 4, data) if crc else b""
+                stored = os.pread(fd, 4, data) if crc and c in checked else b""
             finally:
                 os.close(fd)
             block = rows[s * slot_rows: s * slot_rows + cr]
+            a, b = c * cr, min((c + 1) * cr, n)
+            index[a:b] = np.arange(s * slot_rows, s * slot_rows + (b - a), dtype=np.int64)
+            if c not in checked:
+                continue
             if crc and google_crc32c.value(block.reshape(-1).view(np.uint8)) != int.from_bytes(stored, "little"):
                 return None  # a damaged chunk: the read path names it
-            a, b = c * cr, min((c + 1) * cr, n)
             source.check_mapped_rows(block[:b - a], a, b)
-            index[a:b] = np.arange(s * slot_rows, s * slot_rows + (b - a), dtype=np.int64)
     except BaseException:
         del region
         raise
