@@ -199,6 +199,7 @@ def f16_stores(tmp_path_factory):
 def count_f16(monkeypatch):
     calls = {"block": 0, "first": 0, "dtypes": set()}
     real_block, real_first = fp_mod.fasterpam_block_f16, fp_mod.first_improving_f16
+    real_strided = fp_mod.first_improving_strided_f16
 
     def block(blk, *a):
         calls["block"] += 1
@@ -210,8 +211,14 @@ def count_f16(monkeypatch):
         calls["dtypes"].add(blk.dtype)
         return real_first(blk, *a)
 
+    def strided(blk, *a):  # the interleaved speculative helper counts as "first"
+        calls["first"] += 1
+        calls["dtypes"].add(blk.dtype)
+        return real_strided(blk, *a)
+
     monkeypatch.setattr(fp_mod, "fasterpam_block_f16", block)
     monkeypatch.setattr(fp_mod, "first_improving_f16", first)
+    monkeypatch.setattr(fp_mod, "first_improving_strided_f16", strided)
     return calls
 
 

@@ -17,6 +17,11 @@ else b`` / ``a if a > b else b`` (ties, signed zeros and NaN give ``b``, as writ
 ``min`` / ``max`` compile to a compare, a mask move and a blend each; in the scalar work of
 the swap kernels (a few points per 64) the difference is measurable.  Other targets take
 the select.
+
+:func:`load_relaxed` ``(a, i)`` / :func:`store_relaxed` ``(a, i, v)`` read / write one int64
+element as an atomic (monotonic) access: the speculative swap threads publish their first
+improving position through them, and a relaxed atomic load is never hoisted out of a loop
+or merged with another (plain loads may be, since the compiler assumes no other writer).
 """
 
 from __future__ import annotations
@@ -154,3 +159,58 @@ def _ov_max_gt(a, b):
 def minmax_select(a, b):
     """``(min_lt(a, b), max_gt(a, b))`` compiled (tests compare them with the selects)."""
     return min_lt(a, b), max_gt(a, b)
+
+
+@intrinsic
+def _load_relaxed(typingctx, a, i):
+    sig = types.int64(a, i)
+
+    def codegen(context, builder, signature, args):
+        A = context.make_array(signature.args[0])(context, builder, args[0])
+        i_ = context.cast(builder, args[1], signature.args[1], types.intp)
+        return builder.load_atomic(builder.gep(A.data, [i_]), ordering="monotonic", align=8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_relaxed(typingctx, a, i, v):
+    sig = types.void(a, i, v)
+
+    def codegen(context, builder, signature, args):
+        A = context.make_array(signature.args[0])(context, builder, args[0])
+        i_ = context.cast(builder, args[1], signature.args[1], types.intp)
+        v_ = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(v_, builder.gep(A.data, [i_]), ordering="monotonic", align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def load_relaxed(a, i):  # pragma: no cover - replaced by the overload in numba
+    """``a[i]`` of an int64 array as an atomic relaxed load (module notes)."""
+    return int(a[i])
+
+
+def store_relaxed(a, i, v):  # pragma: no cover - replaced by the overload in numba
+    """``a[i] = v`` of an int64 array as an atomic relaxed store (module notes)."""
+    a[i] = v
+
+
+@overload(load_relaxed, jit_options={"nogil": True, "cache": True})
+def _ov_load_relaxed(a, i):
+    if isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C" and a.ndim == 1:
+        return lambda a, i: _load_relaxed(a, i)
+
+
+@overload(store_relaxed, jit_options={"nogil": True, "cache": True})
+def _ov_store_relaxed(a, i, v):
+    if isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C" and a.ndim == 1:
+        return lambda a, i, v: _store_relaxed(a, i, v)
+
+
+@njit(nogil=True, cache=True)
+def relaxed_roundtrip(a, i, v):
+    """Store ``v`` at ``a[i]`` and load it back through the relaxed accessors (tests)."""
+    store_relaxed(a, i, v)
+    return load_relaxed(a, i)

@@ -32,7 +32,7 @@ from numba.extending import overload
 
 from .assign import loss_sum, removal_loss, swap_update
 from .convert import f16_finite, f16_row, f16_thresholds, f16_value
-from .simd import lt_mask64, max_gt, min_lt
+from .simd import load_relaxed, lt_mask64, max_gt, min_lt, store_relaxed
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -464,6 +464,47 @@ def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, wei
     return -1
 
 
+
+@njit(nogil=True, cache=True, inline="always")
+def _beaten(hits, i):
+    """Whether another thread already published an improving position before ``i``."""
+    for t in range(hits.shape[0]):
+        if load_relaxed(hits, t) < i:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def first_improving_strided(block, visit, cand, lo, hi, step, is_medoid, dn, ds, nn, R, w, weighted,
+                            td, tol, P, buf, out, hits, me):
+    """:func:`first_improving` over the positions ``lo, lo + step, ... < hi`` (one thread's
+    share of an interleaved batch), stopping early once any thread has published an
+    improving position below the next one.
+
+    ``hits`` (int64, one entry per thread, all ``>= hi`` on entry) is shared: thread ``me``
+    publishes its first improving position in ``hits[me]`` (relaxed atomic store) and reads
+    the others' entries (relaxed atomic loads) before each candidate.  A thread skips only
+    positions above a published improving one, so every position below the earliest
+    improving one is evaluated by its owner: ``min(hits)`` after all threads return is the
+    sequential walk's next swap position (same arithmetic as :func:`fasterpam_block`), or
+    unchanged when there is none.  Returns the position or -1; ``out`` = (slot, ΔTD).
+    """
+    for i in range(lo, hi, step):
+        if _beaten(hits, i):
+            return -1
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        row = block[visit[i]]
+        acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
+        s, dlt = best_slot(P, acc)
+        if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
+            out[0] = s
+            out[1] = dlt
+            store_relaxed(hits, me, i)
+            return i
+    return -1
+
 # -- the 2-byte storage type: candidate rows as float16 bits ------------------------------------
 # A float16 store's rows reach these kernels as stored (int16 views of the float16 bits); the
 # values are ``f16_value(h, mul1, mul2)`` (:mod:`.convert`), converted in registers where they
@@ -588,5 +629,28 @@ def first_improving_f16(block, visit, cand, lo, hi, mul1, mul2, t, row32, is_med
         if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
+            return i
+    return -1
+
+
+
+@njit(nogil=True, cache=True)
+def first_improving_strided_f16(block, visit, cand, lo, hi, step, mul1, mul2, t, row32, is_medoid, dn, ds, nn,
+                                R, w, weighted, td, tol, P, out, hits, me):
+    """:func:`first_improving_strided` on a block of float16 bits (the arithmetic of
+    :func:`first_improving_f16`)."""
+    for i in range(lo, hi, step):
+        if _beaten(hits, i):
+            return -1
+        j = cand[i]
+        if is_medoid[j]:
+            continue
+        row = block[visit[i]]
+        acc = eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P)
+        s, dlt = best_slot(P, acc)
+        if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
+            out[0] = s
+            out[1] = dlt
+            store_relaxed(hits, me, i)
             return i
     return -1

@@ -18,9 +18,11 @@ caches, evaluates its candidates of every batch and reports its earliest accepte
 earliest over all workers is swapped in everywhere (:mod:`chunked_medoids._dist_eager`,
 docs/architecture.rst §14).  On local threads the next row block is read in a background
 thread while the current one is processed; with ``num_workers > 1`` candidates are
-evaluated *speculatively*: a batch of upcoming candidates is split across threads, each
-evaluating its sub-range against the same (unchanged) caches with the same nogil kernel and
-stopping at its first improving candidate; the earliest improving one in order is swapped
+evaluated *speculatively*: a batch of upcoming candidates is split across threads
+(interleaved for stored rows, see :class:`_Speculator`), each evaluating its share against
+the same (unchanged) caches with the same nogil kernel and stopping at its first improving
+candidate (or once another thread has found an earlier one); the earliest improving one in
+order is swapped
 and the walk continues right after it.  Candidates after it are re-evaluated against the
 new caches, so the outcome is bitwise that of the sequential definition.
 """
@@ -41,6 +43,8 @@ from .._kernels.swap import (
     fasterpam_block_f16,
     first_improving,
     first_improving_f16,
+    first_improving_strided,
+    first_improving_strided_f16,
 )
 from .._quant import _kernel_factors
 from .._result import SwapResult
@@ -119,13 +123,34 @@ class _F16Rows:
         return first_improving_f16(block, visit, cand, lo, hi, self.mul1, self.mul2, self.t, self.row32[t],
                                    st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w, st.weighted, td, tol, P, out)
 
+    def strided(self, t, block, visit, cand, lo, hi, step, st, td, tol, P, out, hits):
+        return first_improving_strided_f16(block, visit, cand, lo, hi, step, self.mul1, self.mul2, self.t,
+                                           self.row32[t], st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w,
+                                           st.weighted, td, tol, P, out, hits, t)
+
     def apply(self, row, slot, j, st):
         return apply_swap_f16(row, self.mul1, self.mul2, self.t, self.row32[0], slot, j, st.M, st.medoids,
                               st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
 
 
 class _Speculator:
-    """Speculative batch evaluation over ``threads`` threads (see module notes)."""
+    """Speculative batch evaluation over ``threads`` threads (see module notes).
+
+    Stored rows (float32 / float16 blocks): a batch is *interleaved* -- thread ``t`` takes
+    the positions ``i + t, i + t + T, ...`` -- and the threads share one small array where
+    each publishes its first improving position (:func:`first_improving_strided`); a
+    thread stops as soon as its next position lies beyond a published one.  So at most
+    about one evaluation per thread is wasted per swap whatever the batch size, and a
+    batch can run to the end of the block (or of the cycle): one hand-off per swap or
+    block instead of one per small batch.  The waiting thread blocks on the future (no
+    spinning); an exception (or KeyboardInterrupt) in the calling thread stops the helpers
+    through the same array before it propagates.  Fused (features) sources keep contiguous
+    sub-ranges with geometrically growing batches (:meth:`_run_ranges`; also used for
+    stored rows when :attr:`interleave` is False, the scheme before interleaving).
+    """
+
+    #: interleaved batches with early stop for stored rows (False: contiguous sub-ranges).
+    interleave = True
 
     def __init__(self, pool, threads, k, n, fused=None, f16=None):
         self.pool = pool
@@ -138,8 +163,96 @@ class _Speculator:
         self.gap = 8.0  # running estimate of positions between swaps
         self.min_chunk = 8
         self.max_chunk = 2048
+        self.hits = np.empty(threads, dtype=np.int64)  # published first improving positions
+
+    def _sequential(self, block, visit, cand, i, hi, st, counters, td_box, tol, P_seq):
+        """The sequential kernel on positions ``[i, hi)``; returns the positions consumed."""
+        before = int(counters[1])
+        if self.fused is not None:
+            consumed = self.fused.block(cand[i:hi], st, tol, P_seq, counters, td_box)
+        elif self.f16 is not None:
+            consumed = self.f16.block(block, visit[i:hi], cand[i:hi], st, tol, P_seq, counters, td_box)
+        else:
+            consumed = fasterpam_block(block, visit[i:hi], cand[i:hi], st.M, st.medoids, st.is_medoid, st.dn,
+                                       st.ds, st.nn, st.sn, st.R, st.w, st.weighted, tol, P_seq, self.buf[0],
+                                       counters, td_box)
+        got = int(counters[1]) - before
+        self.gap = 0.8 * self.gap + 0.2 * ((hi - i) / got if got else 4.0 * (hi - i))
+        return consumed
+
+    def _strided(self, t, block, visit, cand, lo, hi, st, td, tol):
+        T = self.threads
+        if self.f16 is not None:
+            return self.f16.strided(t, block, visit, cand, lo, hi, T, st, td, tol, self.P[t], self.out[t], self.hits)
+        return first_improving_strided(block, visit, cand, lo, hi, T, st.is_medoid, st.dn, st.ds, st.nn, st.R,
+                                       st.w, st.weighted, td, tol, self.P[t], self.buf[t], self.out[t],
+                                       self.hits, t)
 
     def run(self, block, visit, cand, st, counters, td_box, tol, P_seq):
+        """Consume the positions of ``cand`` like the sequential kernel (same counters,
+        caches and TD); returns the positions consumed."""
+        if self.fused is not None or not self.interleave:
+            return self._run_ranges(block, visit, cand, st, counters, td_box, tol, P_seq)
+        n = st.n
+        L = cand.shape[0]
+        T = self.threads
+        i = 0
+        while i < L:
+            remaining = n - int(counters[0])
+            if self.gap < 2.0 * T:
+                # swaps are frequent: speculation would mostly be wasted; go sequential
+                hi = min(L, i + 16)
+                i += self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
+                if counters[0] >= n:
+                    return i
+                continue
+            hi = min(L, i + remaining)
+            td_now = float(td_box[0])
+            self.hits[:] = hi
+            futures = []
+            try:
+                for t in range(1, T):
+                    if i + t < hi:
+                        futures.append(self.pool.submit(self._strided, t, block, visit, cand, i + t, hi, st,
+                                                        td_now, tol))
+                self._strided(0, block, visit, cand, i, hi, st, td_now, tol)
+                for f in futures:
+                    f.result()
+            finally:
+                if futures and not all(f.done() for f in futures):
+                    self.hits[:] = -1  # an exception here: stop the helpers before unwinding
+                    for f in futures:
+                        try:
+                            f.result()
+                        except BaseException:  # noqa: BLE001 - the first error propagates
+                            pass
+            p = int(self.hits.min())
+            if p >= hi:
+                counters[0] += hi - i
+                self.gap = min(2.0 * self.gap + (hi - i), 1e9)
+                i = hi
+                if counters[0] >= n:
+                    return i
+                continue
+            t = int(np.argmin(self.hits))
+            counters[0] += p - i
+            slot = int(self.out[t][0])
+            j = int(cand[p])
+            if self.f16 is not None:
+                td_box[0] = self.f16.apply(block[visit[p]], slot, j, st)
+            else:
+                td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
+                                       st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
+            counters[1] += 1
+            counters[0] = 1
+            self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
+            i = p + 1
+            if counters[0] >= n:
+                return i
+        return i
+
+    def _run_ranges(self, block, visit, cand, st, counters, td_box, tol, P_seq):
+        """:meth:`run` by contiguous sub-ranges per thread (fused sources)."""
         n = st.n
         L = cand.shape[0]
         i = 0
