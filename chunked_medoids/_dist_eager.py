@@ -70,7 +70,7 @@ from ._kernels.fused import FusedEval
 from ._kernels.msc import msc_apply, msc_first_improving
 from ._kernels.swap import apply_swap, first_improving
 from ._util import format_bytes
-from .engine import check_resident
+from .engine import check_resident, scheduler_workers
 from .sources._mapped import map_chunk_rows
 
 logger = logging.getLogger(__name__)
@@ -782,7 +782,7 @@ class DistributedEagerWalk:
 
     # -- cluster -----------------------------------------------------------------------
     def _workers(self):
-        info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        info = scheduler_workers(self.client)
         return {addr: (int(w.get("nthreads", 1) or 1), int(w.get("memory_limit", 0) or 0), str(w.get("host", "")))
                 for addr, w in info.items()}
 

@@ -187,6 +187,19 @@ def start_local_cluster(n_workers: int, threads_per_worker: int = 1, **cluster_o
         raise
 
 
+def scheduler_workers(client) -> dict:
+    """The scheduler's per-worker information (address -> dict), fetched afresh.
+
+    Not ``Client.scheduler_info()``: that refreshes the client's cached identity and then
+    returns the cache, which the client's periodic update can overwrite in between with a
+    summary that has no per-worker entries, so a cluster with workers can read as having
+    none (seen once in CI).  An asynchronous client only has that cache.
+    """
+    if getattr(client, "asynchronous", False):
+        return dict(client.scheduler_info().get("workers", {}))
+    return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
+
+
 class Engine:
     """Maps block functions over row stripes of a source with Dask.
 
@@ -408,7 +421,7 @@ class Engine:
         """Summed memory limits of the cluster's workers (the local budget per worker when a
         worker reports none)."""
         try:
-            workers = self.client.scheduler_info().get("workers", {})
+            workers = scheduler_workers(self.client)
         except Exception:  # pragma: no cover - scheduler gone: decided at the next pass
             return self.memory_limit
         return sum(int(w.get("memory_limit") or 0) or self.memory_limit for w in workers.values()) \
