@@ -174,3 +174,22 @@ def test_worker_killed_mid_pass_result_identical(rng):
         assert pids[0] not in client.run(os.getpid).values()
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a[2], b[2])
+
+
+@pytest.mark.distributed
+def test_scheduler_workers_ignores_the_clients_cached_identity(monkeypatch):
+    """The workers are read from the scheduler itself: Client.scheduler_info() returns a
+    cache that the client's periodic refresh can replace with a worker-less summary (the
+    race is forced here by making every cached read look like that summary)."""
+    from distributed import Client, LocalCluster
+
+    from chunked_medoids.engine import scheduler_workers
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0", silence_logs=50) as cluster, Client(cluster) as client:
+        monkeypatch.setattr(Client, "scheduler_info", lambda self, *a, **kw: {"workers": {}})
+        workers = scheduler_workers(client)
+        assert sorted(workers) == sorted(cluster.scheduler.workers)
+        assert all(w["nthreads"] == 1 and w["memory_limit"] > 0 and w["host"] for w in workers.values())
+        eng = Engine(client=client, memory_limit="1MiB")
+        assert eng._cluster_memory() == sum(w["memory_limit"] for w in workers.values())
