@@ -450,18 +450,8 @@ def first_improving(block, visit, cand, lo, hi, is_medoid, dn, ds, nn, R, w, wei
     result is bitwise identical.  Returns the position or -1; ``out[0]`` = slot,
     ``out[1]`` = ΔTD.
     """
-    for i in range(lo, hi):
-        j = cand[i]
-        if is_medoid[j]:
-            continue
-        row = block[visit[i]]
-        acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
-        s, dlt = best_slot(P, acc)
-        if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
-            out[0] = s
-            out[1] = dlt
-            return i
-    return -1
+    return first_improving_strided(block, visit, cand, lo, hi, 1, is_medoid, dn, ds, nn, R, w, weighted,
+                                   td, tol, P, buf, out, np.empty(0, dtype=np.int64), 0)
 
 
 
@@ -488,6 +478,7 @@ def first_improving_strided(block, visit, cand, lo, hi, step, is_medoid, dn, ds,
     improving one is evaluated by its owner: ``min(hits)`` after all threads return is the
     sequential walk's next swap position (same arithmetic as :func:`fasterpam_block`), or
     unchanged when there is none.  Returns the position or -1; ``out`` = (slot, ΔTD).
+    With an empty ``hits`` and ``step = 1`` it is :func:`first_improving` (nothing shared).
     """
     for i in range(lo, hi, step):
         if _beaten(hits, i):
@@ -501,7 +492,8 @@ def first_improving_strided(block, visit, cand, lo, hi, step, is_medoid, dn, ds,
         if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
-            store_relaxed(hits, me, i)
+            if hits.shape[0] > 0:
+                store_relaxed(hits, me, i)
             return i
     return -1
 
@@ -619,18 +611,8 @@ def first_improving_f16(block, visit, cand, lo, hi, mul1, mul2, t, row32, is_med
                         weighted, td, tol, P, out):
     """:func:`first_improving` on a block of float16 bits (same arithmetic as
     :func:`fasterpam_block_f16`; ``row32`` is this thread's scratch row)."""
-    for i in range(lo, hi):
-        j = cand[i]
-        if is_medoid[j]:
-            continue
-        row = block[visit[i]]
-        acc = eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P)
-        s, dlt = best_slot(P, acc)
-        if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
-            out[0] = s
-            out[1] = dlt
-            return i
-    return -1
+    return first_improving_strided_f16(block, visit, cand, lo, hi, 1, mul1, mul2, t, row32, is_medoid, dn, ds,
+                                       nn, R, w, weighted, td, tol, P, out, np.empty(0, dtype=np.int64), 0)
 
 
 
@@ -651,6 +633,7 @@ def first_improving_strided_f16(block, visit, cand, lo, hi, step, mul1, mul2, t,
         if _accept_f16(row, mul1, mul2, row32, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
-            store_relaxed(hits, me, i)
+            if hits.shape[0] > 0:
+                store_relaxed(hits, me, i)
             return i
     return -1

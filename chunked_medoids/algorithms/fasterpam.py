@@ -180,6 +180,31 @@ class _Speculator:
         self.gap = 0.8 * self.gap + 0.2 * ((hi - i) / got if got else 4.0 * (hi - i))
         return consumed
 
+    def _no_swap(self, i, hi, counters):
+        """A batch ``[i, hi)`` without an accepted swap: count it; returns ``hi``."""
+        counters[0] += hi - i
+        # grow geometrically (an additive running mean settles at tiny batches where thread
+        # hand-off costs more than it saves)
+        self.gap = min(2.0 * self.gap + (hi - i), 1e9)
+        return hi
+
+    def _swap_at(self, block, visit, cand, i, p, slot, st, counters, td_box):
+        """Swap in the candidate at position ``p`` (the batch started at ``i``) into
+        ``slot``, with the row in hand; returns the next position, ``p + 1``."""
+        counters[0] += p - i
+        j = int(cand[p])
+        if self.fused is not None:
+            td_box[0] = self.fused.apply(slot, j, st)
+        elif self.f16 is not None:
+            td_box[0] = self.f16.apply(block[visit[p]], slot, j, st)
+        else:
+            td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
+                                   st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
+        counters[1] += 1
+        counters[0] = 1
+        self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
+        return p + 1
+
     def _strided(self, t, block, visit, cand, lo, hi, st, td, tol):
         T = self.threads
         if self.f16 is not None:
@@ -228,25 +253,10 @@ class _Speculator:
                             pass
             p = int(self.hits.min())
             if p >= hi:
-                counters[0] += hi - i
-                self.gap = min(2.0 * self.gap + (hi - i), 1e9)
-                i = hi
-                if counters[0] >= n:
-                    return i
-                continue
-            t = int(np.argmin(self.hits))
-            counters[0] += p - i
-            slot = int(self.out[t][0])
-            j = int(cand[p])
-            if self.f16 is not None:
-                td_box[0] = self.f16.apply(block[visit[p]], slot, j, st)
+                i = self._no_swap(i, hi, counters)
             else:
-                td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
-                                       st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
-            counters[1] += 1
-            counters[0] = 1
-            self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
-            i = p + 1
+                i = self._swap_at(block, visit, cand, i, p, int(self.out[int(np.argmin(self.hits))][0]), st,
+                                  counters, td_box)
             if counters[0] >= n:
                 return i
         return i
@@ -263,19 +273,9 @@ class _Speculator:
             if self.gap < 2.0 * T:
                 # swaps are frequent: speculation would mostly be wasted; go sequential
                 hi = min(L, i + 16)
-                before = int(counters[1])
-                if self.fused is not None:
-                    consumed = self.fused.block(cand[i:hi], st, tol, P_seq, counters, td_box)
-                elif self.f16 is not None:
-                    consumed = self.f16.block(block, visit[i:hi], cand[i:hi], st, tol, P_seq, counters, td_box)
-                else:
-                    consumed = fasterpam_block(block, visit[i:hi], cand[i:hi], st.M, st.medoids,
-                                               st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w,
-                                               st.weighted, tol, P_seq, self.buf[0], counters, td_box)
+                consumed = self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
                 if self.fused is not None and self.fused.bad():
                     return i
-                got = int(counters[1]) - before
-                self.gap = 0.8 * self.gap + 0.2 * ((hi - i) / got if got else 4.0 * (hi - i))
                 i += consumed
                 if counters[0] >= n:
                     return i
@@ -317,29 +317,10 @@ class _Speculator:
                 return i
             found = next(((p, t) for p, t in hits if p >= 0), None)
             if found is None:
-                counters[0] += hi - i
-                # no swap in the whole batch: grow geometrically (an additive running mean
-                # settles at tiny batches where thread hand-off costs more than it saves)
-                self.gap = min(2.0 * self.gap + (hi - i), 1e9)
-                i = hi
-                if counters[0] >= n:
-                    return i
-                continue
-            p, t = found
-            counters[0] += p - i
-            slot = int(self.out[t][0])
-            j = int(cand[p])
-            if fe is not None:
-                td_box[0] = fe.apply(slot, j, st)
-            elif h is not None:
-                td_box[0] = h.apply(block[visit[p]], slot, j, st)
+                i = self._no_swap(i, hi, counters)
             else:
-                td_box[0] = apply_swap(block[visit[p]], slot, j, st.M, st.medoids, st.is_medoid, st.dn,
-                                       st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
-            counters[1] += 1
-            counters[0] = 1
-            self.gap = 0.5 * self.gap + 0.5 * (p - i + 1)
-            i = p + 1
+                p, t = found
+                i = self._swap_at(block, visit, cand, i, p, int(self.out[t][0]), st, counters, td_box)
             if counters[0] >= n:
                 return i
         return i
