@@ -1,4 +1,5 @@
-"""A real Dask cluster of processes for the tests: ``dask scheduler`` and ``dask worker``.
+"""A real Dask cluster of processes for the tests: ``dask scheduler`` and ``dask worker``
+(or a ``LocalCluster`` of worker processes), and what the distributed walks' tests share.
 
 Started as on a real cluster (own processes, a scheduler file), so a test can kill the
 scheduler or a worker for real.  The workers import this checkout (PYTHONPATH).
@@ -7,6 +8,8 @@ scheduler or a worker for real.  The workers import this checkout (PYTHONPATH).
 import os
 import subprocess
 import time
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,3 +53,28 @@ def stop_processes(*procs) -> None:
         if p.poll() is None:
             p.kill()
         p.wait()
+
+
+def local_process_cluster(n_workers: int):
+    """``(cluster, client)``: a ``LocalCluster`` of ``n_workers`` one-thread worker processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=50)
+    return cluster, Client(cluster)
+
+
+def blobs(n: int, seed: int = 18):
+    """``n`` points in 3-d around 8 random centres (the distributed walks' test data)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=6.0, size=(8, 3))
+    return centers[rng.integers(0, 8, n)] + rng.normal(size=(n, 3))
+
+
+def assert_same_fit(got, ref):
+    """Two swap results bitwise equal: medoids, labels, loss, its history, swaps, passes."""
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    assert got.loss == ref.loss
+    assert got.loss_history == ref.loss_history
+    assert (got.n_swap, got.n_iter, got.extra.get("converged")) == (ref.n_swap, ref.n_iter, ref.extra.get("converged"))

@@ -14,6 +14,7 @@ import pytest
 import chunked_medoids as cm
 from chunked_medoids import _dist_eager
 from chunked_medoids._errors import StoreCorruptionError
+from tests._cluster import assert_same_fit, blobs, local_process_cluster
 
 pytestmark = pytest.mark.distributed
 
@@ -22,9 +23,7 @@ N, K = 600, 6
 
 @pytest.fixture(scope="module")
 def X():
-    rng = np.random.default_rng(18)
-    centers = rng.normal(scale=6.0, size=(8, 3))
-    return centers[rng.integers(0, 8, N)] + rng.normal(size=(N, 3))
+    return blobs(N)
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +34,12 @@ def store(X, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda w: f"W{w}")
 def client(request):
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=request.param, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=50)
-    c = Client(cluster)
+    cluster, c = local_process_cluster(request.param)
     try:
         yield c
     finally:
         c.close()
         cluster.close()
-
-
-def same(got, ref):
-    np.testing.assert_array_equal(got.medoids, ref.medoids)
-    np.testing.assert_array_equal(got.labels, ref.labels)
-    assert got.loss == ref.loss and got.loss_history == ref.loss_history
-    assert (got.n_swap, got.n_iter) == (ref.n_swap, ref.n_iter)
 
 
 @pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
@@ -61,7 +49,7 @@ def test_shared_rows_equal_sequential_and_owned(method, order, store, client, mo
     opts = {"order": order} if method == "fasterpam" else {}
     ref = func(store, K, random_state=1, num_workers=1, **opts)
     got = func(store, K, random_state=1, client=client, **opts)
-    same(got, ref)
+    assert_same_fit(got, ref)
     info = got.distributed
     W = info["workers"]
     # parallel batches keep the ownership granules (each actor's checked rows)
@@ -74,7 +62,7 @@ def test_shared_rows_equal_sequential_and_owned(method, order, store, client, mo
     # the first pass's dense swaps: runs of up to MAX_RUN positions, not cut at each granule
     monkeypatch.setattr(_dist_eager, "SHARE_ROWS", False)
     owned = func(store, K, random_state=1, client=client, **opts)
-    same(owned, ref)
+    assert_same_fit(owned, ref)
     assert not owned.distributed["shared_rows"] and owned.distributed["granule"] == info["granule"]
     assert sum(a["mapped_bytes"] for a in owned.distributed["actors"]) < (store.n + store.block_rows) * row_bytes
     if order == "natural" and method == "fasterpam":

@@ -19,7 +19,14 @@ import pytest
 
 import chunked_medoids as cm
 from chunked_medoids.checkpoint import CheckpointInterrupt, install_signal_handlers
-from tests._cluster import connect_process_cluster, start_process_cluster, stop_processes
+from tests._cluster import (
+    assert_same_fit,
+    blobs,
+    connect_process_cluster,
+    local_process_cluster,
+    start_process_cluster,
+    stop_processes,
+)
 
 pytestmark = pytest.mark.distributed
 
@@ -30,9 +37,7 @@ KINDS = ("zarr", "hdf5", "features")
 
 @pytest.fixture(scope="module")
 def X():
-    rng = np.random.default_rng(18)
-    centers = rng.normal(scale=6.0, size=(8, 3))
-    return centers[rng.integers(0, 8, N)] + rng.normal(size=(N, 3))
+    return blobs(N)
 
 
 @pytest.fixture(scope="module")
@@ -45,30 +50,14 @@ def sources(X, tmp_path_factory):
     }
 
 
-def _cluster(n_workers):
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=50)
-    return cluster, Client(cluster)
-
-
 @pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda w: f"W{w}")
 def client(request):
-    cluster, c = _cluster(request.param)
+    cluster, c = local_process_cluster(request.param)
     try:
         yield c
     finally:
         c.close()
         cluster.close()
-
-
-def assert_same(got, ref):
-    np.testing.assert_array_equal(got.medoids, ref.medoids)
-    np.testing.assert_array_equal(got.labels, ref.labels)
-    assert got.loss == ref.loss
-    assert got.loss_history == ref.loss_history
-    assert (got.n_swap, got.n_iter, got.extra.get("converged")) == (ref.n_swap, ref.n_iter, ref.extra.get("converged"))
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -84,7 +73,7 @@ def test_fasterpam_on_workers_equals_sequential(kind, order, sources, client, mo
     src = sources[kind]
     ref = cm.fasterpam(src, K, random_state=1, order=order, num_workers=1)
     got = cm.fasterpam(src, K, random_state=1, order=order, client=client)
-    assert_same(got, ref)
+    assert_same_fit(got, ref)
     info = got.distributed
     assert info["workers"] == len(client.nthreads())
     assert info["rows"] == ("computed" if kind == "features" else "resident")
@@ -108,7 +97,7 @@ def test_fastermsc_on_workers_equals_sequential(kind, sources, client):
     src = sources[kind]
     ref = cm.fastermsc(src, K, random_state=2, num_workers=1)
     got = cm.fastermsc(src, K, random_state=2, client=client)
-    assert_same(got, ref)
+    assert_same_fit(got, ref)
     assert got.score == ref.score and got.score_history == ref.score_history
     assert got.distributed["rows"] == "resident"
 
@@ -120,7 +109,7 @@ def test_dynmsc_k_steps_on_workers_equal_sequential(kind, sources, client):
     src = sources[kind]
     ref = cm.dynmsc(src, 6, kmin=2, num_workers=1)
     got = cm.dynmsc(src, 6, kmin=2, client=client)
-    assert_same(got, ref)
+    assert_same_fit(got, ref)
     assert got.scores == ref.scores and got.losses == ref.losses and got.score == ref.score
     for kk, med in ref.medoids_by_k.items():
         np.testing.assert_array_equal(got.medoids_by_k[kk], med)
@@ -154,7 +143,7 @@ def test_streaming_rows_weights_and_build_init_equal(sources, client):
         ref = cm.fasterpam(src, K, init="build", weights=w, order=order, random_state=4, num_workers=1)
         got = cm.fasterpam(src, K, init="build", weights=w, order=order, random_state=4, client=client,
                            resident=False, memory_limit=2**16)
-        assert_same(got, ref)
+        assert_same_fit(got, ref)
         assert got.distributed["rows"] == "streamed"
 
 
@@ -209,7 +198,7 @@ def test_worker_killed_mid_pass_result_identical(kind, order, sources, on_swap):
     live worker from the client's replica, and the result is identical."""
     src = sources[kind]
     ref = cm.fasterpam(src, K, random_state=5, order=order, num_workers=1)
-    cluster, client = _cluster(3)
+    cluster, client = local_process_cluster(3)
     try:
         pids = list(client.run(os.getpid).values())
         h = on_swap(3, lambda: os.kill(pids[0], signal.SIGKILL))
@@ -219,7 +208,7 @@ def test_worker_killed_mid_pass_result_identical(kind, order, sources, on_swap):
     finally:
         client.close()
         cluster.close()
-    assert_same(got, ref)
+    assert_same_fit(got, ref)
     assert got.distributed["recoveries"] >= 1
 
 
@@ -245,8 +234,8 @@ def test_checkpoint_interrupt_resume_distributed_or_local(order, sources, client
     finally:
         install_signal_handlers(())
     assert saved["state"]["pos"] > 0 and not saved["complete"]  # stopped mid-pass
-    assert_same(dist, ref)
-    assert_same(local, ref)
+    assert_same_fit(dist, ref)
+    assert_same_fit(local, ref)
 
 
 def test_order_granule_matches_the_shuffled_order():
@@ -266,7 +255,7 @@ def test_result_independent_of_ownership_granule(granule, sources, client, monke
     for kind, order in (("zarr", "shuffle"), ("features", "natural")):
         ref = cm.fasterpam(sources[kind], K, random_state=8, order=order, num_workers=1)
         got = cm.fasterpam(sources[kind], K, random_state=8, order=order, client=client)
-        assert_same(got, ref)
+        assert_same_fit(got, ref)
         assert got.distributed["granule"] == granule
 
 
@@ -281,9 +270,9 @@ def test_workers_with_two_threads_equal_sequential(sources):
             for order in ORDERS:
                 ref = cm.fasterpam(sources[kind], K, random_state=9, order=order, num_workers=1)
                 got = cm.fasterpam(sources[kind], K, random_state=9, order=order, client=client)
-                assert_same(got, ref)
+                assert_same_fit(got, ref)
             ref = cm.fastermsc(sources[kind], K, random_state=9, num_workers=1)
-            assert_same(cm.fastermsc(sources[kind], K, random_state=9, client=client), ref)
+            assert_same_fit(cm.fastermsc(sources[kind], K, random_state=9, client=client), ref)
 
 
 @pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
@@ -342,7 +331,7 @@ def test_scheduler_lost_mid_walk_typed_error_checkpoint_resumes(method, sources,
     walk = saved["state"] if method == "fasterpam" else saved["state"]["run"]["walk"]
     assert not saved["complete"] and walk["n_swap"] >= 1  # saved mid-walk, after swaps
     got = func(src, K, num_workers=1, checkpoint=ck, **opts)
-    assert_same(got, ref)
+    assert_same_fit(got, ref)
 
 
 @pytest.mark.parametrize("method", ["fasterpam", "fastermsc"])
@@ -361,4 +350,4 @@ def test_result_independent_of_run_or_batch_choices(method, kind, sources, clien
         monkeypatch.setattr(_dist_eager.DistributedEagerWalk, "_sequential",
                             lambda self, rng=rng: self.W == 1 or bool(rng.random() < 0.5))
         got = func(src, K, random_state=2, client=client)
-        assert_same(got, ref)
+        assert_same_fit(got, ref)
