@@ -122,7 +122,7 @@ def test_eval_candidate_f16_is_bitwise_the_float32_kernel(p):
     P1, P2 = np.empty(c.k), np.empty(c.k)
     for i in range(bits.shape[0]):
         a1 = eval_candidate(D32[i], c.dn, c.ds, c.nn, c.R, c.w, c.weighted, P1, None)
-        a2 = eval_candidate_f16(bits[i].view(np.int16), t, m1, m2, c.dn, c.ds, c.nn, c.R, c.w, c.weighted, P2)
+        a2 = eval_candidate_f16(bits[i].view(np.int16), t, m1, m2, c.dn, c.ds, c.nn, c.R, c.w, c.weighted, P2, None)
         np.testing.assert_array_equal(np.float64(a2).view(np.uint64), np.float64(a1).view(np.uint64))
         np.testing.assert_array_equal(P2.view(np.uint64), P1.view(np.uint64))
 
