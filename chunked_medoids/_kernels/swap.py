@@ -425,6 +425,125 @@ def select_best(records, tie):
     return np.inf, -1, -1  # pragma: no cover - the best record always qualifies
 
 
+#: candidates the eager FasterPAM loops evaluate together in one sweep over the caches
+#: (:func:`eval_group`).  Each candidate's terms form their own float64 chains (``acc`` and
+#: ``P[nn[o]]`` through memory, a store-to-load forwarding chain wherever consecutive passing
+#: points share their nearest medoid); four independent chains interleaved hide each other's
+#: latency, and the 64 values of ``ds`` are compared once for the four rows.  Measured on the
+#: n = 20000 pixels (one thread, one sweep per candidate): 25-30 % less time per candidate
+#: at k = 10, 20 and 100 than one candidate at a time.
+GROUP = 4
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _one_bit(ub, m, row, dn, ds, nn, w, weighted, P, acc):
+    """The terms of the lowest set bit of ``m`` (point ``ub | bit``); returns (rest of m, acc)."""
+    o = ub | np.uint64(trailing_zeros(m))
+    acc = pass_terms(np.float64(row[o]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                     w[o] if weighted else 1.0, weighted, P, acc)
+    return m & (m - np.uint64(1)), acc
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _two_masks(ub, m1, m2, r1, r2, dn, ds, nn, w, weighted, P1, P2, a1, a2):
+    """All bits of ``m1`` (row ``r1``) and ``m2`` (row ``r2``), in increasing order within each,
+    the two chains interleaved while both have bits."""
+    while m1 != 0 and m2 != 0:
+        m1, a1 = _one_bit(ub, m1, r1, dn, ds, nn, w, weighted, P1, a1)
+        m2, a2 = _one_bit(ub, m2, r2, dn, ds, nn, w, weighted, P2, a2)
+    while m1 != 0:
+        m1, a1 = _one_bit(ub, m1, r1, dn, ds, nn, w, weighted, P1, a1)
+    while m2 != 0:
+        m2, a2 = _one_bit(ub, m2, r2, dn, ds, nn, w, weighted, P2, a2)
+    return a1, a2
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _tail(row, o, dn, ds, nn, w, weighted, P, acc):
+    if row[o] < ds[o]:
+        return pass_terms(np.float64(row[o]), np.float64(dn[o]), np.float64(ds[o]), nn[o],
+                          w[o] if weighted else 1.0, weighted, P, acc)
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def eval_quad(r0, r1, r2, r3, dn, ds, nn, R, w, weighted, PG):
+    """:func:`eval_candidate` of four rows in one sweep: ``PG[g]`` and the returned
+    ``acc_g`` are bitwise what ``eval_candidate(r_g, ...)`` gives (k >= 2).
+
+    Per 64 points, the four masks are built against the same ``ds``; their bits are
+    visited in increasing o within each row -- the same points, order and terms as the
+    one-row kernel -- with the four rows' chains interleaved while all have bits (then two
+    by two, then one by one).  Only the interleaving across rows differs, and the rows'
+    sums are independent.
+    """
+    k = R.shape[0]
+    n = r0.shape[0]
+    P0, P1, P2, P3 = PG[0], PG[1], PG[2], PG[3]
+    for s in range(k):
+        P0[s] = R[s]
+        P1[s] = R[s]
+        P2[s] = R[s]
+        P3[s] = R[s]
+    a0 = a1 = a2 = a3 = 0.0
+    nfull = n - n % MASK_BITS
+    for base in range(0, nfull, MASK_BITS):
+        m0 = lt_mask64(r0, base, ds, base)
+        m1 = lt_mask64(r1, base, ds, base)
+        m2 = lt_mask64(r2, base, ds, base)
+        m3 = lt_mask64(r3, base, ds, base)
+        ub = np.uint64(base)
+        while m0 != 0 and m1 != 0 and m2 != 0 and m3 != 0:
+            m0, a0 = _one_bit(ub, m0, r0, dn, ds, nn, w, weighted, P0, a0)
+            m1, a1 = _one_bit(ub, m1, r1, dn, ds, nn, w, weighted, P1, a1)
+            m2, a2 = _one_bit(ub, m2, r2, dn, ds, nn, w, weighted, P2, a2)
+            m3, a3 = _one_bit(ub, m3, r3, dn, ds, nn, w, weighted, P3, a3)
+        a0, a1 = _two_masks(ub, m0, m1, r0, r1, dn, ds, nn, w, weighted, P0, P1, a0, a1)
+        a2, a3 = _two_masks(ub, m2, m3, r2, r3, dn, ds, nn, w, weighted, P2, P3, a2, a3)
+    for o in range(nfull, n):
+        a0 = _tail(r0, o, dn, ds, nn, w, weighted, P0, a0)
+        a1 = _tail(r1, o, dn, ds, nn, w, weighted, P1, a1)
+        a2 = _tail(r2, o, dn, ds, nn, w, weighted, P2, a2)
+        a3 = _tail(r3, o, dn, ds, nn, w, weighted, P3, a3)
+    return a0, a1, a2, a3
+
+
+@njit(nogil=True, cache=True)
+def _own_positions(cand, is_medoid, i, hi, step, gpos):
+    """The positions ``i, i + step, ... < hi`` whose candidates are no medoids, up to
+    :data:`GROUP` of them, into ``gpos``; returns how many."""
+    g = 0
+    while i < hi and g < GROUP:
+        if not is_medoid[cand[i]]:
+            gpos[g] = i
+            g += 1
+        i += step
+    return g
+
+
+@njit(nogil=True, cache=True)
+def eval_group(block, visit, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, buf):
+    """``PG[g]``, ``accs[g]`` of the candidates at positions ``gpos[:ng]`` (rows
+    ``block[visit[p]]``): bitwise :func:`eval_candidate` of each (module notes).  Four (or
+    two or three, the last row repeated) in one sweep (:func:`eval_quad`); one alone, or
+    k = 1, by :func:`eval_candidate`."""
+    if ng == 1 or R.shape[0] == 1:
+        for g in range(ng):
+            accs[g] = eval_candidate(block[visit[gpos[g]]], dn, ds, nn, R, w, weighted, PG[g], buf)
+        return
+    r0 = block[visit[gpos[0]]]
+    r1 = block[visit[gpos[min(1, ng - 1)]]]
+    r2 = block[visit[gpos[min(2, ng - 1)]]]
+    r3 = block[visit[gpos[min(3, ng - 1)]]]
+    a0, a1, a2, a3 = eval_quad(r0, r1, r2, r3, dn, ds, nn, R, w, weighted, PG)
+    accs[0] = a0
+    accs[1] = a1
+    if ng > 2:
+        accs[2] = a2
+    if ng > 3:
+        accs[3] = a3
+
+
 @njit(nogil=True, cache=True)
 def apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
     """Swap slot ``b`` for ``j`` (row in hand), recompute R, return the new TD = Σ w·dn."""
@@ -450,20 +569,31 @@ def fasterpam_block(block, visit, cand, M, medoids, is_medoid, dn, ds, nn, sn, R
     """
     n = M.shape[0]
     m = visit.shape[0]
+    k = R.shape[0]
     since = counters[0]
     nsw = counters[1]
     td = td_box[0]
     consumed = m
+    PG = np.empty((GROUP, k), dtype=np.float64)
+    accs = np.empty(GROUP, dtype=np.float64)
+    gpos = np.empty(GROUP, dtype=np.int64)
+    ng = 0  # positions gpos[g:ng] evaluated ahead against the current caches
+    g = 0
     for i in range(m):
         j = cand[i]
         if not is_medoid[j]:
             row = block[visit[i]]
-            acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
-            s, dlt = best_slot(P, acc)
+            if g >= ng or gpos[g] != i:
+                ng = _own_positions(cand, is_medoid, i, m, 1, gpos)
+                eval_group(block, visit, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, buf)
+                g = 0
+            s, dlt = best_slot(PG[g], accs[g])
+            g += 1
             if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
                 td = apply_swap(row, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
                 nsw += 1
                 since = 0
+                ng = 0  # the caches changed: the positions evaluated ahead are evaluated again
         since += 1
         if since >= n:
             consumed = i + 1
@@ -515,15 +645,25 @@ def first_improving_strided(block, visit, cand, lo, hi, step, is_medoid, dn, ds,
     unchanged when there is none.  Returns the position or -1; ``out`` = (slot, ΔTD).
     With an empty ``hits`` and ``step = 1`` it is :func:`first_improving` (nothing shared).
     """
+    k = R.shape[0]
+    PG = np.empty((GROUP, k), dtype=np.float64)
+    accs = np.empty(GROUP, dtype=np.float64)
+    gpos = np.empty(GROUP, dtype=np.int64)
+    ng = 0  # this thread's positions gpos[g:ng] evaluated ahead (the caches do not change here)
+    g = 0
     for i in range(lo, hi, step):
         if _beaten(hits, i):
             return -1
         j = cand[i]
         if is_medoid[j]:
             continue
+        if g >= ng or gpos[g] != i:
+            ng = _own_positions(cand, is_medoid, i, hi, step, gpos)
+            eval_group(block, visit, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, buf)
+            g = 0
         row = block[visit[i]]
-        acc = eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf)
-        s, dlt = best_slot(P, acc)
+        s, dlt = best_slot(PG[g], accs[g])
+        g += 1
         if accept_swap(row, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
