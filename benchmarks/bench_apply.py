@@ -7,9 +7,14 @@ of n = 20000 scikit-image ``hubble_deep_field`` pixels (``pixels()`` of
 replays each swap sequence from the initial state with two states side by side in one
 process: the pre-fusion definition of ``apply_swap`` (``swap_update`` + ``removal_loss`` +
 ``loss_sum`` as they were, kept verbatim below) and the current
-:func:`chunked_medoids._kernels.swap.apply_swap`, alternated swap by swap.  Every output
-(M, medoids, is_medoid, dn, ds, nn, sn, R, TD) is asserted bitwise equal after every swap.
-The same sequences are also replayed with random weights.
+:func:`chunked_medoids._kernels.swap.apply_swap`, whole replays alternated (old, new, old,
+new), one state in the caches at a time as in the walk.  The TD after every swap and the
+final M, medoids, is_medoid, dn, ds, nn, sn and R are asserted bitwise equal
+(tests/test_apply_fast.py checks every output after every swap).
+The same sequences are also replayed with random weights.  Before each timed call the
+side evaluates (untimed) the up to 64 candidates the walk evaluated just before that swap,
+so M, the caches and the row are as warm or cold as in the walk itself (M is evicted from
+L2 by the candidate rows streaming through).
 
 Per-swap figures are medians and means of the individual calls in microseconds (wall
 ``perf_counter_ns`` around the jitted call; both sides pay the same dispatch), plus the
@@ -189,13 +194,14 @@ def initial_state(D, init, w, weighted):
 
 @njit(nogil=True, cache=True)
 def record_walk(D, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted, td, tol, max_pass, out):
-    """Eager FasterPAM in natural order with the reference apply; ``out[i] = (slot, j)``."""
+    """Eager FasterPAM in natural order with the reference apply; ``out[i] = (slot, j,
+    position)`` (position = pass·n + j)."""
     n = D.shape[0]
     P = np.empty(R.shape[0])
     buf = np.empty(n, dtype=np.int32)
     since = 0
     nsw = 0
-    for _ in range(max_pass):
+    for ps in range(max_pass):
         for j in range(n):
             if not is_medoid[j]:
                 row = D[j]
@@ -205,6 +211,7 @@ def record_walk(D, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted, td, to
                     td = ref_apply_swap(row, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
                     out[nsw, 0] = s
                     out[nsw, 1] = j
+                    out[nsw, 2] = ps * n + j
                     nsw += 1
                     since = 0
             since += 1
@@ -213,40 +220,69 @@ def record_walk(D, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted, td, to
     return nsw
 
 
-def replay(D, init, swaps, w, weighted):
-    old = initial_state(D, init, w, weighted)
-    if len(swaps):  # warm (compile / load from cache) both sides on throw-away copies
-        s, j = swaps[0]
-        for fn in (ref_apply_swap, apply_swap):
-            st = [a.copy() for a in old]
-            fn(D[j], int(s), int(j), *st, w, weighted)
-    new = [a.copy() for a in old]
-    t_old, t_new = [], []
-    c_old = c_new = 0.0
-    for i, (s, j) in enumerate(swaps):
+@njit(nogil=True, cache=True)
+def evaluate_between(D, lo, hi, is_medoid, dn, ds, nn, R, w, weighted):
+    """Evaluate the candidates at walk positions ``[lo, hi)`` (untimed): the work the walk
+    does between two swaps, so each timed apply finds the caches as it would in the walk."""
+    n = D.shape[0]
+    P = np.empty(R.shape[0])
+    buf = np.empty(n, dtype=np.int32)
+    acc = 0.0
+    for p in range(lo, hi):
+        j = p % n
+        if not is_medoid[j]:
+            acc += eval_candidate(D[j], dn, ds, nn, R, w, weighted, P, buf)
+    return acc
+
+
+def _replay_one(fn, D, init, swaps, w, weighted, between):
+    """Replay ``swaps`` with ``fn`` from the initial state: per-swap us, CPU s, TDs, final state."""
+    st = initial_state(D, init, w, weighted)
+    times, tds = [], []
+    cpu = 0.0
+    for i, (s, j, pos) in enumerate(swaps):
+        lo = max(int(swaps[i - 1][2]) + 1 if i else 0, int(pos) - between)
+        evaluate_between(D, lo, int(pos), st[2], st[3], st[4], st[5], st[7], w, weighted)
         row = D[j]
-        first = (ref_apply_swap, old, t_old), (apply_swap, new, t_new)
-        for fn, st, times in (first if i % 2 == 0 else first[::-1]):
-            c0 = time.process_time()
-            t0 = time.perf_counter_ns()
-            td = fn(row, int(s), int(j), *st[:7], st[7], w, weighted)
-            times.append((time.perf_counter_ns() - t0) / 1e3)
-            dc = time.process_time() - c0
-            st.append(td) if len(st) == 8 else st.__setitem__(8, td)
-            if fn is ref_apply_swap:
-                c_old += dc
-            else:
-                c_new += dc
-        for a, b in zip(old, new):
-            a, b = np.asarray(a), np.asarray(b)
-            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), f"swap {i}: outputs differ"
-    ns = len(swaps)
-    return {"swaps": ns,
+        c0 = time.process_time()
+        t0 = time.perf_counter_ns()
+        td = fn(row, int(s), int(j), *st, w, weighted)
+        times.append((time.perf_counter_ns() - t0) / 1e3)
+        cpu += time.process_time() - c0
+        tds.append(td)
+    return np.array(times), cpu, np.array(tds), st
+
+
+def replay(D, init, swaps, w, weighted, between=64, rounds=2):
+    """Old and new side by side: whole replays alternated (old, new, old, new, ...), one
+    state at a time (as in the walk, one M in the caches); outputs compared bitwise."""
+    if len(swaps):  # warm (compile / load from cache) both sides on throw-away copies
+        for fn in (ref_apply_swap, apply_swap):
+            _replay_one(fn, D, init, swaps[:1], w, weighted, between)
+    res = {"old": [], "new": []}
+    for _ in range(rounds):
+        for side, fn in (("old", ref_apply_swap), ("new", apply_swap)):
+            res[side].append(_replay_one(fn, D, init, swaps, w, weighted, between))
+    ref_tds, ref_st = res["old"][0][2], res["old"][0][3]
+    for side in ("old", "new"):
+        for _, _, tds, st in res[side]:
+            assert tds.tobytes() == ref_tds.tobytes(), f"{side}: TD sequence differs"
+            for a, b in zip(st, ref_st):
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), f"{side}: final state differs"
+    ns = max(1, len(swaps))
+    t_old = np.concatenate([r[0] for r in res["old"]])
+    t_new = np.concatenate([r[0] for r in res["new"]])
+    c_old = sum(r[1] for r in res["old"]) / rounds
+    c_new = sum(r[1] for r in res["new"]) / rounds
+    return {"swaps": len(swaps), "rounds": rounds,
             "old_us_median": float(np.median(t_old)), "new_us_median": float(np.median(t_new)),
             "old_us_mean": float(np.mean(t_old)), "new_us_mean": float(np.mean(t_new)),
-            "old_cpu_us_per_swap": c_old / max(1, ns) * 1e6, "new_cpu_us_per_swap": c_new / max(1, ns) * 1e6,
+            "old_us_mean_per_round": [float(r[0].mean()) for r in res["old"]],
+            "new_us_mean_per_round": [float(r[0].mean()) for r in res["new"]],
+            "old_cpu_us_per_swap": c_old / ns * 1e6, "new_cpu_us_per_swap": c_new / ns * 1e6,
             "speedup_mean": float(np.mean(t_old) / np.mean(t_new)),
-            "speedup_median": float(np.median(t_old) / np.median(t_new))}
+            "speedup_median": float(np.median(t_old) / np.median(t_new)),
+            "speedup_cpu": c_old / c_new if c_new > 0 else None}
 
 
 def main(argv=None):
@@ -263,16 +299,18 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)  # the same init draws as bench_features' swap part
     out = {"n": n, "dtype": str(D.dtype), "k": {},
            "notes": "per-swap microseconds of apply_swap, old (swap_update + removal_loss + loss_sum, "
-                    "pre-fusion copies) vs new, alternated swap by swap in one process over the swaps "
-                    "of a recorded eager FasterPAM walk (natural order, 1 thread); outputs asserted "
-                    "bitwise equal after every swap; 'weighted' replays the same swaps with random "
-                    "weights; cpu = process CPU time per swap; loadavg = 1-minute load average"}
+                    "pre-fusion copies) vs new, whole replays alternated old/new in one process over "
+                    "the swaps of a recorded eager FasterPAM walk (natural order, 1 thread), each swap "
+                    "preceded (untimed) by the up to 64 candidate evaluations the walk did before it; "
+                    "TD after every swap and the final state asserted bitwise equal; 'weighted' "
+                    "replays the same swaps with random weights; cpu = process CPU time per swap; "
+                    "loadavg = 1-minute load average"}
     wts = rng.random(n) + 0.5
     for k in args.ks:
         init = rng.choice(n, k, replace=False)
         st = initial_state(D, init, np.empty(0), False)
         td = ref_loss_sum(st[3], np.empty(0), False)
-        rec = np.empty((args.max_swaps, 2), dtype=np.int64)
+        rec = np.empty((args.max_swaps, 3), dtype=np.int64)
         t0 = time.perf_counter()
         nsw = record_walk(D, *st, np.empty(0), False, td, 0.0, 100, rec)
         walk_s = time.perf_counter() - t0

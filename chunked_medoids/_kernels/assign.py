@@ -15,13 +15,19 @@ accumulated in float64.
 
 Every function is ``@njit(nogil=True, cache=True)`` and allocation-free unless it says
 otherwise.
+
+After a swap, :func:`swap_update_losses` (the body of ``swap.apply_swap``) does the work of
+:func:`swap_update`, :func:`removal_loss` and :func:`loss_sum` in one pass over the points,
+bitwise the same; the three stay the definitions (and are used on their own elsewhere).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-from numba.extending import overload
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 
 def _big_of(x):  # pragma: no cover - python fallback, replaced by the overload in numba
@@ -228,6 +234,37 @@ def loss_sum(dn, w, weighted):
 # --- the fused swap + losses pass (apply_swap) ---------------------------------------------
 
 
+@intrinsic
+def _prefetch_write(typingctx, M, o, s):
+    """Hint that ``M[o, s]`` (2-D array, in bounds) is about to be written: LLVM's
+    ``llvm.prefetch`` (rw = 1, locality 3, data), ``prefetchw`` on x86-64, no-op elsewhere.
+    A hint only: it never faults and changes no value."""
+    sig = types.void(M, o, s)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args[0]
+        A = context.make_array(aty)(context, builder, args[0])
+        idx = [context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2)]
+        ptr = cgutils.get_item_pointer2(context, builder, A.data, cgutils.unpack_tuple(builder, A.shape, 2),
+                                        cgutils.unpack_tuple(builder, A.strides, 2), aty.layout, idx,
+                                        wraparound=False, boundscheck=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        # unmangled name: the IR parser upgrades it to the overload of this LLVM's pointers
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: how many rows ahead the fused pass prefetches its store into column b of M (the
+#: column write misses once per row; the hardware prefetchers lose a stride of k·itemsize
+#: at every page boundary).
+PREFETCH_ROWS = 16
+
+
 @njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})
 def _min_range(M, o, lo, hi, best):
     """``min(best, M[o, lo:hi])`` as a value (``v if v < best else best``), for
@@ -282,8 +319,11 @@ def swap_update_losses(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, w
     ``M[j, b]`` is written, so it runs at ``o == j``.  Second-nearest rescans use
     :func:`_second_excluding` up to :data:`SMALL_K` slots, the vectorised
     :func:`_second_fast` above.
-    Replaces three passes over the points (and a fourth over column b of M) by one; the
-    update rules are written inline (a helper call per point costs reference counting).
+    Replaces three passes over the points (and a fourth over column b of M) by one, the
+    store into column b prefetched :data:`PREFETCH_ROWS` rows ahead; the update rules are
+    written inline (a helper call per point costs reference counting).  Measured by
+    benchmarks/bench_apply.py on the swaps of real walks (n = 20000): about 1.6x faster
+    per swap at k = 100; at k = 10 within the noise to about 1.2x.
     """
     n = M.shape[0]
     k = M.shape[1]
@@ -321,6 +361,8 @@ def _pass_small_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
     n = M.shape[0]
     td = 0.0
     for o in range(n):
+        op = o + PREFETCH_ROWS
+        _prefetch_write(M, op if op < n else n - 1, b)
         d = row[o]
         M[o, b] = d
         p = nn[o]
@@ -359,6 +401,8 @@ def _pass_large_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
     n = M.shape[0]
     td = 0.0
     for o in range(n):
+        op = o + PREFETCH_ROWS
+        _prefetch_write(M, op if op < n else n - 1, b)
         d = row[o]
         M[o, b] = d
         p = nn[o]
