@@ -20,7 +20,7 @@ Per-swap figures are medians and means of the individual calls in microseconds (
 ``perf_counter_ns`` around the jitted call; both sides pay the same dispatch), plus the
 process CPU time of each side.  Usage::
 
-    python benchmarks/bench_apply.py [--n 20000] [--ks 10 100]
+    python benchmarks/bench_apply.py [--n 20000] [--ks 10 100] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -291,6 +291,7 @@ def main(argv=None):
     ap.add_argument("--ks", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-swaps", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="whole replays per side, alternated")
     args = ap.parse_args(argv)
     from chunked_medoids import from_features
 
@@ -315,8 +316,8 @@ def main(argv=None):
         nsw = record_walk(D, *st, np.empty(0), False, td, 0.0, 100, rec)
         walk_s = time.perf_counter() - t0
         swaps = rec[:nsw]
-        entry = {"walk_record_seconds": walk_s, "unweighted": replay(D, init, swaps, np.empty(0), False),
-                 "weighted": replay(D, init, swaps, wts, True), "loadavg": os.getloadavg()[0]}
+        entry = {"walk_record_seconds": walk_s, "unweighted": replay(D, init, swaps, np.empty(0), False, rounds=args.rounds),
+                 "weighted": replay(D, init, swaps, wts, True, rounds=args.rounds), "loadavg": os.getloadavg()[0]}
         out["k"][str(k)] = entry
         u = entry["unweighted"]
         print(f"apply n={n} k={k}: {nsw} swaps, old {u['old_us_mean']:.1f} us/swap, new {u['new_us_mean']:.1f} "
