@@ -30,7 +30,7 @@ from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
-from .assign import loss_sum, removal_loss, swap_update
+from .assign import swap_update_losses
 from .convert import f16_finite, f16_row, f16_thresholds, f16_value
 from .simd import compress64, load_relaxed, lt_mask64, max_gt, min_lt, store_relaxed
 
@@ -546,10 +546,11 @@ def eval_group(block, visit, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, buf
 
 @njit(nogil=True, cache=True)
 def apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
-    """Swap slot ``b`` for ``j`` (row in hand), recompute R, return the new TD = Σ w·dn."""
-    swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
-    removal_loss(dn, ds, nn, w, weighted, R)
-    return loss_sum(dn, w, weighted)
+    """Swap slot ``b`` for ``j`` (row in hand), recompute R, return the new TD = Σ w·dn.
+
+    Bitwise ``swap_update`` then ``removal_loss`` then ``loss_sum``, run as one pass over
+    the points (:func:`~.assign.swap_update_losses`)."""
+    return swap_update_losses(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
 
 
 @njit(nogil=True, cache=True)
