@@ -15,7 +15,8 @@ Parts (``--part``):
               seconds of each pass, CPU time over wall time.
 ``swap``      The stored swap kernel: FasterPAM on the in-memory float32 matrix of 20000
               pixels, k = 10 and 100, 2 threads and 1 thread (identical results asserted),
-              timed three ways, each divided by passes · n² (ns per element per pass):
+              each fit run 3 times alternated (the median run reported, every run's ns in
+              ``walk_runs_ns_per_el_pass``), timed three ways, each divided by passes · n² (ns per element per pass):
               the walk alone (``validate=False``: ``walk_*`` keys, the issue-16 figure),
               the default fit (``validate=True``: ``ns_per_el_pass`` and the other keys
               without a prefix, as before; this includes the one-time up-front validation
@@ -24,7 +25,7 @@ Parts (``--part``):
               definition of the same check, which was the whole check before the one-pass
               kernels: medians of 3 alternated runs).  ``kmedoids.fasterpam`` (``n_cpu=1`` and ``2``,
               same matrix and init, no validation) when that package is installed (an
-              optional benchmark reference only).  About a minute on an idle machine.
+              optional benchmark reference only).  A few minutes on an idle machine.
 ``passes``    The block-parallel passes on features, n = 10000 pixels (d = 3), 2 threads:
               BUILD (k = 10), one FastPAM1 iteration and the silhouette, each on the
               in-memory float32 matrix, on the features source (fused kernels) and on the
@@ -221,6 +222,15 @@ def large(n=100000, ks=(10, 100), seed=0):
     return out
 
 
+#: alternated repetitions of each fit in the ``swap`` part (medians reported, all runs kept).
+WALK_REPEAT = 3
+
+
+def _median_run(runs):
+    """The run of median wall time among ``_timed`` results."""
+    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+
+
 def swap_part(n=20000, ks=(10, 100), seed=0):
     from chunked_medoids import from_features, open_dissimilarity
     from chunked_medoids.sources.validate import _check_array_numpy
@@ -245,10 +255,18 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
     for k in ks:
         init = rng.choice(n, k, replace=False)
         _fit(D, k, init, max_iter=1)  # warm
-        (resw, _), tw, cw, loadw = _timed(_fit, D, k, init, validate=False)
-        (res, _), t, c, load = _timed(_fit, D, k, init)
-        (resw1, _), tw1, cw1, loadw1 = _timed(_fit, D, k, init, num_workers=1, validate=False)
-        (res1, _), t1, c1, load1 = _timed(_fit, D, k, init, num_workers=1)
+        runs = {"w": [], "d": [], "w1": [], "d1": []}
+        for _ in range(WALK_REPEAT):  # alternated, side by side; medians reported (one run swings +-20 %)
+            runs["w"].append(_timed(_fit, D, k, init, validate=False))
+            runs["d"].append(_timed(_fit, D, k, init))
+            runs["w1"].append(_timed(_fit, D, k, init, num_workers=1, validate=False))
+            runs["d1"].append(_timed(_fit, D, k, init, num_workers=1))
+        (resw, _), tw, cw, loadw = _median_run(runs["w"])
+        (res, _), t, c, load = _median_run(runs["d"])
+        (resw1, _), tw1, cw1, loadw1 = _median_run(runs["w1"])
+        (res1, _), t1, c1, load1 = _median_run(runs["d1"])
+        for r in runs["w"] + runs["d"] + runs["w1"] + runs["d1"]:
+            assert np.array_equal(res.medoids, r[0][0].medoids) and res.loss == r[0][0].loss, "runs differ"
         for r in (res1, resw, resw1):
             assert np.array_equal(res.medoids, r.medoids) and res.loss == r.loss, "runs differ"
         vals, nums = [], []
@@ -257,7 +275,9 @@ def swap_part(n=20000, ks=(10, 100), seed=0):
             nums.append(_timed(_check_array_numpy, D, "D")[1:])
         tv, cv, loadv = (float(np.median(x)) for x in zip(*vals))
         tvn, cvn, _ = (float(np.median(x)) for x in zip(*nums))
-        entry = {"walk_seconds": tw, "walk_ns_per_el_pass": _per_el(tw, resw.n_iter, n),
+        entry = {"walk_runs_ns_per_el_pass": [_per_el(r[1], resw.n_iter, n) for r in runs["w"]],
+                 "single_thread_walk_runs_cpu_ns_per_el_pass": [_per_el(r[2], resw.n_iter, n) for r in runs["w1"]],
+                 "walk_seconds": tw, "walk_ns_per_el_pass": _per_el(tw, resw.n_iter, n),
                  "walk_cpu_ns_per_el_pass_per_thread": _per_el(cw, resw.n_iter, n) / 2, "walk_loadavg": loadw,
                  "single_thread_walk_ns_per_el_pass": _per_el(tw1, resw1.n_iter, n),
                  "single_thread_walk_cpu_ns_per_el_pass": _per_el(cw1, resw1.n_iter, n),
