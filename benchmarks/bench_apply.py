@@ -6,7 +6,7 @@ of n = 20000 scikit-image ``hubble_deep_field`` pixels (``pixels()`` of
 ``bench_features.py``, same seeded random init as its ``swap`` part), k = 10 and 100, then
 replays each swap sequence from the initial state with two states side by side in one
 process: the pre-fusion definition of ``apply_swap`` (``swap_update`` + ``removal_loss`` +
-``loss_sum`` as they were, kept verbatim below) and the current
+``loss_sum``, still in ``assign.py`` as ``swap_update_three_passes``) and the current
 :func:`chunked_medoids._kernels.swap.apply_swap`, whole replays alternated (old, new, old,
 new), one state in the caches at a time as in the walk.  The TD after every swap and the
 final M, medoids, is_medoid, dn, ds, nn, sn and R are asserted bitwise equal
@@ -38,139 +38,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_features import pixels  # noqa: E402
 
-from chunked_medoids._kernels.assign import _big_of, assign_all  # noqa: E402
+from chunked_medoids._kernels.assign import (  # noqa: E402
+    assign_all,
+    loss_sum,
+    removal_loss,
+    swap_update_three_passes,
+)
 from chunked_medoids._kernels.swap import accept_swap, apply_swap, best_slot, eval_candidate  # noqa: E402
 
-# ---- the reference: apply_swap before the fused pass (verbatim copies) ----------------------
-
-
-@njit(nogil=True, cache=True)
-def ref_rescan_point(M, o, medoid_slot, dn, ds, nn, sn):
-    k = M.shape[1]
-    big = _big_of(M[o, 0])
-    bn = big
-    bs = big
-    ibn = -1
-    ibs = -1
-    if medoid_slot >= 0:
-        bn = M[o, medoid_slot]
-        ibn = medoid_slot
-        for s in range(k):
-            if s == medoid_slot:
-                continue
-            d = M[o, s]
-            if d < bs or ibs < 0:
-                bs = d
-                ibs = s
-    else:
-        for s in range(k):
-            d = M[o, s]
-            if d < bn or ibn < 0:
-                bs = bn
-                ibs = ibn
-                bn = d
-                ibn = s
-            elif d < bs or ibs < 0:
-                bs = d
-                ibs = s
-    dn[o] = bn
-    nn[o] = ibn
-    if ibs < 0:
-        ds[o] = big
-        sn[o] = -1
-    else:
-        ds[o] = bs
-        sn[o] = ibs
-
-
-@njit(nogil=True, cache=True)
-def ref_second_excluding(M, o, exclude, ds, sn):
-    k = M.shape[1]
-    best = _big_of(M[o, 0])
-    ib = -1
-    for s in range(k):
-        if s == exclude:
-            continue
-        d = M[o, s]
-        if ib < 0 or d < best:
-            best = d
-            ib = s
-    ds[o] = best
-    sn[o] = ib
-
-
-@njit(nogil=True, cache=True)
-def ref_swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn):
-    n = M.shape[0]
-    k = M.shape[1]
-    old = medoids[b]
-    is_medoid[old] = False
-    is_medoid[j] = True
-    medoids[b] = j
-    for o in range(n):
-        M[o, b] = row[o]
-    if k == 1:
-        for o in range(n):
-            dn[o] = row[o]
-        return
-    for o in range(n):
-        d = row[o]
-        if nn[o] == b:
-            if d < ds[o]:
-                dn[o] = d
-                ref_second_excluding(M, o, b, ds, sn)
-            else:
-                dn[o] = ds[o]
-                nn[o] = sn[o]
-                ref_second_excluding(M, o, sn[o], ds, sn)
-        elif d < dn[o]:
-            ds[o] = dn[o]
-            sn[o] = nn[o]
-            dn[o] = d
-            nn[o] = b
-        elif d < ds[o]:
-            ds[o] = d
-            sn[o] = b
-        elif sn[o] == b:
-            ref_second_excluding(M, o, nn[o], ds, sn)
-    if nn[j] != b:
-        ref_rescan_point(M, j, b, dn, ds, nn, sn)
-
-
-@njit(nogil=True, cache=True)
-def ref_removal_loss(dn, ds, nn, w, weighted, R):
-    k = R.shape[0]
-    for s in range(k):
-        R[s] = 0.0
-    if k == 1:
-        return
-    n = dn.shape[0]
-    for o in range(n):
-        diff = np.float64(ds[o]) - np.float64(dn[o])
-        if weighted:
-            R[nn[o]] += w[o] * diff
-        else:
-            R[nn[o]] += diff
-
-
-@njit(nogil=True, cache=True)
-def ref_loss_sum(dn, w, weighted):
-    acc = 0.0
-    n = dn.shape[0]
-    if weighted:
-        for o in range(n):
-            acc += w[o] * np.float64(dn[o])
-    else:
-        for o in range(n):
-            acc += np.float64(dn[o])
-    return acc
-
-
-@njit(nogil=True, cache=True)
-def ref_apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
-    ref_swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
-    ref_removal_loss(dn, ds, nn, w, weighted, R)
-    return ref_loss_sum(dn, w, weighted)
+# ---- the reference: the three passes apply_swap ran before the fused one ------------------
+ref_apply_swap = swap_update_three_passes
 
 
 # ---- state, walk recorder, replay -------------------------------------------------------------
@@ -188,7 +65,7 @@ def initial_state(D, init, w, weighted):
     sn = np.empty(n, np.int32)
     assign_all(M, medoids, dn, ds, nn, sn)
     R = np.zeros(k)
-    ref_removal_loss(dn, ds, nn, w, weighted, R)
+    removal_loss(dn, ds, nn, w, weighted, R)
     return [M, medoids, is_medoid, dn, ds, nn, sn, R]
 
 
@@ -310,7 +187,7 @@ def main(argv=None):
     for k in args.ks:
         init = rng.choice(n, k, replace=False)
         st = initial_state(D, init, np.empty(0), False)
-        td = ref_loss_sum(st[3], np.empty(0), False)
+        td = loss_sum(st[3], np.empty(0), False)
         rec = np.empty((args.max_swaps, 3), dtype=np.int64)
         t0 = time.perf_counter()
         nsw = record_walk(D, *st, np.empty(0), False, td, 0.0, 100, rec)

@@ -1,5 +1,5 @@
 """The fused ``apply_swap`` (one pass: swap_update + removal_loss + loss_sum) against the
-three-pass definition it replaced, kept verbatim below as the reference: bitwise equal in
+three-pass definition it replaced (still in ``assign.py``: ``swap_update_three_passes``): bitwise equal in
 every output (M, medoids, is_medoid, dn, ds, nn, sn, R, TD) on heavy-tie matrices."""
 
 import numpy as np
@@ -14,140 +14,14 @@ from chunked_medoids._kernels.assign import (
     _second_excluding,
     _second_fast,
     assign_all,
+    removal_loss,
     swap_update_losses,
+    swap_update_three_passes,
 )
 from chunked_medoids._kernels.swap import apply_swap
 
-# ---- reference: the pre-fusion definition (verbatim copies) -----------------------------------
-
-
-@njit(cache=True)
-def ref_rescan_point(M, o, medoid_slot, dn, ds, nn, sn):
-    k = M.shape[1]
-    big = _big_of(M[o, 0])
-    bn = big
-    bs = big
-    ibn = -1
-    ibs = -1
-    if medoid_slot >= 0:
-        bn = M[o, medoid_slot]
-        ibn = medoid_slot
-        for s in range(k):
-            if s == medoid_slot:
-                continue
-            d = M[o, s]
-            if d < bs or ibs < 0:
-                bs = d
-                ibs = s
-    else:
-        for s in range(k):
-            d = M[o, s]
-            if d < bn or ibn < 0:
-                bs = bn
-                ibs = ibn
-                bn = d
-                ibn = s
-            elif d < bs or ibs < 0:
-                bs = d
-                ibs = s
-    dn[o] = bn
-    nn[o] = ibn
-    if ibs < 0:
-        ds[o] = big
-        sn[o] = -1
-    else:
-        ds[o] = bs
-        sn[o] = ibs
-
-
-@njit(cache=True)
-def ref_second_excluding(M, o, exclude, ds, sn):
-    k = M.shape[1]
-    best = _big_of(M[o, 0])
-    ib = -1
-    for s in range(k):
-        if s == exclude:
-            continue
-        d = M[o, s]
-        if ib < 0 or d < best:
-            best = d
-            ib = s
-    ds[o] = best
-    sn[o] = ib
-
-
-@njit(cache=True)
-def ref_swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn):
-    n = M.shape[0]
-    k = M.shape[1]
-    old = medoids[b]
-    is_medoid[old] = False
-    is_medoid[j] = True
-    medoids[b] = j
-    for o in range(n):
-        M[o, b] = row[o]
-    if k == 1:
-        for o in range(n):
-            dn[o] = row[o]
-        return
-    for o in range(n):
-        d = row[o]
-        if nn[o] == b:
-            if d < ds[o]:
-                dn[o] = d
-                ref_second_excluding(M, o, b, ds, sn)
-            else:
-                dn[o] = ds[o]
-                nn[o] = sn[o]
-                ref_second_excluding(M, o, sn[o], ds, sn)
-        elif d < dn[o]:
-            ds[o] = dn[o]
-            sn[o] = nn[o]
-            dn[o] = d
-            nn[o] = b
-        elif d < ds[o]:
-            ds[o] = d
-            sn[o] = b
-        elif sn[o] == b:
-            ref_second_excluding(M, o, nn[o], ds, sn)
-    if nn[j] != b:
-        ref_rescan_point(M, j, b, dn, ds, nn, sn)
-
-
-@njit(cache=True)
-def ref_removal_loss(dn, ds, nn, w, weighted, R):
-    k = R.shape[0]
-    for s in range(k):
-        R[s] = 0.0
-    if k == 1:
-        return
-    n = dn.shape[0]
-    for o in range(n):
-        diff = np.float64(ds[o]) - np.float64(dn[o])
-        if weighted:
-            R[nn[o]] += w[o] * diff
-        else:
-            R[nn[o]] += diff
-
-
-@njit(cache=True)
-def ref_loss_sum(dn, w, weighted):
-    acc = 0.0
-    n = dn.shape[0]
-    if weighted:
-        for o in range(n):
-            acc += w[o] * np.float64(dn[o])
-    else:
-        for o in range(n):
-            acc += np.float64(dn[o])
-    return acc
-
-
-@njit(cache=True)
-def ref_apply_swap(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
-    ref_swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
-    ref_removal_loss(dn, ds, nn, w, weighted, R)
-    return ref_loss_sum(dn, w, weighted)
+# ---- reference: the three-pass definition (swap_update, removal_loss, loss_sum) -------------
+ref_apply_swap = swap_update_three_passes
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -179,7 +53,7 @@ def _state(D, med, w, weighted):
     sn = np.empty(n, np.int32)
     assign_all(M, medoids, dn, ds, nn, sn)
     R = np.zeros(k)
-    ref_removal_loss(dn, ds, nn, w, weighted, R)
+    removal_loss(dn, ds, nn, w, weighted, R)
     return [M, medoids, is_medoid, dn, ds, nn, sn, R]
 
 

@@ -301,6 +301,16 @@ def _second_fast(M, o, exclude, ds, sn):
     _second_excluding(M, o, exclude, ds, sn)  # pragma: no cover - NaN in M only
 
 
+@njit(nogil=True, cache=True)
+def swap_update_three_passes(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted):
+    """The definition :func:`swap_update_losses` fuses: :func:`swap_update`, then
+    :func:`removal_loss` into ``R``, then :func:`loss_sum` (returned).  Three passes over the
+    points; the tests and ``benchmarks/bench_apply.py`` compare the two."""
+    swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
+    removal_loss(dn, ds, nn, w, weighted, R)
+    return loss_sum(dn, w, weighted)
+
+
 #: up to this many slots the plain scan of :func:`_second_excluding` is the faster rescan
 #: (measured by benchmarks/bench_apply.py); above it, :func:`_second_fast`.
 SMALL_K = 16
@@ -327,10 +337,6 @@ def swap_update_losses(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, w
     """
     n = M.shape[0]
     k = M.shape[1]
-    if R.shape[0] != k:  # pragma: no cover - callers pass R of length k
-        swap_update(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn)
-        removal_loss(dn, ds, nn, w, weighted, R)
-        return loss_sum(dn, w, weighted)
     old = medoids[b]
     is_medoid[old] = False
     is_medoid[j] = True

@@ -280,17 +280,7 @@ def _ov_compress64(m, base, out, pos):
     if (HAVE_COMPRESS and isinstance(out, types.Array) and out.ndim == 1 and out.layout == "C"
             and out.dtype == types.int32):
         return lambda m, base, out, pos: _compress64_vec(m, base, out, pos)
-
-    def impl(m, base, out, pos):
-        mm = np.uint64(m)
-        p = pos
-        while mm != 0:
-            out[p] = base + trailing_zeros(mm)
-            p += 1
-            mm &= mm - np.uint64(1)
-        return p
-
-    return impl
+    return lambda m, base, out, pos: compress64_loop(m, base, out, pos)
 
 
 @njit(nogil=True, cache=True)
