@@ -352,18 +352,33 @@ def swap_update_losses(row, b, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, w
             td += (w[o] if weighted else 1.0) * np.float64(d)
         return td
     if k <= SMALL_K:
-        return _pass_small_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted)
-    return _pass_large_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted)
+        return _pass(row, b, j, M, dn, ds, nn, sn, R, w, weighted, _SCAN)
+    return _pass(row, b, j, M, dn, ds, nn, sn, R, w, weighted, _FAST)
 
 
-# The k >= 2 pass of swap_update_losses (R already zeroed), once per rescan function: a
-# runtime choice inside the loop slows the small-k loop by ~25 %, and passing the function
-# as an argument defeats numba's cache.  Keep the two bodies identical but for the rescan.
+# The rescan of the k >= 2 pass, chosen at compile time by the *type* of ``how``
+# (:data:`_SCAN` / :data:`_FAST`), so the pass is one body compiled twice: a runtime choice
+# inside the loop slows the small-k loop by ~25 %, and passing the function as an argument
+# defeats numba's cache.
+_SCAN = np.int8(0)
+_FAST = np.int16(0)
+
+
+def _rescan_second(M, o, exclude, ds, sn, how):  # pragma: no cover - replaced by the overload in numba
+    """:func:`_second_excluding` for ``how`` = :data:`_SCAN`, :func:`_second_fast` for :data:`_FAST`."""
+    raise NotImplementedError
+
+
+@overload(_rescan_second, jit_options={"nogil": True, "cache": True})
+def _ov_rescan_second(M, o, exclude, ds, sn, how):
+    if how == types.int8:
+        return lambda M, o, exclude, ds, sn, how: _second_excluding(M, o, exclude, ds, sn)
+    return lambda M, o, exclude, ds, sn, how: _second_fast(M, o, exclude, ds, sn)
 
 
 @njit(nogil=True, cache=True)
-def _pass_small_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
-    """The pass of :func:`swap_update_losses` for k <= :data:`SMALL_K`."""
+def _pass(row, b, j, M, dn, ds, nn, sn, R, w, weighted, how):
+    """The k >= 2 pass of :func:`swap_update_losses` (R already zeroed); the rescan by ``how``."""
     n = M.shape[0]
     td = 0.0
     for o in range(n):
@@ -375,12 +390,12 @@ def _pass_small_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
         if p == b:
             if d < ds[o]:
                 dn[o] = d
-                _second_excluding(M, o, b, ds, sn)
+                _rescan_second(M, o, b, ds, sn, how)
             else:
                 q = sn[o]
                 dn[o] = ds[o]
                 nn[o] = q
-                _second_excluding(M, o, q, ds, sn)
+                _rescan_second(M, o, q, ds, sn, how)
         elif d < dn[o]:
             ds[o] = dn[o]
             sn[o] = p
@@ -390,47 +405,7 @@ def _pass_small_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
             ds[o] = d
             sn[o] = b
         elif sn[o] == b:
-            _second_excluding(M, o, p, ds, sn)
-        if o == j:
-            if nn[o] != b:
-                rescan_point(M, j, b, dn, ds, nn, sn)
-        x = np.float64(dn[o])
-        wo = w[o] if weighted else 1.0  # x * 1.0 == x bitwise: the unweighted sums are unchanged
-        R[nn[o]] += wo * (np.float64(ds[o]) - x)
-        td += wo * x
-    return td
-
-
-@njit(nogil=True, cache=True)
-def _pass_large_k(row, b, j, M, dn, ds, nn, sn, R, w, weighted):
-    """The pass of :func:`swap_update_losses` for k > :data:`SMALL_K` (identical but the rescan)."""
-    n = M.shape[0]
-    td = 0.0
-    for o in range(n):
-        op = o + PREFETCH_ROWS
-        _prefetch_write(M, op if op < n else n - 1, b)
-        d = row[o]
-        M[o, b] = d
-        p = nn[o]
-        if p == b:
-            if d < ds[o]:
-                dn[o] = d
-                _second_fast(M, o, b, ds, sn)
-            else:
-                q = sn[o]
-                dn[o] = ds[o]
-                nn[o] = q
-                _second_fast(M, o, q, ds, sn)
-        elif d < dn[o]:
-            ds[o] = dn[o]
-            sn[o] = p
-            dn[o] = d
-            nn[o] = b
-        elif d < ds[o]:
-            ds[o] = d
-            sn[o] = b
-        elif sn[o] == b:
-            _second_fast(M, o, p, ds, sn)
+            _rescan_second(M, o, p, ds, sn, how)
         if o == j:
             if nn[o] != b:
                 rescan_point(M, j, b, dn, ds, nn, sn)
