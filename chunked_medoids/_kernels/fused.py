@@ -44,14 +44,28 @@ from .metrics import (
     M_EUCLIDEAN,
     M_MANHATTAN,
     M_SQEUCLIDEAN,
+    TERM_ABSDIFF,
+    TERM_SQDIFF,
     _acc_absdiff,
     _acc_sqdiff,
+    _acc_terms4,
     cheb_step,
     dist_tile,
 )
 from .msc import msc_terms
-from .simd import lt_mask64
-from .swap import NOISE, apply_swap, best_slot, eval_candidate, pass_terms, rounding_margin, swapped_loss
+from .simd import lt_mask64, store_relaxed
+from .swap import (
+    GROUP,
+    NOISE,
+    _beaten,
+    _own_positions,
+    apply_swap,
+    best_slot,
+    eval_candidate,
+    pass_terms,
+    rounding_margin,
+    swapped_loss,
+)
 
 #: finishing kinds of the monotone path: 0 = none (not monotone), 1 = identity, 2 = sqrt.
 FIN_NONE = 0
@@ -85,6 +99,18 @@ def _raw_tile(code, T, ia, b0, w, acc):
             bt = T[t, b0:b0 + w]
             for o in range(w):
                 acc[o] = cheb_step(acc[o], x, bt[o])
+
+
+@njit(nogil=True, cache=True)
+def _raw_tile4(code, T, js, b0, w, A):
+    """:func:`_raw_tile` of the four points ``js`` into the rows of ``A`` (bitwise)."""
+    if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
+        _acc_terms4(TERM_SQDIFF, T, js, T, b0, w, A)
+    elif code == M_MANHATTAN:
+        _acc_terms4(TERM_ABSDIFF, T, js, T, b0, w, A)
+    else:  # chebyshev: one at a time
+        for g in range(4):
+            _raw_tile(code, T, js[g], b0, w, A[g])
 
 
 @njit(nogil=True, cache=True)
@@ -380,8 +406,156 @@ def eval_candidate_fused(j, F, S, H, dn, ds, nn, R, w, weighted, P):
 
 
 # ---------------------------------------------------------------------------------------
+# Four candidates per sweep (the fused counterpart of swap.eval_quad).  The four rows are
+# computed tile by tile into the group scratch (S[6]: raw float64 sums, S[7]: rounded values),
+# the 64-point masks are built against the same limits, and each row's passing points are
+# consumed in increasing o with its own P and acc -- the four chains interleaved while all
+# have bits, as in swap.eval_quad.  Per row: the same points, terms and order as
+# walk_below(USE_SWAP), so every P and acc is bitwise the one-candidate kernel's.
+# ---------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _q_bit(ub, m, X, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
+    """The terms of the lowest set bit of ``m`` (tile entry ``ub | bit`` of ``X``, point
+    ``c0 + entry``); ``raw``: ``X`` holds unfinished sums (monotone path), else the source's
+    values.  Returns (rest of m, tot)."""
+    t = ub | np.uint64(trailing_zeros(m))
+    o = np.uint64(c0) + t
+    if raw:
+        v = out_value(_finish(fin, X[t]), f32, qs, qinv)
+    else:
+        v = np.float64(X[t])
+    tot = pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0, weighted, P, tot)
+    return m & (m - np.uint64(1)), tot
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _q_pair(ub, m1, m2, X1, X2, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P1, P2, a1, a2):
+    while m1 != 0 and m2 != 0:
+        m1, a1 = _q_bit(ub, m1, X1, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P1, a1)
+        m2, a2 = _q_bit(ub, m2, X2, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P2, a2)
+    while m1 != 0:
+        m1, a1 = _q_bit(ub, m1, X1, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P1, a1)
+    while m2 != 0:
+        m2, a2 = _q_bit(ub, m2, X2, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P2, a2)
+    return a1, a2
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _q_tail(X, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
+    if X[t] < L[lb + t]:
+        o = c0 + t
+        if raw:
+            v = out_value(_finish(fin, X[t]), f32, qs, qinv)
+        else:
+            v = np.float64(X[t])
+        tot = pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0, weighted,
+                         P, tot)
+    return tot
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _quad_tile(X, L, lb, c0, wt, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, PG, accs):
+    """Consume tile ``c0`` (``wt`` points) of the four rows ``X[g]``: entry t passes when
+    ``X[g, t] < L[lb + t]``.  ``accs`` (4 float64) is updated in place."""
+    X0, X1, X2, X3 = X[0], X[1], X[2], X[3]
+    P0, P1, P2, P3 = PG[0], PG[1], PG[2], PG[3]
+    a0, a1, a2, a3 = accs[0], accs[1], accs[2], accs[3]
+    nfull = wt - wt % 64
+    for g0 in range(0, nfull, 64):
+        m0 = lt_mask64(X0, g0, L, lb + g0)
+        m1 = lt_mask64(X1, g0, L, lb + g0)
+        m2 = lt_mask64(X2, g0, L, lb + g0)
+        m3 = lt_mask64(X3, g0, L, lb + g0)
+        ub = np.uint64(g0)
+        while m0 != 0 and m1 != 0 and m2 != 0 and m3 != 0:
+            m0, a0 = _q_bit(ub, m0, X0, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P0, a0)
+            m1, a1 = _q_bit(ub, m1, X1, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P1, a1)
+            m2, a2 = _q_bit(ub, m2, X2, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P2, a2)
+            m3, a3 = _q_bit(ub, m3, X3, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P3, a3)
+        a0, a1 = _q_pair(ub, m0, m1, X0, X1, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P0, P1, a0, a1)
+        a2, a3 = _q_pair(ub, m2, m3, X2, X3, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P2, P3, a2, a3)
+    for t in range(nfull, wt):
+        a0 = _q_tail(X0, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P0, a0)
+        a1 = _q_tail(X1, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P1, a1)
+        a2 = _q_tail(X2, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P2, a2)
+        a3 = _q_tail(X3, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P3, a3)
+    accs[0] = a0
+    accs[1] = a1
+    accs[2] = a2
+    accs[3] = a3
+
+
+@njit(nogil=True, cache=True)
+def eval_quad_fused(js, F, S, H, dn, ds, nn, R, w, weighted, PG, accs, bads):
+    """:func:`eval_candidate_fused` of the four candidates ``js`` in one sweep (k >= 2).
+
+    ``PG[g]`` and ``accs[g]`` are bitwise what ``eval_candidate_fused(js[g], ...)`` gives,
+    and ``bads[g]`` is the number of entries of row ``js[g]`` that are not finite in the
+    source's dtype (``S[5]`` is not touched: the caller adds a row's count when it reaches
+    that candidate).  Tiles of ``tw`` points as :func:`walk_below`; the group scratch is
+    ``S[6]`` (4, tw) float64 and ``S[7]`` (4, tw) in the source's dtype.
+    """
+    code, T, aux, p, categorical, ranges, tw, qs, qinv = F
+    acc2, QA, QV = S[3], S[6], S[7]
+    n = T.shape[1]
+    fin = finish_kind(code)
+    f32 = QV.itemsize == 4
+    thr = H[0]
+    tinf = H[2][0]
+    k = R.shape[0]
+    for g in range(GROUP):
+        for s in range(k):
+            PG[g, s] = R[s]
+        accs[g] = 0.0
+        bads[g] = 0
+    for c0 in range(0, n, tw):
+        wt = min(tw, n - c0)
+        if fin != FIN_NONE:
+            _raw_tile4(code, T, js, c0, wt, QA)
+        for g in range(GROUP):
+            j = js[g]
+            a = QA[g]
+            if fin == FIN_NONE:
+                dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, a, acc2)
+            if c0 <= j < c0 + wt:
+                a[j - c0] = 0.0
+            if fin != FIN_NONE:
+                b = 0
+                for o in range(wt):
+                    b += not (a[o] < tinf)
+                bads[g] += b
+            else:
+                bads[g] += store_tile(a, QV[g], wt, qs, qinv)
+        if fin != FIN_NONE:
+            _quad_tile(QA, thr, c0, c0, wt, True, fin, f32, qs, qinv, dn, ds, nn, w, weighted, PG, accs)
+        else:
+            _quad_tile(QV, ds, c0, c0, wt, False, fin, f32, qs, qinv, dn, ds, nn, w, weighted, PG, accs)
+
+
+@njit(nogil=True, cache=True)
+def fused_group(F, S, H, cand, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, bads):
+    """``PG[g]``, ``accs[g]``, ``bads[g]`` of the candidates at positions ``gpos[:ng]``:
+    bitwise :func:`fused_eval` of each.  Two to four in one sweep (:func:`eval_quad_fused`,
+    the last candidate repeated); one alone, or k = 1, by :func:`fused_eval`."""
+    if ng == 1 or R.shape[0] == 1:
+        box = S[5]
+        for g in range(ng):
+            before = box[0]
+            accs[g] = fused_eval(cand[gpos[g]], F, dn, ds, H, nn, R, w, weighted, PG[g], S)
+            bads[g] = box[0] - before
+            box[0] = before
+        return
+    js = np.empty(GROUP, dtype=np.int64)
+    for g in range(GROUP):
+        js[g] = cand[gpos[min(g, ng - 1)]]
+    eval_quad_fused(js, F, S, H, dn, ds, nn, R, w, weighted, PG, accs, bads)
+
+
+# ---------------------------------------------------------------------------------------
 # FasterPAM on a feature bundle.  ``F = (code, T, aux, p, categorical, ranges, tw, qs, qinv)``;
-# scratch ``S = (idx, vals, acc, acc2, row, bad_box)`` (one per thread); thresholds
+# scratch ``S = (idx, vals, acc, acc2, row, bad_box, QA, QV)`` (one per thread); thresholds
 # ``H = (thr, thr_v, tinf_box)`` shared (read-only while candidates are evaluated).
 # ---------------------------------------------------------------------------------------
 
@@ -390,7 +564,7 @@ def eval_candidate_fused(j, F, S, H, dn, ds, nn, R, w, weighted, P):
 def fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S):
     """``acc`` with ΔTD(s) = P[s] + acc for candidate ``j`` (any k; see :func:`eval_candidate_fused`)."""
     code, T, aux, p, categorical, ranges, tw, qs, qinv = F
-    idx, vals, acc, acc2, row, bad_box = S
+    idx, acc, acc2, row, bad_box = S[0], S[2], S[3], S[4], S[5]
     if R.shape[0] == 1:
         bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv)
         return eval_candidate(row, dn, ds, nn, R, w, weighted, P, idx)
@@ -401,7 +575,7 @@ def fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S):
 def fused_full_row(j, F, S):
     """``S.row`` = D[j] (diagonal 0); returns it.  Non-finite entries counted in ``bad_box``."""
     code, T, aux, p, categorical, ranges, tw, qs, qinv = F
-    idx, vals, acc, acc2, row, bad_box = S
+    acc, acc2, row, bad_box = S[2], S[3], S[4], S[5]
     bad_box[0] += fused_row(code, T, aux, j, p, categorical, ranges, row, acc, acc2, tw, qs, qinv)
     return row
 
@@ -449,26 +623,41 @@ def fasterpam_fused(F, S, H, cand, M, medoids, is_medoid, dn, ds, nn, sn, R, w, 
 
     Returns the number of positions consumed; stops early (like the stored kernel) after a
     full cycle without a swap, or when a row holds a non-finite entry (``bad_box[0] > 0``).
+    The next four own candidates are evaluated in one sweep (:func:`fused_group`); after a
+    swap the ones evaluated ahead are evaluated again against the new caches.
     """
     n = M.shape[0]
     m = cand.shape[0]
+    k = R.shape[0]
     since = counters[0]
     nsw = counters[1]
     td = td_box[0]
     consumed = m
     bad_box = S[5]
+    PG = np.empty((GROUP, k), dtype=np.float64)
+    accs = np.empty(GROUP, dtype=np.float64)
+    bads = np.zeros(GROUP, dtype=np.int64)
+    gpos = np.empty(GROUP, dtype=np.int64)
+    ng = 0  # positions gpos[g:ng] evaluated ahead against the current caches
+    g = 0
     for i in range(m):
         j = cand[i]
         if not is_medoid[j]:
-            acc = fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S)
+            if g >= ng or gpos[g] != i:
+                ng = _own_positions(cand, is_medoid, i, m, 1, gpos)
+                fused_group(F, S, H, cand, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, bads)
+                g = 0
+            bad_box[0] += bads[g]
             if bad_box[0] > 0:
                 consumed = i
                 break
-            s, dlt = best_slot(P, acc)
+            s, dlt = best_slot(PG[g], accs[g])
+            g += 1
             if _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, dlt):
                 td = fused_apply_swap(F, S, H, s, j, M, medoids, is_medoid, dn, ds, nn, sn, R, w, weighted)
                 nsw += 1
                 since = 0
+                ng = 0  # the caches changed: the positions evaluated ahead are evaluated again
         since += 1
         if since >= n:
             consumed = i + 1
@@ -484,27 +673,64 @@ def first_improving_fused(F, S, H, cand, lo, hi, is_medoid, dn, ds, nn, R, w, we
     """:func:`~.swap.first_improving` with rows computed on the fly (same arithmetic).
 
     Returns the first accepted position in ``[lo, hi)`` or -1 (also -1 with
-    ``bad_box[0] > 0`` when a row holds a non-finite entry)."""
+    ``bad_box[0] > 0`` when a row holds a non-finite entry).  Four own candidates per
+    sweep (:func:`fused_group`; the caches do not change here)."""
+    return first_improving_fused_strided(F, S, H, cand, lo, hi, 1, is_medoid, dn, ds, nn, R, w, weighted, td,
+                                         tol, P, out, np.empty(0, dtype=np.int64), 0)
+
+
+@njit(nogil=True, cache=True)
+def first_improving_fused_strided(F, S, H, cand, lo, hi, step, is_medoid, dn, ds, nn, R, w, weighted, td, tol,
+                                  P, out, hits, me):
+    """:func:`~.swap.first_improving_strided` with rows computed on the fly: thread ``me``'s
+    share ``lo, lo + step, ... < hi`` of an interleaved batch, stopping once another thread
+    published an earlier position in ``hits``.
+
+    A row with a non-finite entry also stops the share: ``bad_box[0] > 0``, its position
+    is published (the other threads stop past it) and -1 returned; the driver then reports
+    the bad row instead of swapping.  With an empty ``hits`` and ``step = 1`` it is
+    :func:`first_improving_fused`.
+    """
     bad_box = S[5]
-    for i in range(lo, hi):
+    k = R.shape[0]
+    PG = np.empty((GROUP, k), dtype=np.float64)
+    accs = np.empty(GROUP, dtype=np.float64)
+    bads = np.zeros(GROUP, dtype=np.int64)
+    gpos = np.empty(GROUP, dtype=np.int64)
+    ng = 0  # this thread's positions gpos[g:ng] evaluated ahead
+    g = 0
+    for i in range(lo, hi, step):
+        if _beaten(hits, i):
+            return -1
         j = cand[i]
         if is_medoid[j]:
             continue
-        acc = fused_eval(j, F, dn, ds, H, nn, R, w, weighted, P, S)
+        if g >= ng or gpos[g] != i:
+            ng = _own_positions(cand, is_medoid, i, hi, step, gpos)
+            fused_group(F, S, H, cand, gpos, ng, dn, ds, nn, R, w, weighted, PG, accs, bads)
+            g = 0
+        bad_box[0] += bads[g]
         if bad_box[0] > 0:
+            if hits.shape[0] > 0:
+                store_relaxed(hits, me, i)
             return -1
-        s, dlt = best_slot(P, acc)
+        s, dlt = best_slot(PG[g], accs[g])
+        g += 1
         if _accept_fused(j, F, S, s, dn, ds, nn, w, weighted, td, tol, dlt):
             out[0] = s
             out[1] = dlt
+            if hits.shape[0] > 0:
+                store_relaxed(hits, me, i)
             return i
     return -1
 
 
 def make_scratch(n, dtype, tw):
-    """Per-thread scratch ``S`` of the fused FasterPAM kernels (plain numpy)."""
+    """Per-thread scratch ``S`` of the fused FasterPAM kernels (plain numpy): ``(idx, vals,
+    acc, acc2, row, bad_box, QA, QV)``, the last two the group tiles of :func:`eval_quad_fused`."""
     return (np.empty(n, dtype=np.int32), np.empty(tw, dtype=dtype), np.empty(tw, dtype=np.float64),
-            np.empty(tw, dtype=np.float64), np.empty(n, dtype=dtype), np.zeros(1, dtype=np.int64))
+            np.empty(tw, dtype=np.float64), np.empty(n, dtype=dtype), np.zeros(1, dtype=np.int64),
+            np.empty((GROUP, tw), dtype=np.float64), np.empty((GROUP, tw), dtype=dtype))
 
 
 def make_thresholds(F, ds):
@@ -555,6 +781,11 @@ class FusedEval:
         """:func:`first_improving_fused` with thread ``t``'s scratch."""
         return first_improving_fused(self.F, self.S[t], self.H, cand, lo, hi, st.is_medoid, st.dn, st.ds,
                                      st.nn, st.R, st.w, st.weighted, td, tol, P, out)
+
+    def strided(self, t, cand, lo, hi, step, st, td, tol, P, out, hits):
+        """:func:`first_improving_fused_strided`: thread ``t``'s share of an interleaved batch."""
+        return first_improving_fused_strided(self.F, self.S[t], self.H, cand, lo, hi, step, st.is_medoid, st.dn,
+                                             st.ds, st.nn, st.R, st.w, st.weighted, td, tol, P, out, hits, t)
 
     def apply(self, slot, j, st):
         """:func:`fused_apply_swap`: swap slot ``slot`` for ``j``; returns the new TD."""

@@ -557,6 +557,60 @@ def _acc_terms(kind, AT, ia, BT, b0, w, acc):
             acc[o] += _coord_term(kind, x0, r0[o])
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _x4(AT, t, js):
+    return AT[t, js[0]], AT[t, js[1]], AT[t, js[2]], AT[t, js[3]]
+
+
+@njit(nogil=True, cache=True)
+def _acc_terms4(kind, AT, js, BT, b0, w, A):
+    """:func:`_acc_terms` of the four points ``js`` of A at once: ``A[g, o]`` is bitwise
+    ``_acc_terms(kind, AT, js[g], BT, b0, w, ...)[o]`` (for every point the same terms added
+    in coordinate order from 0.0); each loaded coordinate of B serves the four sums.
+    Three coordinates per sweep over the tile (then two or one)."""
+    literally(kind)
+    d = AT.shape[0]
+    A0, A1, A2, A3 = A[0], A[1], A[2], A[3]
+    for o in range(w):
+        A0[o] = 0.0
+        A1[o] = 0.0
+        A2[o] = 0.0
+        A3[o] = 0.0
+    t = 0
+    while t < d:
+        nt = min(3, d - t)
+        x00, x01, x02, x03 = _x4(AT, t, js)
+        r0 = BT[t, b0:b0 + w]
+        if nt == 3:
+            x10, x11, x12, x13 = _x4(AT, t + 1, js)
+            x20, x21, x22, x23 = _x4(AT, t + 2, js)
+            r1 = BT[t + 1, b0:b0 + w]
+            r2 = BT[t + 2, b0:b0 + w]
+            for o in range(w):
+                b0v, b1v, b2v = r0[o], r1[o], r2[o]
+                A0[o] = ((A0[o] + _coord_term(kind, x00, b0v)) + _coord_term(kind, x10, b1v)) + _coord_term(kind, x20, b2v)
+                A1[o] = ((A1[o] + _coord_term(kind, x01, b0v)) + _coord_term(kind, x11, b1v)) + _coord_term(kind, x21, b2v)
+                A2[o] = ((A2[o] + _coord_term(kind, x02, b0v)) + _coord_term(kind, x12, b1v)) + _coord_term(kind, x22, b2v)
+                A3[o] = ((A3[o] + _coord_term(kind, x03, b0v)) + _coord_term(kind, x13, b1v)) + _coord_term(kind, x23, b2v)
+        elif nt == 2:
+            x10, x11, x12, x13 = _x4(AT, t + 1, js)
+            r1 = BT[t + 1, b0:b0 + w]
+            for o in range(w):
+                b0v, b1v = r0[o], r1[o]
+                A0[o] = (A0[o] + _coord_term(kind, x00, b0v)) + _coord_term(kind, x10, b1v)
+                A1[o] = (A1[o] + _coord_term(kind, x01, b0v)) + _coord_term(kind, x11, b1v)
+                A2[o] = (A2[o] + _coord_term(kind, x02, b0v)) + _coord_term(kind, x12, b1v)
+                A3[o] = (A3[o] + _coord_term(kind, x03, b0v)) + _coord_term(kind, x13, b1v)
+        else:
+            for o in range(w):
+                b0v = r0[o]
+                A0[o] += _coord_term(kind, x00, b0v)
+                A1[o] += _coord_term(kind, x01, b0v)
+                A2[o] += _coord_term(kind, x02, b0v)
+                A3[o] += _coord_term(kind, x03, b0v)
+        t += nt
+
+
 @njit(nogil=True, cache=True)
 def _acc_sqdiff(AT, ia, BT, b0, w, acc):
     _acc_terms(TERM_SQDIFF, AT, ia, BT, b0, w, acc)

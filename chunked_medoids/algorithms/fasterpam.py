@@ -19,7 +19,7 @@ earliest over all workers is swapped in everywhere (:mod:`chunked_medoids._dist_
 docs/architecture.rst §14).  On local threads the next row block is read in a background
 thread while the current one is processed; with ``num_workers > 1`` candidates are
 evaluated *speculatively*: a batch of upcoming candidates is split across threads
-(interleaved for stored rows, see :class:`_Speculator`), each evaluating its share against
+(interleaved, see :class:`_Speculator`), each evaluating its share against
 the same (unchanged) caches with the same nogil kernel and stopping at its first improving
 candidate (or once another thread has found an earlier one); the earliest improving one in
 order is swapped
@@ -136,7 +136,8 @@ class _F16Rows:
 class _Speculator:
     """Speculative batch evaluation over ``threads`` threads (see module notes).
 
-    Stored rows (float32 / float16 blocks): a batch is *interleaved* -- thread ``t`` takes
+    Stored rows (float32 / float16 blocks) and fused (features) sources: a batch is
+    *interleaved* -- thread ``t`` takes
     the positions ``i + t, i + t + T, ...`` -- and the threads share one small array where
     each publishes its first improving position (:func:`first_improving_strided`); a
     thread stops as soon as its next position lies beyond a published one.  So at most
@@ -144,12 +145,13 @@ class _Speculator:
     batch can run to the end of the block (or of the cycle): one hand-off per swap or
     block instead of one per small batch.  The waiting thread blocks on the future (no
     spinning); an exception (or KeyboardInterrupt) in the calling thread stops the helpers
-    through the same array before it propagates.  Fused (features) sources keep contiguous
-    sub-ranges with geometrically growing batches (:meth:`_run_ranges`; also used for
-    stored rows when :attr:`interleave` is False, the scheme before interleaving).
+    through the same array before it propagates.  A fused row with a non-finite entry
+    stops the batch too (published like a hit); the caller then reports it.  With
+    :attr:`interleave` False, batches are contiguous sub-ranges with geometrically growing
+    sizes (:meth:`_run_ranges`, the scheme before interleaving).
     """
 
-    #: interleaved batches with early stop for stored rows (False: contiguous sub-ranges).
+    #: interleaved batches with early stop (False: contiguous sub-ranges).
     interleave = True
 
     def __init__(self, pool, threads, k, n, fused=None, f16=None):
@@ -207,6 +209,8 @@ class _Speculator:
 
     def _strided(self, t, block, visit, cand, lo, hi, st, td, tol):
         T = self.threads
+        if self.fused is not None:
+            return self.fused.strided(t, cand, lo, hi, T, st, td, tol, self.P[t], self.out[t], self.hits)
         if self.f16 is not None:
             return self.f16.strided(t, block, visit, cand, lo, hi, T, st, td, tol, self.P[t], self.out[t], self.hits)
         return first_improving_strided(block, visit, cand, lo, hi, T, st.is_medoid, st.dn, st.ds, st.nn, st.R,
@@ -216,8 +220,9 @@ class _Speculator:
     def run(self, block, visit, cand, st, counters, td_box, tol, P_seq):
         """Consume the positions of ``cand`` like the sequential kernel (same counters,
         caches and TD); returns the positions consumed."""
-        if self.fused is not None or not self.interleave:
+        if not self.interleave:
             return self._run_ranges(block, visit, cand, st, counters, td_box, tol, P_seq)
+        fe = self.fused
         n = st.n
         L = cand.shape[0]
         T = self.threads
@@ -227,7 +232,10 @@ class _Speculator:
             if self.gap < 2.0 * T:
                 # swaps are frequent: speculation would mostly be wasted; go sequential
                 hi = min(L, i + 16)
-                i += self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
+                consumed = self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
+                if fe is not None and fe.bad():
+                    return i
+                i += consumed
                 if counters[0] >= n:
                     return i
                 continue
@@ -251,6 +259,8 @@ class _Speculator:
                             f.result()
                         except BaseException:  # noqa: BLE001 - the first error propagates
                             pass
+            if fe is not None and fe.bad():
+                return i  # a row with a non-finite entry: the caller reports it
             p = int(self.hits.min())
             if p >= hi:
                 i = self._no_swap(i, hi, counters)
