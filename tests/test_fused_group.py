@@ -289,3 +289,35 @@ def test_fasterpam_reports_an_overflowing_row_met_in_a_batch(monkeypatch, worker
     assert src.prefer_fused()
     with pytest.raises(DissimilarityError, match="inf"):
         fasterpam(src, 4, init=np.array([100, 200, 300, 350]), num_workers=workers)
+
+
+ALL_METRICS = [("euclidean", {}), ("sqeuclidean", {}), ("manhattan", {}), ("chebyshev", {}),
+               ("minkowski", {"p": 3}), ("cosine", {}), ("correlation", {}), ("canberra", {}), ("braycurtis", {}),
+               ("hamming", {}), ("jaccard", {}), ("gower", {"categorical": [1]})]
+
+
+@pytest.mark.parametrize("metric,params", ALL_METRICS, ids=[m for m, _ in ALL_METRICS])
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2 ** 31), st.integers(1, 9), st.integers(1, 130), st.booleans())
+def test_four_point_tiles_are_bitwise_the_one_point_tiles(metric, params, seed, d, w, ties):
+    from chunked_medoids._kernels.metrics import dist_tile, dist_tile4
+
+    rng = np.random.default_rng(seed)
+    if metric == "gower" and d < 2:
+        d = 2
+    n = 140
+    X = np.round(rng.normal(size=(n, d)), 0 if ties else 3)
+    if metric in ("hamming", "jaccard"):
+        X = (X > 0).astype(np.float64)
+    F = from_features(X, metric, **params).fused_bundle()
+    assert F is not None
+    code, T, aux, p, cat, ranges = F[:6]
+    js = rng.choice(n, GROUP).astype(np.int64)
+    b0 = int(rng.integers(0, n - w + 1))
+    A = np.full((GROUP, w + 2), np.nan)
+    dist_tile4(code, T, js, aux, T, b0, w, aux, p, cat, ranges, A, np.empty(w))
+    one = np.empty(w)
+    for g in range(GROUP):
+        dist_tile(code, T, js[g], aux, T, b0, w, aux, p, cat, ranges, one, np.empty(w))
+        np.testing.assert_array_equal(_bits(A[g, :w]), _bits(one))
+    assert np.isnan(A[:, w:]).all()

@@ -51,6 +51,7 @@ from .metrics import (
     _acc_terms4,
     cheb_step,
     dist_tile,
+    dist_tile4,
 )
 from .msc import msc_terms
 from .simd import lt_mask64, store_relaxed
@@ -514,11 +515,11 @@ def eval_quad_fused(js, F, S, H, dn, ds, nn, R, w, weighted, PG, accs, bads):
         wt = min(tw, n - c0)
         if fin != FIN_NONE:
             _raw_tile4(code, T, js, c0, wt, QA)
+        else:
+            dist_tile4(code, T, js, aux, T, c0, wt, aux, p, categorical, ranges, QA, acc2)
         for g in range(GROUP):
             j = js[g]
             a = QA[g]
-            if fin == FIN_NONE:
-                dist_tile(code, T, j, aux, T, c0, wt, aux, p, categorical, ranges, a, acc2)
             if c0 <= j < c0 + wt:
                 a[j - c0] = 0.0
             if fin != FIN_NONE:

@@ -727,6 +727,40 @@ def dist_tile(code, AT, ia, aux_a, BT, b0, w, aux_b, p, categorical, ranges, acc
             acc[o] = acc[o] / d
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def dist_tile4(code, AT, js, aux_a, BT, b0, w, aux_b, p, categorical, ranges, A, acc2):
+    """:func:`dist_tile` of the four points ``js`` of A into the rows of ``A`` (bitwise).
+
+    The sum metrics (euclidean, sqeuclidean, manhattan, cosine, correlation) take one sweep
+    for the four (:func:`_acc_terms4`) and then :func:`dist_tile`'s own finishing step; the
+    others call :func:`dist_tile` per point.
+    """
+    if code == M_EUCLIDEAN or code == M_SQEUCLIDEAN:
+        _acc_terms4(TERM_SQDIFF, AT, js, BT, b0, w, A)
+        if code == M_EUCLIDEAN:
+            for g in range(4):
+                Ag = A[g]
+                for o in range(w):
+                    Ag[o] = math.sqrt(Ag[o])
+        return
+    if code == M_MANHATTAN:
+        _acc_terms4(TERM_ABSDIFF, AT, js, BT, b0, w, A)
+        return
+    if code == M_COSINE or code == M_CORRELATION:
+        _acc_terms4(TERM_DOT, AT, js, BT, b0, w, A)
+        nb = aux_b[0, b0:b0 + w]
+        rb = aux_b[1, b0:b0 + w]
+        for g in range(4):
+            na = aux_a[0, js[g]]
+            ra = aux_a[1, js[g]]
+            Ag = A[g]
+            for o in range(w):
+                Ag[o] = cos_from_roots(Ag[o], na, nb[o], ra, rb[o])
+        return
+    for g in range(4):
+        dist_tile(code, AT, js[g], aux_a, BT, b0, w, aux_b, p, categorical, ranges, A[g], acc2)
+
+
 @njit(nogil=True, cache=True)
 def dist_rows(code, AT, aux_a, a_off, ids, BT, aux_b, gB, out, oc, p, categorical, ranges, is_int,
               imax, tw):
