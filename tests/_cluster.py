@@ -7,6 +7,7 @@ scheduler or a worker for real.  The workers import this checkout (PYTHONPATH).
 
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -22,14 +23,19 @@ def sub_env() -> dict:
 
 
 def start_process_cluster(tmp_path, nworkers: int = 2):
-    """Start a scheduler and ``nworkers`` one-thread workers; ``(scheduler_file, sched, workers)``."""
+    """Start a scheduler and ``nworkers`` one-thread workers; ``(scheduler_file, sched, workers)``.
+
+    Both run under this interpreter (``python -m`` the modules behind ``dask scheduler`` /
+    ``dask worker``), not whichever ``dask`` comes first on PATH: one from another
+    environment (e.g. with numpy 2 while the tests run numpy 1.x) cannot unpickle what this
+    client sends, nor this client what it returns."""
     sf = tmp_path / "scheduler.json"
     env = sub_env()
-    sched = subprocess.Popen(["dask", "scheduler", "--scheduler-file", str(sf), "--no-dashboard",
-                              "--port", "0", "--host", "127.0.0.1"],
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", str(sf),
+                              "--no-dashboard", "--port", "0", "--host", "127.0.0.1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    workers = subprocess.Popen(["dask", "worker", "--scheduler-file", str(sf), "--nworkers", str(nworkers),
-                                "--nthreads", "1", "--no-dashboard"],
+    workers = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sf),
+                                "--nworkers", str(nworkers), "--nthreads", "1", "--no-dashboard"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     return sf, sched, workers
 

@@ -39,10 +39,19 @@ def _meta_part(meta):
     return json.dumps({k: meta[k] for k in FORMAT1_KEYS}, sort_keys=True)
 
 
+def _scalar_repr(v) -> str:
+    """``repr`` of a fill value in numpy >= 2's form (``np.float32(nan)``) whatever the
+    installed numpy: numpy 1.x prints a scalar bare (``nan``), which would change the digest
+    of the same store bytes."""
+    if isinstance(v, np.generic):
+        return f"np.{type(v).__name__}({v!s})"
+    return repr(v)
+
+
 def zarr_digest(path) -> str:
     h = hashlib.sha256()
     arr = zarr.open_array(str(path), mode="r")
-    h.update(json.dumps([list(arr.shape), list(arr.chunks), str(arr.dtype), repr(arr.fill_value),
+    h.update(json.dumps([list(arr.shape), list(arr.chunks), str(arr.dtype), _scalar_repr(arr.fill_value),
                          [c.to_dict() for c in arr.compressors]], sort_keys=True, default=str).encode())
     h.update(_meta_part(dict(arr.attrs[ATTR])).encode())
     chunk_dir = os.path.join(str(path), "c")
@@ -59,7 +68,7 @@ def hdf5_digest(path, dataset="dissimilarity") -> str:
     h = hashlib.sha256()
     with h5py.File(str(path), "r") as f:
         d = f[dataset]
-        h.update(json.dumps([list(d.shape), list(d.chunks), str(d.dtype), repr(d.fillvalue),
+        h.update(json.dumps([list(d.shape), list(d.chunks), str(d.dtype), _scalar_repr(d.fillvalue),
                              d.compression, repr(d.compression_opts), bool(d.shuffle)],
                             sort_keys=True).encode())
         h.update(_meta_part(json.loads(d.attrs[ATTR])).encode())
