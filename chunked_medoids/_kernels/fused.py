@@ -459,7 +459,16 @@ def _q_tail(X, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P
 @njit(nogil=True, cache=True, error_model="numpy")
 def _quad_tile(X, L, lb, c0, wt, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, PG, accs):
     """Consume tile ``c0`` (``wt`` points) of the four rows ``X[g]``: entry t passes when
-    ``X[g, t] < L[lb + t]``.  ``accs`` (4 float64) is updated in place."""
+    ``X[g, t] < L[lb + t]``.  ``accs`` (4 float64) is updated in place.  Compiled once per
+    value of ``weighted`` (a constant in each inlined copy of the body)."""
+    if weighted:
+        _quad_tile_body(X, L, lb, c0, wt, raw, fin, f32, qs, qinv, dn, ds, nn, w, True, PG, accs)
+    else:
+        _quad_tile_body(X, L, lb, c0, wt, raw, fin, f32, qs, qinv, dn, ds, nn, w, False, PG, accs)
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _quad_tile_body(X, L, lb, c0, wt, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, PG, accs):
     X0, X1, X2, X3 = X[0], X[1], X[2], X[3]
     P0, P1, P2, P3 = PG[0], PG[1], PG[2], PG[3]
     a0, a1, a2, a3 = accs[0], accs[1], accs[2], accs[3]

@@ -88,8 +88,16 @@ def eval_candidate(row, dn, ds, nn, R, w, weighted, P, buf):
     loop.  From k = :data:`LIST_MIN_K` on (few points pass) the passing indices of the whole
     row are first compacted into ``buf`` (int32 scratch of at least ``n - n % 64`` entries;
     a shorter ``buf`` takes the mask loop) and then visited in one loop: the same points in
-    the same order.
+    the same order.  The body is compiled once per value of ``weighted`` (a constant in each
+    inlined copy: no weight loads or selects in the unweighted loop).
     """
+    if weighted:
+        return _candidate_body(row, dn, ds, nn, R, w, True, P, buf)
+    return _candidate_body(row, dn, ds, nn, R, w, False, P, buf)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _candidate_body(row, dn, ds, nn, R, w, weighted, P, buf):
     k = R.shape[0]
     n = row.shape[0]
     acc = 0.0
@@ -475,8 +483,16 @@ def eval_quad(r0, r1, r2, r3, dn, ds, nn, R, w, weighted, PG):
     visited in increasing o within each row -- the same points, order and terms as the
     one-row kernel -- with the four rows' chains interleaved while all have bits (then two
     by two, then one by one).  Only the interleaving across rows differs, and the rows'
-    sums are independent.
+    sums are independent.  The body is compiled once per value of ``weighted`` (a constant
+    in each inlined copy), so the unweighted loop carries no weight loads or selects.
     """
+    if weighted:
+        return _quad_body(r0, r1, r2, r3, dn, ds, nn, R, w, True, PG)
+    return _quad_body(r0, r1, r2, r3, dn, ds, nn, R, w, False, PG)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _quad_body(r0, r1, r2, r3, dn, ds, nn, R, w, weighted, PG):
     k = R.shape[0]
     n = r0.shape[0]
     P0, P1, P2, P3 = PG[0], PG[1], PG[2], PG[3]
@@ -703,7 +719,14 @@ def _f16_point(row, o, mul1, mul2, dn, ds, nn, w, weighted, P, acc):
 def eval_candidate_f16(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P, buf):
     """:func:`eval_candidate` for a row of float16 bits (int16, C-contiguous): bitwise the
     same ``P`` and ``acc`` as :func:`eval_candidate` on the row's float32 values (``buf``:
-    int32 scratch as there)."""
+    int32 scratch as there).  Compiled once per value of ``weighted``, as there."""
+    if weighted:
+        return _candidate_f16_body(row, t, mul1, mul2, dn, ds, nn, R, w, True, P, buf)
+    return _candidate_f16_body(row, t, mul1, mul2, dn, ds, nn, R, w, False, P, buf)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _candidate_f16_body(row, t, mul1, mul2, dn, ds, nn, R, w, weighted, P, buf):
     k = R.shape[0]
     n = row.shape[0]
     acc = 0.0
