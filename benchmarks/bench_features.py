@@ -460,7 +460,12 @@ def main(argv=None):
     ap.add_argument("--large-n", type=int, default=100000)
     ap.add_argument("--dims", default="3,16,64,784", help="d values of the metrics part")
     ap.add_argument("--metrics", default=",".join(METRICS), help="metrics of the metrics part")
+    ap.add_argument("--sizes", default="", help="n per d of the metrics part, e.g. 64=40000,784=8000 "
+                                                "(default: N_FOR_D)")
     args = ap.parse_args(argv)
+    for item in filter(None, args.sizes.split(",")):
+        d, n = item.split("=")
+        N_FOR_D[int(d)] = int(n)
     result = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "loadavg_start": os.getloadavg()}
     if args.part in ("headline", "all"):
