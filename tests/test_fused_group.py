@@ -164,10 +164,7 @@ def test_fused_block_takes_the_swaps_of_the_one_at_a_time_walk(n, k, seed, mi, d
     np.testing.assert_array_equal(H[0], kf.make_thresholds(F, got.ds)[0])
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(8, 200), st.integers(2, 10), st.integers(0, 2 ** 31), st.sampled_from(range(len(METRICS))),
-       st.booleans(), st.booleans(), st.data())
-def test_first_improving_fused_finds_the_first_accepted_position(n, k, seed, mi, ties, overflow, data):
+def _share_case(n, k, seed, mi, ties, overflow):
     rng = np.random.default_rng(seed)
     k = min(k, n - 1)
     metric, params = METRICS[mi]
@@ -175,24 +172,35 @@ def test_first_improving_fused_finds_the_first_accepted_position(n, k, seed, mi,
     F = _small_tiles(src.fused_bundle())
     c = _caches(clean, k, rng, False)
     cand = rng.permutation(n).astype(np.int64)
-    lo = data.draw(st.integers(0, n - 1))
-    hi = data.draw(st.integers(lo, n))
-    S = kf.make_scratch(n, src.dtype, F[6])
-    H = kf.make_thresholds(F, c.ds)
-    P = np.empty(k)
-    want, want_bad = -1, 0
-    for i in range(lo, hi):  # the definition: one candidate at a time
+    return rng, k, src, F, c, cand, kf.make_thresholds(F, c.ds)
+
+
+def _first_by_definition(F, src, c, cand, H, positions):
+    """One candidate at a time over ``positions``: ``((position, slot, ΔTD) or -1, the
+    position of the first bad row met or -1, its count)``."""
+    S = kf.make_scratch(src.n, src.dtype, F[6])
+    P = np.empty(c.R.shape[0])
+    for i in positions:
         j = cand[i]
         if c.is_medoid[j]:
             continue
         acc = kf.fused_eval(j, F, c.dn, c.ds, H, c.nn, c.R, c.w, False, P, S)
         if S[5][0] > 0:
-            want_bad = int(S[5][0])
-            break
+            return -1, i, int(S[5][0])
         s, dlt = best_slot(P, acc)
         if kf._accept_fused(j, F, S, s, c.dn, c.ds, c.nn, c.w, False, c.td, 0.0, dlt):
-            want = (i, s, dlt)
-            break
+            return (i, s, dlt), -1, 0
+    return -1, -1, 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 200), st.integers(2, 10), st.integers(0, 2 ** 31), st.sampled_from(range(len(METRICS))),
+       st.booleans(), st.booleans(), st.data())
+def test_first_improving_fused_finds_the_first_accepted_position(n, k, seed, mi, ties, overflow, data):
+    rng, k, src, F, c, cand, H = _share_case(n, k, seed, mi, ties, overflow)
+    lo = data.draw(st.integers(0, n - 1))
+    hi = data.draw(st.integers(lo, n))
+    want, _, want_bad = _first_by_definition(F, src, c, cand, H, range(lo, hi))
     S2 = kf.make_scratch(n, src.dtype, F[6])
     out = np.empty(2)
     p = kf.first_improving_fused(F, S2, H, cand, lo, hi, c.is_medoid, c.dn, c.ds, c.nn, c.R, c.w, False, c.td,
@@ -202,6 +210,37 @@ def test_first_improving_fused_finds_the_first_accepted_position(n, k, seed, mi,
         assert p == -1
     else:
         assert (p, int(out[0]), _bits(out[1])) == (want[0], want[1], _bits(want[2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 200), st.integers(2, 10), st.integers(0, 2 ** 31), st.sampled_from(range(len(METRICS))),
+       st.booleans(), st.booleans(), st.integers(1, 3), st.integers(0, 2))
+def test_strided_fused_share_finds_the_first_own_position(n, k, seed, mi, ties, overflow, step, me):
+    """Thread ``me``'s share ``me, me + step, ...``: the first own position accepted, or the
+    first own bad row (published, -1 returned), as the one-at-a-time definition says."""
+    rng, k, src, F, c, cand, H = _share_case(n, k, seed, mi, ties, overflow)
+    me = min(me, step - 1)
+    want, want_bad, _ = _first_by_definition(F, src, c, cand, H, range(me, n, step))
+    hits = np.full(step, n, np.int64)
+    out = np.empty(2)
+    S2 = kf.make_scratch(n, src.dtype, F[6])
+    p = kf.first_improving_fused_strided(F, S2, H, cand, me, n, step, c.is_medoid, c.dn, c.ds, c.nn, c.R, c.w,
+                                         False, c.td, 0.0, np.empty(k), out, hits, me)
+    if want_bad >= 0:
+        assert p == -1 and S2[5][0] > 0 and hits[me] == want_bad
+    elif want == -1:
+        assert p == -1 and hits[me] == n and S2[5][0] == 0
+    else:
+        assert (p, int(out[0]), _bits(out[1])) == (want[0], want[1], _bits(want[2]))
+        assert hits[me] == p
+    # another thread's earlier hit stops the share before any position past it
+    hits2 = np.full(step, n, np.int64)
+    hits2[(me + 1) % step] = -1 if step > 1 else n
+    p2 = kf.first_improving_fused_strided(F, kf.make_scratch(n, src.dtype, F[6]), H, cand, me, n, step,
+                                          c.is_medoid, c.dn, c.ds, c.nn, c.R, c.w, False, c.td, 0.0, np.empty(k),
+                                          out, hits2, me)
+    if step > 1:
+        assert p2 == -1
 
 
 def test_overflowing_rows_are_counted_per_candidate_and_the_walk_stops_at_the_first():
@@ -224,58 +263,6 @@ def test_overflowing_rows_are_counted_per_candidate_and_the_walk_stops_at_the_fi
     used = kf.fasterpam_fused(F, S, H, cand, c.M, c.medoids, c.is_medoid, c.dn, c.ds, c.nn, c.sn, c.R, c.w,
                               False, 0.0, np.empty(3), counters, np.array([c.td]))
     assert used == 3 and S[5][0] == 1
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(8, 200), st.integers(2, 10), st.integers(0, 2 ** 31), st.sampled_from(range(len(METRICS))),
-       st.booleans(), st.booleans(), st.integers(1, 3), st.integers(0, 2))
-def test_strided_fused_share_finds_the_first_own_position(n, k, seed, mi, ties, overflow, step, me):
-    """Thread ``me``'s share ``me, me + step, ...``: the first own position accepted, or the
-    first own bad row (published, -1 returned), as the one-at-a-time definition says."""
-    rng = np.random.default_rng(seed)
-    k = min(k, n - 1)
-    me = min(me, step - 1)
-    metric, params = METRICS[mi]
-    src, clean = _sources(rng, n, metric, params, "float32", ties, overflow)
-    F = _small_tiles(src.fused_bundle())
-    c = _caches(clean, k, rng, False)
-    cand = rng.permutation(n).astype(np.int64)
-    S = kf.make_scratch(n, src.dtype, F[6])
-    H = kf.make_thresholds(F, c.ds)
-    P = np.empty(k)
-    want, want_bad = -1, -1
-    for i in range(me, n, step):
-        j = cand[i]
-        if c.is_medoid[j]:
-            continue
-        acc = kf.fused_eval(j, F, c.dn, c.ds, H, c.nn, c.R, c.w, False, P, S)
-        if S[5][0] > 0:
-            want_bad = i
-            break
-        s, dlt = best_slot(P, acc)
-        if kf._accept_fused(j, F, S, s, c.dn, c.ds, c.nn, c.w, False, c.td, 0.0, dlt):
-            want = (i, s, dlt)
-            break
-    hits = np.full(step, n, np.int64)
-    out = np.empty(2)
-    S2 = kf.make_scratch(n, src.dtype, F[6])
-    p = kf.first_improving_fused_strided(F, S2, H, cand, me, n, step, c.is_medoid, c.dn, c.ds, c.nn, c.R, c.w,
-                                         False, c.td, 0.0, np.empty(k), out, hits, me)
-    if want_bad >= 0:
-        assert p == -1 and S2[5][0] > 0 and hits[me] == want_bad
-    elif want == -1:
-        assert p == -1 and hits[me] == n and S2[5][0] == 0
-    else:
-        assert (p, int(out[0]), _bits(out[1])) == (want[0], want[1], _bits(want[2]))
-        assert hits[me] == p
-    # another thread's earlier hit stops the share before any position past it
-    hits2 = np.full(step, n, np.int64)
-    hits2[(me + 1) % step] = -1 if step > 1 else n
-    p2 = kf.first_improving_fused_strided(F, kf.make_scratch(n, src.dtype, F[6]), H, cand, me, n, step,
-                                          c.is_medoid, c.dn, c.ds, c.nn, c.R, c.w, False, c.td, 0.0, np.empty(k),
-                                          out, hits2, me)
-    if step > 1:
-        assert p2 == -1
 
 
 @pytest.mark.parametrize("workers,interleave", [(1, True), (2, True), (2, False)])
