@@ -417,17 +417,23 @@ def eval_candidate_fused(j, F, S, H, dn, ds, nn, R, w, weighted, P):
 
 
 @njit(nogil=True, cache=True, inline="always", error_model="numpy")
-def _q_bit(ub, m, X, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
-    """The terms of the lowest set bit of ``m`` (tile entry ``ub | bit`` of ``X``, point
-    ``c0 + entry``); ``raw``: ``X`` holds unfinished sums (monotone path), else the source's
-    values.  Returns (rest of m, tot)."""
-    t = ub | np.uint64(trailing_zeros(m))
-    o = np.uint64(c0) + t
+def _q_point(X, t, o, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
+    """The terms of tile entry ``t`` of ``X`` (point ``o``), which passed; ``raw``: ``X``
+    holds unfinished sums (monotone path, finished and rounded here), else the source's
+    values."""
     if raw:
         v = out_value(_finish(fin, X[t]), f32, qs, qinv)
     else:
         v = np.float64(X[t])
-    tot = pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0, weighted, P, tot)
+    return pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0, weighted, P, tot)
+
+
+@njit(nogil=True, cache=True, inline="always", error_model="numpy")
+def _q_bit(ub, m, X, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
+    """The terms of the lowest set bit of ``m`` (tile entry ``ub | bit``, point
+    ``c0 + entry``).  Returns (rest of m, tot)."""
+    t = ub | np.uint64(trailing_zeros(m))
+    tot = _q_point(X, t, np.uint64(c0) + t, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot)
     return m & (m - np.uint64(1)), tot
 
 
@@ -446,13 +452,7 @@ def _q_pair(ub, m1, m2, X1, X2, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weig
 @njit(nogil=True, cache=True, inline="always", error_model="numpy")
 def _q_tail(X, L, lb, t, c0, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot):
     if X[t] < L[lb + t]:
-        o = c0 + t
-        if raw:
-            v = out_value(_finish(fin, X[t]), f32, qs, qinv)
-        else:
-            v = np.float64(X[t])
-        tot = pass_terms(v, np.float64(dn[o]), np.float64(ds[o]), nn[o], w[o] if weighted else 1.0, weighted,
-                         P, tot)
+        tot = _q_point(X, t, c0 + t, raw, fin, f32, qs, qinv, dn, ds, nn, w, weighted, P, tot)
     return tot
 
 
