@@ -23,6 +23,12 @@ element as an atomic (monotonic) access: the speculative swap threads publish th
 improving position through them, and a relaxed atomic load is never hoisted out of a loop
 or merged with another (plain loads may be, since the compiler assumes no other writer).
 
+:func:`prefetch_read` ``(a, i)`` hints that ``a[i]`` (a C-contiguous 1-D array) is about to be
+read: LLVM's ``llvm.prefetch`` (read, locality 3, data), one ``prefetcht0`` on x86-64.  A
+hint only: it never faults and changes no value; other arrays take a no-op.  The swap
+kernels stream their candidate rows ahead with it (the hardware prefetchers lose each of
+four interleaved row streams at every 4 KiB page boundary).
+
 :func:`compress64` ``(m, base, out, pos)`` appends the indices ``base + t`` of the set bits
 ``t`` of the uint64 ``m`` to ``out[pos:]`` in increasing order and returns the new length,
 exactly what the loop ``while m: out[pos] = base + tz(m); pos += 1; m &= m - 1`` does, but
@@ -228,6 +234,48 @@ def relaxed_roundtrip(a, i, v):
     """Store ``v`` at ``a[i]`` and load it back through the relaxed accessors (tests)."""
     store_relaxed(a, i, v)
     return load_relaxed(a, i)
+
+
+@intrinsic
+def _prefetch_read(typingctx, a, i):
+    sig = types.void(a, i)
+
+    def codegen(context, builder, signature, args):
+        A = context.make_array(signature.args[0])(context, builder, args[0])
+        i_ = context.cast(builder, args[1], signature.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        # unmangled name: the IR parser upgrades it to the overload of this LLVM's pointers
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch")
+        ptr = builder.bitcast(builder.gep(A.data, [i_]), i8p)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def prefetch_read(a, i):  # pragma: no cover - replaced by the overload in numba
+    """Hint that ``a[i]`` is about to be read (module notes); no effect on any value."""
+
+
+@overload(prefetch_read, jit_options={"nogil": True, "cache": True})
+def _ov_prefetch_read(a, i):
+    if isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C":
+        return lambda a, i: _prefetch_read(a, i)
+    return lambda a, i: None
+
+
+@njit(nogil=True, cache=True)
+def prefetch_sum(a, ahead):
+    """``a.sum()`` in index order with :func:`prefetch_read` of ``a[i + ahead]`` (clamped to the
+    array) before each element (tests: the hint compiles, and changes no value)."""
+    acc = 0.0
+    n = a.shape[0]
+    for i in range(n):
+        prefetch_read(a, min(i + ahead, n - 1))
+        acc += a[i]
+    return acc
 
 
 #: whether LLVM has the target-independent ``llvm.experimental.vector.compress`` (LLVM 19+).
