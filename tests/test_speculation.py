@@ -101,61 +101,107 @@ def test_helpers_find_swaps_and_match_contiguous_scheme(monkeypatch):
     candidates, and the result equals the sequential walk and the contiguous scheme."""
     D, init, _ = _problem(3, 700, 8, False)
     seq = cm.fasterpam(D, 8, init=init, num_workers=1)
-    found = []
-    orig = F._Speculator._strided
+    found = []  # (thread whose hit came first, whether there was a hit) per batch
+    orig = F._Speculator._batch
 
-    def spy(self, t, *a):
-        r = orig(self, t, *a)
-        found.append((t, r))
-        return r
+    def spy(self, block, visit, cand, i, hi, *a):
+        orig(self, block, visit, cand, i, hi, *a)
+        found.append((int(np.argmin(self.hits)), int(self.hits.min()) < hi))
 
-    monkeypatch.setattr(F._Speculator, "_strided", spy)
+    monkeypatch.setattr(F._Speculator, "_batch", spy)
     for nw in (2, 3):
         found.clear()
         _same(seq, cm.fasterpam(D, 8, init=init, num_workers=nw, speculative=True))
-        assert any(t >= 1 and r >= 0 for t, r in found)  # a helper's hit was the one swapped
-        assert any(t == 0 and r >= 0 for t, r in found)
+        assert any(t >= 1 and hit for t, hit in found)  # a helper's hit was the one swapped
+        assert any(t == 0 and hit for t, hit in found)
     monkeypatch.setattr(F._Speculator, "interleave", False)
     found.clear()
     _same(seq, cm.fasterpam(D, 8, init=init, num_workers=2, speculative=True))
-    assert not found  # contiguous sub-ranges: the interleaved kernel is not used
+    assert not found  # contiguous sub-ranges: the interleaved batches are not used
 
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_error_in_calling_thread_stops_helpers_and_propagates(monkeypatch, exc):
     D, init, _ = _problem(4, 400, 4, False)
     started, finished = threading.Event(), threading.Event()
-    results = []
-    orig = F._Speculator._strided
+    orig_serve = F._Speculator._serve
 
     def strided(self, t, *a):
-        if t == 0:
-            assert started.wait(10)
-            raise exc("stop")
+        assert t == 0  # the helpers evaluate inside their serve loops
+        assert started.wait(10)
+        raise exc("stop")
+
+    def serve(self, t, *a):
         started.set()
         try:
-            r = orig(self, t, *a)
-            results.append(r)
-            return r
+            return orig_serve(self, t, *a)
         finally:
             finished.set()
 
     monkeypatch.setattr(F._Speculator, "_strided", strided)
+    monkeypatch.setattr(F._Speculator, "_serve", serve)
     with pytest.raises(exc, match="stop"):
         cm.fasterpam(D, 4, init=init, num_workers=2, speculative=True)
     assert finished.is_set()  # the helper was stopped and waited for before the error left
-    assert len(results) == 1
 
 
 def test_error_in_helper_propagates(monkeypatch):
     D, init, _ = _problem(4, 300, 4, False)
-    orig = F._Speculator._strided
+    orig = F._Speculator._serve
 
-    def strided(self, t, *a):
+    def serve(self, t, *a):
         if t == 1:
             raise ValueError("helper failed")
         return orig(self, t, *a)
 
-    monkeypatch.setattr(F._Speculator, "_strided", strided)
+    monkeypatch.setattr(F._Speculator, "_serve", serve)
     with pytest.raises(ValueError, match="helper failed"):
         cm.fasterpam(D, 4, init=init, num_workers=2, speculative=True)
+
+
+def test_helper_leaving_its_loop_is_an_error_not_a_hang(monkeypatch):
+    D, init, _ = _problem(4, 300, 4, False)
+    monkeypatch.setattr(F._Speculator, "_serve", lambda self, t, *a: None)
+    with pytest.raises(RuntimeError, match="helper thread stopped unexpectedly"):
+        cm.fasterpam(D, 4, init=init, num_workers=2, speculative=True)
+
+
+@pytest.mark.parametrize("nw", [2, 3])
+def test_bounded_waits_and_naps_give_the_same_walk(monkeypatch, nw):
+    """With a spin bound of a few checks the helpers return to Python between batches (and
+    nap) and the caller's waits time out and retry: the walk is still the sequential one."""
+    D, init, _ = _problem(6, 500, 6, False)
+    seq = cm.fasterpam(D, 6, init=init, num_workers=1)
+    naps = []
+    monkeypatch.setattr(F, "SPINS", 4)
+    monkeypatch.setattr(F._Speculator, "NAP", 0.0)
+    orig_sleep = F.time.sleep
+
+    class _Time:
+        @staticmethod
+        def sleep(x):
+            naps.append(x)
+            orig_sleep(x)
+
+    monkeypatch.setattr(F, "time", _Time)
+    _same(seq, cm.fasterpam(D, 6, init=init, num_workers=nw, speculative=True))
+    assert naps  # the helpers did leave their loops idle and came back
+
+
+@pytest.mark.parametrize("cores,spins", [(1, "OVERSUBSCRIBED_SPINS"), (64, "SPINS")])
+def test_more_threads_than_cores_poll_instead_of_spinning(monkeypatch, cores, spins):
+    """With more walk threads than usable cores the waits give up after a few checks (a
+    spinning thread would hold a core another one needs); the walk is the same."""
+    D, init, _ = _problem(7, 400, 5, False)
+    seq = cm.fasterpam(D, 5, init=init, num_workers=1)
+    made = []
+    orig = F._Speculator.__init__
+
+    def init_spy(self, *a, **kw):
+        orig(self, *a, **kw)
+        made.append(self.spins)
+
+    monkeypatch.setattr(F, "_default_threads", lambda: cores)
+    monkeypatch.setattr(F._Speculator, "__init__", init_spy)
+    _same(seq, cm.fasterpam(D, 5, init=init, num_workers=2, speculative=True))
+    assert made == [getattr(F, spins)]

@@ -39,6 +39,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import overload
 
 from .half import HALF_MAX, bits_f32, dequantised, half_bits, round_half
+from .handoff import finish, next_batch
 from .metrics import (
     M_CHEBYSHEV,
     M_EUCLIDEAN,
@@ -735,6 +736,26 @@ def first_improving_fused_strided(F, S, H, cand, lo, hi, step, is_medoid, dn, ds
     return -1
 
 
+@njit(nogil=True, cache=True)
+def strided_helper_fused(ctl, done, me, spins, tdbox, F, S, H, cand, step, is_medoid, dn, ds, nn, R, w, weighted,
+                         tol, P, out, hits):
+    """:func:`~.swap.strided_helper` with rows computed on the fly
+    (:func:`first_improving_fused_strided` with this thread's scratch ``S``)."""
+    gen = done[me]
+    while True:
+        g = next_batch(ctl, gen, spins)
+        if g == gen:
+            return 0
+        if g < 0:
+            return 1
+        lo = ctl[1] + me
+        if lo < ctl[2]:
+            first_improving_fused_strided(F, S, H, cand, lo, ctl[2], step, is_medoid, dn, ds, nn, R, w, weighted,
+                                          tdbox[0], tol, P, out, hits, me)
+        gen = g
+        finish(done, me, g)
+
+
 def make_scratch(n, dtype, tw):
     """Per-thread scratch ``S`` of the fused FasterPAM kernels (plain numpy): ``(idx, vals,
     acc, acc2, row, bad_box, QA, QV)``, the last two the group tiles of :func:`eval_quad_fused`."""
@@ -796,6 +817,11 @@ class FusedEval:
         """:func:`first_improving_fused_strided`: thread ``t``'s share of an interleaved batch."""
         return first_improving_fused_strided(self.F, self.S[t], self.H, cand, lo, hi, step, st.is_medoid, st.dn,
                                              st.ds, st.nn, st.R, st.w, st.weighted, td, tol, P, out, hits, t)
+
+    def helper(self, t, ctl, done, me, spins, tdbox, cand, step, st, tol, P, out, hits):
+        """:func:`strided_helper_fused`: helper thread ``t``'s serve loop (its scratch)."""
+        return strided_helper_fused(ctl, done, me, spins, tdbox, self.F, self.S[t], self.H, cand, step, st.is_medoid,
+                                    st.dn, st.ds, st.nn, st.R, st.w, st.weighted, tol, P, out, hits)
 
     def apply(self, slot, j, st):
         """:func:`fused_apply_swap`: swap slot ``slot`` for ``j``; returns the new TD."""

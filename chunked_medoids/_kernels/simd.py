@@ -22,6 +22,11 @@ the select.
 element as an atomic (monotonic) access: the speculative swap threads publish their first
 improving position through them, and a relaxed atomic load is never hoisted out of a loop
 or merged with another (plain loads may be, since the compiler assumes no other writer).
+:func:`load_acquire` / :func:`store_release` are the same accesses with acquire / release
+ordering: every write a thread made before its release store is visible to a thread whose
+acquire load reads that store's value (plain moves on x86-64, where only the compiler is
+constrained).  :func:`spin_pause` is the spin-wait hint (``pause`` on x86-64, nothing
+elsewhere).  The threads of one speculative batch hand off through them (:mod:`.handoff`).
 
 :func:`prefetch_read` ``(a, i)`` hints that ``a[i]`` (a C-contiguous 1-D array) is about to be
 read: LLVM's ``llvm.prefetch`` (read, locality 3, data), one ``prefetcht0`` on x86-64.  A
@@ -181,30 +186,40 @@ def minmax_select(a, b):
     return min_lt(a, b), max_gt(a, b)
 
 
-@intrinsic
-def _load_relaxed(typingctx, a, i):
-    sig = types.int64(a, i)
+def _atomic_load(ordering):
+    @intrinsic
+    def load(typingctx, a, i):
+        sig = types.int64(a, i)
 
-    def codegen(context, builder, signature, args):
-        A = context.make_array(signature.args[0])(context, builder, args[0])
-        i_ = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.load_atomic(builder.gep(A.data, [i_]), ordering="monotonic", align=8)
+        def codegen(context, builder, signature, args):
+            A = context.make_array(signature.args[0])(context, builder, args[0])
+            i_ = context.cast(builder, args[1], signature.args[1], types.intp)
+            return builder.load_atomic(builder.gep(A.data, [i_]), ordering=ordering, align=8)
 
-    return sig, codegen
+        return sig, codegen
+
+    return load
 
 
-@intrinsic
-def _store_relaxed(typingctx, a, i, v):
-    sig = types.void(a, i, v)
+def _atomic_store(ordering):
+    @intrinsic
+    def store(typingctx, a, i, v):
+        sig = types.void(a, i, v)
 
-    def codegen(context, builder, signature, args):
-        A = context.make_array(signature.args[0])(context, builder, args[0])
-        i_ = context.cast(builder, args[1], signature.args[1], types.intp)
-        v_ = context.cast(builder, args[2], signature.args[2], types.int64)
-        builder.store_atomic(v_, builder.gep(A.data, [i_]), ordering="monotonic", align=8)
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            A = context.make_array(signature.args[0])(context, builder, args[0])
+            i_ = context.cast(builder, args[1], signature.args[1], types.intp)
+            v_ = context.cast(builder, args[2], signature.args[2], types.int64)
+            builder.store_atomic(v_, builder.gep(A.data, [i_]), ordering=ordering, align=8)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    return store
+
+
+_load_relaxed, _load_acquire = _atomic_load("monotonic"), _atomic_load("acquire")
+_store_relaxed, _store_release = _atomic_store("monotonic"), _atomic_store("release")
 
 
 def load_relaxed(a, i):  # pragma: no cover - replaced by the overload in numba
@@ -217,16 +232,66 @@ def store_relaxed(a, i, v):  # pragma: no cover - replaced by the overload in nu
     a[i] = v
 
 
+def load_acquire(a, i):  # pragma: no cover - replaced by the overload in numba
+    """``a[i]`` of an int64 array as an atomic acquire load (module notes)."""
+    return int(a[i])
+
+
+def store_release(a, i, v):  # pragma: no cover - replaced by the overload in numba
+    """``a[i] = v`` of an int64 array as an atomic release store (module notes)."""
+    a[i] = v
+
+
+def _is_int64_vector(a):
+    return isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C" and a.ndim == 1
+
+
 @overload(load_relaxed, jit_options={"nogil": True, "cache": True})
 def _ov_load_relaxed(a, i):
-    if isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C" and a.ndim == 1:
+    if _is_int64_vector(a):
         return lambda a, i: _load_relaxed(a, i)
 
 
 @overload(store_relaxed, jit_options={"nogil": True, "cache": True})
 def _ov_store_relaxed(a, i, v):
-    if isinstance(a, types.Array) and a.dtype == types.int64 and a.layout == "C" and a.ndim == 1:
+    if _is_int64_vector(a):
         return lambda a, i, v: _store_relaxed(a, i, v)
+
+
+@overload(load_acquire, jit_options={"nogil": True, "cache": True})
+def _ov_load_acquire(a, i):
+    if _is_int64_vector(a):
+        return lambda a, i: _load_acquire(a, i)
+
+
+@overload(store_release, jit_options={"nogil": True, "cache": True})
+def _ov_store_release(a, i, v):
+    if _is_int64_vector(a):
+        return lambda a, i, v: _store_release(a, i, v)
+
+
+@intrinsic
+def _pause(typingctx):
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse2.pause")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def spin_pause():  # pragma: no cover - replaced by the overload in numba
+    """One spin-wait hint (module notes)."""
+
+
+@overload(spin_pause, jit_options={"nogil": True, "cache": True})
+def _ov_spin_pause():
+    if X86:
+        return lambda: _pause()
+    return lambda: None
 
 
 @njit(nogil=True, cache=True)

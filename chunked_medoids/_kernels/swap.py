@@ -32,6 +32,7 @@ from numba.extending import overload
 
 from .assign import swap_update_losses
 from .convert import f16_finite, f16_row, f16_thresholds, f16_value
+from .handoff import finish, next_batch
 from .simd import compress64, load_relaxed, lt_mask64, max_gt, min_lt, prefetch_read, store_relaxed
 
 
@@ -726,6 +727,28 @@ def first_improving_strided(block, visit, cand, lo, hi, step, is_medoid, dn, ds,
             return i
     return -1
 
+@njit(nogil=True, cache=True)
+def strided_helper(ctl, done, me, spins, tdbox, block, visit, cand, step, is_medoid, dn, ds, nn, R, w, weighted,
+                   tol, P, buf, out, hits):
+    """Helper thread ``me``'s serve loop (:mod:`.handoff`): for each batch ``[lo, hi)`` the
+    caller posts in ``ctl``, :func:`first_improving_strided` over this thread's positions
+    ``lo + me, lo + me + step, ... < hi`` with the batch's loss ``tdbox[0]``, then the
+    batch is marked done.  Returns 1 when told to stop, 0 after ``spins`` idle checks."""
+    gen = done[me]  # only this thread writes its entry
+    while True:
+        g = next_batch(ctl, gen, spins)
+        if g == gen:
+            return 0
+        if g < 0:
+            return 1
+        lo = ctl[1] + me
+        if lo < ctl[2]:
+            first_improving_strided(block, visit, cand, lo, ctl[2], step, is_medoid, dn, ds, nn, R, w, weighted,
+                                    tdbox[0], tol, P, buf, out, hits, me)
+        gen = g
+        finish(done, me, g)
+
+
 # -- the 2-byte storage type: candidate rows as float16 bits ------------------------------------
 # A float16 store's rows reach these kernels as stored (int16 views of the float16 bits); the
 # values are ``f16_value(h, mul1, mul2)`` (:mod:`.convert`), converted in registers where they
@@ -890,3 +913,22 @@ def first_improving_strided_f16(block, visit, cand, lo, hi, step, mul1, mul2, t,
                 store_relaxed(hits, me, i)
             return i
     return -1
+
+
+@njit(nogil=True, cache=True)
+def strided_helper_f16(ctl, done, me, spins, tdbox, block, visit, cand, step, mul1, mul2, t, row32, is_medoid,
+                       dn, ds, nn, R, w, weighted, tol, P, out, hits):
+    """:func:`strided_helper` on a block of float16 bits (:func:`first_improving_strided_f16`)."""
+    gen = done[me]
+    while True:
+        g = next_batch(ctl, gen, spins)
+        if g == gen:
+            return 0
+        if g < 0:
+            return 1
+        lo = ctl[1] + me
+        if lo < ctl[2]:
+            first_improving_strided_f16(block, visit, cand, lo, ctl[2], step, mul1, mul2, t, row32, is_medoid,
+                                        dn, ds, nn, R, w, weighted, tdbox[0], tol, P, out, hits, me)
+        gen = g
+        finish(done, me, g)

@@ -30,12 +30,14 @@ new caches, so the outcome is bitwise that of the sequential definition.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
 from .._errors import DissimilarityError, InvalidTypeError
 from .._kernels.convert import f16_thresholds
 from .._kernels.fused import FusedEval
+from .._kernels.handoff import OVERSUBSCRIBED_SPINS, SPINS, STOP, all_done, post
 from .._kernels.swap import (
     apply_swap,
     apply_swap_f16,
@@ -45,6 +47,8 @@ from .._kernels.swap import (
     first_improving_f16,
     first_improving_strided,
     first_improving_strided_f16,
+    strided_helper,
+    strided_helper_f16,
 )
 from .._quant import _kernel_factors
 from .._result import SwapResult
@@ -60,7 +64,7 @@ from .._typing import (
     WeightsLike,
 )
 from .._util import check_choice, check_k
-from ..engine import Engine, check_resident
+from ..engine import Engine, _default_threads, check_resident
 from ..sources.base import stored_rows
 from ._common import SwapCaches, check_run, driver_scope, init_or_saved, make_result
 from ._eager import BLOCKS_IN_FLIGHT, GRANULE, eager_passes, log_pass
@@ -128,6 +132,11 @@ class _F16Rows:
                                            self.row32[t], st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w,
                                            st.weighted, td, tol, P, out, hits, t)
 
+    def helper(self, t, ctl, done, me, spins, tdbox, block, visit, cand, step, st, tol, P, out, hits):
+        return strided_helper_f16(ctl, done, me, spins, tdbox, block, visit, cand, step, self.mul1, self.mul2,
+                                  self.t, self.row32[t], st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w,
+                                  st.weighted, tol, P, out, hits)
+
     def apply(self, row, slot, j, st):
         return apply_swap_f16(row, self.mul1, self.mul2, self.t, self.row32[0], slot, j, st.M, st.medoids,
                               st.is_medoid, st.dn, st.ds, st.nn, st.sn, st.R, st.w, st.weighted)
@@ -143,9 +152,14 @@ class _Speculator:
     thread stops as soon as its next position lies beyond a published one.  So at most
     about one evaluation per thread is wasted per swap whatever the batch size, and a
     batch can run to the end of the block (or of the cycle): one hand-off per swap or
-    block instead of one per small batch.  The waiting thread blocks on the future (no
-    spinning); an exception (or KeyboardInterrupt) in the calling thread stops the helpers
-    through the same array before it propagates.  A fused row with a non-finite entry
+    block instead of one per small batch.  The helper threads do not wait on a future per
+    batch: for the whole of a :meth:`run` call each sits in its serve loop
+    (:func:`~.._kernels.swap.strided_helper` and its float16 / fused twins), and batches are
+    handed over by spinning on a shared control array (:mod:`.._kernels.handoff`: a few
+    microseconds instead of about 100 µs of thread wake-ups per batch; at k = 100 there are
+    hundreds of batches per pass).  An exception (or KeyboardInterrupt) in the calling
+    thread stops the helpers' batch through the shared array and then stops their loops
+    before it propagates; a helper that fails is noticed by the caller's bounded wait.  A fused row with a non-finite entry
     stops the batch too (published like a hit); the caller then reports it.  With
     :attr:`interleave` False, batches are contiguous sub-ranges with geometrically growing
     sizes (:meth:`_run_ranges`, the scheme before interleaving).
@@ -166,6 +180,13 @@ class _Speculator:
         self.min_chunk = 8
         self.max_chunk = 2048
         self.hits = np.empty(threads, dtype=np.int64)  # published first improving positions
+        self.ctl = np.zeros(3, dtype=np.int64)  # the posted batch: generation, lo, hi (.handoff)
+        self.done = np.zeros(threads, dtype=np.int64)  # the last generation each helper finished
+        self.tdbox = np.zeros(1, dtype=np.float64)  # the posted batch's loss
+        self.gen = 0
+        # more threads than usable cores: spinning would take the cores the others need, so
+        # every wait gives up after a few checks (the helpers nap, the caller yields)
+        self.spins = SPINS if threads <= _default_threads() else OVERSUBSCRIBED_SPINS
 
     def _sequential(self, block, visit, cand, i, hi, st, counters, td_box, tol, P_seq):
         """The sequential kernel on positions ``[i, hi)``; returns the positions consumed."""
@@ -217,6 +238,60 @@ class _Speculator:
                                        st.w, st.weighted, td, tol, self.P[t], self.buf[t], self.out[t],
                                        self.hits, t)
 
+    #: seconds an idle helper sleeps between its spinning waits (module notes).
+    NAP = 2e-4
+
+    def _serve(self, t, block, visit, cand, st, tol):
+        """Helper thread ``t``'s side of one :meth:`run` call: its serve loop until told to
+        stop, napping between the loop's bounded waits."""
+        T = self.threads
+        args = (self.ctl, self.done, t, self.spins, self.tdbox)
+        while True:
+            if self.fused is not None:
+                r = self.fused.helper(t, *args, cand, T, st, tol, self.P[t], self.out[t], self.hits)
+            elif self.f16 is not None:
+                r = self.f16.helper(t, *args, block, visit, cand, T, st, tol, self.P[t], self.out[t], self.hits)
+            else:
+                r = strided_helper(*args, block, visit, cand, T, st.is_medoid, st.dn, st.ds, st.nn, st.R, st.w,
+                                   st.weighted, tol, self.P[t], self.buf[t], self.out[t], self.hits)
+            if r:
+                return
+            time.sleep(self.NAP)
+
+    def _start(self, block, visit, cand, st, tol):
+        """Start the helpers' serve loops on the pool; returns their futures."""
+        self.ctl[:] = 0
+        self.done[:] = 0
+        self.gen = 0
+        return [self.pool.submit(self._serve, t, block, visit, cand, st, tol) for t in range(1, self.threads)]
+
+    def _batch(self, block, visit, cand, i, hi, st, td, tol, helpers):
+        """Post batch ``[i, hi)`` to the helpers, run thread 0's share, wait for theirs."""
+        self.hits[:] = hi
+        self.tdbox[0] = td
+        self.gen += 1
+        post(self.ctl, i, hi, self.gen)
+        self._strided(0, block, visit, cand, i, hi, st, td, tol)
+        while not all_done(self.done, self.gen, self.spins):
+            for f in helpers:
+                if f.done():  # a helper left its loop before STOP: it failed
+                    f.result()
+                    raise RuntimeError("a speculative FasterPAM helper thread stopped unexpectedly")
+            time.sleep(0)  # a bounded wait ran out: let a napping helper have the GIL
+
+    def _stop(self, helpers, failing):
+        """Stop the helpers' loops and collect them (their first error propagates unless
+        the caller is already raising)."""
+        if failing:
+            self.hits[:] = -1  # end the helpers' current batch at their next position
+        post(self.ctl, 0, 0, STOP)
+        for f in helpers:
+            try:
+                f.result()
+            except BaseException:  # noqa: BLE001 - the caller's own error takes precedence
+                if not failing:
+                    raise
+
     def run(self, block, visit, cand, st, counters, td_box, tol, P_seq):
         """Consume the positions of ``cand`` like the sequential kernel (same counters,
         caches and TD); returns the positions consumed."""
@@ -227,48 +302,36 @@ class _Speculator:
         L = cand.shape[0]
         T = self.threads
         i = 0
-        while i < L:
-            remaining = n - int(counters[0])
-            if self.gap < 2.0 * T:
-                # swaps are frequent: speculation would mostly be wasted; go sequential
-                hi = min(L, i + 16)
-                consumed = self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
+        helpers = self._start(block, visit, cand, st, tol)
+        failing = True
+        try:
+            while i < L:
+                remaining = n - int(counters[0])
+                if self.gap < 2.0 * T:
+                    # swaps are frequent: speculation would mostly be wasted; go sequential
+                    hi = min(L, i + 16)
+                    consumed = self._sequential(block, visit, cand, i, hi, st, counters, td_box, tol, P_seq)
+                    if fe is not None and fe.bad():
+                        break
+                    i += consumed
+                    if counters[0] >= n:
+                        break
+                    continue
+                hi = min(L, i + remaining)
+                self._batch(block, visit, cand, i, hi, st, float(td_box[0]), tol, helpers)
                 if fe is not None and fe.bad():
-                    return i
-                i += consumed
+                    break  # a row with a non-finite entry: the caller reports it
+                p = int(self.hits.min())
+                if p >= hi:
+                    i = self._no_swap(i, hi, counters)
+                else:
+                    i = self._swap_at(block, visit, cand, i, p, int(self.out[int(np.argmin(self.hits))][0]), st,
+                                      counters, td_box)
                 if counters[0] >= n:
-                    return i
-                continue
-            hi = min(L, i + remaining)
-            td_now = float(td_box[0])
-            self.hits[:] = hi
-            futures = []
-            try:
-                for t in range(1, T):
-                    if i + t < hi:
-                        futures.append(self.pool.submit(self._strided, t, block, visit, cand, i + t, hi, st,
-                                                        td_now, tol))
-                self._strided(0, block, visit, cand, i, hi, st, td_now, tol)
-                for f in futures:
-                    f.result()
-            finally:
-                if futures and not all(f.done() for f in futures):
-                    self.hits[:] = -1  # an exception here: stop the helpers before unwinding
-                    for f in futures:
-                        try:
-                            f.result()
-                        except BaseException:  # noqa: BLE001 - the first error propagates
-                            pass
-            if fe is not None and fe.bad():
-                return i  # a row with a non-finite entry: the caller reports it
-            p = int(self.hits.min())
-            if p >= hi:
-                i = self._no_swap(i, hi, counters)
-            else:
-                i = self._swap_at(block, visit, cand, i, p, int(self.out[int(np.argmin(self.hits))][0]), st,
-                                  counters, td_box)
-            if counters[0] >= n:
-                return i
+                    break
+            failing = False
+        finally:
+            self._stop(helpers, failing)
         return i
 
     def _run_ranges(self, block, visit, cand, st, counters, td_box, tol, P_seq):
