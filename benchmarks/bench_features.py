@@ -49,6 +49,11 @@ Parts (``--part``):
               matrix of the float16 values; alternated ``--repeat`` times, identical results
               of the three float16 runs asserted.
 
+``walk``      Whole default FasterPAM fits (k = 10-50, 2 threads, euclidean) from wide image
+              patches (d = 64, 144, 784; ``WALK_CASES``): the eager walk through the fused
+              kernels (``prefer_fused(walk=True)``, no bound on d) against the row-block walk
+              it replaced above d = 32, alternated twice; identical results asserted.
+
 Every part records the 1-minute load average next to its figures; the ``swap`` and
 ``large`` parts also record process CPU time (per thread, per element), which a shared
 machine inflates much less than wall time.
@@ -394,7 +399,7 @@ def metrics_part(dims=(3, 16, 64, 784), metrics=tuple(METRICS), seed=0, rows=256
             one_pass(src, init, False)
             t, c = one_pass(src, init, False)
             via_rows, rows_cpu = _per_el(t, 1, n), _per_el(c, 1, n)
-            chosen = "fused" if src.prefer_fused() else "rows"
+            chosen = "fused" if src.prefer_fused(walk=True) else "rows"  # FasterPAM's choice
             kw = {"p": 3} if name == "minkowski" else {}
             pairwise_distances(X[:2], X[:50], metric=METRICS[name], **kw)
             t0 = time.perf_counter()
@@ -420,7 +425,7 @@ def float16_part(n=20000, ks=(10, 20), repeat=2, seed=0):
     D16 = f16.read_rows(0, n)
 
     rows16 = from_features(X, "euclidean", dtype="float16")  # fused passes off: read_rows blocks
-    rows16.prefer_fused = lambda: False
+    rows16.prefer_fused = lambda walk=False: False
     out = {"n": n, "d": 3, "scale": f16.scale, "fused_float16": f16.prefer_fused(), "k": {}}
     rng = np.random.default_rng(seed)
     for k in ks:
@@ -452,9 +457,49 @@ def float16_part(n=20000, ks=(10, 20), repeat=2, seed=0):
     return out
 
 
+#: (d, n, k) of the ``walk`` part: image patches as in ``metrics``.
+WALK_CASES = ((64, 20000, 10), (144, 6000, 30), (784, 4000, 10), (784, 2000, 50))
+
+
+def walk_part(cases=WALK_CASES, repeat=2, seed=0):
+    """Whole default FasterPAM fits from wide features (euclidean, 2 threads): the walk
+    through the fused kernels (``prefer_fused(walk=True)``, no bound on d) against the
+    row-block walk it replaced above d = 32 (``FUSED_WALK_MAX_D = 32``), alternated; the same
+    medoids and loss asserted."""
+    from chunked_medoids import from_features
+    from chunked_medoids.sources import features as feat
+
+    out = {}
+    saved = feat.FUSED_WALK_MAX_D
+    try:
+        for d, n, k in cases:
+            X = features_for(d, n, seed)
+            init = np.random.default_rng(seed).choice(n, k, replace=False)
+            src = from_features(X, "euclidean")
+            times = {"fused": [], "rows": []}
+            res = {}
+            for _ in range(repeat):
+                for name, bound in (("fused", None), ("rows", 32)):
+                    feat.FUSED_WALK_MAX_D = bound
+                    res[name], t = _fit(src, k, init)
+                    times[name].append(t)
+                assert np.array_equal(res["fused"].medoids, res["rows"].medoids) and \
+                    res["fused"].loss == res["rows"].loss, "the two walks differ"
+            med = {key: float(np.median(v)) for key, v in times.items()}
+            out[f"d={d}/n={n}/k={k}"] = {"seconds": times, "median_s": med, "passes": res["fused"].n_iter,
+                                         "rows_over_fused": med["rows"] / med["fused"],
+                                         "loadavg": os.getloadavg()[0]}
+            print(f"walk d={d} n={n} k={k}: fused {med['fused']:.2f}s rows {med['rows']:.2f}s "
+                  f"({res['fused'].n_iter} passes)", file=sys.stderr)
+    finally:
+        feat.FUSED_WALK_MAX_D = saved
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "float16", "all"], default="all")
+    ap.add_argument("--part", choices=["headline", "large", "swap", "passes", "metrics", "float16", "walk", "all"],
+                    default="all")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n", type=int, default=20000, help="n of the headline part")
     ap.add_argument("--large-n", type=int, default=100000)
@@ -481,6 +526,8 @@ def main(argv=None):
                                          metrics=tuple(args.metrics.split(",")))
     if args.part in ("float16", "all"):
         result["float16"] = float16_part(args.n, repeat=args.repeat)
+    if args.part in ("walk", "all"):
+        result["walk"] = walk_part()
     result["loadavg_end"] = os.getloadavg()
     emit(result)
 

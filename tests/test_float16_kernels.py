@@ -232,7 +232,7 @@ def test_fasterpam_on_float16_rows_is_the_float32_run(f16_stores, key, opts, cou
     src, n = f16_stores[key], f16_stores["n"]
     ref = cm.open_dissimilarity(f16_stores["ref"])
     if key == "features":  # fused kernels compute its rows unless told to stream them
-        monkeypatch.setattr(type(src), "prefer_fused", lambda self: False)
+        monkeypatch.setattr(type(src), "prefer_fused", lambda self, walk=False: False)
     w = np.random.default_rng(1).uniform(0.5, 2.0, n)
     for k, weights in ((1, None), (3, None), (5, w)):
         _same(cm.fasterpam(src, k, random_state=5, weights=weights, **opts),

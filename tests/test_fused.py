@@ -277,8 +277,10 @@ def test_wide_features_stream_rows_instead_of_fused_kernels(rng, monkeypatch):
     results = []
     for max_d, fused in ((6, True), (5, False)):
         monkeypatch.setattr(feat, "FUSED_MAX_D", max_d)
+        monkeypatch.setattr(feat, "FUSED_WALK_MAX_D", max_d)  # FasterPAM's walk has its own bound
         used.clear()
-        assert src.prefer_fused() is fused and src.fused_bundle() is not None
+        assert src.prefer_fused() is fused and src.prefer_fused(walk=True) is fused
+        assert src.fused_bundle() is not None
         r = fasterpam(src, 5, init="build", num_workers=2)
         assert bool(used) is fused
         results.append(r)
@@ -286,6 +288,42 @@ def test_wide_features_stream_rows_instead_of_fused_kernels(rng, monkeypatch):
     for r in results:
         assert r.medoids.tolist() == want.medoids.tolist() and r.loss == want.loss
         assert r.loss_history == want.loss_history
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_fasterpam_walk_stays_fused_for_wide_features(rng, monkeypatch, dtype):
+    """FasterPAM's eager walk asks ``prefer_fused(walk=True)``, which has no bound on d: wide
+    features (d = 40 > FUSED_MAX_D) still walk through the fused kernels, while the
+    block-parallel passes (BUILD here) stream rows; bitwise the result of the rows path."""
+    from chunked_medoids import fasterpam
+    from chunked_medoids.algorithms import fasterpam as fp
+    from chunked_medoids.sources import features as feat
+
+    used = []
+    real = fp.FusedEval
+
+    class Spy(real):
+        def __init__(self, *a, **kw):
+            used.append(True)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(fp, "FusedEval", Spy)
+    X = np.round(rng.normal(size=(260, 40)), 1)
+    src = from_features(X, "manhattan", dtype=dtype)
+    assert src.features.d > feat.FUSED_MAX_D and feat.FUSED_WALK_MAX_D is None
+    assert src.prefer_fused(walk=True) and not src.prefer_fused()
+    with monkeypatch.context() as m:  # a walk bound below d: the walk streams rows too
+        m.setattr(feat, "FUSED_WALK_MAX_D", 39)
+        assert not src.prefer_fused(walk=True)
+    got = fasterpam(src, 6, init="build", num_workers=2)
+    assert used
+    used.clear()
+    monkeypatch.setattr(type(src), "prefer_fused", lambda self, walk=False: False)
+    want = fasterpam(src, 6, init="build", num_workers=2)
+    assert not used
+    assert got.medoids.tolist() == want.medoids.tolist() and got.loss == want.loss
+    assert got.loss_history == want.loss_history and got.n_swap == want.n_swap
+    np.testing.assert_array_equal(got.labels, want.labels)
 
 
 def test_fused_kernels_flag_a_float32_overflow_and_the_driver_reports_it():

@@ -546,10 +546,10 @@ def _snapshot(state, st):
 
 def fused_eval(source, threads, st):
     """The fused kernels for ``source`` when it computes rows from features (its
-    ``fused_bundle()``) and prefers them (``prefer_fused()``), else None (the pass streams
-    ``read_rows`` blocks)."""
+    ``fused_bundle()``) and prefers them for the walk (``prefer_fused(walk=True)``), else
+    None (the pass streams ``read_rows`` blocks)."""
     prefer = getattr(source, "prefer_fused", None)
-    if prefer is None or not prefer():
+    if prefer is None or not prefer(walk=True):
         return None
     return FusedEval(source.fused_bundle(), threads, st.ds)
 

@@ -39,6 +39,12 @@ from .memory import _is_whole_memmap
 #: each way, 9 metrics, loaded 2-core machine): the fused pass wins or ties at d = 3 and 9 for most
 #: metrics, is mixed at d = 16 and 36, and loses for all but correlation at d = 64 (3-4x at d = 784).
 FUSED_MAX_D = 32
+#: the same bound for FasterPAM's eager walk (``prefer_fused(walk=True)``); None: any d.  Its
+#: fused kernels evaluate four candidates per sweep (``_kernels/fused.py`` ``eval_quad_fused``)
+#: and won in wall time over the row blocks for all 10 metrics at every d measured
+#: (3, 16, 64, 784: 0.18-0.70x the time at d >= 64; also d = 64, n = 40000 and d = 784,
+#: n = 8000), at 0.6-1.3x the process CPU (README, "On-the-fly distances").
+FUSED_WALK_MAX_D = None
 
 logger = logging.getLogger(__name__)
 
@@ -560,21 +566,30 @@ class FeatureSource(DissimilaritySource):
             qs, qinv = np.float32(self.scale), np.float32(1.0 / self.scale)
         return (int(code), prep[0], prep[1], float(p), cat, ranges, int(tile_width(self.features.d)), qs, qinv)
 
-    def prefer_fused(self) -> bool:
+    def prefer_fused(self, walk: bool = False) -> bool:
         """Whether the algorithms' passes should run through the fused kernels.
 
         True when :meth:`fused_bundle` is not None and the features have at most
-        :data:`FUSED_MAX_D` dimensions.  A fused kernel computes one candidate row at a time
-        from the prepared features, streaming all of them per candidate; for wide features the
-        row-block path (:meth:`read_rows`, cache-blocked over many candidates at once, into the
-        stored kernels) is faster (measured per metric and d: ``benchmarks/bench_features.py
-        --part metrics``, README).  Both paths give bitwise the same results.
+        :data:`FUSED_MAX_D` dimensions (with ``walk=True``, FasterPAM's eager walk:
+        :data:`FUSED_WALK_MAX_D`, no bound).  The fused kernels of the block-parallel passes
+        compute one candidate row at a time from the prepared features, streaming all of
+        them per candidate; for wide features the row-block path (:meth:`read_rows`,
+        cache-blocked over many candidates at once, into the stored kernels) is faster.  The
+        walk's fused kernels evaluate four candidates per sweep and are faster at every d
+        measured (per metric and d: ``benchmarks/bench_features.py --part metrics``,
+        README).  Both paths give bitwise the same results.
+
+        Parameters
+        ----------
+        walk : bool, default False
+            Ask for FasterPAM's eager walk instead of a block-parallel pass.
 
         Returns
         -------
         bool
         """
-        return self.features.d <= FUSED_MAX_D and self.fused_bundle() is not None
+        max_d = FUSED_WALK_MAX_D if walk else FUSED_MAX_D
+        return (max_d is None or self.features.d <= max_d) and self.fused_bundle() is not None
 
     def fused_metric(self):
         """``(code, p, categorical, ranges)`` of the fused kernels, or None (user metric)."""
